@@ -1,0 +1,69 @@
+"""Every exception infinitic-py raises on purpose, in one hierarchy."""
+
+from __future__ import annotations
+
+
+class InfiniticError(Exception):
+    """Base class of infinitic-py's own errors."""
+
+
+class ServiceDefinitionError(InfiniticError):
+    """A service class, task method or batch twin is declared wrongly (checked at worker start)."""
+
+
+class ConfigError(InfiniticError):
+    """A worker configuration is invalid. ``str()`` is one readable line naming the key."""
+
+
+class TaskFailed(InfiniticError):
+    """A task ended in failure: raised by ``Deferred.result()``.
+
+    ``error_type`` is the remote exception's class name, ``message`` its text and ``retry_index``
+    how many retries had been made when it failed for good.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        error_type: str,
+        message: str,
+        retry_index: int = 0,
+        traceback: str | None = None,
+        service: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        super().__init__(f"task {task_id} failed after {retry_index} retries: {error_type}: {message}")
+        self.task_id = task_id
+        self.error_type = error_type
+        self.message = message
+        self.retry_index = retry_index
+        self.traceback = traceback
+        self.service = service
+        self.method = method
+
+    def __reduce__(self) -> tuple[type[TaskFailed], tuple[object, ...]]:
+        return (
+            TaskFailed,
+            (self.task_id, self.error_type, self.message, self.retry_index, self.traceback,
+             self.service, self.method),
+        )
+
+
+class MissingBatchResult(InfiniticError):
+    """The error of a task whose id the batch method did not return."""
+
+
+class TaskTimeout(InfiniticError):
+    """The error of a task whose handler (or whole batch) exceeded its timeout."""
+
+
+class DecodeError(InfiniticError):
+    """A message or a task's arguments could not be decoded (never retried)."""
+
+
+class ResultTimeout(InfiniticError, TimeoutError):
+    """``Deferred.result(timeout=...)`` ran out of time; the task may still complete later."""
+
+
+class ClientClosed(InfiniticError):
+    """The client was closed while a result was awaited or a dispatch was attempted."""

@@ -1,0 +1,156 @@
+"""The transport protocol: the few broker operations infinitic-py needs.
+
+Two implementations share these semantics: ``PulsarTransport`` (``pulsar://``, ``pulsar+ssl://``)
+and ``MemoryTransport`` (``memory://NAME``, in-process). Everything above this module (executor,
+client) only talks to these classes, so the same behaviour suite runs on both.
+
+Semantics every implementation keeps (they are Pulsar's):
+- A message published to a topic is delivered to every *existing* subscription of that topic;
+  a topic with no subscription keeps nothing (no retention). ``ensure_subscription`` creates one.
+- ``shared`` / ``key_shared`` subscriptions spread messages over their consumers; ``exclusive``
+  allows one consumer.
+- A received message stays *unacked* until ``acknowledge``; ``negative_acknowledge`` redelivers it
+  after ``nack_redelivery_delay`` with ``redelivery_count + 1``; closing a consumer (or losing it)
+  redelivers its unacked messages to the other consumers at once.
+- With ``max_redeliveries`` set, a message nacked more than that many times goes to
+  ``dead_letter_topic`` instead of being redelivered.
+- ``deliver_after`` holds a message back for that many seconds (shared / key_shared only).
+- ``receive`` waits for a message; after ``close`` (even a concurrent one) it raises
+  ``ConsumerClosed``. It is never cancelled by the executor (see DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TransportError(Exception):
+    """The broker could not do what was asked (connection lost, timeout, publish refused...)."""
+
+
+class ConsumerClosed(TransportError):
+    """``receive`` was called on (or was waiting in) a consumer that has been closed."""
+
+
+class SubscriptionType(enum.StrEnum):
+    SHARED = "shared"
+    KEY_SHARED = "key_shared"
+    EXCLUSIVE = "exclusive"
+    FAILOVER = "failover"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How one consumer subscribes. Defaults fit a task worker."""
+
+    subscription_type: SubscriptionType = SubscriptionType.SHARED
+    receiver_queue_size: int = 1000
+    nack_redelivery_delay: float = 1.0
+    max_redeliveries: int | None = None
+    dead_letter_topic: str | None = None
+    consumer_name: str | None = None
+    # Start at the earliest unacked message when the subscription is new.
+    initial_position_earliest: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message to publish."""
+
+    data: bytes
+    properties: Mapping[str, str] = field(default_factory=dict)
+    deliver_after: float | None = None  # seconds; None or <= 0 means now
+    partition_key: str | None = None  # also the ordering key for key_shared subscriptions
+
+
+class ReceivedMessage:
+    """A message handed out by ``Consumer.receive``; ``handle`` is the transport's own object."""
+
+    __slots__ = ("data", "handle", "properties", "redelivery_count", "topic")
+
+    def __init__(
+        self,
+        data: bytes,
+        properties: Mapping[str, str],
+        redelivery_count: int,
+        topic: str,
+        handle: Any,
+    ) -> None:
+        self.data = data
+        self.properties = properties
+        self.redelivery_count = redelivery_count
+        self.topic = topic
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return (
+            f"ReceivedMessage(topic={self.topic!r}, size={len(self.data)}, "
+            f"redelivery_count={self.redelivery_count})"
+        )
+
+
+class Consumer(abc.ABC):
+    @abc.abstractmethod
+    async def receive(self) -> ReceivedMessage:
+        """Wait for the next message. Raises ``ConsumerClosed`` once the consumer is closed."""
+
+    @abc.abstractmethod
+    async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Acknowledge messages (individual acks; batch-index acks where the broker has them)."""
+
+    @abc.abstractmethod
+    def negative_acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Ask for redelivery of these messages after the nack redelivery delay."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close; a pending ``receive`` raises ``ConsumerClosed``; unacked messages go back."""
+
+
+class Producer(abc.ABC):
+    @property
+    @abc.abstractmethod
+    def topic(self) -> str: ...
+
+    @abc.abstractmethod
+    async def send(self, message: OutgoingMessage) -> None:
+        """Publish one message; returns once the broker has persisted it."""
+
+    @abc.abstractmethod
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish many messages in as few round trips as the transport allows; returns once all
+        are persisted. Raises ``TransportError`` if any failed (some may have been persisted)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Transport(abc.ABC):
+    """A connection to one broker (or one in-process broker)."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def create_producer(self, topic: str) -> Producer: ...
+
+    @abc.abstractmethod
+    async def subscribe(
+        self, topic: str, subscription: str, settings: ConsumerSettings
+    ) -> Consumer: ...
+
+    @abc.abstractmethod
+    async def ensure_subscription(
+        self, topic: str, subscription: str, subscription_type: SubscriptionType
+    ) -> None:
+        """Create a durable subscription (if missing) so messages published from now on are kept."""
+
+    @abc.abstractmethod
+    def is_connected(self) -> bool:
+        """Best knowledge of whether the broker is reachable right now (used by /readyz)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
