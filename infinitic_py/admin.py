@@ -1,0 +1,254 @@
+"""A small, dependency-free client of the Pulsar admin REST API (``/admin/v2``).
+
+Used by the worker's ``check`` command and start-up checks, and by the integration tests. Standard
+library only (``urllib``); every call is synchronous and bounded by ``timeout`` seconds, so call it
+through ``asyncio.to_thread`` from async code.
+
+Verified against a real Apache Pulsar 4.2.4 standalone broker (``deploy/pulsar-standalone``):
+
+- ``GET /admin/v2/clusters`` -> ``["standalone"]``; ``GET /admin/v2/tenants`` -> list of names.
+- ``PUT /admin/v2/tenants/{t}`` with ``{"adminRoles": [], "allowedClusters": [...]}`` -> 204,
+  409 ``{"reason": "Tenant already exist"}`` when it does.
+- ``PUT /admin/v2/namespaces/{t}/{ns}`` with ``{}`` -> 204, 409 when it exists.
+  ``GET /admin/v2/namespaces/{t}`` -> ``["t/ns", ...]``, 404 when the tenant is missing.
+- ``GET /admin/v2/{persistent|non-persistent}/{t}/{ns}/{local}/stats`` -> topic stats, 404
+  ``{"reason": "Topic ... not found"}`` when the topic does not exist. The local name is sent
+  percent-encoded (``task-executor%3AEmail``), as the Java admin client does; the broker decodes it.
+  Per subscription: ``msgBacklog``, ``unackedMessages``, ``msgDelayed``,
+  ``blockedSubscriptionOnUnackedMsgs``, ``consumers[].unackedMessages``.
+- ``GET /admin/v2/namespaces/{t}/{ns}/maxUnackedMessagesPerConsumer`` -> an **empty body** (200)
+  when the policy is unset, the integer when set (``POST`` the integer to set it); 404 when the
+  namespace does not exist.
+- ``maxUnackedMessagesPerConsumer`` of the broker: ``GET /admin/v2/brokers/configuration/runtime``
+  returns every effective setting as a **string** (``"50000"``).
+  ``GET /admin/v2/brokers/configuration/values`` returns only the dynamic overrides stored in
+  the metadata store (``{}`` on a fresh broker), and ``maxUnackedMessagesPerConsumer`` is not a
+  dynamic setting in 4.2.4 (absent from ``GET /admin/v2/brokers/configuration``). Both are read:
+  an override, if one ever appears, wins over the runtime value.
+- ``GET /admin/v2/brokers/health`` -> the text ``ok`` (200) although the content type says JSON.
+
+Errors: HTTP errors and unreachable brokers raise :class:`PulsarAdminError` carrying the HTTP
+status (``None`` when no response came) and the broker's ``reason`` when it sent one.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from infinitic_py.errors import InfiniticError
+
+__all__ = ["PulsarAdmin", "PulsarAdminError"]
+
+_DOMAINS = ("persistent", "non-persistent")
+
+
+class PulsarAdminError(InfiniticError):
+    """A Pulsar admin call failed: HTTP error (``status``) or no answer at all (``status is None``)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, url: str = "", reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.reason = reason
+
+
+class PulsarAdmin:
+    """Thin synchronous client of a broker's admin API, e.g. ``PulsarAdmin("http://127.0.0.1:8080")``.
+
+    ``auth_token`` is sent as ``Authorization: Bearer <token>``.
+    """
+
+    def __init__(
+        self, admin_url: str, *, auth_token: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.admin_url = admin_url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json"}
+        if auth_token:
+            self._headers["Authorization"] = f"Bearer {auth_token}"
+
+    def __repr__(self) -> str:
+        return f"PulsarAdmin({self.admin_url!r})"
+
+    # -- raw HTTP --------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, body: Any = None, *, send_body: bool = False
+    ) -> bytes:
+        url = self.admin_url + (path if path.startswith("/") else "/" + path)
+        headers = dict(self._headers)
+        data: bytes | None = None
+        if send_body:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload: bytes = response.read()
+                return payload
+        except urllib.error.HTTPError as exc:
+            reason = _reason(exc)
+            raise PulsarAdminError(
+                f"{method} {url} -> HTTP {exc.code}: {reason or exc.reason}",
+                status=exc.code,
+                url=url,
+                reason=reason,
+            ) from exc
+        except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout
+            detail = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise PulsarAdminError(f"{method} {url} failed: {detail}", url=url) from exc
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` (e.g. ``"/admin/v2/clusters"``) and decode its JSON; ``None`` if empty."""
+        raw = self._request("GET", path)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise PulsarAdminError(
+                f"GET {self.admin_url}{path}: not JSON: {raw[:200]!r}", url=self.admin_url + path
+            ) from exc
+
+    def put_json(self, path: str, body: Any) -> None:
+        """PUT ``body`` as JSON to ``path``."""
+        self._request("PUT", path, body, send_body=True)
+
+    def post_json(self, path: str, body: Any) -> None:
+        """POST ``body`` as JSON to ``path``."""
+        self._request("POST", path, body, send_body=True)
+
+    # -- cluster, tenants, namespaces ------------------------------------------------------------
+
+    def clusters(self) -> list[str]:
+        """Names of the clusters (``["standalone"]`` on a standalone broker)."""
+        return [str(c) for c in self.get_json("/admin/v2/clusters") or []]
+
+    def tenants(self) -> list[str]:
+        return [str(t) for t in self.get_json("/admin/v2/tenants") or []]
+
+    def namespaces(self, tenant: str) -> list[str]:
+        """Namespaces of ``tenant`` as ``"tenant/ns"`` strings."""
+        return [str(n) for n in self.get_json(f"/admin/v2/namespaces/{_seg(tenant)}") or []]
+
+    def ensure_namespace(self, tenant: str, namespace: str) -> None:
+        """Create the tenant (allowed on every cluster) and the namespace unless they exist."""
+        if tenant not in self.tenants():
+            body = {"adminRoles": [], "allowedClusters": self.clusters()}
+            _ignore_conflict(lambda: self.put_json(f"/admin/v2/tenants/{_seg(tenant)}", body))
+        if f"{tenant}/{namespace}" not in self.namespaces(tenant):
+            path = f"/admin/v2/namespaces/{_seg(tenant)}/{_seg(namespace)}"
+            _ignore_conflict(lambda: self.put_json(path, {}))
+
+    # -- topics and subscriptions ----------------------------------------------------------------
+
+    def topic_stats(self, topic: str) -> dict[str, Any]:
+        """Stats of a non-partitioned topic (``persistent://t/ns/local``); ``{}`` if it is missing."""
+        try:
+            stats = self.get_json(_topic_path(topic) + "/stats")
+        except PulsarAdminError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return stats if isinstance(stats, dict) else {}
+
+    def subscription_counts(self, topic: str, subscription: str) -> tuple[int, int]:
+        """``(msgBacklog, unackedMessages)`` of a subscription; ``(0, 0)`` if topic or it is missing."""
+        sub = self.topic_stats(topic).get("subscriptions", {}).get(subscription)
+        if not isinstance(sub, dict):
+            return (0, 0)
+        return (int(sub.get("msgBacklog", 0)), int(sub.get("unackedMessages", 0)))
+
+    # -- limits that decide whether a consumer can stall -----------------------------------------
+
+    def namespace_max_unacked_per_consumer(self, tenant: str, namespace: str) -> int | None:
+        """The namespace's ``maxUnackedMessagesPerConsumer`` policy, ``None`` when unset."""
+        value = self.get_json(
+            f"/admin/v2/namespaces/{_seg(tenant)}/{_seg(namespace)}/maxUnackedMessagesPerConsumer"
+        )
+        return _as_int(value)
+
+    def broker_max_unacked_per_consumer(self) -> int | None:
+        """The broker's effective ``maxUnackedMessagesPerConsumer``; ``None`` if it cannot be read."""
+        key = "maxUnackedMessagesPerConsumer"
+        for path in (
+            "/admin/v2/brokers/configuration/values",
+            "/admin/v2/brokers/configuration/runtime",
+        ):
+            try:
+                config = self.get_json(path)
+            except PulsarAdminError:
+                continue  # e.g. 401/403 without super-user rights: try the next one
+            if isinstance(config, dict) and key in config:
+                value = _as_int(config[key])
+                if value is not None:
+                    return value
+        return None
+
+    def healthy(self) -> bool:
+        """``GET /admin/v2/brokers/health`` answered ``ok``; ``False`` on any error."""
+        try:
+            body = self._request("GET", "/admin/v2/brokers/health")
+        except PulsarAdminError:
+            return False
+        return body.strip().strip(b'"').lower() == b"ok"
+
+
+def _seg(value: str) -> str:
+    """One percent-encoded path segment."""
+    return urllib.parse.quote(value, safe="")
+
+
+def _topic_path(topic: str) -> str:
+    """``persistent://t/ns/local`` -> ``/admin/v2/persistent/t/ns/<encoded local>``."""
+    domain, sep, rest = topic.partition("://")
+    if not sep:
+        domain, rest = "persistent", topic
+    if domain not in _DOMAINS:
+        raise ValueError(f"not a Pulsar topic name: {topic!r}")
+    parts = rest.split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"topic must be {domain}://tenant/namespace/name, got {topic!r}")
+    tenant, namespace, local = parts
+    return f"/admin/v2/{domain}/{_seg(tenant)}/{_seg(namespace)}/{_seg(local)}"
+
+
+def _as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _reason(exc: urllib.error.HTTPError) -> str | None:
+    try:
+        raw = exc.read()
+    except OSError:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        text = raw.decode(errors="replace").strip()
+        return text[:300] or None
+    if isinstance(body, dict) and isinstance(body.get("reason"), str):
+        return str(body["reason"])
+    return None
+
+
+def _ignore_conflict(call: Callable[[], None]) -> None:
+    """Run a create call; 409 (created concurrently) is success."""
+    try:
+        call()
+    except PulsarAdminError as exc:
+        if exc.status != 409:
+            raise
