@@ -42,9 +42,9 @@ deploy-check: install
 
 run: install
 ifeq ($(PULSAR),1)
-	$(WITH_BROKER) $(BIN)/python -m infinitic_py.demo
+	$(WITH_BROKER) $(BIN)/python -m examples.demo
 else
-	$(BIN)/python -m infinitic_py.demo
+	$(BIN)/python -m examples.demo
 endif
 
 bench: install

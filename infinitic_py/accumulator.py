@@ -1,0 +1,147 @@
+"""BatchAccumulator: groups items per key and decides when a group is flushed. Pure: no I/O, no
+asyncio; the caller passes the current time (``now``) so tests control the clock.
+
+A group flushes when it holds ``max_messages`` items (``add`` returns it), when ``max_seconds`` have
+passed since its *first* item (``flush_due``), when the owner shuts down (``flush_all``), or when the
+buffered total reaches the cap (``add`` returns the group due first, reason ``memory``).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class FlushReason(enum.StrEnum):
+    SIZE = "size"
+    TIME = "time"
+    SHUTDOWN = "shutdown"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_messages: int
+    max_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {self.max_messages}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+
+
+@dataclass(slots=True)
+class Batch(Generic[K, T]):
+    key: K
+    items: list[T]
+    opened_at: float  # time of the first item
+    reason: FlushReason
+    limits: BatchLimits
+
+
+@dataclass(slots=True)
+class _Group(Generic[T]):
+    items: list[T]
+    opened_at: float
+    deadline: float
+    generation: int
+    limits: BatchLimits
+
+
+@dataclass
+class BatchAccumulator(Generic[K, T]):
+    """Open groups keyed by ``K`` (the executor uses ``(method, batch_key)``).
+
+    ``limits_for(key)`` gives each group's limits; ``max_buffered`` caps items across all groups.
+    """
+
+    limits_for: Callable[[K], BatchLimits]
+    max_buffered: int | None = None
+    _groups: dict[K, _Group[T]] = field(default_factory=dict, init=False)
+    # (deadline, generation, key): lazily pruned; generation tells a stale entry from a live one.
+    _deadlines: list[tuple[float, int, K]] = field(default_factory=list, init=False)
+    _generation: int = field(default=0, init=False)
+    _buffered: int = field(default=0, init=False)
+
+    @property
+    def buffered(self) -> int:
+        """Items held in open groups."""
+        return self._buffered
+
+    @property
+    def open_groups(self) -> int:
+        return len(self._groups)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether a group is open for ``key``."""
+        return key in self._groups
+
+    def add(self, key: K, item: T, now: float) -> list[Batch[K, T]]:
+        """Add one item; returns the batches this addition flushes (size or memory), if any."""
+        group = self._groups.get(key)
+        if group is None:
+            limits = self.limits_for(key)
+            self._generation += 1
+            group = _Group([], now, now + limits.max_seconds, self._generation, limits)
+            self._groups[key] = group
+            heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
+        group.items.append(item)
+        self._buffered += 1
+        flushed: list[Batch[K, T]] = []
+        if len(group.items) >= group.limits.max_messages:
+            flushed.append(self._pop(key, FlushReason.SIZE))
+        if self.max_buffered is not None and self._buffered >= self.max_buffered:
+            oldest = self._oldest_key()
+            if oldest is not None:
+                flushed.append(self._pop(oldest, FlushReason.MEMORY))
+        return flushed
+
+    def next_deadline(self) -> float | None:
+        """When the earliest open group is due, or None if there is none."""
+        self._prune()
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def deadline_of(self, key: K) -> float | None:
+        group = self._groups.get(key)
+        return None if group is None else group.deadline
+
+    def flush_due(self, now: float) -> list[Batch[K, T]]:
+        """Flush every group whose deadline is at or before ``now`` (reason ``time``)."""
+        flushed: list[Batch[K, T]] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, generation, key = heapq.heappop(self._deadlines)
+            group = self._groups.get(key)
+            if group is not None and group.generation == generation:
+                flushed.append(self._pop(key, FlushReason.TIME))
+        return flushed
+
+    def flush_all(self, reason: FlushReason = FlushReason.SHUTDOWN) -> list[Batch[K, T]]:
+        """Flush every open group, oldest first."""
+        keys = sorted(self._groups, key=lambda k: self._groups[k].opened_at)
+        flushed = [self._pop(k, reason) for k in keys]
+        self._deadlines.clear()
+        return flushed
+
+    def _oldest_key(self) -> K | None:
+        self._prune()
+        return self._deadlines[0][2] if self._deadlines else None
+
+    def _prune(self) -> None:
+        while self._deadlines:
+            _, generation, key = self._deadlines[0]
+            group = self._groups.get(key)
+            if group is not None and group.generation == generation:
+                return
+            heapq.heappop(self._deadlines)
+
+    def _pop(self, key: K, reason: FlushReason) -> Batch[K, T]:
+        group = self._groups.pop(key)
+        self._buffered -= len(group.items)
+        return Batch(key, group.items, group.opened_at, reason, group.limits)

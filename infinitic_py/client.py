@@ -1,0 +1,645 @@
+"""Client SDK: dispatch tasks (one, or many in one round trip) and await their results.
+
+    async with AsyncClient("pulsar://127.0.0.1:6650") as client:
+        email = client.service(EmailService, meta={"batchKey": "tenant-42"})
+        d = await email.send(EmailRequest(...))          # Deferred
+        ok = await d.result(timeout=30)
+        ds = await email.send.many([r1, r2, Call(r3, delay=2.0, task_id="order-17")])
+
+``Client`` is the same surface for plain scripts and threads (it runs an ``AsyncClient`` on a
+private event loop thread). Arguments are checked against the method's types before anything is
+sent: a wrong type raises ``TypeError`` at the call site, never a poison message on the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import uuid
+import weakref
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import msgspec
+import structlog
+
+from infinitic_py import messages as wire
+from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
+from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
+from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
+from infinitic_py.transport import create_transport
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerClosed,
+    ConsumerSettings,
+    OutgoingMessage,
+    Producer,
+    SubscriptionType,
+    Transport,
+    TransportError,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+log = structlog.get_logger("infinitic_py.client")
+
+
+@dataclass(frozen=True, init=False)
+class Call:
+    """One item of ``many()``: the arguments plus per-item options.
+
+    ``meta`` is merged over the stub's meta (``batchKey`` included), ``delay`` (seconds) or
+    ``run_at`` (an aware datetime) postpone delivery, ``task_id`` is the caller-chosen id (the
+    idempotency key), ``tags`` are added to the stub's tags.
+    """
+
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    meta: Mapping[str, Any] | None
+    delay: float | None
+    run_at: datetime | None
+    task_id: str | None
+    tags: Sequence[str] | None
+
+    def __init__(
+        self,
+        *args: Any,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", kwargs)
+        object.__setattr__(self, "meta", meta)
+        object.__setattr__(self, "delay", delay)
+        object.__setattr__(self, "run_at", run_at)
+        object.__setattr__(self, "task_id", task_id)
+        object.__setattr__(self, "tags", tags)
+
+
+class Deferred(Generic[R]):
+    """A dispatched task. ``await d.result(timeout=...)`` returns its output or raises
+    ``TaskFailed``; ``ResultTimeout`` when the time runs out (the task may still complete)."""
+
+    __slots__ = ("__weakref__", "_client", "_decoder", "_future", "task_id")
+
+    def __init__(
+        self,
+        task_id: str,
+        future: asyncio.Future[wire.Reply] | None,
+        decoder: msgspec.msgpack.Decoder[Any] | None,
+        client: AsyncClient,
+    ) -> None:
+        self.task_id = task_id
+        self._future = future
+        self._decoder = decoder
+        self._client = client
+
+    def done(self) -> bool:
+        return self._future is not None and self._future.done()
+
+    async def result(self, timeout: float | None = None) -> R:
+        if self._future is None:
+            raise RuntimeError(
+                f"task {self.task_id} was dispatched without asking for its result "
+                "(client or stub created with results=False)"
+            )
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(self._future), timeout)
+        except TimeoutError:
+            raise ResultTimeout(
+                f"no result for task {self.task_id} within {timeout}s (it may still complete)"
+            ) from None
+        if isinstance(reply, wire.TaskFailedReply):
+            raise TaskFailed(
+                reply.task_id, reply.error_type, reply.message, reply.retry_index,
+                reply.traceback, reply.service, reply.method,
+            )
+        output: R = (self._decoder or _any_decoder).decode(reply.output)
+        return output
+
+    def __repr__(self) -> str:
+        return f"Deferred(task_id={self.task_id!r}, done={self.done()})"
+
+
+_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+class StubMethod(Generic[P, R]):
+    """A task method seen from the client. Calling it dispatches one task."""
+
+    def __init__(
+        self,
+        stub: ServiceStub,
+        name: str,
+        definition: MethodDefinition | None,
+        options: Call | None = None,
+    ) -> None:
+        self._stub = stub
+        self._name = name
+        self._definition = definition
+        self._options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Deferred[R]]:
+        return self._dispatch_one(args, kwargs)
+
+    async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
+        o = self._options
+        call = Call(
+            *args,
+            meta=o.meta if o else None,
+            delay=o.delay if o else None,
+            run_at=o.run_at if o else None,
+            task_id=o.task_id if o else None,
+            tags=o.tags if o else None,
+            **kwargs,
+        )
+        (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
+        return deferred
+
+    def options(
+        self,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> StubMethod[P, R]:
+        """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
+        return StubMethod(self._stub, self._name, self._definition,
+                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags))
+
+    async def many(self, items: Iterable[Any]) -> list[Deferred[R]]:
+        """Dispatch many tasks in one producer flush; returns the Deferreds in order.
+
+        Each item is a ``Call(...)`` (arguments + per-item options), a tuple of positional
+        arguments, or — for a one-parameter method — the argument itself. Every item is validated
+        before anything is sent: one bad item rejects the whole call.
+        """
+        calls = [self._as_call(item) for item in items]
+        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls)
+
+    def _as_call(self, item: Any) -> Call:
+        if isinstance(item, Call):
+            return item
+        if self._definition is not None and len(self._definition.param_names) == 1:
+            return Call(item)
+        if isinstance(item, tuple):
+            return Call(*item)
+        return Call(item)
+
+    def __repr__(self) -> str:
+        return f"<stub {self._stub.name}.{self._name}>"
+
+
+class ServiceStub:
+    """``client.service(EmailService)``: attribute access gives ``StubMethod``s."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str,
+        methods: Mapping[str, MethodDefinition] | None,
+        meta: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+        results: bool,
+    ) -> None:
+        self._client = client
+        self.name = name
+        self._methods = methods
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.tags: list[str] = list(tags or [])
+        self.results = results
+        key = self.meta.get(wire.META_BATCH_KEY)
+        if key is not None and not isinstance(key, str | bytes):
+            raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
+
+    def __getattr__(self, method: str) -> StubMethod[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        definition = None
+        if self._methods is not None:
+            definition = self._methods.get(method)
+            if definition is None:
+                raise AttributeError(
+                    f"service {self.name} has no task method {method!r} "
+                    f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
+                )
+        return StubMethod(self, method, definition)
+
+    def method(self, task_method: TaskMethod[Any, P, R]) -> StubMethod[P, R]:
+        """The typed route: ``stub.method(EmailService.send)`` is a ``StubMethod`` whose
+        parameters and result type checkers see."""
+        return StubMethod(self, task_method.name, self._definition_of(task_method.name))
+
+    def _definition_of(self, name: str) -> MethodDefinition | None:
+        return None if self._methods is None else self._methods.get(name)
+
+    def __repr__(self) -> str:
+        return f"<ServiceStub {self.name} meta={self.meta!r}>"
+
+
+class AsyncClient:
+    """Dispatches tasks and receives their results on a per-client response topic."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tenant: str = "public",
+        namespace: str = "default",
+        name: str | None = None,
+        results: bool = True,
+        subscription_type: SubscriptionType = SubscriptionType.SHARED,
+        transport: Transport | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.tenant = tenant
+        self.namespace = namespace
+        self.name = name or f"client-{uuid.uuid4().hex[:12]}"
+        self.results = results
+        self.subscription_type = subscription_type
+        self._transport_options = dict(transport_options or {})
+        self._transport = transport
+        self._own_transport = transport is None
+        self._producers: dict[str, Producer] = {}
+        self._lock: asyncio.Lock | None = None
+        self._responses: Consumer | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[wire.Reply]] = {}
+        self._closed = False
+        self.response_topic = response_topic(tenant, namespace, self.name)
+        self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (done lazily by the first dispatch otherwise)."""
+        self._check_open()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        if self._transport is None:
+            self._transport = create_transport(self.url, **self._transport_options)
+
+    def service(
+        self,
+        service: type[Any] | str,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        results: bool | None = None,
+    ) -> ServiceStub:
+        """A stub for a service class (arguments checked against its types) or a service name
+        (no checks: the worker validates). ``results=False``: don't ask for replies."""
+        methods = None
+        if not isinstance(service, str):
+            methods = self._class_methods.get(service)
+            if methods is None:
+                methods = describe_class(service)
+                self._class_methods[service] = methods
+        return ServiceStub(
+            self, service_name(service), methods, meta, tags,
+            self.results if results is None else results,
+        )
+
+    async def close(self) -> None:
+        """Close producers and the response consumer; pending results raise ClientClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._responses is not None:
+            try:
+                await self._responses.close()
+            except TransportError:
+                pass
+        if self._response_task is not None:
+            await asyncio.gather(self._response_task, return_exceptions=True)
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ClientClosed(f"client {self.name} closed"))
+        self._waiting.clear()
+        for producer in self._producers.values():
+            try:
+                await producer.close()
+            except TransportError:
+                pass
+        if self._transport is not None and self._own_transport:
+            await self._transport.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed(f"client {self.name} is closed")
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _dispatch(
+        self,
+        stub: ServiceStub,
+        method: str,
+        definition: MethodDefinition | None,
+        calls: Sequence[Call],
+    ) -> list[Deferred[Any]]:
+        self._check_open()
+        now = wire.now()
+        want_results = stub.results
+        reply_to = self.response_topic if want_results else None
+        tasks: list[wire.ExecuteTask] = []
+        out: list[OutgoingMessage] = []
+        seen: set[str] = set()
+        for index, call in enumerate(calls):
+            try:
+                task, delay = self._build(stub, method, definition, call, reply_to, now)
+            except TypeError as exc:
+                where = f"item {index}: " if len(calls) > 1 else ""
+                raise TypeError(f"{where}{exc}") from None
+            if task.task_id in seen:
+                raise ValueError(f"item {index}: task_id {task.task_id!r} appears twice")
+            seen.add(task.task_id)
+            tasks.append(task)
+            key = task.batch_key()
+            out.append(OutgoingMessage(
+                wire.encode(task), wire.properties_for(task), deliver_after=delay,
+                partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
+            ))
+        await self.start()
+        if want_results:
+            await self._ensure_responses()
+        producer = await self._producer(stub.name)
+        deferreds: list[Deferred[Any]] = []
+        decoder = definition.output_decoder if definition is not None else None
+        for task in tasks:
+            future: asyncio.Future[wire.Reply] | None = None
+            if want_results:
+                future = asyncio.get_running_loop().create_future()
+                self._waiting[task.task_id] = future
+            deferred: Deferred[Any] = Deferred(task.task_id, future, decoder, self)
+            if future is not None:
+                weakref.finalize(deferred, self._forget, task.task_id)
+            deferreds.append(deferred)
+        try:
+            await producer.send_many(out)
+        except TransportError:
+            for task in tasks:
+                self._waiting.pop(task.task_id, None)
+            raise
+        return deferreds
+
+    def _forget(self, task_id: str) -> None:
+        """A Deferred nobody holds any more: stop waiting for its result."""
+        self._waiting.pop(task_id, None)
+
+    def _build(
+        self,
+        stub: ServiceStub,
+        method: str,
+        definition: MethodDefinition | None,
+        call: Call,
+        reply_to: str | None,
+        now: float,
+    ) -> tuple[wire.ExecuteTask, float | None]:
+        if definition is not None:
+            positional = definition.bind_args(call.args, dict(call.kwargs))
+            encoded = wire.encode_value(positional)
+            try:
+                definition.args_decoder.decode(encoded)  # exactly what the worker will decode
+            except msgspec.ValidationError as exc:
+                raise TypeError(f"{definition.qualified}(): {exc}") from None
+        else:
+            if call.kwargs:
+                raise TypeError(
+                    f"{stub.name}.{method}(): keyword arguments need the service class "
+                    "(client.service(ServiceClass)) to know the parameter order"
+                )
+            try:
+                encoded = wire.encode_value(call.args)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise TypeError(f"{stub.name}.{method}(): cannot encode arguments: {exc}") from None
+        meta = {**stub.meta, **(call.meta or {})}
+        key = meta.get(wire.META_BATCH_KEY)
+        if key is not None and not isinstance(key, str | bytes):
+            raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
+        delay = _delay_of(call)
+        task = wire.ExecuteTask(
+            task_id=call.task_id or uuid.uuid4().hex,
+            service=stub.name,
+            method=method,
+            args=encoded,
+            meta=meta,
+            tags=[*stub.tags, *(call.tags or [])],
+            reply_to=reply_to,
+            emitted_at=now,
+            first_emitted_at=now,
+        )
+        return task, delay
+
+    async def _producer(self, service: str) -> Producer:
+        producer = self._producers.get(service)
+        if producer is not None:
+            return producer
+        assert self._lock is not None and self._transport is not None
+        async with self._lock:
+            producer = self._producers.get(service)
+            if producer is None:
+                topic = service_topic(self.tenant, self.namespace, service)
+                # A topic keeps nothing without a subscription: create the workers' one first so
+                # tasks dispatched before any worker started are not dropped.
+                await self._transport.ensure_subscription(
+                    topic, WORKER_SUBSCRIPTION, self.subscription_type
+                )
+                producer = await self._transport.create_producer(topic)
+                self._producers[service] = producer
+            return producer
+
+    async def _ensure_responses(self) -> None:
+        if self._responses is not None:
+            return
+        assert self._lock is not None and self._transport is not None
+        async with self._lock:
+            if self._responses is None:
+                self._responses = await self._transport.subscribe(
+                    self.response_topic,
+                    self.name,
+                    ConsumerSettings(
+                        subscription_type=SubscriptionType.EXCLUSIVE,
+                        receiver_queue_size=1000,
+                        consumer_name=self.name,
+                    ),
+                )
+                self._response_task = asyncio.create_task(
+                    self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
+                )
+
+    async def _receive_responses(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                msg = await consumer.receive()
+            except ConsumerClosed:
+                return
+            except TransportError as exc:
+                log.warning("client.receive_failed", client=self.name, error=str(exc))
+                await asyncio.sleep(0.5)  # reconnect backoff
+                continue
+            try:
+                reply = wire.decode_reply(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.error("client.bad_reply", client=self.name, error=str(exc))
+            else:
+                future = self._waiting.pop(reply.task_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+            try:
+                await consumer.acknowledge([msg])
+            except TransportError:
+                pass
+
+
+def _delay_of(call: Call) -> float | None:
+    if call.delay is not None and call.run_at is not None:
+        raise TypeError("give either delay or run_at, not both")
+    if call.delay is not None:
+        if call.delay < 0:
+            raise TypeError(f"delay must be >= 0, got {call.delay}")
+        return float(call.delay)
+    if call.run_at is not None:
+        if call.run_at.tzinfo is None:
+            raise TypeError("run_at must be timezone-aware")
+        return max(0.0, (call.run_at - datetime.now(timezone.utc)).total_seconds())
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sync client: the same surface, for scripts and threads
+# ---------------------------------------------------------------------------------------------
+
+
+class SyncDeferred(Generic[R]):
+    __slots__ = ("_client", "_deferred", "task_id")
+
+    def __init__(self, deferred: Deferred[R], client: Client) -> None:
+        self._deferred = deferred
+        self._client = client
+        self.task_id = deferred.task_id
+
+    def result(self, timeout: float | None = None) -> R:
+        return self._client._run(self._deferred.result(timeout))
+
+    def done(self) -> bool:
+        return self._deferred.done()
+
+    def __repr__(self) -> str:
+        return f"SyncDeferred(task_id={self.task_id!r})"
+
+
+class SyncStubMethod(Generic[P, R]):
+    def __init__(self, method: StubMethod[P, R], client: Client) -> None:
+        self._method = method
+        self._client = client
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> SyncDeferred[R]:
+        return SyncDeferred(self._client._run(self._method(*args, **kwargs)), self._client)
+
+    def many(self, items: Iterable[Any]) -> list[SyncDeferred[R]]:
+        items = list(items)
+        return [SyncDeferred(d, self._client) for d in self._client._run(self._method.many(items))]
+
+    def options(self, **options: Any) -> SyncStubMethod[P, R]:
+        return SyncStubMethod(self._method.options(**options), self._client)
+
+
+class SyncServiceStub:
+    def __init__(self, stub: ServiceStub, client: Client) -> None:
+        self._stub = stub
+        self._client = client
+        self.name = stub.name
+
+    def __getattr__(self, method: str) -> SyncStubMethod[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return SyncStubMethod(getattr(self._stub, method), self._client)
+
+    def method(self, task_method: TaskMethod[Any, P, R]) -> SyncStubMethod[P, R]:
+        return SyncStubMethod(self._stub.method(task_method), self._client)
+
+
+class Client:
+    """Blocking client with ``AsyncClient``'s surface; safe to share between threads."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="infinitic-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        try:
+            self._async = self._run(_make_client(url, options))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.name = self._async.name
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        if self._closed:
+            raise ClientClosed("client is closed")
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            _awaitable(coro), self._loop
+        )
+        return future.result()
+
+    def service(
+        self,
+        service: type[Any] | str,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        results: bool | None = None,
+    ) -> SyncServiceStub:
+        return SyncServiceStub(
+            self._async.service(service, meta=meta, tags=tags, results=results), self
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._run(self._async.close())
+        finally:
+            self._closed = True
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _make_client(url: str, options: Mapping[str, Any]) -> AsyncClient:
+    client = AsyncClient(url, **options)
+    await client.start()
+    return client
+
+
+async def _awaitable(aw: Awaitable[T]) -> T:
+    return await aw

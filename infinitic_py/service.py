@@ -1,0 +1,445 @@
+"""Service definitions: ``@task``, its batched twin ``@<method>.batch(...)``, ``@service(name=...)``,
+and the checks that turn a service instance into ``ServiceDefinition`` at worker start.
+
+A service is a plain class; its task methods are ``TaskMethod`` descriptors. Accessed on an
+instance they behave like the original method, so services stay testable as plain objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+import msgspec
+
+from infinitic_py.accumulator import BatchLimits
+from infinitic_py.errors import ServiceDefinitionError
+from infinitic_py.retry import RetryPolicy
+
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=type[Any])
+BF = TypeVar("BF", bound=Callable[..., Any])
+
+DEFAULT_MAX_MESSAGES = 100
+DEFAULT_MAX_SECONDS = 1.0
+_SERVICE_NAME_ATTR = "__infinitic_service_name__"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What ``@<method>.batch(...)`` declared."""
+
+    fn: Callable[..., Any]
+    max_messages: int
+    max_seconds: float
+    isolate_failures: bool
+
+
+class TaskMethod(Generic[S, P, R]):
+    """A task method. ``R`` is the result type (an ``async def`` task's awaited result)."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name: str = fn.__name__
+        self.timeout = timeout
+        self.retry = retry
+        self.batch_spec: BatchSpec | None = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> TaskMethod[S, P, R]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> Callable[P, Any]: ...
+    def __get__(self, instance: object | None, owner: type[Any]) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self.fn, instance)
+
+    def batch(
+        self,
+        *,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        isolate_failures: bool = False,
+    ) -> Callable[[BF], BF]:
+        """Declare the batched twin of this task. It takes ``dict[task_id, I]`` and returns
+        ``dict[task_id, O]`` (a value may be an exception: that task fails alone) or ``None``.
+
+        ``max_messages`` / ``max_seconds`` are defaults that worker config can override.
+        With ``isolate_failures=True`` a batch that raises is split in halves and re-run to find
+        the failing tasks before their retries are spent.
+        The twin may keep the task's name (Infinitic's habit) or take another one.
+        """
+        BatchLimits(max_messages, max_seconds)  # validates now, at import time
+
+        def register(fn: BF) -> BF:
+            self.batch_spec = BatchSpec(fn, max_messages, max_seconds, isolate_failures)
+            if getattr(fn, "__name__", None) == self.name:
+                return self  # type: ignore[return-value]  # same name: the class keeps the task
+            return fn
+
+        return register
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}{' (batched)' if self.batch_spec else ''}>"
+
+
+@overload
+def task(
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
+) -> TaskMethod[S, P, R]: ...
+@overload
+def task(fn: Callable[Concatenate[S, P], R], /) -> TaskMethod[S, P, R]: ...
+@overload
+def task(
+    *, timeout: float | None = None, retry: RetryPolicy | None = None
+) -> Callable[[Callable[Concatenate[S, P], R]], TaskMethod[S, P, R]]: ...
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> Any:
+    """Mark a method as a task: ``@task`` or ``@task(timeout=10, retry=RetryPolicy(...))``."""
+    if fn is None:
+        return lambda f: TaskMethod(f, timeout=timeout, retry=retry)
+    return TaskMethod(fn, timeout=timeout, retry=retry)
+
+
+def service(*, name: str | None = None) -> Callable[[C], C]:
+    """Name a service (default: the class name): ``@service(name="Email")``."""
+
+    def mark(cls: C) -> C:
+        if name is not None:
+            if not name or "/" in name:
+                raise ServiceDefinitionError(f"{cls.__name__}: invalid service name {name!r}")
+            setattr(cls, _SERVICE_NAME_ATTR, name)
+        return cls
+
+    return mark
+
+
+def service_name(cls_or_name: type[Any] | str) -> str:
+    if isinstance(cls_or_name, str):
+        return cls_or_name
+    return str(cls_or_name.__dict__.get(_SERVICE_NAME_ATTR, cls_or_name.__name__))
+
+
+def task_methods(cls: type[Any]) -> dict[str, TaskMethod[Any, Any, Any]]:
+    """Every task method of a service class, by name (base classes included)."""
+    found: dict[str, TaskMethod[Any, Any, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            if isinstance(value, TaskMethod):
+                found[attr] = value
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions checked at worker start (and by the client for typed stubs)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchDefinition:
+    fn: Callable[[dict[str, Any]], Any]  # bound to the service instance
+    is_async: bool
+    fn_name: str
+    item_type: Any  # I
+    output_type: Any  # O
+    wrap: Callable[[tuple[Any, ...]], Any]  # decoded positional args -> I
+    limits: BatchLimits
+    isolate_failures: bool
+
+
+@dataclass(frozen=True)
+class MethodDefinition:
+    service: str
+    name: str
+    param_names: tuple[str, ...]
+    param_types: tuple[Any, ...]
+    return_type: Any
+    signature: inspect.Signature  # without self
+    fn: Callable[..., Any] | None  # bound single method (None only for client-side specs)
+    is_async: bool
+    timeout: float | None
+    retry: RetryPolicy | None
+    batch: BatchDefinition | None
+    args_decoder: msgspec.msgpack.Decoder[tuple[Any, ...]] = dataclasses.field(repr=False)
+    output_decoder: msgspec.msgpack.Decoder[Any] = dataclasses.field(repr=False)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.service}.{self.name}"
+
+    def bind_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Positional arguments in signature order (defaults applied). Raises TypeError."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.qualified}(): {exc}") from None
+        bound.apply_defaults()
+        return tuple(bound.arguments[name] for name in self.param_names)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    instance: Any
+    methods: dict[str, MethodDefinition]
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+def _hints(fn: Callable[..., Any], where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception as exc:  # NameError for an unresolvable forward reference, ...
+        raise ServiceDefinitionError(f"{where}: cannot resolve type hints: {exc}") from None
+
+
+def _unwrap_awaitable(tp: Any, is_async: bool) -> Any:
+    origin = typing.get_origin(tp)
+    if not is_async and origin in (Coroutine, Awaitable):
+        args = typing.get_args(tp)
+        return args[-1] if args else Any
+    return tp
+
+
+def _strip_exceptions(tp: Any) -> Any:
+    """``O | Exception`` → ``O`` (a batch value may be an exception instance)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        kept = [
+            a for a in typing.get_args(tp)
+            if not (isinstance(a, type) and issubclass(a, BaseException))
+        ]
+        if len(kept) == 1:
+            return kept[0]
+        return typing.Union[tuple(kept)]  # noqa: UP007
+    return tp
+
+
+def _dict_value_type(tp: Any) -> Any | None:
+    """``dict[str, X]`` → X; anything else → None."""
+    if typing.get_origin(tp) is dict:
+        key, value = typing.get_args(tp)
+        if key is str:
+            return value
+    return None
+
+
+def _wrapper_fields(tp: Any) -> list[tuple[str, Any]] | None:
+    """Fields, in constructor order, of a msgspec Struct, NamedTuple or dataclass; else None."""
+    if isinstance(tp, type):
+        if issubclass(tp, msgspec.Struct):
+            hints = typing.get_type_hints(tp)
+            return [(f, hints.get(f, Any)) for f in tp.__struct_fields__]
+        if issubclass(tuple, tp) is False and issubclass(tp, tuple) and hasattr(tp, "_fields"):
+            hints = typing.get_type_hints(tp)
+            return [(f, hints.get(f, Any)) for f in tp._fields]
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            return [(f.name, hints.get(f.name, Any)) for f in dataclasses.fields(tp) if f.init]
+    return None
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp).replace("typing.", "")
+
+
+def _build_batch(
+    service: str,
+    instance: Any,
+    method: str,
+    spec: BatchSpec,
+    param_names: tuple[str, ...],
+    param_types: tuple[Any, ...],
+    return_type: Any,
+    limits: BatchLimits,
+) -> BatchDefinition:
+    fn = spec.fn
+    where = f"service {service}: batch method {fn.__name__!r} (twin of {method!r})"
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values()][1:]  # drop self
+    if len(params) != 1 or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise ServiceDefinitionError(
+            f"{where}: must take exactly one parameter, dict[str, I] (task id -> input), "
+            f"got ({', '.join(str(p) for p in params)})"
+        )
+    hints = _hints(fn, where)
+    param_hint = hints.get(params[0].name)
+    item_type = _dict_value_type(param_hint)
+    if item_type is None:
+        raise ServiceDefinitionError(
+            f"{where}: parameter {params[0].name!r} must be annotated dict[str, I], "
+            f"got {_describe(param_hint)}"
+        )
+    wrap: Callable[[tuple[Any, ...]], Any]
+    if len(param_names) == 1:
+        if item_type not in (Any, param_types[0]):
+            raise ServiceDefinitionError(
+                f"{where}: input type {_describe(item_type)} does not match "
+                f"{method}({param_names[0]}: {_describe(param_types[0])})"
+            )
+
+        def wrap(args: tuple[Any, ...]) -> Any:
+            return args[0]
+
+    else:
+        fields = _wrapper_fields(item_type)
+        expected = ", ".join(f"{n}: {_describe(t)}" for n, t in zip(param_names, param_types, strict=True))
+        if fields is None or len(fields) != len(param_names):
+            raise ServiceDefinitionError(
+                f"{where}: {method} takes {len(param_names)} parameters ({expected}), so the "
+                f"input type must be a msgspec.Struct, NamedTuple or dataclass with those fields "
+                f"in order; got {_describe(item_type)}"
+            )
+        for (fname, ftype), pname, ptype in zip(fields, param_names, param_types, strict=True):
+            if ftype not in (Any, ptype) and ptype is not Any:
+                raise ServiceDefinitionError(
+                    f"{where}: field {fname!r} of {_describe(item_type)} is {_describe(ftype)} "
+                    f"but parameter {pname!r} of {method} is {_describe(ptype)}"
+                )
+        ctor = item_type
+
+        def wrap(args: tuple[Any, ...]) -> Any:
+            return ctor(*args)
+
+    ret = hints.get("return", inspect.Signature.empty)
+    ret = _unwrap_awaitable(ret, _is_async(fn))
+    output_type: Any
+    if ret is type(None) or ret is None:
+        output_type = return_type
+    else:
+        options = [ret]
+        if typing.get_origin(ret) in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(ret) if a is not type(None)]
+        value_type = _dict_value_type(options[0]) if len(options) == 1 else None
+        if value_type is None:
+            raise ServiceDefinitionError(
+                f"{where}: must return dict[str, O] (task id -> output) or None, "
+                f"got {_describe(ret)}"
+            )
+        output_type = _strip_exceptions(value_type)
+        if output_type not in (Any, return_type) and return_type is not Any:
+            raise ServiceDefinitionError(
+                f"{where}: output type {_describe(output_type)} does not match the return type "
+                f"{_describe(return_type)} of {method}"
+            )
+    return BatchDefinition(
+        fn=types.MethodType(fn, instance) if instance is not None else fn,
+        is_async=_is_async(fn),
+        fn_name=fn.__name__,
+        item_type=item_type,
+        output_type=output_type,
+        wrap=wrap,
+        limits=limits,
+        isolate_failures=spec.isolate_failures,
+    )
+
+
+def define_method(
+    service: str,
+    instance: Any,
+    tm: TaskMethod[Any, Any, Any],
+    *,
+    limits: BatchLimits | None = None,
+) -> MethodDefinition:
+    where = f"service {service}: task {tm.name!r}"
+    fn = tm.fn
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    if not params:
+        raise ServiceDefinitionError(f"{where}: a task method must take self")
+    params = params[1:]
+    for p in params:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise ServiceDefinitionError(f"{where}: *args / **kwargs are not supported ({p})")
+    hints = _hints(fn, where)
+    is_async = _is_async(fn)
+    param_names = tuple(p.name for p in params)
+    param_types = tuple(hints.get(p.name, Any) for p in params)
+    return_type = _unwrap_awaitable(hints.get("return", Any), is_async)
+    if return_type is None:
+        return_type = type(None)
+    batch = None
+    if tm.batch_spec is not None:
+        spec = tm.batch_spec
+        batch = _build_batch(
+            service, instance, tm.name, spec, param_names, param_types, return_type,
+            limits or BatchLimits(spec.max_messages, spec.max_seconds),
+        )
+    return MethodDefinition(
+        service=service,
+        name=tm.name,
+        param_names=param_names,
+        param_types=param_types,
+        return_type=return_type,
+        signature=sig.replace(parameters=params),
+        fn=types.MethodType(fn, instance) if instance is not None else None,
+        is_async=is_async,
+        timeout=tm.timeout,
+        retry=tm.retry,
+        batch=batch,
+        args_decoder=msgspec.msgpack.Decoder(tuple[param_types] if param_types else tuple[()]),  # type: ignore[valid-type]
+        output_decoder=msgspec.msgpack.Decoder(return_type),
+    )
+
+
+def define_service(
+    instance: Any,
+    *,
+    name: str | None = None,
+    batch_limits: dict[str, BatchLimits] | None = None,
+) -> ServiceDefinition:
+    """Check a service instance and build its definition. Raises ServiceDefinitionError naming
+    the service, the method and what is wrong."""
+    cls = type(instance)
+    svc = name or service_name(cls)
+    methods = task_methods(cls)
+    if not methods:
+        raise ServiceDefinitionError(
+            f"service {svc} ({cls.__module__}.{cls.__qualname__}) has no @task method"
+        )
+    batch_limits = batch_limits or {}
+    batched = {n for n, tm in methods.items() if tm.batch_spec is not None}
+    unknown = set(batch_limits) - batched
+    if unknown:
+        raise ServiceDefinitionError(
+            f"service {svc}: batch limits configured for {sorted(unknown)} but its batched "
+            f"methods are {sorted(batched) or 'none'}"
+        )
+    defs = {
+        n: define_method(svc, instance, tm, limits=batch_limits.get(n))
+        for n, tm in methods.items()
+    }
+    return ServiceDefinition(svc, instance, defs)
+
+
+def describe_class(cls: type[Any]) -> dict[str, MethodDefinition]:
+    """Method definitions of a service class without an instance (for typed client stubs)."""
+    svc = service_name(cls)
+    return {n: define_method(svc, None, tm) for n, tm in task_methods(cls).items()}

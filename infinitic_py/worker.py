@@ -1,0 +1,253 @@
+"""Worker: runs one ``ServiceExecutor`` per registered service over one transport.
+
+    worker = Worker("pulsar://127.0.0.1:6650", tenant="public", namespace="default")
+    worker.add_service(EmailService(), concurrency=10, retry=RetryPolicy(...), timeout=30.0)
+    await worker.start()   # returns once consuming
+    await worker.stop()    # graceful drain
+    worker.run()           # blocking; SIGTERM / SIGINT drain and exit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from infinitic_py.accumulator import BatchLimits
+from infinitic_py.errors import ConfigError, ServiceDefinitionError
+from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from infinitic_py.observability import HealthServer, Metrics
+from infinitic_py.retry import RetryPolicy
+from infinitic_py.service import define_service
+from infinitic_py.transport import create_transport
+from infinitic_py.transport.base import ConsumerSettings, Transport
+
+if TYPE_CHECKING:
+    from infinitic_py.config import WorkerConfig
+
+log = structlog.get_logger("infinitic_py.worker")
+
+
+@dataclass(frozen=True)
+class _Registration:
+    instance: Any
+    name: str | None
+    concurrency: int
+    retry: RetryPolicy | None
+    timeout: float | None
+    batch: Mapping[str, BatchLimits]
+
+
+class Worker:
+    """Consumes the topics of the services added to it and executes their tasks.
+
+    Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
+    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
+    ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
+    disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tenant: str = "public",
+        namespace: str = "default",
+        name: str | None = None,
+        consumer: ConsumerSettings | None = None,
+        max_buffered_messages: int = 10_000,
+        shutdown_grace: float = 30.0,
+        http_host: str = "0.0.0.0",
+        http_port: int | None = None,
+        metrics: Metrics | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.tenant = tenant
+        self.namespace = namespace
+        self.name = name or socket.gethostname()
+        self.consumer_settings = consumer or ConsumerSettings()
+        self.max_buffered_messages = max_buffered_messages
+        self.shutdown_grace = shutdown_grace
+        self.http_host = http_host
+        self.http_port = http_port
+        self.metrics = metrics or Metrics()
+        self._transport_options = dict(transport_options or {})
+        self._registrations: list[_Registration] = []
+        self._transport: Transport | None = None
+        self._executors: list[ServiceExecutor] = []
+        self._health: HealthServer | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ configuration
+
+    def add_service(
+        self,
+        instance: Any,
+        *,
+        name: str | None = None,
+        concurrency: int = 10,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        batch: Mapping[str, BatchLimits | tuple[int, float]] | None = None,
+    ) -> Worker:
+        """Register a service instance. ``batch`` overrides the decorators' limits per batched
+        method: ``{"send": BatchLimits(max_messages=100, max_seconds=0.5)}``.
+        Signatures are checked here and again at ``start``."""
+        if self._started:
+            raise RuntimeError("add_service() must be called before start()")
+        limits = {
+            method: value if isinstance(value, BatchLimits) else BatchLimits(*value)
+            for method, value in (batch or {}).items()
+        }
+        reg = _Registration(instance, name, concurrency, retry, timeout, limits)
+        define_service(instance, name=name, batch_limits=dict(limits))  # fail fast
+        self._registrations.append(reg)
+        return self
+
+    @classmethod
+    def from_config(cls, config: str | os.PathLike[str] | WorkerConfig) -> Worker:
+        """A worker built from a config file (or a loaded ``WorkerConfig``). Raises ConfigError."""
+        from infinitic_py.config import WorkerConfig, load_config
+        from infinitic_py.loader import build_worker
+
+        loaded = config if isinstance(config, WorkerConfig) else load_config(config)
+        return build_worker(cls, loaded)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def executors(self) -> list[ServiceExecutor]:
+        return list(self._executors)
+
+    @property
+    def http_server(self) -> HealthServer | None:
+        return self._health
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._started or self._transport is None:
+            return False, "not started"
+        if not self._transport.is_connected():
+            return False, "broker not connected"
+        idle = [e.service for e in self._executors if not e.consuming]
+        if idle:
+            return False, f"not consuming: {', '.join(idle)}"
+        return True, "ok"
+
+    async def start(self) -> None:
+        """Connect, subscribe every service and start consuming. Returns once consuming."""
+        if self._started:
+            return
+        if not self._registrations:
+            raise ConfigError("no service registered: call add_service() before start()")
+        definitions = [
+            define_service(r.instance, name=r.name, batch_limits=dict(r.batch))
+            for r in self._registrations
+        ]
+        names = [d.name for d in definitions]
+        if len(set(names)) != len(names):
+            raise ServiceDefinitionError(f"a service is registered twice: {names}")
+        self._transport = create_transport(self.url, **self._transport_options)
+        try:
+            for reg, definition in zip(self._registrations, definitions, strict=True):
+                settings = ExecutorSettings(
+                    tenant=self.tenant,
+                    namespace=self.namespace,
+                    concurrency=reg.concurrency,
+                    retry=reg.retry,
+                    timeout=reg.timeout,
+                    max_buffered_messages=self.max_buffered_messages,
+                    consumer=self.consumer_settings,
+                    worker_name=self.name,
+                )
+                executor = ServiceExecutor(
+                    definition, self._transport, settings, metrics=self.metrics
+                )
+                await executor.start()
+                self._executors.append(executor)
+            if self.http_port is not None:
+                self._health = HealthServer(
+                    self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
+                )
+                await self._health.start()
+        except BaseException:
+            await self._close_all(grace=0.0)
+            raise
+        self._started = True
+        log.info(
+            "worker.started",
+            worker=self.name,
+            services=names,
+            url=_redact_url(self.url),
+            http_port=self._health.port if self._health else None,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful drain of every service (``grace`` defaults to ``shutdown_grace``)."""
+        if not self._started:
+            return
+        self._started = False
+        await self._close_all(self.shutdown_grace if grace is None else grace)
+        log.info("worker.stopped", worker=self.name)
+
+    async def _close_all(self, grace: float) -> None:
+        await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
+        self._executors.clear()
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run_until_signalled(self) -> None:
+        """Start, wait for SIGTERM / SIGINT, drain, return."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        received: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig.name)
+            if len(received) > 1:
+                log.warning("worker.signal_again", signal=sig.name, note="already draining")
+            stop.set()
+
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("worker.signal", signal=received[0], grace=self.shutdown_grace)
+            await self.stop()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def run(self) -> None:
+        """Blocking: run until SIGTERM / SIGINT, then drain within the grace period."""
+        asyncio.run(self.run_until_signalled())
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
