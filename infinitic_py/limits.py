@@ -1,0 +1,370 @@
+"""Unacked-message budgets against the broker's limits: pure arithmetic, no I/O.
+
+The broker counts a message as *unacked* for a consumer from the moment it dispatches it until the
+ack arrives. Once a consumer holds ``maxUnackedMessagesPerConsumer`` unacked messages (broker
+default 50,000) the broker stops dispatching to it, and only resumes when acks bring the count
+down to half the limit. Nothing is logged client-side: the consumer just goes quiet. The same
+happens to a whole subscription (every worker of a service) at ``maxUnackedMessagesPerSubscription``
+(broker default 200,000).
+
+What one worker can hold unacked on one service's consumer (``unacked_demand``):
+
+``prefetched``
+    ``receiver_queue_size``: the client library asks the broker for that many messages ahead
+    of ``receive()``; they are dispatched, hence unacked, while they wait in the client's queue.
+``running``
+    ``concurrency x max_messages``: one full batch per concurrency slot, handler running or
+    outcomes being published. These messages are acked only after every outcome is durable.
+``accumulating``
+    Messages in open groups (one per method and batch key, each below ``max_messages``) and
+    flushed batches waiting for a concurrency slot. The number of batch keys is unbounded, so
+    only the buffer cap bounds this part.
+
+The executor's contract (DESIGN §3.8) is that ``worker.max_buffered_messages`` caps *every*
+message it has received and not yet acked or nacked (accumulating + waiting + running) and that
+it stops calling ``receive()`` at the cap. So the worker-held part is at most
+``max_buffered_messages``, of which up to ``concurrency x max_messages`` can be running and the rest
+accumulating, and::
+
+    demand = receiver_queue_size + max_buffered_messages
+
+``concurrency`` and ``max_messages`` only decide how that cap splits between running and
+accumulating (see :class:`UnackedBudget`); ``buffer_findings`` flags caps too small to fill
+the slots. The executor applies the cap per service (one consumer each); were it shared across
+services, the worst case would still be all of it on one consumer, so the demand is the same.
+
+Not counted (kept as headroom, which is why the check wants demand strictly below the limit):
+acks queued in the client (flushed every 100 ms), and retries re-published with
+``deliver_after`` (acked before they come back). Topics are assumed non-partitioned; on a
+partitioned topic each partition's consumer has its own receiver queue and its own limit.
+
+The effective limit is the most specific one set: topic policy, then namespace policy, then the
+broker's ``maxUnackedMessagesPerConsumer``. ``0`` means unlimited at every level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = [
+    "DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER",
+    "DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION",
+    "FindingLevel",
+    "LimitFinding",
+    "LimitSource",
+    "UnackedBudget",
+    "buffer_findings",
+    "check_subscription_unacked_limit",
+    "check_unacked_limit",
+    "effective_limit",
+    "suggested_limit",
+    "unacked_budget",
+    "unacked_demand",
+]
+
+DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER: Final = 50_000
+DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION: Final = 200_000
+
+FindingLevel = Literal["ok", "warn", "error"]
+LimitSource = Literal["topic", "namespace", "broker", "assumed broker default"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitFinding:
+    """One result of a check: ``level``, a one-line ``message`` naming the numbers compared,
+    and ``suggestions`` (each a complete, actionable sentence; empty when level is ``ok``)."""
+
+    level: FindingLevel
+    code: str
+    message: str
+    suggestions: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if not self.suggestions:
+            return f"{self.level}: {self.message}"
+        return f"{self.level}: {self.message} Fix: " + " Or: ".join(self.suggestions)
+
+
+@dataclass(frozen=True, slots=True)
+class UnackedBudget:
+    """Worst-case unacked messages of one worker on one service's consumer, by where they sit.
+
+    ``prefetched + running + accumulating == demand``; ``running + accumulating`` never exceeds
+    ``max_buffered_messages``.
+    """
+
+    receiver_queue_size: int
+    concurrency: int
+    max_messages: int
+    max_buffered_messages: int
+
+    @property
+    def prefetched(self) -> int:
+        """Dispatched by the broker, waiting in the client's receiver queue."""
+        return self.receiver_queue_size
+
+    @property
+    def running(self) -> int:
+        """In batches holding a concurrency slot: ``concurrency x max_messages``, capped."""
+        return min(self.concurrency * self.max_messages, self.max_buffered_messages)
+
+    @property
+    def accumulating(self) -> int:
+        """In open groups or flushed batches waiting for a slot: the rest of the buffer cap."""
+        return self.max_buffered_messages - self.running
+
+    @property
+    def held_by_worker(self) -> int:
+        return self.running + self.accumulating
+
+    @property
+    def demand(self) -> int:
+        return self.prefetched + self.held_by_worker
+
+    def describe(self) -> str:
+        return (
+            f"{self.demand} = receiver_queue_size {self.prefetched} "
+            f"+ running {self.running} (concurrency {self.concurrency} x max_messages "
+            f"{self.max_messages}, capped by max_buffered_messages) "
+            f"+ accumulating {self.accumulating} (rest of max_buffered_messages "
+            f"{self.max_buffered_messages})"
+        )
+
+
+def unacked_budget(
+    receiver_queue_size: int, concurrency: int, max_messages: int, max_buffered_messages: int
+) -> UnackedBudget:
+    for name, value in (
+        ("receiver_queue_size", receiver_queue_size),
+        ("concurrency", concurrency),
+        ("max_messages", max_messages),
+        ("max_buffered_messages", max_buffered_messages),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    return UnackedBudget(receiver_queue_size, concurrency, max_messages, max_buffered_messages)
+
+
+def unacked_demand(
+    receiver_queue_size: int, concurrency: int, max_messages: int, max_buffered_messages: int
+) -> int:
+    """Most messages one worker can hold unacked on one service's consumer (see module doc).
+
+    Non-decreasing in every argument.
+    """
+    return unacked_budget(receiver_queue_size, concurrency, max_messages, max_buffered_messages).demand
+
+
+def effective_limit(
+    broker_limit: int | None,
+    namespace_limit: int | None,
+    topic_limit: int | None = None,
+    *,
+    default: int = DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER,
+) -> tuple[int, LimitSource]:
+    """The limit the broker applies and where it comes from; ``0`` means unlimited.
+
+    ``None`` at a level means "not set / not known": the next level applies. With nothing known,
+    Pulsar's default broker setting is assumed.
+    """
+    if topic_limit is not None:
+        return topic_limit, "topic"
+    if namespace_limit is not None:
+        return namespace_limit, "namespace"
+    if broker_limit is not None:
+        return broker_limit, "broker"
+    return default, "assumed broker default"
+
+
+def suggested_limit(demand: int) -> int:
+    """A policy value comfortably above ``demand``: +25 % headroom, rounded up to 1,000."""
+    return max(demand + 1, math.ceil(demand * 1.25 / 1000) * 1000)
+
+
+def _source_words(source: LimitSource, per: str) -> str:
+    setting = f"maxUnackedMessagesPer{per}"
+    if source == "assumed broker default":
+        return f"{setting} (Pulsar's default, assumed: the admin API was not consulted)"
+    return f"the {source} {setting}"
+
+
+def check_unacked_limit(
+    receiver_queue_size: int,
+    concurrency: int,
+    max_messages: int,
+    max_buffered_messages: int,
+    *,
+    broker_limit: int | None,
+    namespace_limit: int | None,
+    topic_limit: int | None = None,
+    tenant: str = "public",
+    namespace: str = "default",
+    service: str | None = None,
+) -> list[LimitFinding]:
+    """Compare one worker's demand on one service's consumer with maxUnackedMessagesPerConsumer.
+
+    Returns exactly one finding (a list, so callers can concatenate checks):
+
+    - ``ok`` when the limit is unlimited (0) or ``demand < limit``;
+    - ``error`` when even ``receiver_queue_size`` plus one full batch reaches the limit: no
+      batch can fill by size, every one is cut by ``max_seconds`` and the consumer keeps stalling;
+    - ``warn`` otherwise when ``demand >= limit``: the consumer stalls whenever the buffer fills,
+      until acks bring it down to half the limit.
+    """
+    budget = unacked_budget(receiver_queue_size, concurrency, max_messages, max_buffered_messages)
+    demand = budget.demand
+    limit, source = effective_limit(broker_limit, namespace_limit, topic_limit)
+    who = f"service {service!r}: " if service else ""
+    where = _source_words(source, "Consumer")
+    if limit <= 0:
+        return [LimitFinding("ok", "unacked-unlimited",
+                             f"{who}{where} is 0 (unlimited); worst-case demand is {demand}.")]
+    if demand < limit:
+        return [LimitFinding(
+            "ok", "unacked-ok",
+            f"{who}worst-case unacked messages per consumer {demand} < {where} {limit}.",
+        )]
+
+    one_batch = receiver_queue_size + min(max_messages, max_buffered_messages)
+    level: FindingLevel = "error" if one_batch >= limit else "warn"
+    consequence = (
+        "not even one full batch fits: every batch will be cut by max_seconds and the consumer "
+        "will keep stalling"
+        if level == "error"
+        else "the broker will stop dispatching to this consumer whenever the worker's buffer "
+        f"fills, until acks bring it down to {limit // 2}"
+    )
+    message = (
+        f"{who}worst-case unacked messages per consumer {budget.describe()} >= {where} {limit}; "
+        f"{consequence}."
+    )
+
+    suggestions: list[str] = []
+    # 1. Lower the worker's buffer cap, keeping the prefetch as is.
+    buffer_room = limit - 1 - receiver_queue_size
+    if buffer_room >= 1:
+        text = f"set worker.max_buffered_messages <= {buffer_room}"
+        full = concurrency * max_messages
+        if buffer_room < max_messages:
+            text += (
+                f" (below max_messages {max_messages}: also lower max_messages to "
+                f"<= {buffer_room} so batches can still fill)"
+            )
+        elif buffer_room < full:
+            text += (
+                f" (below concurrency x max_messages = {full}: also lower concurrency to "
+                f"<= {buffer_room // max_messages} so every slot can run a full batch)"
+            )
+        suggestions.append(text + ".")
+    # 2. Lower the prefetch, keeping the buffer cap as is.
+    queue_room = limit - 1 - max_buffered_messages
+    if queue_room >= 1 and queue_room < receiver_queue_size:
+        suggestions.append(f"set pulsar.consumer.receiver_queue_size <= {queue_room}.")
+    # 3. Raise the limit where it is decided.
+    target = suggested_limit(demand)
+    ns = f"{tenant}/{namespace}"
+    if source == "topic":
+        suggestions.append(
+            f"raise the topic policy: pulsar-admin topicPolicies "
+            f"set-max-unacked-messages-per-consumer persistent://{ns}/<topic> -m {target}."
+        )
+    else:
+        suggestions.append(
+            f"raise the namespace policy to {target}: pulsar-admin namespaces "
+            f"set-max-unacked-messages-per-consumer {ns} -c {target} "
+            f"(REST: POST /admin/v2/namespaces/{ns}/maxUnackedMessagesPerConsumer "
+            f"with body {target})."
+        )
+    return [LimitFinding(level, "unacked-per-consumer", message, tuple(suggestions))]
+
+
+def check_subscription_unacked_limit(
+    demand_per_consumer: int,
+    consumers: int,
+    *,
+    broker_limit: int | None,
+    namespace_limit: int | None,
+    topic_limit: int | None = None,
+    tenant: str = "public",
+    namespace: str = "default",
+    service: str | None = None,
+) -> list[LimitFinding]:
+    """Compare a fleet of ``consumers`` workers with maxUnackedMessagesPerSubscription.
+
+    Reaching it blocks the whole subscription (every worker of the service), until acks bring it
+    down to half. ``ok`` iff the limit is unlimited (0) or the fleet's demand is below it;
+    ``warn`` otherwise.
+    """
+    if demand_per_consumer < 0 or consumers < 1:
+        raise ValueError("demand_per_consumer must be >= 0 and consumers >= 1")
+    demand = demand_per_consumer * consumers
+    limit, source = effective_limit(
+        broker_limit, namespace_limit, topic_limit,
+        default=DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION,
+    )
+    who = f"service {service!r}: " if service else ""
+    where = _source_words(source, "Subscription")
+    if limit <= 0:
+        return [LimitFinding("ok", "subscription-unlimited",
+                             f"{who}{where} is 0 (unlimited).")]
+    if demand < limit:
+        return [LimitFinding(
+            "ok", "subscription-ok",
+            f"{who}worst-case unacked messages of {consumers} worker(s) {demand} < {where} {limit}.",
+        )]
+    ns = f"{tenant}/{namespace}"
+    target = suggested_limit(demand)
+    most = max(1, (limit - 1) // max(1, demand_per_consumer))
+    suggestions = (
+        f"run at most {most} worker(s) with this configuration, or lower their "
+        f"max_buffered_messages / receiver_queue_size.",
+        f"raise the namespace policy to {target}: pulsar-admin namespaces "
+        f"set-max-unacked-messages-per-subscription {ns} -c {target} "
+        f"(REST: POST /admin/v2/namespaces/{ns}/maxUnackedMessagesPerSubscription "
+        f"with body {target}).",
+    )
+    return [LimitFinding(
+        "warn", "unacked-per-subscription",
+        f"{who}{consumers} worker(s) x {demand_per_consumer} = {demand} worst-case unacked "
+        f"messages >= {where} {limit}; the broker will stop dispatching to every worker of the "
+        f"service whenever that is reached.",
+        suggestions,
+    )]
+
+
+def buffer_findings(
+    concurrency: int,
+    max_messages: int,
+    max_buffered_messages: int,
+    *,
+    service: str | None = None,
+    method: str | None = None,
+) -> list[LimitFinding]:
+    """Whether the buffer cap lets batches fill: ``warn`` if a single batch cannot reach
+    ``max_messages`` (every flush is a memory flush), ``ok`` otherwise (with a note when not every
+    concurrency slot can run a full batch at once)."""
+    who = ".".join(p for p in (service, method) if p)
+    who = f"{who}: " if who else ""
+    if max_buffered_messages < max_messages:
+        return [LimitFinding(
+            "warn", "buffer-below-batch",
+            f"{who}worker.max_buffered_messages {max_buffered_messages} < max_messages "
+            f"{max_messages}: no batch can reach its size; each will be flushed by the memory cap.",
+            (f"set worker.max_buffered_messages >= {concurrency * max_messages} "
+             f"(concurrency x max_messages), or max_messages <= {max_buffered_messages}.",),
+        )]
+    full = concurrency * max_messages
+    if max_buffered_messages < full:
+        return [LimitFinding(
+            "ok", "buffer-below-slots",
+            f"{who}worker.max_buffered_messages {max_buffered_messages} < concurrency x "
+            f"max_messages {full}: at most {max_buffered_messages // max_messages} full batches "
+            f"run at once.",
+        )]
+    return [LimitFinding(
+        "ok", "buffer-ok",
+        f"{who}worker.max_buffered_messages {max_buffered_messages} >= concurrency x "
+        f"max_messages {full}.",
+    )]
