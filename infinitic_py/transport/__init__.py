@@ -7,8 +7,6 @@ the same URL.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from infinitic_py.transport.base import (
@@ -49,16 +47,16 @@ def create_transport(url: str, **options: Any) -> Transport:
 
     Raises ``ValueError`` for any other URL.
     """
+    # Case-sensitive, like pulsar-client (which rejects "PULSAR://") and the config validation.
     scheme, separator, _ = url.partition("://")
-    scheme = scheme.lower()
     if separator and scheme == "memory":
         from infinitic_py.transport.memory import MemoryTransport
 
         return MemoryTransport(url)
     if separator and scheme in _PULSAR_SCHEMES:
-        module = importlib.import_module("infinitic_py.transport.pulsar")
-        pulsar_transport: Callable[..., Transport] = module.PulsarTransport
-        return pulsar_transport(url, **options)
+        from infinitic_py.transport.pulsar import PulsarTransport
+
+        return PulsarTransport(url, **options)
     raise ValueError(
         f"unsupported transport URL {url!r}: expected pulsar://HOST:PORT, "
         "pulsar+ssl://HOST:PORT or memory://NAME"

@@ -696,7 +696,7 @@ def reset_all_brokers() -> None:
 
 def broker_name(url: str) -> str:
     """``memory://NAME`` → ``NAME`` (surrounding slashes dropped; empty → ``"default"``)."""
-    if not url.lower().startswith(URL_SCHEME):
+    if not url.startswith(URL_SCHEME):
         raise ValueError(f"not a memory transport URL (expected memory://NAME): {url!r}")
     return url[len(URL_SCHEME) :].strip("/") or DEFAULT_BROKER_NAME
 

@@ -96,11 +96,18 @@ def test_create_transport_picks_memory_and_rejects_unknown_schemes() -> None:
     created = create_transport(url, authentication="ignored")
     assert isinstance(created, MemoryTransport)
     assert created.url == url
-    for bad in ("http://localhost", "localhost:6650", "kafka://x"):
+    for bad in ("http://localhost", "localhost:6650", "kafka://x", "PULSAR://localhost:6650"):
         with pytest.raises(ValueError, match="unsupported transport URL"):
             create_transport(bad)
     with pytest.raises(ValueError, match="memory://"):
         MemoryTransport("pulsar://localhost:6650")
+
+
+async def test_create_transport_routes_pulsar_urls_to_the_pulsar_transport() -> None:
+    for url in ("pulsar://127.0.0.1:6650", "pulsar+ssl://127.0.0.1:6651"):
+        created = create_transport(url)  # builds a client; connects only when used
+        assert type(created).__name__ == "PulsarTransport"
+        await created.close()
 
 
 # ---- publish / receive / ack --------------------------------------------------------------------
