@@ -204,8 +204,8 @@ class ServiceConfig(_Section, frozen=True):
     retry: RetryConfig | None = None
     """``None``: no retry (the default of a service)."""
     batch: dict[str, BatchConfig] = msgspec.field(default_factory=dict)
-    """Per batched task method (its task name, e.g. ``send`` for ``@send.batch``), overrides of
-    its decorator's ``max_messages`` / ``max_seconds``."""
+    """Per batched method (the task's name ``send`` or its twin's ``send_batch``), overrides of
+    its decorator's ``max_messages`` / ``max_seconds``; the loader resolves the name."""
 
     def load_class(self) -> type[Any]:
         """Import the service class named by ``class`` (raises ConfigError when it cannot)."""
