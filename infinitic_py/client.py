@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import uuid
 import weakref
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
@@ -303,9 +304,11 @@ class AsyncClient:
         meta: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         results: bool | None = None,
+        name: str | None = None,
     ) -> ServiceStub:
         """A stub for a service class (arguments checked against its types) or a service name
-        (no checks: the worker validates). ``results=False``: don't ask for replies."""
+        (no checks: the worker validates). ``results=False``: don't ask for replies.
+        ``name`` targets a class registered under another name (``add_service(..., name=)``)."""
         methods = None
         if not isinstance(service, str):
             methods = self._class_methods.get(service)
@@ -313,7 +316,7 @@ class AsyncClient:
                 methods = describe_class(service)
                 self._class_methods[service] = methods
         return ServiceStub(
-            self, service_name(service), methods, meta, tags,
+            self, name or service_name(service), methods, meta, tags,
             self.results if results is None else results,
         )
 
@@ -323,21 +326,18 @@ class AsyncClient:
             return
         self._closed = True
         if self._responses is not None:
-            try:
+            with contextlib.suppress(TransportError):
                 await self._responses.close()
-            except TransportError:
-                pass
         if self._response_task is not None:
             await asyncio.gather(self._response_task, return_exceptions=True)
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ClientClosed(f"client {self.name} closed"))
+                future.exception()  # mark retrieved: nobody may be awaiting this Deferred
         self._waiting.clear()
         for producer in self._producers.values():
-            try:
+            with contextlib.suppress(TransportError):
                 await producer.close()
-            except TransportError:
-                pass
         if self._transport is not None and self._own_transport:
             await self._transport.close()
 
@@ -502,10 +502,8 @@ class AsyncClient:
                 future = self._waiting.pop(reply.task_id, None)
                 if future is not None and not future.done():
                     future.set_result(reply)
-            try:
+            with contextlib.suppress(TransportError):
                 await consumer.acknowledge([msg])
-            except TransportError:
-                pass
 
 
 def _delay_of(call: Call) -> float | None:
@@ -518,7 +516,7 @@ def _delay_of(call: Call) -> float | None:
     if call.run_at is not None:
         if call.run_at.tzinfo is None:
             raise TypeError("run_at must be timezone-aware")
-        return max(0.0, (call.run_at - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (call.run_at - datetime.now(UTC)).total_seconds())
     return None
 
 
@@ -608,9 +606,10 @@ class Client:
         meta: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         results: bool | None = None,
+        name: str | None = None,
     ) -> SyncServiceStub:
         return SyncServiceStub(
-            self._async.service(service, meta=meta, tags=tags, results=results), self
+            self._async.service(service, meta=meta, tags=tags, results=results, name=name), self
         )
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ for a slot, or running); at the cap the receive loop stops pulling until units f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import time
@@ -244,10 +245,8 @@ class ServiceExecutor:
             except (TimeoutError, asyncio.CancelledError):
                 self._receive_task.cancel()
         for producer in list(self._producers.values()):
-            try:
+            with contextlib.suppress(TransportError):
                 await producer.close()
-            except TransportError:
-                pass
         self._producers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._consuming = False

@@ -56,6 +56,7 @@ __all__ = [
     "LimitSource",
     "UnackedBudget",
     "buffer_findings",
+    "check_slots_against_limit",
     "check_subscription_unacked_limit",
     "check_unacked_limit",
     "effective_limit",
@@ -367,4 +368,58 @@ def buffer_findings(
         "ok", "buffer-ok",
         f"{who}worker.max_buffered_messages {max_buffered_messages} >= concurrency x "
         f"max_messages {full}.",
+    )]
+
+
+def check_slots_against_limit(
+    receiver_queue_size: int,
+    concurrency: int,
+    max_messages: int,
+    max_buffered_messages: int,
+    *,
+    broker_limit: int | None,
+    namespace_limit: int | None,
+    topic_limit: int | None = None,
+    service: str | None = None,
+) -> list[LimitFinding]:
+    """The operator's formula, checked as written: ``receiver_queue_size + concurrency ×
+    max_messages`` against maxUnackedMessagesPerConsumer.
+
+    When it reaches the limit the configuration asks for more than the broker allows: without the
+    worker's buffer cap the consumer would stall; with the cap below the limit it does not stall,
+    but the concurrency slots can never all run full batches. Either way it is a ``warn`` naming
+    both numbers; ``ok`` otherwise (or when the limit is 0, unlimited).
+    """
+    limit, source = effective_limit(broker_limit, namespace_limit, topic_limit)
+    slots = concurrency * max_messages
+    asked = receiver_queue_size + slots
+    who = f"service {service!r}: " if service else ""
+    where = _source_words(source, "Consumer")
+    if limit <= 0 or asked < limit:
+        return [LimitFinding(
+            "ok", "slots-ok",
+            f"{who}receiver_queue_size {receiver_queue_size} + concurrency {concurrency} x "
+            f"max_messages {max_messages} = {asked} < {where} {limit}"
+            + (" (unlimited)." if limit <= 0 else "."),
+        )]
+    capped = receiver_queue_size + max_buffered_messages < limit
+    consequence = (
+        f"worker.max_buffered_messages {max_buffered_messages} keeps the consumer below the limit, "
+        f"so it will not stall, but at most {max(1, max_buffered_messages // max_messages)} of the "
+        f"{concurrency} slots can run a full batch at once"
+        if capped
+        else "the broker will stop dispatching to this consumer (it stalls until acks catch up)"
+    )
+    fit = max(1, (limit - 1 - receiver_queue_size) // max(1, max_messages))
+    return [LimitFinding(
+        "warn", "slots-over-limit",
+        f"{who}receiver_queue_size {receiver_queue_size} + concurrency {concurrency} x "
+        f"max_messages {max_messages} = {asked} >= {where} {limit}: {consequence}.",
+        (
+            f"lower concurrency to <= {fit} (or max_messages) so concurrency x max_messages "
+            f"+ receiver_queue_size < {limit}",
+            f"raise the limit to {suggested_limit(asked)}: pulsar-admin namespaces "
+            f"set-max-unacked-messages-per-consumer <tenant>/<namespace> -c "
+            f"{suggested_limit(asked)}",
+        ),
     )]

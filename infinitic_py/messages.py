@@ -88,7 +88,7 @@ class DeadLetter(msgspec.Struct, kw_only=True):
 
 _envelope_encoder = msgspec.msgpack.Encoder()
 _execute_decoder = msgspec.msgpack.Decoder(ExecuteTask)
-_reply_decoder = msgspec.msgpack.Decoder(Reply)
+_reply_decoder: msgspec.msgpack.Decoder[Reply] = msgspec.msgpack.Decoder(Reply)
 _dead_letter_decoder = msgspec.msgpack.Decoder(DeadLetter)
 
 

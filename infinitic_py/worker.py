@@ -118,7 +118,8 @@ class Worker:
         from infinitic_py.loader import build_worker
 
         loaded = config if isinstance(config, WorkerConfig) else load_config(config)
-        return build_worker(cls, loaded)
+        worker: Worker = build_worker(cls, loaded)
+        return worker
 
     # ------------------------------------------------------------------ lifecycle
 

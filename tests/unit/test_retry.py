@@ -31,7 +31,7 @@ def test_ignored_exceptions_are_never_retried_including_subclasses() -> None:
 
 
 def test_invalid_policies_are_rejected_with_every_problem_named() -> None:
-    with pytest.raises(ValueError, match="maximum_retries.*random_factor"):
+    with pytest.raises(ValueError, match=r"maximum_retries.*random_factor"):
         RetryPolicy(maximum_retries=-1, random_factor=2.0)
 
 

@@ -1,0 +1,242 @@
+"""``infinitic-py``: ``worker`` (run until SIGTERM), ``check`` (config, services, broker, limits),
+``dispatch`` (send a task from the shell).
+
+Exit codes: 0 ok; 1 a check failed (broker unreachable, a limit that will stall the consumer,
+a task that failed); 2 the configuration or a service definition is wrong (one readable line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from infinitic_py.errors import ConfigError, InfiniticError, ServiceDefinitionError, TaskFailed
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infinitic-py", description="Batched tasks over Apache Pulsar: worker and tools."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a worker until SIGTERM / SIGINT")
+    worker.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
+
+    check = sub.add_parser(
+        "check", help="validate config, import services, check signatures, broker and limits"
+    )
+    check.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
+    check.add_argument("--offline", action="store_true", help="skip the broker checks")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings too, not only on errors"
+    )
+
+    dispatch = sub.add_parser("dispatch", help="dispatch a task from the shell")
+    dispatch.add_argument("service", help="service name (e.g. EmailService)")
+    dispatch.add_argument("method", help="task method (e.g. send)")
+    dispatch.add_argument(
+        "args", nargs="?", default="[]", help="JSON array of positional arguments (default [])"
+    )
+    dispatch.add_argument("--url", default=os.environ.get("PULSAR_URL", "pulsar://127.0.0.1:6650"))
+    dispatch.add_argument("--tenant", default=os.environ.get("PULSAR_TENANT", "public"))
+    dispatch.add_argument("--namespace", default=os.environ.get("PULSAR_NAMESPACE", "default"))
+    dispatch.add_argument("--batch-key", help="meta batchKey")
+    dispatch.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    dispatch.add_argument("--task-id", help="caller-chosen task id (idempotency key)")
+    dispatch.add_argument("--delay", type=float, help="seconds before delivery")
+    dispatch.add_argument("--wait", action="store_true", help="wait for and print the result")
+    dispatch.add_argument("--timeout", type=float, default=60.0, help="with --wait (seconds)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Like `python -m`, uvicorn or gunicorn: service classes are importable from the current dir.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        if args.command == "worker":
+            return _worker(args.config)
+        if args.command == "check":
+            return _check(args.config, offline=args.offline, strict=args.strict)
+        return asyncio.run(_dispatch(args))
+    except (ConfigError, ServiceDefinitionError) as exc:
+        print(f"infinitic-py: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _worker(path: str | None) -> int:
+    from infinitic_py.config import load_config
+    from infinitic_py.observability import configure_logging
+    from infinitic_py.worker import Worker
+
+    config = load_config(path)
+    configure_logging(config.worker.log_format, config.worker.log_level)
+    worker = Worker.from_config(config)
+    try:
+        worker.run()
+    except InfiniticError as exc:
+        if isinstance(exc, ConfigError | ServiceDefinitionError):
+            raise
+        print(f"infinitic-py worker: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def _check(path: str | None, *, offline: bool, strict: bool) -> int:
+    from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+    from infinitic_py.config import load_config
+    from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
+    from infinitic_py.loader import batch_limits, retry_policy
+    from infinitic_py.service import define_service, task_methods
+
+    config = load_config(path)
+    print(f"ok    config {path or os.environ.get('INFINITIC_CONFIG', '')}: "
+          f"{len(config.services)} service(s), broker {config.redacted()['pulsar']['url']}")
+    plans: list[tuple[str, int, int]] = []  # (service, concurrency, largest max_messages)
+    for svc in config.services:
+        cls = svc.load_class()
+        limits = batch_limits(svc, cls)
+        retry_policy(svc)
+        instance = object.__new__(cls)  # signatures only: no constructor side effects
+        definition = define_service(instance, name=svc.name, batch_limits=limits)
+        largest = max(
+            (m.batch.limits.max_messages for m in definition.methods.values() if m.batch),
+            default=1,
+        )
+        batched = [n for n, tm in task_methods(cls).items() if tm.batch_spec]
+        print(f"ok    service {definition.name}: methods {sorted(definition.methods)}, "
+              f"batched {batched or 'none'}, concurrency {svc.concurrency}")
+        plans.append((definition.name, svc.concurrency, largest))
+    if offline or config.pulsar.url.startswith("memory://"):
+        print("skip  broker checks (offline or memory:// transport)")
+        return EXIT_OK
+    p = config.pulsar
+    problems = warnings = 0
+    if not _broker_reachable(p.url, config):
+        print(f"FAIL  broker {p.url} is not reachable")
+        return EXIT_CHECK_FAILED
+    print(f"ok    broker {p.url} reachable")
+    broker_limit = namespace_limit = None
+    if p.admin_url:
+        admin = PulsarAdmin(p.admin_url, auth_token=_token(config))
+        try:
+            broker_limit = admin.broker_max_unacked_per_consumer()
+            namespace_limit = admin.namespace_max_unacked_per_consumer(p.tenant, p.namespace)
+            print(f"ok    admin {p.admin_url}: maxUnackedMessagesPerConsumer broker="
+                  f"{broker_limit if broker_limit is not None else 'unknown'}, namespace "
+                  f"{p.tenant}/{p.namespace}="
+                  f"{namespace_limit if namespace_limit is not None else 'unset'}")
+        except PulsarAdminError as exc:
+            warnings += 1
+            print(f"warn  admin {p.admin_url}: {exc} (limits checked against the default 50000)")
+    else:
+        warnings += 1
+        print("warn  no pulsar.admin_url: limits checked against the broker default (50000)")
+    rq, buffered = p.consumer.receiver_queue_size, config.worker.max_buffered_messages
+    for name, concurrency, max_messages in plans:
+        findings = [
+            *check_slots_against_limit(
+                rq, concurrency, max_messages, buffered,
+                broker_limit=broker_limit, namespace_limit=namespace_limit, service=name,
+            ),
+            *check_unacked_limit(
+                rq, concurrency, max_messages, buffered,
+                broker_limit=broker_limit, namespace_limit=namespace_limit,
+                tenant=p.tenant, namespace=p.namespace, service=name,
+            ),
+            *buffer_findings(concurrency, max_messages, buffered, service=name),
+        ]
+        for finding in findings:
+            tag = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}[finding.level]
+            print(f"{tag} {finding.message}")
+            for suggestion in finding.suggestions:
+                print(f"        fix: {suggestion}")
+            problems += finding.level == "error"
+            warnings += finding.level == "warn"
+    if problems or (strict and warnings):
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def _token(config: Any) -> str | None:
+    params = config.pulsar.auth_params_string()
+    plugin = config.pulsar.auth_plugin or ""
+    if params and "token" in plugin.lower():
+        return str(params).removeprefix("token:")
+    return None
+
+
+def _broker_reachable(url: str, config: Any) -> bool:
+    from infinitic_py.loader import transport_options
+
+    async def probe() -> bool:
+        from infinitic_py.topics import service_topic
+        from infinitic_py.transport.pulsar import PulsarTransport
+
+        transport = PulsarTransport(url, **transport_options(config), operation_timeout_seconds=10)
+        try:
+            topic = service_topic(config.pulsar.tenant, config.pulsar.namespace,
+                                  "infinitic-py-check")
+            await asyncio.wait_for(
+                asyncio.to_thread(transport._client._client.get_topic_partitions, topic), 15
+            )
+            return True
+        except Exception:
+            return False
+        finally:
+            await transport.close()
+
+    return asyncio.run(probe())
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    from infinitic_py.client import AsyncClient, Call
+
+    try:
+        positional = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"args must be a JSON array: {exc}") from None
+    if not isinstance(positional, list):
+        raise ConfigError(f"args must be a JSON array, got {type(positional).__name__}")
+    meta: dict[str, Any] = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--meta expects KEY=VALUE, got {item!r}")
+        meta[key] = value
+    if args.batch_key:
+        meta["batchKey"] = args.batch_key
+    async with AsyncClient(args.url, tenant=args.tenant, namespace=args.namespace,
+                           results=args.wait) as client:
+        stub = client.service(args.service)
+        (deferred,) = await getattr(stub, args.method).many(
+            [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
+        )
+        print(json.dumps({"task_id": deferred.task_id, "service": args.service,
+                          "method": args.method}))
+        if not args.wait:
+            return EXIT_OK
+        try:
+            result = await deferred.result(timeout=args.timeout)
+        except TaskFailed as exc:
+            print(json.dumps({"task_id": exc.task_id, "failed": exc.error_type,
+                              "message": exc.message, "retry_index": exc.retry_index}))
+            return EXIT_CHECK_FAILED
+        print(json.dumps({"task_id": deferred.task_id, "result": result}, default=repr))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
