@@ -17,6 +17,8 @@
 #   PULSAR_STOP_TIMEOUT       seconds `down` waits after TERM before KILL (default 30)
 #   PULSAR_MEM                heap flags (default "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g")
 #   PULSAR_EXTRA_OPTS         extra JVM flags
+#   PULSAR_AUTO_STOP=1        mark a broker `up` starts as session-owned (.cache/pulsar-run/auto-stop):
+#                             with-broker.sh and tests/integration stop it when the last user leaves
 #
 # State lives under the repository's git-ignored .cache/: jars in .cache/pulsar/<version>/lib,
 # the run directory (conf copy, data, tmp, logs/pulsar.log, pulsar.pid) in .cache/pulsar-run/.
@@ -267,6 +269,9 @@ cmd_up() {
   # (dangling ledger ids), and a leftover data/standalone/zookeeper silently switches modes.
   rm -rf "$RUN_DIR/data" "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/auto-stop"
   mkdir -p "$RUN_DIR/data" "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/logs"
+  # with-broker.sh and the test fixture set PULSAR_AUTO_STOP=1: the last session using this
+  # broker stops it. A broker started by hand (`make pulsar-up`) has no marker and stays up.
+  if [[ "${PULSAR_AUTO_STOP:-0}" == 1 ]]; then touch "$RUN_DIR/auto-stop"; fi
   [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.1"
   sed -e "s/^brokerServicePort=.*/brokerServicePort=$BROKER_PORT/" \
       -e "s/^webServicePort=.*/webServicePort=$WEB_PORT/" \
