@@ -1,0 +1,127 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "infinitic-py-worker.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, plus the chart name unless it already contains it. */}}
+{{- define "infinitic-py-worker.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "infinitic-py-worker.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "infinitic-py-worker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "infinitic-py-worker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "infinitic-py-worker.labels" -}}
+helm.sh/chart: {{ include "infinitic-py-worker.chart" . }}
+{{ include "infinitic-py-worker.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: infinitic-py
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "infinitic-py-worker.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "infinitic-py-worker.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "infinitic-py-worker.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* The worker's HTTP port (metrics, health), from the rendered config. */}}
+{{- define "infinitic-py-worker.httpPort" -}}
+{{- $w := .Values.config.worker | default dict }}
+{{- $w.http_port | default 9090 | int }}
+{{- end }}
+
+{{/* Drain grace from the config, as a float. */}}
+{{- define "infinitic-py-worker.shutdownGrace" -}}
+{{- $w := .Values.config.worker | default dict }}
+{{- $g := 30.0 }}
+{{- if hasKey $w "shutdown_grace_seconds" }}{{- if not (kindIs "invalid" $w.shutdown_grace_seconds) }}{{- $g = $w.shutdown_grace_seconds }}{{- end }}{{- end }}
+{{- $g | float64 }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the value given, or ceil(shutdown grace) + 15.
+Fails when it would not leave the worker its full drain grace before SIGKILL.
+*/}}
+{{- define "infinitic-py-worker.terminationGracePeriodSeconds" -}}
+{{- $grace := include "infinitic-py-worker.shutdownGrace" . | float64 }}
+{{- $tgps := 0 }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- $tgps = add (ceil $grace | int) 15 }}
+{{- else if eq (toString .Values.terminationGracePeriodSeconds) "" }}
+{{- $tgps = add (ceil $grace | int) 15 }}
+{{- else }}
+{{- $tgps = .Values.terminationGracePeriodSeconds | int }}
+{{- end }}
+{{- if le ($tgps | float64) $grace }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than config.worker.shutdown_grace_seconds (%v): the kubelet would SIGKILL the worker before it finishes draining" $tgps $grace) }}
+{{- end }}
+{{- $tgps }}
+{{- end }}
+
+{{/* Service names whose topics KEDA watches (a JSON list). */}}
+{{- define "infinitic-py-worker.kedaServices" -}}
+{{- $names := list }}
+{{- if .Values.autoscaling.keda.services }}
+{{- $names = .Values.autoscaling.keda.services }}
+{{- else }}
+{{- range $i, $s := .Values.config.services }}
+{{- if not $s.name }}
+{{- fail (printf "autoscaling.keda: config.services[%d] (%s) has no name; set config.services[%d].name or list the service names in autoscaling.keda.services" $i (index $s "class") $i) }}
+{{- end }}
+{{- $names = append $names $s.name }}
+{{- end }}
+{{- end }}
+{{- if not $names }}
+{{- fail "autoscaling.keda: no services to scale on (config.services and autoscaling.keda.services are empty)" }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* Cross-field checks that values.schema.json cannot express. Rendered by deployment.yaml. */}}
+{{- define "infinitic-py-worker.validate" -}}
+{{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled }}
+{{- fail "autoscaling.hpa.enabled and autoscaling.keda.enabled are mutually exclusive: KEDA manages its own HorizontalPodAutoscaler for the Deployment; enable only one" }}
+{{- end }}
+{{- if .Values.autoscaling.hpa.enabled }}
+{{- if gt (.Values.autoscaling.hpa.minReplicas | int) (.Values.autoscaling.hpa.maxReplicas | int) }}
+{{- fail "autoscaling.hpa.minReplicas must not exceed autoscaling.hpa.maxReplicas" }}
+{{- end }}
+{{- if and (not .Values.autoscaling.hpa.targetCPUUtilizationPercentage) (not .Values.autoscaling.hpa.targetMemoryUtilizationPercentage) }}
+{{- fail "autoscaling.hpa: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage" }}
+{{- end }}
+{{- end }}
+{{- if .Values.autoscaling.keda.enabled }}
+{{- if gt (.Values.autoscaling.keda.minReplicaCount | int) (.Values.autoscaling.keda.maxReplicaCount | int) }}
+{{- fail "autoscaling.keda.minReplicaCount must not exceed autoscaling.keda.maxReplicaCount" }}
+{{- end }}
+{{- if not (or .Values.autoscaling.keda.adminURL .Values.config.pulsar.admin_url) }}
+{{- fail "autoscaling.keda: set autoscaling.keda.adminURL or config.pulsar.admin_url (KEDA reads the subscription backlog from the Pulsar admin API)" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.config.pulsar.auth_params .Values.existingSecret }}
+{{- fail "config.pulsar.auth_params and existingSecret are both set: keep the auth parameters in the Secret only" }}
+{{- end }}
+{{- end }}
