@@ -179,6 +179,7 @@ for set in "${SETS[@]}"; do
 done
 
 step "helm template must refuse"
+REFUSED=0
 refuse() {
   local what=$1 expect=$2
   shift 2
@@ -188,6 +189,7 @@ refuse() {
   fi
   grep -q -- "$expect" <<<"$err" || die "helm template refused $what, but not with '$expect': $err"
   echo "ok: refuses $what"
+  REFUSED=$((REFUSED + 1))
 }
 refuse "hpa and keda together" "mutually exclusive" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
@@ -197,6 +199,7 @@ refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enab
 refuse "an unknown worker config key" "additional properties" --set config.worker.shutdown_grace=1
 refuse "an unknown subscription type" "subscription_type" \
   --set config.pulsar.consumer.subscription_type=exclusive
+refuse "existingSecret without auth_plugin" "auth_plugin is null" --set existingSecret=pulsar-auth
 
 step "schemas and consistency (deploy/k8s + rendered chart)"
 k8s_files="$("$PYTHON" -c '
@@ -214,5 +217,5 @@ for set in "${SETS[@]}"; do
 done
 PYTHONPATH="$CACHE/crd-models${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" deploy/validate_manifests.py "${args[@]}"
 
-printf '\ndeploy-check: OK (Dockerfile lint, helm lint+template x%d value sets + 5 refusals, k8s %s schemas, CRD models) in %ds\n' \
-  "${#SETS[@]}" "$KUBE_VERSION" "$SECONDS"
+printf '\ndeploy-check: OK (hadolint, shellcheck, helm lint+template of %d value sets + NOTES, %d refusals, k8s %s schemas, CRD models, worker config check) in %ds\n' \
+  "${#SETS[@]}" "$REFUSED" "$KUBE_VERSION" "$SECONDS"

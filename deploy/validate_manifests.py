@@ -12,17 +12,24 @@ output). Every document in it is checked against a schema:
   string map in the CRD) is checked against the scaler's documented keys here.
 
 Then the set is checked for consistency: the ConfigMap's worker.yaml against the chart's
-config schema, terminationGracePeriodSeconds > worker.shutdown_grace_seconds, ports and
-probes against worker.http_port, selectors against pod labels, scale targets, KEDA topics
-against infinitic_py.topics.
+config schema and through the worker's own loader (`infinitic-py check --offline --strict`
+with the Deployment's literal INFINITIC_* env), terminationGracePeriodSeconds >
+worker.shutdown_grace_seconds, ports and probes against worker.http_port, selectors against
+pod labels, scale targets, KEDA topics against infinitic_py.topics.
+
+Once per run, the chart's config schema is compared with the loader's msgspec Structs, so a
+key added to (or dropped from) infinitic_py.config fails here until the schema follows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +162,104 @@ def labels_match(selector: dict[str, str] | None, labels: dict[str, str]) -> boo
     return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
+def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
+    """Run the worker's own offline check on the config, with the container's INFINITIC_* env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINITIC_")}
+    for var in container.get("env", []):
+        name = var["name"]
+        if not name.startswith("INFINITIC_"):
+            continue
+        if "value" in var:
+            env[name] = str(var["value"])
+        elif (var.get("valueFrom") or {}).get("secretKeyRef", {}).get("optional") is not True:
+            env[name] = "placeholder-from-secret"  # a required Secret: the variable will be set
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "worker.yaml")
+        path.write_text(config_text)
+        cmd = [sys.executable, "-m", "infinitic_py.cli", "check", "--offline", "--strict"]
+        proc = subprocess.run(
+            [*cmd, "-c", str(path)], env=env, capture_output=True, text=True, timeout=120
+        )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().replace("\n", " | ")
+        problems.error(
+            where, f"`infinitic-py check --offline --strict` exit {proc.returncode}: {out}"
+        )
+    else:
+        n = len([ln for ln in proc.stdout.splitlines() if ln.startswith("ok    service")])
+        extra = sorted(k for k in env if k.startswith("INFINITIC_"))
+        problems.ok(
+            where,
+            f"infinitic-py check --offline --strict: ok ({n} service(s) imported"
+            + (f"; env {', '.join(extra)})" if extra else ")"),
+        )
+
+
+def _resolve(node: Doc, definitions: Doc) -> Doc:
+    while "$ref" in node:
+        node = definitions[node["$ref"].rsplit("/", 1)[1]]
+    if node.get("type") == "array" and "items" in node:
+        return _resolve(node["items"], definitions)
+    if "properties" not in node and isinstance(node.get("additionalProperties"), dict):
+        return _resolve(node["additionalProperties"], definitions)
+    return node
+
+
+def schema_drift(config_schema: Doc, problems: Problems) -> None:
+    """The chart's config schema must have exactly the keys of infinitic_py.config's Structs."""
+    import msgspec.inspect as mi
+
+    from infinitic_py.config import WorkerConfig
+
+    def struct_of(t: Any) -> Any:
+        while True:
+            if isinstance(t, mi.Metadata):
+                t = t.type
+            elif isinstance(t, mi.UnionType):
+                inner = [x for x in t.types if not isinstance(x, mi.NoneType)]
+                if len(inner) != 1:
+                    return None
+                t = inner[0]
+            elif isinstance(t, mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType):
+                t = t.item_type
+            elif isinstance(t, mi.DictType):
+                t = t.value_type
+            else:
+                return t if isinstance(t, mi.StructType) else None
+
+    definitions = config_schema.get("definitions", {})
+    drift = 0
+
+    def walk(struct: Any, node: Doc, path: str) -> None:
+        nonlocal drift
+        node = _resolve(node, definitions)
+        fields = {f.encode_name: f for f in struct.fields}
+        props = node.get("properties", {})
+        for key in sorted(set(fields) - set(props)):
+            drift += 1
+            problems.error(
+                "[schema]",
+                f"config{path}.{key} is a worker config key missing from values.schema.json",
+            )
+        for key in sorted(set(props) - set(fields)):
+            drift += 1
+            problems.error(
+                "[schema]",
+                f"config{path}.{key} is in values.schema.json but not a worker config key",
+            )
+        if node.get("additionalProperties", True) is not False:
+            drift += 1
+            problems.error("[schema]", f"config{path} should set additionalProperties: false")
+        for key in sorted(set(fields) & set(props)):
+            sub = struct_of(fields[key].type)
+            if sub is not None:
+                walk(sub, props[key], f"{path}.{key}")
+
+    walk(mi.type_info(WorkerConfig), config_schema, "")
+    if not drift:
+        problems.ok("[schema]", "values.schema.json config keys == infinitic_py.config Structs")
+
+
 def check_set(
     name: str, docs: list[tuple[str, Doc]], config_schema: Doc, expect: set[str], problems: Problems
 ) -> None:
@@ -225,6 +330,7 @@ def check_set(
     if errors:
         return
     problems.ok(f"{here} ConfigMap/{cm_name}", f"{key} matches the worker config schema")
+    worker_check(f"{here} ConfigMap/{cm_name}", cm["data"][key], worker, problems)
     wcfg = config.get("worker") or {}
     pcfg = config.get("pulsar") or {}
 
@@ -397,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
 
     models: dict[tuple[str, str], Any] = {}
     problems = Problems()
+    print("== values.schema.json vs the worker's config loader")
+    schema_drift(config_schema, problems)
     total_docs = 0
     for item in args.sets:
         name, _, files = item.partition("=")

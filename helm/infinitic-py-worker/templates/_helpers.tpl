@@ -121,6 +121,9 @@ Fails when it would not leave the worker its full drain grace before SIGKILL.
 {{- fail "autoscaling.keda: set autoscaling.keda.adminURL or config.pulsar.admin_url (KEDA reads the subscription backlog from the Pulsar admin API)" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.existingSecret (not .Values.config.pulsar.auth_plugin) }}
+{{- fail "existingSecret sets INFINITIC_PULSAR__AUTH_PARAMS, which the worker refuses while config.pulsar.auth_plugin is null: set it (e.g. org.apache.pulsar.client.impl.auth.AuthenticationToken)" }}
+{{- end }}
 {{- if and .Values.config.pulsar.auth_params .Values.existingSecret }}
 {{- fail "config.pulsar.auth_params and existingSecret are both set: keep the auth parameters in the Secret only" }}
 {{- end }}
