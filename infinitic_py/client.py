@@ -280,6 +280,8 @@ class AsyncClient:
         self._waiting: dict[str, asyncio.Future[wire.Reply]] = {}
         self._closed = False
         self.response_topic = response_topic(tenant, namespace, self.name)
+        self.replies_received = 0  # replies that reached this client's response topic
+        self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
         self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
 
     async def __aenter__(self) -> AsyncClient:
@@ -499,9 +501,12 @@ class AsyncClient:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.error("client.bad_reply", client=self.name, error=str(exc))
             else:
+                self.replies_received += 1
                 future = self._waiting.pop(reply.task_id, None)
                 if future is not None and not future.done():
                     future.set_result(reply)
+                else:
+                    self.replies_unmatched += 1
             with contextlib.suppress(TransportError):
                 await consumer.acknowledge([msg])
 

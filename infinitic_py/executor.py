@@ -55,6 +55,7 @@ from infinitic_py.transport.base import (
 
 GroupKey = tuple[str, str | bytes | None]  # (method, batch key)
 _DEDUP_CAPACITY = 100_000
+_CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 
 
 @dataclass(slots=True)
@@ -236,17 +237,19 @@ class ServiceExecutor:
                 await asyncio.wait(late, timeout=5.0)
         if self._consumer is not None:
             try:
-                await self._consumer.close()  # ends the receive loop with ConsumerClosed
-            except TransportError as exc:
-                self._log.warning("executor.consumer_close_failed", error=str(exc))
+                # Ends the receive loop with ConsumerClosed. Bounded: with the broker gone, a
+                # close would otherwise wait for the client's operation timeout.
+                await asyncio.wait_for(self._consumer.close(), _CLOSE_TIMEOUT)
+            except (TransportError, TimeoutError) as exc:
+                self._log.warning("executor.consumer_close_failed", error=str(exc) or "timeout")
         if self._receive_task is not None:
             try:
                 await asyncio.wait_for(self._receive_task, timeout=5.0)
             except (TimeoutError, asyncio.CancelledError):
                 self._receive_task.cancel()
         for producer in list(self._producers.values()):
-            with contextlib.suppress(TransportError):
-                await producer.close()
+            with contextlib.suppress(TransportError, TimeoutError):
+                await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
         self._producers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._consuming = False

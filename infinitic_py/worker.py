@@ -204,7 +204,10 @@ class Worker:
             await self._health.stop()
             self._health = None
         if self._transport is not None:
-            await self._transport.close()
+            try:
+                await asyncio.wait_for(self._transport.close(), 10.0)
+            except TimeoutError:
+                log.warning("worker.transport_close_timeout")
             self._transport = None
 
     async def __aenter__(self) -> Worker:

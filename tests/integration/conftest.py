@@ -29,6 +29,8 @@ import pytest
 
 from infinitic_py.admin import PulsarAdmin
 
+from .harness import Harness
+
 ROOT = Path(__file__).resolve().parents[2]
 PULSAR_SH = ROOT / "deploy" / "pulsar-standalone" / "pulsar.sh"
 RUN_DIR = ROOT / ".cache" / "pulsar-run"
@@ -134,3 +136,18 @@ def admin(pulsar_broker: BrokerInfo) -> PulsarAdmin:
 def unique_name() -> str:
     """A fresh name per test for topics, subscriptions and services: ``t`` + 10 hex digits."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["memory", "pulsar"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The behaviour suite's transport: the in-process broker, then the real one."""
+    if request.param == "memory":
+        from infinitic_py.transport.memory import get_broker, reset_broker
+
+        name = f"behaviour-{uuid.uuid4().hex[:8]}"
+        yield Harness("memory", f"memory://{name}", "public", "default", broker=get_broker(name))
+        reset_broker(name)
+    else:
+        broker: BrokerInfo = request.getfixturevalue("pulsar_broker")
+        admin: PulsarAdmin = request.getfixturevalue("admin")
+        yield Harness("pulsar", broker.service_url, "public", "default", admin=admin)

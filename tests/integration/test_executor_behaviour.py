@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -21,25 +21,12 @@ from infinitic_py import (
     task,
 )
 from infinitic_py.topics import service_topic
-from infinitic_py.transport.memory import get_broker, reset_broker
 
 from .harness import Harness
 
 
 class Item(msgspec.Struct, frozen=True):
     n: int
-
-
-@pytest.fixture(params=["memory", "pulsar"])
-def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    if request.param == "memory":
-        name = f"behaviour-{uuid.uuid4().hex[:8]}"
-        yield Harness("memory", f"memory://{name}", "public", "default", broker=get_broker(name))
-        reset_broker(name)
-    else:
-        broker = request.getfixturevalue("pulsar_broker")
-        admin = request.getfixturevalue("admin")
-        yield Harness("pulsar", broker.service_url, "public", "default", admin=admin)
 
 
 def unique_service() -> str:
