@@ -157,7 +157,7 @@ class WorkerSettings(_Section, frozen=True):
     name: str | None = None
     """Consumer name and log field; defaults to the hostname (see :meth:`resolved_name`)."""
     max_buffered_messages: _PositiveInt = 10000
-    """Cap on messages the worker holds (received, not yet acked or nacked) across all groups."""
+    """Cap on messages the worker holds (received, not yet acked or nacked) per service, across all its groups (the broker limit is per consumer, one per service)."""
     shutdown_grace_seconds: _NonNegativeFloat = 30.0
     http_host: str = "0.0.0.0"
     http_port: _Port = 9090
