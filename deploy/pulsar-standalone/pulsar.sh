@@ -15,6 +15,7 @@
 #   PULSAR_WEB_PORT           admin/HTTP port (default 8080)
 #   PULSAR_START_TIMEOUT      seconds `up`/`wait` wait for readiness (default 180)
 #   PULSAR_STOP_TIMEOUT       seconds `down` waits after TERM before KILL (default 30)
+#   PULSAR_VERSION            try another Pulsar release than pom.xml's (e.g. 4.0.7)
 #   PULSAR_MEM                heap flags (default "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g")
 #   PULSAR_EXTRA_OPTS         extra JVM flags
 #   PULSAR_AUTO_STOP=1        mark a broker `up` starts as session-owned (.cache/pulsar-run/auto-stop):
@@ -28,7 +29,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 
-PULSAR_VERSION="$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$HERE/pom.xml" | head -n1)"
+POM_VERSION="$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$HERE/pom.xml" | head -n1)"
+PULSAR_VERSION="${PULSAR_VERSION:-$POM_VERSION}"
 [[ -n "$PULSAR_VERSION" ]] || { echo "pulsar.sh: no <pulsar.version> in $HERE/pom.xml" >&2; exit 1; }
 
 HOST=127.0.0.1
@@ -216,9 +218,10 @@ cmd_fetch() {
   log "resolving Apache Pulsar $PULSAR_VERSION jars from Maven Central into $LIB_DIR ..."
   local tmp="$DIST_DIR/lib.partial" start=$SECONDS
   rm -rf "$tmp" "$LIB_DIR"
-  if ! mvn -B -q -Dstyle.color=never -s "$HERE/settings.xml" -f "$HERE/pom.xml" \
+  # (sed: Maven 3.8 prints stray colour resets even in batch mode)
+  if ! mvn -B -q -s "$HERE/settings.xml" -f "$HERE/pom.xml" \
       org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-      -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
+      -Dpulsar.version="$PULSAR_VERSION" -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2; then
     rm -rf "$tmp"
     die "Maven could not resolve Pulsar $PULSAR_VERSION (see the output above)"
   fi

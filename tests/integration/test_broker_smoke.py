@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -84,16 +84,35 @@ def topic(unique_name: str) -> str:
     return f"persistent://public/default/smoke:{unique_name}"
 
 
-async def subscribe(client: Any, topic: str, **options: Any) -> Inbox:
-    consumer = await client.subscribe(
-        topic,
-        "smoke",
-        consumer_type=pulsar.ConsumerType.Shared,
-        batch_index_ack_enabled=True,
-        negative_ack_redelivery_delay_ms=NACK_DELAY_MS,
-        **options,
-    )
-    return Inbox(consumer)
+Subscribe = Callable[..., Awaitable[Inbox]]
+
+
+@pytest.fixture
+async def subscribe(client: Any) -> AsyncIterator[Subscribe]:
+    """``await subscribe(topic)``: a Shared, batch-index-ack consumer wrapped in an Inbox.
+
+    Every inbox is closed at teardown, inside the test's event loop, even when the test failed.
+    """
+    inboxes: list[Inbox] = []
+
+    async def _subscribe(topic: str, **options: Any) -> Inbox:
+        consumer = await client.subscribe(
+            topic,
+            "smoke",
+            consumer_type=pulsar.ConsumerType.Shared,
+            batch_index_ack_enabled=True,
+            negative_ack_redelivery_delay_ms=NACK_DELAY_MS,
+            **options,
+        )
+        inbox = Inbox(consumer)
+        inboxes.append(inbox)
+        return inbox
+
+    try:
+        yield _subscribe
+    finally:
+        for inbox in inboxes:
+            await inbox.close()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -104,8 +123,10 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_produce_consume_with_properties(client: Any, topic: str, admin: PulsarAdmin) -> None:
-    inbox = await subscribe(client, topic)  # subscribe first: nothing is retained otherwise
+async def test_produce_consume_with_properties(
+    client: Any, subscribe: Subscribe, topic: str, admin: PulsarAdmin
+) -> None:
+    inbox = await subscribe(topic)  # subscribe first: nothing is retained otherwise
     producer = await client.create_producer(topic)
     sent = {f"m{i}".encode(): {"batchKey": "tenant-42", "index": str(i)} for i in range(5)}
     for payload, props in sent.items():
@@ -125,11 +146,12 @@ async def test_produce_consume_with_properties(client: Any, topic: str, admin: P
     stats = admin.topic_stats(topic)
     assert stats["msgInCounter"] == 5
     assert stats["subscriptions"]["smoke"]["type"] == "Shared"
-    await inbox.close()
 
 
-async def test_nack_redelivers_with_redelivery_count(client: Any, topic: str) -> None:
-    inbox = await subscribe(client, topic)
+async def test_nack_redelivers_with_redelivery_count(
+    client: Any, subscribe: Subscribe, topic: str
+) -> None:
+    inbox = await subscribe(topic)
     producer = await client.create_producer(topic)
     await producer.send(b"flaky", properties={"attempt": "x"})
 
@@ -144,18 +166,17 @@ async def test_nack_redelivers_with_redelivery_count(client: Any, topic: str) ->
     assert again.message_id() == first.message_id()
     await inbox.consumer.acknowledge(again)
     assert await inbox.get(1.0) is None
-    await inbox.close()
 
 
 async def test_deliver_after_is_not_delivered_early(
-    client: Any, topic: str, admin: PulsarAdmin
+    client: Any, subscribe: Subscribe, topic: str, admin: PulsarAdmin
 ) -> None:
     runtime = admin.get_json("/admin/v2/brokers/configuration/runtime")
     strict = str(runtime.get("isDelayedDeliveryDeliverAtTimeStrict", "false")).lower() == "true"
     tick = int(runtime.get("delayedDeliveryTickTimeMillis", "1000")) / 1000
     delay = 2.0
 
-    inbox = await subscribe(client, topic)
+    inbox = await subscribe(topic)
     producer = await client.create_producer(topic, batching_enabled=False)
     sent_at = time.monotonic()
     await producer.send(b"later", deliver_after=timedelta(seconds=delay))
@@ -173,16 +194,15 @@ async def test_deliver_after_is_not_delivered_early(
     assert elapsed >= earliest, f"delivered after {elapsed:.3f}s, strict={strict}"
     assert elapsed <= delay + 2 * tick + 2.0, f"delivered only after {elapsed:.3f}s"
     await inbox.consumer.acknowledge(later)
-    await inbox.close()
 
 
 async def test_batch_index_ack_redelivers_only_the_nacked_message(
-    client: Any, topic: str, admin: PulsarAdmin
+    client: Any, subscribe: Subscribe, topic: str, admin: PulsarAdmin
 ) -> None:
     runtime = admin.get_json("/admin/v2/brokers/configuration/runtime")
     assert runtime["acknowledgmentAtBatchIndexLevelEnabled"] == "true"
 
-    inbox = await subscribe(client, topic)
+    inbox = await subscribe(topic)
     producer = await client.create_producer(
         topic, batching_enabled=True, batching_max_messages=100, batching_max_publish_delay_ms=50
     )
@@ -208,11 +228,13 @@ async def test_batch_index_ack_redelivers_only_the_nacked_message(
     # No other member of the batch comes back.
     extra = await inbox.get(2.0)
     assert extra is None, f"unexpected redelivery of {extra.data()!r}"
+    # Pulsar 4.0.7 fails this: its consumer unackedMessages went to -20 after the nack.
     await eventually(lambda: admin.subscription_counts(topic, "smoke") == (0, 0))
-    await inbox.close()
 
 
-async def test_admin_endpoints(client: Any, admin: PulsarAdmin, unique_name: str) -> None:
+async def test_admin_endpoints(
+    client: Any, subscribe: Subscribe, admin: PulsarAdmin, unique_name: str
+) -> None:
     assert admin.healthy()
     assert admin.clusters()
     assert "public/default" in admin.namespaces("public")
@@ -236,7 +258,7 @@ async def test_admin_endpoints(client: Any, admin: PulsarAdmin, unique_name: str
     assert admin.topic_stats(topic) == {}
     assert admin.subscription_counts(topic, "smoke") == (0, 0)
 
-    inbox = await subscribe(client, topic)
+    await subscribe(topic)  # a consumer that receives (prefetches) but never acks
     producer = await client.create_producer(topic)
     for i in range(3):
         await producer.send(f"x{i}".encode())
@@ -244,4 +266,3 @@ async def test_admin_endpoints(client: Any, admin: PulsarAdmin, unique_name: str
     assert admin.subscription_counts(topic, "missing") == (0, 0)
     consumers = admin.topic_stats(topic)["subscriptions"]["smoke"]["consumers"]
     assert [c["unackedMessages"] for c in consumers] == [3]
-    await inbox.close()
