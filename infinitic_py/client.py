@@ -460,9 +460,14 @@ class AsyncClient:
                 topic = service_topic(self.tenant, self.namespace, service)
                 # A topic keeps nothing without a subscription: create the workers' one first so
                 # tasks dispatched before any worker started are not dropped.
-                await self._transport.ensure_subscription(
-                    topic, WORKER_SUBSCRIPTION, self.subscription_type
-                )
+                try:
+                    await self._transport.ensure_subscription(
+                        topic, WORKER_SUBSCRIPTION, self.subscription_type
+                    )
+                except TransportError as exc:
+                    # E.g. workers are connected with another subscription type (key_shared):
+                    # then the subscription exists, which is all that is needed here.
+                    log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
                 producer = await self._transport.create_producer(topic)
                 self._producers[service] = producer
             return producer

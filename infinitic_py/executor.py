@@ -197,6 +197,13 @@ class ServiceExecutor:
         self._consumer = await self._transport.subscribe(
             self.topic, WORKER_SUBSCRIPTION, consumer_settings
         )
+        # Read at scrape time: nothing to update on the hot path.
+        self._metrics.buffered_messages.labels(service=self.service).set_function(
+            lambda: self._held
+        )
+        self._metrics.batches_in_flight.labels(service=self.service).set_function(
+            lambda: self._in_flight
+        )
         self._consuming = True
         self._receive_task = asyncio.create_task(
             self._receive_loop(), name=f"infinitic-receive-{self.service}"
@@ -265,8 +272,6 @@ class ServiceExecutor:
             while True:
                 if self._held >= self.settings.max_buffered_messages and not self._stopping:
                     self._capacity.clear()
-                    if self._metrics is not None:
-                        self._metrics.buffered_messages.labels(service=self.service).set(self._held)
                     await self._capacity.wait()
                 try:
                     msg = await consumer.receive()
@@ -387,7 +392,6 @@ class ServiceExecutor:
         try:
             async with self._slots:
                 self._in_flight += 1
-                self._metrics.batches_in_flight.labels(service=self.service).set(self._in_flight)
                 try:
                     started = time.perf_counter()
                     outcomes = await self._execute(method, items, batch_id, log)
@@ -395,9 +399,6 @@ class ServiceExecutor:
                     self._instruments[method.name].handler_duration.observe(duration)
                 finally:
                     self._in_flight -= 1
-                    self._metrics.batches_in_flight.labels(service=self.service).set(
-                        self._in_flight
-                    )
             await self._publish_outcomes(method, items, outcomes, log)
             settled = True
             await self._finish([p.msg for p in items], ack=True, tasks=items)

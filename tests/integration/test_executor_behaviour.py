@@ -17,6 +17,7 @@ from infinitic_py import (
     Call,
     ServiceDefinitionError,
     Worker,
+    current_context,
     get_context,
     task,
 )
@@ -181,3 +182,35 @@ async def test_wrong_batch_signature_fails_worker_start(harness: Harness) -> Non
         ServiceDefinitionError, match=r"WrongTwin: batch method 'double_batch'.*dict\[str, I\]"
     ):
         worker.add_service(WrongTwin())
+
+
+class Singles:
+    """Plain (non-batched) tasks: one task per concurrency slot."""
+
+    @task
+    def greet(self, name: str, punctuation: str = "!") -> str:
+        ctx = current_context()
+        return f"hello {name}{punctuation} ({ctx.method}, retry {ctx.retry_index}, {ctx.batch_key})"
+
+    @task
+    async def add(self, a: int, b: int) -> int:
+        assert current_context().batch_id is None
+        await asyncio.sleep(0)
+        return a + b
+
+
+async def test_single_tasks_sync_and_async(harness: Harness, client: AsyncClient) -> None:
+    name = unique_service()
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace)
+    worker.add_service(Singles(), name=name, concurrency=4)
+    await worker.start()
+    try:
+        stub = client.service(Singles, name=name, meta={"batchKey": "k1"})
+        greeting = await stub.greet("ada", punctuation="?")
+        sums = await stub.add.many([(i, i) for i in range(20)])
+        assert await greeting.result(timeout=30) == "hello ada? (greet, retry 0, k1)"
+        assert [await d.result(timeout=30) for d in sums] == [2 * i for i in range(20)]
+        with pytest.raises(TypeError, match="missing a required argument"):
+            await stub.add(1)
+    finally:
+        await worker.stop()
