@@ -16,9 +16,10 @@ Facts this module relies on (checked by tests/integration against the real broke
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -131,7 +132,11 @@ class PulsarProducer(Producer):
             raise TransportError(f"closing producer of {self._topic}: {exc}") from exc
 
     def is_connected(self) -> bool:
-        return bool(self._native.is_connected())
+        return self._native is not None and bool(self._native.is_connected())
+
+    def _release(self) -> None:
+        self._native = None
+        self._producer = None
 
 
 def _build(message: OutgoingMessage) -> Any:
@@ -204,6 +209,11 @@ class PulsarConsumer(Consumer):
 
     def is_connected(self) -> bool:
         return not self._closed and bool(self._native.is_connected())
+
+    def _release(self) -> None:
+        self._closed = True
+        self._native = None
+        self._consumer = None
 
 
 class _ReceiveFailed(Exception):
@@ -347,7 +357,17 @@ class PulsarTransport(Transport):
             await self._client.close()
         except Exception as exc:
             logging.getLogger("infinitic_py").debug("pulsar client close: %s", exc)
+        # Destroy the native client, producers and consumers now, on this thread, while the
+        # interpreter is fully alive: left to interpreter teardown, the C++ destructors can abort
+        # the process ("terminate called without an active exception") after a clean drain.
+        for consumer in self._consumers:
+            consumer._release()
+        for producer in self._producers:
+            producer._release()
+        self._consumers.clear()
+        self._producers.clear()
+        del self._client
+        gc.collect()
 
 
 __all__ = ["PulsarConsumer", "PulsarProducer", "PulsarTransport"]
-_ = Mapping  # re-exported types used in annotations only
