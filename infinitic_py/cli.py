@@ -138,6 +138,9 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
                   f"{broker_limit if broker_limit is not None else 'unknown'}, namespace "
                   f"{p.tenant}/{p.namespace}="
                   f"{namespace_limit if namespace_limit is not None else 'unset'}")
+            for level, line in _delayed_delivery_notes(admin):
+                print(line)
+                problems += level == "error"
         except PulsarAdminError as exc:
             warnings += 1
             print(f"warn  admin {p.admin_url}: {exc} (limits checked against the default 50000)")
@@ -168,6 +171,22 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     if problems or (strict and warnings):
         return EXIT_CHECK_FAILED
     return EXIT_OK
+
+
+def _delayed_delivery_notes(admin: Any) -> list[tuple[str, str]]:
+    """Retries use Pulsar's delayed delivery: say how precise this broker makes it."""
+    runtime = admin.get_json("/admin/v2/brokers/configuration/runtime") or {}
+    enabled = str(runtime.get("delayedDeliveryEnabled", "true")).lower() == "true"
+    strict = str(runtime.get("isDelayedDeliveryDeliverAtTimeStrict", "false")).lower() == "true"
+    tick = runtime.get("delayedDeliveryTickTimeMillis", "1000")
+    if not enabled:
+        return [("error", "ERROR delayedDeliveryEnabled=false on the broker: retries and delay= "
+                 "are delivered at once (set delayedDeliveryEnabled=true)")]
+    if strict:
+        return [("ok", f"ok    delayed delivery strict, tick {tick} ms: retries never fire early")]
+    return [("note", f"note  delayed delivery not strict (isDelayedDeliveryDeliverAtTimeStrict="
+             f"false, tick {tick} ms): a retry or delay= may arrive up to {tick} ms before its "
+             "time; set isDelayedDeliveryDeliverAtTimeStrict=true on the broker if that matters")]
 
 
 def _token(config: Any) -> str | None:

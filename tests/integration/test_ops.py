@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -144,11 +145,22 @@ def test_check_warns_when_slots_exceed_the_broker_limit(
     assert re.search(r"fix: lower concurrency to <= \d+", out.stdout)
 
 
+def _suite_owns(broker: BrokerInfo) -> bool:
+    """True when the broker is the local one that a test session started (with-broker.sh or the
+    pulsar_broker fixture leave the auto-stop marker): only then may a test stop it."""
+    run_dir = ROOT / ".cache" / "pulsar-run"
+    if not ((run_dir / "auto-stop").exists() and (run_dir / "pulsar.pid").exists()):
+        return False
+    url = urllib.parse.urlsplit(broker.service_url)
+    local_port = int(os.environ.get("PULSAR_BROKER_PORT", "6650"))
+    return url.hostname in ("127.0.0.1", "localhost") and url.port == local_port
+
+
 @pytest.mark.broker_outage
 async def test_readiness_follows_the_real_broker(pulsar_broker: BrokerInfo) -> None:
-    """Stops and restarts the suite's own broker: collected last (see conftest)."""
-    if not (ROOT / ".cache" / "pulsar-run" / "pulsar.pid").exists():
-        pytest.skip("the broker is not the suite's own (PULSAR_URL points elsewhere)")
+    """Stops and restarts the suite's own broker: collected last (see tests/conftest.py)."""
+    if not _suite_owns(pulsar_broker):
+        pytest.skip("the broker was not started by this test session: not stopping it")
     worker = Worker(pulsar_broker.service_url, http_host="127.0.0.1", http_port=0)
     worker.add_service(Doubler(), name=f"Svc{uuid.uuid4().hex[:8]}")
     await worker.start()
@@ -162,8 +174,8 @@ async def test_readiness_follows_the_real_broker(pulsar_broker: BrokerInfo) -> N
         status, _ = await poll(lambda: get(port, "/readyz"), lambda r: r[0] == 503, timeout=30)
         assert status == 503
         assert (await get(port, "/healthz"))[0] == 200
-        up = await asyncio.to_thread(subprocess.run, [str(PULSAR_SH), "up"],
-                                     capture_output=True, timeout=300)
+        up = await asyncio.to_thread(subprocess.run, [str(PULSAR_SH), "up"], capture_output=True,
+                                     timeout=300, env={**os.environ, "PULSAR_AUTO_STOP": "1"})
         assert up.returncode == 0, up.stderr
         status, body = await poll(lambda: get(port, "/readyz"), lambda r: r[0] == 200, timeout=120)
         assert status == 200, body
