@@ -102,6 +102,7 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
         http_host=w.http_host,
         http_port=w.http_port or None,
         transport_options=transport_options(config),
+        admin_url=None if config.pulsar.url.startswith("memory://") else config.pulsar.admin_url,
     )
     for service in config.services:
         cls = service.load_class()

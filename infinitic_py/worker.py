@@ -67,6 +67,7 @@ class Worker:
         http_port: int | None = None,
         metrics: Metrics | None = None,
         transport_options: Mapping[str, Any] | None = None,
+        admin_url: str | None = None,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -79,6 +80,7 @@ class Worker:
         self.http_port = http_port
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
+        self.admin_url = admin_url
         self._registrations: list[_Registration] = []
         self._transport: Transport | None = None
         self._executors: list[ServiceExecutor] = []
@@ -181,6 +183,8 @@ class Worker:
             await self._close_all(grace=0.0)
             raise
         self._started = True
+        if self.admin_url:
+            await self._check_broker_limits()
         log.info(
             "worker.started",
             worker=self.name,
@@ -188,6 +192,45 @@ class Worker:
             url=_redact_url(self.url),
             http_port=self._health.port if self._health else None,
         )
+
+    async def _check_broker_limits(self) -> None:
+        """Warn (never fail) when this worker can reach maxUnackedMessagesPerConsumer: the broker
+        would silently stop delivering to it. Read through the admin API, bounded in time."""
+        from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+        from infinitic_py.limits import check_slots_against_limit, check_unacked_limit
+
+        assert self.admin_url is not None
+        admin = PulsarAdmin(self.admin_url, timeout=5.0)
+        try:
+            broker_limit, namespace_limit = await asyncio.wait_for(asyncio.gather(
+                asyncio.to_thread(admin.broker_max_unacked_per_consumer),
+                asyncio.to_thread(
+                    admin.namespace_max_unacked_per_consumer, self.tenant, self.namespace
+                ),
+            ), 10.0)
+        except (PulsarAdminError, TimeoutError, OSError) as exc:
+            log.warning("worker.limits_unknown", admin_url=self.admin_url, error=str(exc))
+            return
+        rq = self.consumer_settings.receiver_queue_size
+        for executor in self._executors:
+            max_messages = max((m.batch.limits.max_messages
+                                for m in executor.definition.methods.values() if m.batch),
+                               default=1)
+            concurrency = executor.settings.concurrency
+            findings = [
+                *check_slots_against_limit(rq, concurrency, max_messages,
+                                           self.max_buffered_messages, broker_limit=broker_limit,
+                                           namespace_limit=namespace_limit),
+                *check_unacked_limit(rq, concurrency, max_messages, self.max_buffered_messages,
+                                     broker_limit=broker_limit, namespace_limit=namespace_limit,
+                                     tenant=self.tenant, namespace=self.namespace,
+                                     service=executor.service),
+            ]
+            for finding in findings:
+                if finding.level != "ok":
+                    log.warning("worker.unacked_limit", service=executor.service,
+                                level=finding.level, message=finding.message,
+                                fix=list(finding.suggestions))
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful drain of every service (``grace`` defaults to ``shutdown_grace``)."""

@@ -181,3 +181,21 @@ async def test_readiness_follows_the_real_broker(pulsar_broker: BrokerInfo) -> N
         assert status == 200, body
     finally:
         await worker.stop(grace=5)
+
+
+async def test_worker_warns_at_start_when_it_can_reach_the_unacked_limit(
+    pulsar_broker: BrokerInfo,
+) -> None:
+    from structlog.testing import capture_logs
+
+    worker = Worker(pulsar_broker.service_url, admin_url=pulsar_broker.admin_url,
+                    max_buffered_messages=100_000)
+    worker.add_service(Doubler(), name=f"Svc{uuid.uuid4().hex[:8]}", concurrency=100,
+                       batch={"double": BatchLimits(1000, 1.0)})
+    with capture_logs() as logs:
+        await worker.start()
+    await worker.stop(grace=5)
+    warnings = [e for e in logs if e["event"] == "worker.unacked_limit"]
+    assert warnings, [e["event"] for e in logs]
+    assert any("50000" in e["message"] and "concurrency 100 x max_messages 1000" in e["message"]
+               for e in warnings)
