@@ -1,13 +1,20 @@
-"""Pulsar transport over pulsar-client's native asyncio support.
+"""Pulsar transport over pulsar-client's native API.
 
-``pulsar.asyncio`` creates the producers and consumers; the hot operations (receive, ack many,
-send many) call the native ``*_async`` methods directly with one future per *call*: a batch of
-100 acks or sends completes one future instead of 100, and a callback that fires on the event
-loop's own thread (a message already waiting in the receiver queue) completes its future without
-a cross-thread wake-up.
+``pulsar.asyncio`` creates the producers and consumers; the hot operations bypass its one-future-
+and-one-thread-hop-per-message wrappers:
+
+- receive: one thread per consumer runs the sync ``batch_receive()`` and hands the loop a chunk of
+  messages at a time (one ``call_soon_threadsafe`` per chunk); ``receive()`` pops a deque. See
+  ``PulsarConsumer`` for the prefetch bound and why nothing can be lost or stranded;
+- ack: ``acknowledge_async`` per message with one shared callback (the client queues acks and
+  flushes them every 100 ms; the callback runs inline);
+- send many: ``send_async`` per message, one future per *call* (``_Countdown``).
+
+``make bench`` measures each against raw pulsar-client loops (benchmarks/run.py).
 
 Facts this module relies on (checked by tests/integration against the real broker):
-- a pending ``receive_async`` completes with an error once the consumer is closed;
+- closing a consumer ends a native ``receive()`` / ``batch_receive()`` blocked in another thread
+  with ``AlreadyClosed``; ``batch_receive()`` returns ``[]`` after the policy's timeout;
 - Shared / Key_Shared subscriptions honour ``deliver_after`` and nack redelivery;
 - batch-index acks need ``batch_index_ack_enabled=True`` here and
   ``acknowledgmentAtBatchIndexLevelEnabled=true`` on the broker.
@@ -16,9 +23,11 @@ Facts this module relies on (checked by tests/integration against the real broke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -53,7 +62,13 @@ _COMPRESSION = {
     "snappy": pulsar.CompressionType.SNAPPY,
 }
 _OK = _pulsar.Result.Ok
-_CLOSED_RESULTS = {_pulsar.Result.AlreadyClosed, _pulsar.Result.ConsumerNotInitialized}
+_CLOSED_ERRORS = (_pulsar.AlreadyClosed, _pulsar.ConsumerNotInitialized)
+_CONSUMER_GONE = ConsumerClosed("the native consumer is closed")  # pump -> loop sentinel
+# Receive chunks: the pump thread's batch_receive returns once it holds this many messages
+# (a quarter of receiver_queue_size), these many bytes, or after this wait.
+_CHUNK_MAX_BYTES = 10 * 1024 * 1024
+_CHUNK_WAIT_MS = 1
+_PUMP_JOIN_TIMEOUT = 5.0
 
 
 class _Countdown:
@@ -152,44 +167,141 @@ def _build(message: OutgoingMessage) -> Any:
 
 
 class PulsarConsumer(Consumer):
-    def __init__(self, consumer: pulsar_asyncio.Consumer, topic: str) -> None:
+    """A consumer whose messages reach the event loop in chunks.
+
+    One thread per consumer (started by the first ``receive``) moves messages from the native
+    consumer to a deque on the event loop: ``batch_receive()`` (up to ``chunk`` messages, waiting
+    at most ``wait_ms`` for a chunk to fill) while messages flow, and a blocking ``receive()``
+    once the topic runs dry, so a lone message is handed over at once and an idle consumer costs
+    no wake-ups. The thread fetches only while the deque holds fewer than ``chunk`` messages, so
+    the client holds at most ``native receiver queue + 2 x chunk - 1`` messages: ``subscribe``
+    sizes both to stay within ``receiver_queue_size`` (2 for a size of 1). ``receive`` pops the deque
+    without a thread hop or a native call; one ``call_soon_threadsafe`` per chunk remains.
+
+    Nothing is lost: a message in the deque is unacked, and closing the consumer (which ends a
+    pending ``receive`` with ``ConsumerClosed``) hands it back to the broker. A cancelled
+    ``receive`` strands nothing either: its message stays in the deque.
+    """
+
+    def __init__(
+        self, consumer: pulsar_asyncio.Consumer, topic: str, *, chunk: int = 1
+    ) -> None:
         self._consumer = consumer
         self._native: Any = consumer._consumer
         self._topic = topic
         self._closed = False
+        self._chunk = max(1, chunk)
+        self._ready: deque[ReceivedMessage] = deque()
+        self._failure: TransportError | None = None  # raised once by the next receive
+        self._waiters: list[asyncio.Future[None]] = []
+        self._fetching = False  # a chunk was asked of the thread and not delivered yet
+        self._want = threading.Event()  # loop -> thread: fetch one more chunk
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ack_failures = 0
+        self._ack_error: Any = None
 
     async def receive(self) -> ReceivedMessage:
-        if self._closed:
-            raise ConsumerClosed(f"consumer of {self._topic} is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        me = threading.get_ident()
+        ready = self._ready
+        while True:
+            if self._closed:
+                raise ConsumerClosed(f"consumer of {self._topic} is closed")
+            if ready:
+                msg = ready.popleft()
+                if not self._fetching and len(ready) < self._chunk:
+                    self._ask()
+                return msg
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if not self._fetching:
+                self._ask()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
-        def on_message(result: Any, msg: Any) -> None:
-            if threading.get_ident() == me:
-                _settle(future, result, msg)
+    def _ask(self) -> None:
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(
+                target=self._pump, args=(self._native, self._loop),
+                name=f"pulsar-receive-{self._topic.rsplit('/', 1)[-1]}", daemon=True,
+            )
+            self._thread.start()
+        self._fetching = True
+        self._want.set()
+
+    def _deliver(self, items: list[ReceivedMessage], failure: BaseException | None) -> None:
+        """On the event loop: a chunk (or a failure) from the pump thread."""
+        self._fetching = False
+        if failure is _CONSUMER_GONE:
+            self._closed = True  # closed underneath us (the client was closed)
+        elif failure is not None and not self._closed:
+            assert isinstance(failure, TransportError)
+            self._failure = failure
+        elif items and not self._closed:  # after close they go back to the broker, unacked
+            self._ready.extend(items)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        if not self._closed and failure is None and len(self._ready) < self._chunk:
+            self._ask()
+
+    def _pump(self, native: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """The receive thread: waits to be asked, fetches one chunk, hands it to the loop."""
+        topic = self._topic
+        while True:
+            self._want.wait()
+            self._want.clear()
+            if self._closed:
+                return
+            failure: BaseException | None = None
+            items: list[ReceivedMessage] = []
+            try:
+                msgs = native.batch_receive()
+                if not msgs:  # dry: block for the next message, hand it over at once
+                    msgs = [native.receive()]
+            except Exception as exc:
+                failure = (
+                    _CONSUMER_GONE if self._closed or isinstance(exc, _CLOSED_ERRORS)
+                    else TransportError(f"receive from {topic}: {exc}")
+                )
             else:
-                loop.call_soon_threadsafe(_settle, future, result, msg)
-
-        self._native.receive_async(on_message)
-        try:
-            msg = await future
-        except _ReceiveFailed as exc:
-            if self._closed or exc.result in _CLOSED_RESULTS:
-                raise ConsumerClosed(f"consumer of {self._topic} is closed") from None
-            raise TransportError(f"receive from {self._topic}: {exc.result}") from None
-        return ReceivedMessage(
-            msg.data(), msg.properties(), msg.redelivery_count(), self._topic, msg
-        )
+                items = [
+                    ReceivedMessage(m.data(), m.properties(), m.redelivery_count(), topic, m)
+                    for m in msgs
+                ]
+            try:
+                loop.call_soon_threadsafe(self._deliver, items, failure)
+            except RuntimeError:  # the loop is closed: nobody will receive any more
+                return
+            if failure is _CONSUMER_GONE:
+                return
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
-        countdown = _Countdown(asyncio.get_running_loop(), len(messages), threading.get_ident())
+        # The client queues individual acks (flushed every 100 ms) and runs the callback inline,
+        # so a failure is known when acknowledge_async returns: one shared callback, no future,
+        # no lock (half the cost of a countdown per call). A late callback (ack receipts, which
+        # this transport does not enable) would only be counted, and an unacked message comes
+        # back anyway.
+        failures = self._ack_failures
         try:
             for message in messages:
-                self._native.acknowledge_async(message.handle, countdown)
+                self._native.acknowledge_async(message.handle, self._on_ack)
         except Exception as exc:
             raise TransportError(f"ack on {self._topic}: {exc}") from exc
-        await countdown.future
+        if self._ack_failures != failures:
+            raise TransportError(f"ack on {self._topic}: {self._ack_error}")
+
+    def _on_ack(self, result: Any) -> None:
+        if result != _OK:
+            self._ack_failures += 1
+            self._ack_error = result
 
     def negative_acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         try:
@@ -202,33 +314,34 @@ class PulsarConsumer(Consumer):
         if self._closed:
             return
         self._closed = True
+        for waiter in self._waiters:  # a pending receive raises ConsumerClosed now
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
         try:
-            await self._consumer.close()
+            await self._consumer.close()  # ends a native receive the pump thread is blocked in
         except Exception as exc:
             raise TransportError(f"closing consumer of {self._topic}: {exc}") from exc
+        finally:
+            self._want.set()
+        await self._join_pump()
+
+    async def _join_pump(self) -> None:
+        """Wait (bounded) for the pump thread to leave native code: the native objects must not
+        be destroyed under it."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._want.set()
+        await asyncio.to_thread(thread.join, _PUMP_JOIN_TIMEOUT)
 
     def is_connected(self) -> bool:
-        return not self._closed and bool(self._native.is_connected())
+        return not self._closed and self._native is not None and bool(self._native.is_connected())
 
     def _release(self) -> None:
         self._closed = True
         self._native = None
         self._consumer = None
-
-
-class _ReceiveFailed(Exception):
-    def __init__(self, result: Any) -> None:
-        super().__init__(str(result))
-        self.result = result
-
-
-def _settle(future: asyncio.Future[Any], result: Any, msg: Any) -> None:
-    if future.done():
-        return
-    if result == _OK:
-        future.set_result(msg)
-    else:
-        future.set_exception(_ReceiveFailed(result))
 
 
 class PulsarTransport(Transport):
@@ -329,6 +442,13 @@ class PulsarTransport(Transport):
             ),
             "batch_index_ack_enabled": True,
         }
+        # The pump thread holds up to 2 chunks beyond the native queue: split the prefetch
+        # budget so that queue + chunks stay within receiver_queue_size (see PulsarConsumer).
+        chunk = max(1, settings.receiver_queue_size // 4)
+        args["receiver_queue_size"] = max(1, settings.receiver_queue_size - 2 * chunk)
+        args["batch_receive_policy"] = pulsar.ConsumerBatchReceivePolicy(
+            chunk, _CHUNK_MAX_BYTES, _CHUNK_WAIT_MS
+        )
         if settings.consumer_name:
             args["consumer_name"] = settings.consumer_name
         if settings.max_redeliveries is not None and settings.subscription_type in (
@@ -342,7 +462,7 @@ class PulsarTransport(Transport):
             native = await self._client.subscribe(topic, subscription, **args)
         except Exception as exc:
             raise TransportError(f"cannot subscribe to {topic} as {subscription}: {exc}") from exc
-        consumer = PulsarConsumer(native, topic)
+        consumer = PulsarConsumer(native, topic, chunk=chunk)
         self._consumers.append(consumer)
         return consumer
 
@@ -376,6 +496,7 @@ class PulsarTransport(Transport):
         # interpreter is fully alive: left to interpreter teardown, the C++ destructors can abort
         # the process ("terminate called without an active exception") after a clean drain.
         for consumer in self._consumers:
+            await consumer._join_pump()  # closing the client ended its native receive
             consumer._release()
         for producer in self._producers:
             producer._release()
