@@ -220,9 +220,7 @@ class ServiceStub:
         self.meta: dict[str, Any] = dict(meta or {})
         self.tags: list[str] = list(tags or [])
         self.results = results
-        key = self.meta.get(wire.META_BATCH_KEY)
-        if key is not None and not isinstance(key, str | bytes):
-            raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
+        _check_batch_key(self.meta)
 
     def __getattr__(self, method: str) -> StubMethod[..., Any]:
         if method.startswith("_"):
@@ -432,9 +430,7 @@ class AsyncClient:
             except (TypeError, msgspec.EncodeError) as exc:
                 raise TypeError(f"{stub.name}.{method}(): cannot encode arguments: {exc}") from None
         meta = {**stub.meta, **(call.meta or {})}
-        key = meta.get(wire.META_BATCH_KEY)
-        if key is not None and not isinstance(key, str | bytes):
-            raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
+        _check_batch_key(meta)
         delay = _delay_of(call)
         task = wire.ExecuteTask(
             task_id=call.task_id or uuid.uuid4().hex,
@@ -514,6 +510,12 @@ class AsyncClient:
                     self.replies_unmatched += 1
             with contextlib.suppress(TransportError):
                 await consumer.acknowledge([msg])
+
+
+def _check_batch_key(meta: Mapping[str, Any]) -> None:
+    key = meta.get(wire.META_BATCH_KEY)
+    if key is not None and not isinstance(key, str | bytes):
+        raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
 
 
 def _delay_of(call: Call) -> float | None:
