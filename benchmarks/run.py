@@ -1,0 +1,375 @@
+"""``make bench``: infinitic-py against a real Pulsar broker, every figure next to a baseline
+measured in the same run. Prints a table and writes ``bench-results/results.json``.
+
+    deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
+      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory (default: all)
+      --quick           smaller N everywhere (a smoke run, figures are noisier)
+      --repeats R       runs per throughput figure, the median is kept (default 3)
+      --profile DIR     also profile one executor max_messages=100 run with pyinstrument
+                        (DIR/executor-m100.txt and .html; not part of the figures)
+    For a sampling profile with less overhead: py-spy record -o out.svg -- <the command above>.
+
+Method (each section's module docstring has the details):
+
+1. baseline (``benchmarks.baseline``): N pre-published ExecuteTask messages (~170 bytes, published
+   by the transport's batching producer as ``many()`` does) consumed and acked on a Shared
+   subscription by raw pulsar-client, as fast as it goes: ``pulsar.asyncio`` receive + ack, and a
+   thread on the sync ``batch_receive()`` + native ack. Timed from the first message received to
+   the last ack. The faster is "the limit". A diagnostic row runs infinitic-py's own
+   ``PulsarConsumer`` the same way (receive one by one, ack per 100): the transport's share.
+2. executor (``benchmarks.executor_bench``): a ``ServiceExecutor`` (what the worker runs per
+   service) drains N pre-published tasks through a no-op async batch method, max_messages 1 / 10 /
+   100 / 1000, max_seconds 0.05, concurrency 10, no ``reply_to`` (nothing published back). Timed
+   from the first message its consumer hands out to the N-th ack (a counting wrapper around the
+   transport's consumer); the admin API must then show the subscription drained. Ratio: to the
+   limit. In-process logging at WARNING (per-batch INFO lines are not what is measured).
+3. end to end (``benchmarks.e2e``): ``AsyncClient.many()`` → ``infinitic-py worker`` process →
+   results awaited, 2,000 tasks in flight; tasks/s and p50/p99 latency (dispatch → result).
+   Baseline: the same closed loop with raw pulsar-client on both sides (``benchmarks.raw_echo``).
+4. flush accuracy (``benchmarks.flush``): single-task groups flushed by their timer, max_seconds
+   0.1 and 1.0 (unique batch keys, 15 ms apart), 0.1 with one key every 0.15 s, and 0.1 while a
+   second executor on the same loop drains a backlog. Lateness of the flush and of the batch
+   method's start vs first arrival + max_seconds; baseline: a bare ``loop.call_later`` armed at
+   each publish, on the same loop at the same time.
+5. memory (``benchmarks.memory``): peak RSS of an ``infinitic-py worker`` process while 100,000
+   tasks flow through a slow batch method with ``max_buffered_messages`` 10,000, at 10,000 and at
+   100,000 tasks processed. Ratio: 100k / 10k (the cap holds if <= 1.2).
+6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
+   its arguments. Ratio: JSON time / MessagePack time.
+
+The broker and this process share the machine: throughput figures move by +-10% between runs,
+hence medians of ``--repeats`` runs. Every run uses fresh topics and deletes them at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
+
+from benchmarks.baseline import BaselineResult, run_baseline
+from benchmarks.common import Env, percentile
+from benchmarks.e2e import run_infinitic, run_raw
+from benchmarks.executor_bench import ExecutorResult, run_executor
+from benchmarks.flush import FlushResult, run_flush
+from benchmarks.memory import run_memory
+from benchmarks.wire import run_wire
+from infinitic_py.observability import configure_logging
+
+SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory")
+RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "results.json"
+T = TypeVar("T")
+
+
+@dataclass
+class Row:
+    section: str
+    measure: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    ratio: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sizes:
+    baseline: int = 100_000
+    executor: int = 100_000
+    executor_m1: int = 20_000
+    e2e: int = 20_000
+    flush: int = 150
+    flush_load: int = 100_000
+    memory: int = 100_000
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(20_000, 20_000, 5_000, 5_000, 40, 20_000, 30_000)
+
+
+def _ratio(value: float, baseline: float | None) -> float | None:
+    if baseline is None or baseline == 0 or math.isnan(baseline) or math.isnan(value):
+        return None
+    return value / baseline
+
+
+class Bench:
+    def __init__(self, env: Env, sizes: Sizes, repeats: int, profile: str | None) -> None:
+        self.env = env
+        self.sizes = sizes
+        self.repeats = repeats
+        self.profile = profile
+        self.rows: list[Row] = []
+        self.limit: float | None = None
+        self.limit_name = ""
+
+    def add(self, row: Row) -> None:
+        row.ratio = _ratio(row.value, row.baseline) if row.ratio is None else row.ratio
+        self.rows.append(row)
+        print(f"  {row.measure}: {_fmt(row.value)} {row.unit}"
+              + (f"  (x{row.ratio:.2f} of {row.baseline_name})" if row.ratio is not None else ""),
+              flush=True)
+
+    async def median_of(self, run: Callable[[], Awaitable[T]], key: Callable[[T], float]
+                        ) -> tuple[T, list[float]]:
+        results: list[T] = []
+        for _ in range(self.repeats):
+            results.append(await run())
+            gc.collect()
+        values = [key(r) for r in results]
+        results.sort(key=key)
+        return results[len(results) // 2], sorted(values)
+
+    # ------------------------------------------------------------------ sections
+
+    async def wire(self) -> None:
+        result = await asyncio.to_thread(run_wire)
+        self.add(Row("wire", "msgpack encode+decode (ExecuteTask + args)", result.msgpack_us,
+                     "us/task", result.json_us, "JSON", ratio=result.json_us / result.msgpack_us,
+                     note=f"{result.msgpack_bytes} B vs {result.json_bytes} B JSON; ratio = JSON"
+                          " time / msgpack time",
+                     extra=asdict(result)))
+
+    async def baseline(self) -> None:
+        n = self.sizes.baseline
+        best: dict[str, float] = {}
+        for variant, label in (("thread", "raw thread batch_receive + ack"),
+                               ("asyncio", "raw pulsar.asyncio receive + ack"),
+                               ("transport", "infinitic PulsarConsumer receive + ack/100")):
+            result, values = await self.median_of(
+                lambda v=variant: run_baseline(self.env, v, n),  # type: ignore[misc]
+                lambda r: r.tasks_per_s)
+            assert isinstance(result, BaselineResult)
+            if variant != "transport":
+                best[label] = result.tasks_per_s
+            else:
+                self.limit_name = max(best, key=lambda k: best[k])
+                self.limit = best[self.limit_name]
+            self.add(Row("baseline", label, result.tasks_per_s, "msg/s",
+                         self.limit if variant == "transport" else None,
+                         "the limit" if variant == "transport" else "",
+                         note=("" if result.drained else "NOT DRAINED ")
+                         + f"N={n}, runs: {', '.join(_fmt(v) for v in values)}",
+                         extra={"runs": values}))
+        self.rows.insert(0, Row("baseline", f"the limit = {self.limit_name}", self.limit or 0,
+                                "msg/s"))
+
+    async def executor(self) -> None:
+        if self.limit is None:
+            raise SystemExit("the executor section needs the baseline section")
+        for m in (1, 10, 100, 1000):
+            n = self.sizes.executor_m1 if m == 1 else self.sizes.executor
+            result, values = await self.median_of(
+                lambda m=m, n=n: run_executor(self.env, m, n),  # type: ignore[misc]
+                lambda r: r.tasks_per_s)
+            assert isinstance(result, ExecutorResult)
+            self.add(Row("executor", f"executor batched no-op, max_messages={m}",
+                         result.tasks_per_s, "tasks/s", self.limit, "the limit",
+                         note=("" if result.drained else "NOT DRAINED ")
+                         + f"N={n}, {result.batches} batches, runs: "
+                         + ", ".join(_fmt(v) for v in values),
+                         extra={"runs": values, "batches": result.batches}))
+        if self.profile:
+            os.makedirs(self.profile, exist_ok=True)
+            path = os.path.join(self.profile, "executor-m100.txt")
+            await run_executor(self.env, 100, self.sizes.executor, profile_path=path)
+            print(f"  profile: {path} (+ .html)")
+
+    async def e2e(self) -> None:
+        n = self.sizes.e2e
+        raw = await run_raw(self.env, n)
+        gc.collect()
+        ours = await run_infinitic(self.env, n)
+        gc.collect()
+        sat = {"raw_p50_ms": percentile(raw.saturated_ms, 50),
+               "p50_ms": percentile(ours.saturated_ms, 50)}
+        self.add(Row("e2e", "raw request/reply throughput (raw_echo)", raw.tasks_per_s,
+                     "tasks/s", note=f"N={n}, {raw.window} in flight"))
+        self.add(Row("e2e", "end to end many() -> worker -> result", ours.tasks_per_s, "tasks/s",
+                     raw.tasks_per_s, "raw request/reply",
+                     note=f"N={n}, {ours.window} in flight; latency then p50 "
+                          f"{sat['p50_ms']:.0f} ms (raw {sat['raw_p50_ms']:.0f} ms)",
+                     extra=sat))
+        for q in (50, 99):
+            self.add(Row("e2e", f"end to end latency p{q} at {ours.rate:,.0f} tasks/s",
+                         percentile(ours.latencies_ms, q), "ms",
+                         percentile(raw.latencies_ms, q), f"raw p{q}",
+                         note=f"{len(ours.latencies_ms)} tasks, many() of 100"
+                         if q == 50 else ""))
+        # The same with 1 ms instead of the default 10 ms producer batching delay (client and
+        # worker): each hop otherwise waits for the batch timer.
+        fast = await run_infinitic(self.env, n // 4, publish_delay_ms=1)
+        gc.collect()
+        for q in (50, 99):
+            self.add(Row("e2e", f"... latency p{q}, batching_max_publish_delay_ms=1",
+                         percentile(fast.latencies_ms, q), "ms",
+                         percentile(raw.latencies_ms, q), f"raw p{q}",
+                         note=f"throughput {_fmt(fast.tasks_per_s)} tasks/s (N={n // 4})"
+                         if q == 50 else ""))
+
+    async def flush(self) -> None:
+        cases: list[tuple[str, float, dict[str, Any]]] = [
+            ("0.1 s, unique keys 15 ms apart", 0.1, {}),
+            ("1.0 s, unique keys 15 ms apart", 1.0, {}),
+            ("0.1 s, one key every 0.15 s", 0.1,
+             {"unique_keys": False, "count": max(10, self.sizes.flush // 5)}),
+            ("0.1 s, unique keys, busy loop", 0.1, {"load": self.sizes.flush_load, "count": 100}),
+        ]
+        for label, max_seconds, options in cases:
+            count = options.pop("count", self.sizes.flush)
+            result = await run_flush(self.env, max_seconds, count, label=label, **options)
+            gc.collect()
+            self._flush_rows(result)
+
+    def _flush_rows(self, r: FlushResult) -> None:
+        note = f"{len(r.flush_ms)} time flushes" + (
+            f", {r.not_time} flushed otherwise" if r.not_time else "")
+        for q in (50, 99):
+            self.add(Row("flush", f"flush lateness p{q}, max_seconds {r.label}",
+                         r.p(r.flush_ms, q), "ms", r.p(r.timer_ms, q), f"call_later p{q}",
+                         note=note if q == 50 else
+                         f"handler start p{q}: {r.p(r.start_ms, q):.1f} ms",
+                         extra={"handler_start_ms": r.p(r.start_ms, q),
+                                "max_ms": max(r.flush_ms) if r.flush_ms else None}))
+
+    async def memory(self) -> None:
+        n = self.sizes.memory
+        first = min(10_000, n // 3)
+        result = await run_memory(self.env, n=n, first=first)
+        a, b = result.hwm_mib(first), result.hwm_mib(n)
+        self.add(Row("memory", f"worker peak RSS at {first:,} tasks", a, "MiB",
+                     note=f"VmRSS {result.rss_mib(first):.1f} MiB; max_buffered_messages "
+                          f"{result.max_buffered:,}"))
+        self.add(Row("memory", f"worker peak RSS at {n:,} tasks", b, "MiB", a,
+                     f"peak at {first:,}",
+                     note=("" if result.drained else "NOT DRAINED ")
+                     + f"VmRSS {result.rss_mib(n):.1f} MiB; sampled peak "
+                       f"{result.sampled_peak_kib / 1024:.1f} MiB; {result.seconds:.1f} s",
+                     extra={"milestones": result.milestones}))
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _table(rows: list[Row]) -> str:
+    head = ("section", "measure", "value", "baseline", "ratio", "note")
+    body = [
+        (r.section, r.measure, f"{_fmt(r.value)} {r.unit}",
+         f"{_fmt(r.baseline)} ({r.baseline_name})" if r.baseline is not None else "",
+         f"{r.ratio:.2f}" if r.ratio is not None else "", r.note)
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(5)]
+    out = []
+    for line in [head, (*("-" * w for w in widths), "-" * 4), *body]:
+        out.append("  ".join(c.ljust(w) for c, w in zip(line[:5], widths, strict=True))
+                   + "  " + line[5])
+    return "\n".join(out)
+
+
+def _checks(rows: list[Row]) -> list[str]:
+    def find(prefix: str) -> Row | None:
+        return next((r for r in rows if r.measure.startswith(prefix)), None)
+
+    out = []
+    m100 = find("executor batched no-op, max_messages=100")
+    if m100 and m100.ratio is not None:
+        out.append(f"{'PASS' if m100.ratio >= 0.8 else 'MISS'}  executor max_messages=100 at "
+                   f"{m100.ratio:.2f} of the limit (target >= 0.8)")
+    p99 = find("flush lateness p99, max_seconds 0.1 s, unique keys 15 ms apart")
+    if p99:
+        out.append(f"{'PASS' if p99.value < 50 else 'MISS'}  flush lateness p99 at max_seconds "
+                   f"0.1: {p99.value:.1f} ms (target < 50 ms)")
+    busy = find("flush lateness p99, max_seconds 0.1 s, unique keys, busy loop")
+    if busy:
+        out.append(f"{'PASS' if busy.value < 50 else 'MISS'}  ... with a busy loop: "
+                   f"{busy.value:.1f} ms (target < 50 ms)")
+    mem = next((r for r in rows if r.section == "memory" and r.ratio is not None), None)
+    if mem and mem.ratio is not None:
+        out.append(f"{'PASS' if mem.ratio <= 1.2 else 'MISS'}  worker peak RSS "
+                   f"{mem.measure.rsplit(' at ', 1)[1]} / earlier: {mem.ratio:.2f} "
+                   "(target <= 1.2)")
+    return out
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", metavar="DIR")
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if "executor" in sections and "baseline" not in sections:
+        sections.insert(0, "baseline")
+    configure_logging("json", "warning")
+    started = time.perf_counter()
+    env = Env.from_environ()
+    bench = Bench(env, Sizes.quick() if args.quick else Sizes(), max(1, args.repeats),
+                  args.profile)
+    try:
+        for section in SECTIONS:
+            if section in sections:
+                print(f"[{section}]", flush=True)
+                t0 = time.perf_counter()
+                await getattr(bench, section)()
+                print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    finally:
+        deleted = await asyncio.to_thread(env.cleanup)
+    wall = time.perf_counter() - started
+    checks = _checks(bench.rows)
+    print()
+    print(_table(bench.rows))
+    print()
+    for line in checks:
+        print(line)
+    output = Path(args.output)
+    _write_json(output, {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)),
+        "wall_seconds": round(wall, 1),
+        "sections": sections,
+        "sizes": asdict(bench.sizes),
+        "repeats": bench.repeats,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "platform": platform.platform(), "pulsar_client": version("pulsar-client"),
+                    "msgspec": version("msgspec")},
+        "broker": env.url,
+        "rows": [asdict(r) for r in bench.rows],
+        "checks": checks,
+    })
+    print(f"\n{len(bench.rows)} rows, {wall:.0f} s, {deleted} bench topics deleted -> {output}")
+    return 0
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
