@@ -26,7 +26,8 @@ class TaskContext:
     batch_id: str | None  # None for a single (non-batched) task
     worker_name: str
     redelivery_count: int = 0
-    logger: Any = field(default=None, repr=False, compare=False)  # a bound structlog logger
+    logger: Any = field(default=None, repr=False, compare=False)  # the batch's structlog logger
+    # Shared by every task of a batch: a timeout cancels the whole call.
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
@@ -37,9 +38,9 @@ class TaskContext:
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:
-        logger: structlog.stdlib.BoundLogger = self.logger or structlog.get_logger().bind(
-            task_id=self.task_id, service=self.service, method=self.method
-        )
+        """A logger bound to this task (service, method, batch id, task id)."""
+        base = self.logger or structlog.get_logger().bind(service=self.service, method=self.method)
+        logger: structlog.stdlib.BoundLogger = base.bind(task_id=self.task_id)
         return logger
 
 

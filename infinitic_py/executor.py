@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
+import threading
 import time
 import traceback
 import uuid
@@ -54,7 +55,7 @@ from infinitic_py.transport.base import (
 )
 
 GroupKey = tuple[str, str | bytes | None]  # (method, batch key)
-_DEDUP_CAPACITY = 100_000
+_DEDUP_CAPACITY = 10_000  # recently acked (task id, retry) pairs kept to drop redeliveries
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 
 
@@ -357,8 +358,7 @@ class ServiceExecutor:
             service=self.service, method=method.name, reason=batch.reason.value
         ).inc()
         now = time.monotonic() if self._loop is None else self._loop.time()
-        for p in batch.items:
-            inst.accumulator_wait.observe(now - p.received_at)
+        inst.accumulator_wait.observe(now - batch.items[0].received_at)  # the longest wait
         self._launch_unit(method, batch.items, batch.key[1], batch.reason)
 
     def _launch_unit(
@@ -432,9 +432,8 @@ class ServiceExecutor:
         log: Any,
     ) -> list[Outcome]:
         timeout = method.timeout if method.timeout is not None else self.settings.timeout
-        contexts = {
-            p.task.task_id: self._context(p, batch_id, log) for p in items
-        }
+        cancelled = threading.Event()
+        contexts = {p.task.task_id: self._context(p, batch_id, log, cancelled) for p in items}
         if method.batch is None:
             (pending,) = items
             context = contexts[pending.task.task_id]
@@ -541,7 +540,9 @@ class ServiceExecutor:
             call.cancel()
             raise
 
-    def _context(self, p: Pending, batch_id: str | None, log: Any) -> TaskContext:
+    def _context(
+        self, p: Pending, batch_id: str | None, log: Any, cancelled: threading.Event
+    ) -> TaskContext:
         task = p.task
         return TaskContext(
             task_id=task.task_id,
@@ -555,7 +556,8 @@ class ServiceExecutor:
             batch_id=batch_id,
             worker_name=self.settings.worker_name,
             redelivery_count=p.msg.redelivery_count,
-            logger=log.bind(task_id=task.task_id),
+            logger=log,
+            cancelled=cancelled,
         )
 
     # ------------------------------------------------------------------ outcomes
@@ -577,6 +579,9 @@ class ServiceExecutor:
         for p, outcome in zip(items, outcomes, strict=True):
             task = p.task
             if isinstance(outcome, Completed):
+                if not task.reply_to:  # nobody waits for it: nothing to encode or send
+                    completed += 1
+                    continue
                 try:
                     output = wire.encode_value(outcome.output)
                 except (TypeError, msgspec.EncodeError) as exc:
