@@ -1,11 +1,13 @@
-"""Memory: RSS of a worker *process* (``infinitic-py worker -c cfg``) draining 100,000
-pre-published tasks through a slow batch method (``SlowService``: 50 ms per batch of 100,
-concurrency 10, so at most 20,000 tasks/s while the consumer could pull several times that).
+"""Memory: RSS of a worker *process* (``infinitic-py worker -c cfg``) draining pre-published
+tasks through a slow batch method (``SlowService``: 50 ms per batch of 100, concurrency 10, so at
+most 20,000 tasks/s while the consumer could pull several times that).
 
 The backlog is far larger than ``worker.max_buffered_messages`` (10,000), so the worker sits at the
-cap the whole run. The service writes the process's VmRSS and VmHWM (peak RSS) on stdout once
-10,000 and once 100,000 tasks went through its batch method; the cap holds if the peak at 100,000
-is within 20% of the peak at 10,000. The parent also samples VmRSS every 100 ms as a cross-check.
+cap the whole run. The service writes the process's VmRSS and VmHWM (peak RSS) on stdout each
+time the tasks through its batch method pass a milestone (10,000, 100,000, 200,000). Between 10,000
+and 100,000 the executor's duplicate-detection memory of recently acked tasks also fills up (it
+keeps the last 100,000 task ids); from 100,000 to 200,000 only the buffer cap is in play. The
+parent also samples VmRSS every 100 ms as a cross-check.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class MemoryResult:
 
 
 async def run_memory(
-    env: Env, n: int = 100_000, first: int = 10_000, max_buffered: int = 10_000
+    env: Env, milestones: tuple[int, ...] = (10_000, 100_000, 200_000), max_buffered: int = 10_000
 ) -> MemoryResult:
+    n = max(milestones)
     service = env.service_name("Mem")
     topic = service_topic(TENANT, NAMESPACE, service)
     await prepublish(env, topic, outgoing(service, "slow", n))
@@ -47,7 +50,7 @@ async def run_memory(
             env.url, env.admin_url, "benchmarks.services:SlowService", service, "slow",
             max_messages=100, max_seconds=0.1, max_buffered=max_buffered, log_level="warning",
         ),
-        env={"BENCH_MILESTONES": f"{first},{n}", "BENCH_BATCH_SLEEP": "0.05"},
+        env={"BENCH_MILESTONES": ",".join(map(str, milestones)), "BENCH_BATCH_SLEEP": "0.05"},
     )
     result = MemoryResult(n, max_buffered)
     sampling = True
@@ -60,7 +63,7 @@ async def run_memory(
     sampler = asyncio.create_task(sample())
     started = time.perf_counter()
     try:
-        while len(result.milestones) < 2:
+        while len(result.milestones) < len(milestones):
             line = await asyncio.wait_for(worker.readline(), timeout=120)
             if not line:
                 raise RuntimeError(f"worker exited early:\n{worker.log_tail()}")
