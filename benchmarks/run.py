@@ -65,6 +65,7 @@ from benchmarks.executor_bench import ExecutorResult, run_executor
 from benchmarks.flush import FlushResult, run_flush
 from benchmarks.memory import run_memory
 from benchmarks.wire import run_wire
+from benchmarks.workerproc import UNCLEAN_EXITS
 from infinitic_py.observability import configure_logging
 
 SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory")
@@ -354,6 +355,8 @@ async def main(argv: list[str] | None = None) -> int:
     print()
     for line in checks:
         print(line)
+    for unclean in UNCLEAN_EXITS:
+        print(f"WARNING worker process {unclean}")
     output = Path(args.output)
     _write_json(output, {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)),
@@ -367,6 +370,7 @@ async def main(argv: list[str] | None = None) -> int:
         "broker": env.url,
         "rows": [asdict(r) for r in bench.rows],
         "checks": checks,
+        "unclean_worker_exits": UNCLEAN_EXITS,
     })
     print(f"\n{len(bench.rows)} rows, {wall:.0f} s, {deleted} bench topics deleted -> {output}")
     return 0

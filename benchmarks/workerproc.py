@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+UNCLEAN_EXITS: list[str] = []  # run.py reports these
 
 
 class WorkerProcess:
@@ -30,6 +31,7 @@ class WorkerProcess:
             config_path.write_text(config)
             argv = [str(config_path) if a == "{config}" else a for a in argv]
         self._log = self.log_path.open("wb")
+        self.argv = argv
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
             stderr=self._log, text=True,
@@ -74,6 +76,8 @@ class WorkerProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         code = self.proc.returncode
+        if code != 0:  # a worker that does not drain and exit 0 on SIGTERM is news
+            UNCLEAN_EXITS.append(f"{self.argv[:4]} exited with {code}:\n{self.log_tail()}")
         self._dir.cleanup()
         return code
 
