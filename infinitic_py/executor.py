@@ -287,7 +287,11 @@ class ServiceExecutor:
                 if self._stopping:
                     consumer.negative_acknowledge([msg])  # goes back to the next worker
                     return
-                self._on_message(msg)
+                try:
+                    self._on_message(msg)
+                except Exception:  # a bug of ours must not stop consuming: give it back
+                    self._log.exception("message.routing_failed")
+                    self._spawn(self._finish([msg], ack=False))
         finally:
             self._consuming = False
 
@@ -317,7 +321,7 @@ class ServiceExecutor:
             return
         try:
             args = method.args_decoder.decode(task.args)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except Exception as exc:  # msgspec errors, or whatever a type's __post_init__ raises
             self._spawn(self._reject(msg, task, "not_retryable", DecodeError(
                 f"arguments of {method.qualified} do not match its signature: {exc}")))
             return
@@ -465,11 +469,11 @@ class ServiceExecutor:
         ctxs = [contexts[t] for t in inputs]
         try:
             result = await self._call(
-                batch.fn, (inputs,), batch.is_async, timeout, ctxs,
+                batch.fn, (dict(inputs),), batch.is_async, timeout, ctxs,  # a copy it may mutate
                 batch_contexts={t: contexts[t] for t in inputs},
             )
         except Exception as exc:
-            if batch.isolate_failures and len(inputs) > 1:
+            if batch.isolate_failures and len(inputs) > 1 and not isinstance(exc, TaskTimeout):
                 ids = list(inputs)
                 half = len(ids) // 2
                 log.info("batch.isolating_failure", error=repr(exc), size=len(ids))
@@ -529,11 +533,14 @@ class ServiceExecutor:
         try:
             if timeout is None:
                 return await call
-            return await asyncio.wait_for(call, timeout)
-        except TimeoutError:
-            for c in contexts:
-                c.cancelled.set()  # a sync handler sees it; its late result is discarded
-            raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s") from None
+            # Only our own deadline is a TaskTimeout: a handler's own TimeoutError stays itself.
+            done, _ = await asyncio.wait({call}, timeout=timeout)
+            if not done:
+                call.cancel()
+                for c in contexts:
+                    c.cancelled.set()  # a sync handler sees it; its late result is discarded
+                raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s")
+            return call.result()
         except asyncio.CancelledError:
             for c in contexts:
                 c.cancelled.set()
@@ -613,8 +620,10 @@ class ServiceExecutor:
                     retry_sequence=task.retry_sequence + 1,
                     emitted_at=wire.now(),
                 )
+                props = wire.properties_for(retry)
                 by_topic.setdefault(self.topic, []).append(OutgoingMessage(
-                    wire.encode(retry), wire.properties_for(retry), deliver_after=delay))
+                    wire.encode(retry), props, deliver_after=delay,
+                    partition_key=props.get(wire.PROP_BATCH_KEY)))  # key_shared affinity
                 log.info(
                     "task.retry_scheduled", task_id=task.task_id, retry_index=retry.retry_index,
                     delay_s=round(delay, 3), error_type=type(error).__name__, error=str(error),

@@ -277,3 +277,45 @@ async def test_wrong_argument_type_is_a_type_error_at_the_call_site(
         await stub.work(Item("seven"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="item 1"):
         await stub.work.many([Item(1), {"n": "x"}])
+
+
+class Picky(msgspec.Struct, frozen=True):
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise KeyError("negative")  # not a msgspec error
+
+
+class Mutating:
+    @task
+    def go(self, item: Picky) -> int:
+        return item.n
+
+    @go.batch(max_messages=10, max_seconds=0.2)
+    def go_batch(self, items: dict[str, Picky]) -> dict[str, int]:
+        out = {}
+        while items:  # empties the dict it was given
+            t, it = items.popitem()
+            out[t] = it.n
+        return out
+
+
+async def test_odd_argument_errors_and_mutated_inputs_do_not_stop_the_worker(
+    harness: Harness, client: AsyncClient
+) -> None:
+    name = unique()
+    worker = Worker(harness.url, name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(Mutating(), name=name)
+    await worker.start()
+    try:
+        stub = client.service(name, results=True)  # by name: no client-side validation
+        bad = (await stub.go.many([{"n": -1}]))[0]
+        with pytest.raises(TaskFailed) as info:
+            await bad.result(timeout=30)
+        assert info.value.error_type == "DecodeError"
+        good = await stub.go.many([{"n": i} for i in range(5)])
+        assert sorted([await d.result(timeout=30) for d in good]) == list(range(5))
+        assert worker.ready()[0]
+    finally:
+        await worker.stop()
