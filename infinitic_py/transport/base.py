@@ -16,7 +16,8 @@ Semantics every implementation keeps (they are Pulsar's):
   ``dead_letter_topic`` instead of being redelivered.
 - ``deliver_after`` holds a message back for that many seconds (shared / key_shared only).
 - ``receive`` waits for a message; after ``close`` (even a concurrent one) it raises
-  ``ConsumerClosed``. It is never cancelled by the executor (see DESIGN §4).
+  ``ConsumerClosed``. It is never cancelled by the executor (see DESIGN §4). ``receive_many``
+  is the same for a run of messages the client already holds (the executor's hot path).
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ class Consumer(abc.ABC):
     @abc.abstractmethod
     async def receive(self) -> ReceivedMessage:
         """Wait for the next message. Raises ``ConsumerClosed`` once the consumer is closed."""
+
+    async def receive_many(self, max_messages: int) -> list[ReceivedMessage]:
+        """Wait for the next message and return it with the ones already received behind it,
+        at most ``max_messages`` (>= 1) in all, in order. Never waits for a second message.
+        Same errors as ``receive``. This default returns one message."""
+        return [await self.receive()]
 
     @abc.abstractmethod
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:

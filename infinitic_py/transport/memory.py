@@ -425,6 +425,27 @@ class MemoryBroker:
             self._abandon(waiter)
             raise
 
+    async def _receive_many(
+        self, consumer: _ConsumerState, max_messages: int
+    ) -> list[ReceivedMessage]:
+        """One message as ``_receive`` gets it, then whatever is ready for this consumer now."""
+        msgs = [await self._receive(consumer)]
+        subscription = consumer.subscription
+        with self._lock:
+            while (
+                len(msgs) < max_messages
+                and not consumer.closed
+                and self._available
+                and subscription.ready
+                and subscription.can_receive(consumer)
+            ):
+                entry = subscription.pop_ready()
+                subscription.dispatched[entry.message_id.position] = _Dispatched(
+                    entry, consumer, _State.UNACKED
+                )
+                msgs.append(self._to_received(entry))
+        return msgs
+
     def _abandon(self, waiter: _Waiter) -> None:
         """A waiting receive was cancelled: never lose the message it may already hold."""
         future = waiter.future
@@ -765,6 +786,9 @@ class MemoryConsumer(Consumer):
 
     async def receive(self) -> ReceivedMessage:
         return await self._transport.broker._receive(self._state)
+
+    async def receive_many(self, max_messages: int) -> list[ReceivedMessage]:
+        return await self._transport.broker._receive_many(self._state, max_messages)
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         await self._transport.broker._acknowledge(self._state, messages)

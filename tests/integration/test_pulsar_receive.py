@@ -1,7 +1,8 @@
 """PulsarConsumer's receive path (a pump thread on batch_receive feeding the event loop), checked
 against a real broker: the transport protocol's receive semantics hold.
 
-- every published message is received exactly once, in order, and acked;
+- every published message is received exactly once, in order, and acked (``receive`` and
+  ``receive_many``);
 - closing the consumer ends a pending ``receive`` with ``ConsumerClosed`` and stops the thread;
 - a cancelled ``receive`` strands nothing (its message goes to the next ``receive``);
 - what the client holds unacked stays within ``receiver_queue_size`` while nobody receives;
@@ -62,6 +63,27 @@ async def test_every_message_once_in_order(transport: PulsarTransport, topic: st
         assert msg.properties["i"] == msg.data.decode()
         await consumer.acknowledge([msg])
     assert seen == list(range(3000))
+    deadline = time.monotonic() + 10
+    while admin.subscription_counts(topic, SUB) != (0, 0):
+        assert time.monotonic() < deadline, admin.subscription_counts(topic, SUB)
+        await asyncio.sleep(0.2)
+    await consumer.close()
+
+
+async def test_receive_many_in_order_within_its_bound(transport: PulsarTransport, topic: str,
+                                                       admin: PulsarAdmin) -> None:
+    consumer = await transport.subscribe(topic, SUB, ConsumerSettings(receiver_queue_size=100))
+    await _publish(transport, topic, 3000)
+    seen: list[int] = []
+    sizes: list[int] = []
+    while len(seen) < 3000:
+        msgs = await asyncio.wait_for(consumer.receive_many(37), 10)
+        assert 1 <= len(msgs) <= 37
+        sizes.append(len(msgs))
+        seen.extend(int(m.data) for m in msgs)
+        await consumer.acknowledge(msgs)
+    assert seen == list(range(3000))
+    assert max(sizes) > 1  # runs of messages (up to a pump chunk), not one at a time
     deadline = time.monotonic() + 10
     while admin.subscription_counts(topic, SUB) != (0, 0):
         assert time.monotonic() < deadline, admin.subscription_counts(topic, SUB)

@@ -741,3 +741,19 @@ def test_ack_nack_close_cancel_never_lose_or_duplicate(
             max_redeliveries,
         )
     )
+
+
+async def test_receive_many_waits_for_one_then_takes_what_is_ready(
+    transport: MemoryTransport,
+) -> None:
+    consumer = await transport.subscribe("t-many", "s", shared())
+    waiting = asyncio.ensure_future(consumer.receive_many(3))
+    await publish(transport, "t-many", b"0")
+    first = await asyncio.wait_for(waiting, WAIT)
+    assert [m.data for m in first] == [b"0"]
+    await publish(transport, "t-many", b"1", b"2", b"3", b"4")
+    got = await asyncio.wait_for(consumer.receive_many(3), WAIT)
+    assert [m.data for m in got] == [b"1", b"2", b"3"]  # at most 3, in order
+    rest = await asyncio.wait_for(consumer.receive_many(10), WAIT)
+    assert [m.data for m in rest] == [b"4"]  # never waits for a second message
+    await consumer.acknowledge([*first, *got, *rest])
