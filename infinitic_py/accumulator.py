@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -83,7 +83,7 @@ class BatchAccumulator(Generic[K, T]):
         """Whether a group is open for ``key``."""
         return key in self._groups
 
-    def add(self, key: K, item: T, now: float) -> list[Batch[K, T]]:
+    def add(self, key: K, item: T, now: float) -> Sequence[Batch[K, T]]:
         """Add one item; returns the batches this addition flushes (size or memory), if any."""
         group = self._groups.get(key)
         if group is None:
@@ -92,10 +92,15 @@ class BatchAccumulator(Generic[K, T]):
             group = _Group([], now, now + limits.max_seconds, self._generation, limits)
             self._groups[key] = group
             heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
-        group.items.append(item)
+        items = group.items
+        items.append(item)
         self._buffered += 1
+        if len(items) < group.limits.max_messages and (
+            self.max_buffered is None or self._buffered < self.max_buffered
+        ):
+            return ()  # the hot path: no list to allocate
         flushed: list[Batch[K, T]] = []
-        if len(group.items) >= group.limits.max_messages:
+        if len(items) >= group.limits.max_messages:
             flushed.append(self._pop(key, FlushReason.SIZE))
         if self.max_buffered is not None and self._buffered >= self.max_buffered:
             oldest = self._oldest_key()

@@ -438,7 +438,7 @@ class AsyncClient:
             method=method,
             args=encoded,
             meta=meta,
-            tags=[*stub.tags, *(call.tags or [])],
+            tags=(*stub.tags, *(call.tags or ())),
             reply_to=reply_to,
             emitted_at=now,
             first_emitted_at=now,

@@ -24,7 +24,7 @@ META_BATCH_KEY = "batchKey"
 Meta = dict[str, Any]
 
 
-class ExecuteTask(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ExecuteTask(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A request to run one task of a service."""
 
     task_id: str
@@ -32,7 +32,7 @@ class ExecuteTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     method: str
     args: msgspec.Raw  # MessagePack array of the positional arguments, in signature order
     meta: Meta = msgspec.field(default_factory=dict)
-    tags: list[str] = msgspec.field(default_factory=list)
+    tags: tuple[str, ...] = ()
     retry_index: int = 0  # retries already made
     retry_sequence: int = 0  # bumped on each republish; (task_id, retry_sequence) is unique
     reply_to: str | None = None  # response topic of the dispatching client, if it awaits

@@ -242,6 +242,11 @@ class Metrics:
         self.decode_errors = Counter(
             p + "decode_errors_total", "Messages that could not be decoded.", ("service",),
             registry=r)
+        self.duplicates = Counter(
+            p + "duplicates_total",
+            "Copies of recently settled task attempts (redeliveries, re-dispatched task ids), by "
+            "what was done: acked, replied (the kept reply sent again) or rerun.",
+            ("service", "action"), registry=r)
 
     def observe_flush(
         self,

@@ -18,8 +18,8 @@ def make(max_messages: int = 3, max_seconds: float = 1.0, cap: int | None = None
 
 def test_flushes_on_size_with_items_in_arrival_order() -> None:
     acc = make(max_messages=3)
-    assert acc.add(("m", "a"), 1, 0.0) == []
-    assert acc.add(("m", "a"), 2, 0.1) == []
+    assert acc.add(("m", "a"), 1, 0.0) == ()
+    assert acc.add(("m", "a"), 2, 0.1) == ()
     (batch,) = acc.add(("m", "a"), 3, 0.2)
     assert batch.items == [1, 2, 3]
     assert batch.reason is FlushReason.SIZE

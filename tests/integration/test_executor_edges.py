@@ -1,0 +1,190 @@
+"""Executor edge cases on both transports: copies of settled attempts (redelivery, a task id
+dispatched again), sync handlers that outlive their timeout, batch inputs that cannot be built."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from infinitic_py import AsyncClient, Call, RetryPolicy, TaskFailed, Worker, task
+
+from .harness import Harness, wait_for_condition
+
+NO_RETRY = RetryPolicy(maximum_retries=0)
+
+
+def unique() -> str:
+    return f"Svc{uuid.uuid4().hex[:10]}"
+
+
+class Job(msgspec.Struct, frozen=True):
+    n: int
+    size: int = 0  # length of the returned string
+
+
+class Counting:
+    """Counts how many times each job ran."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[int] = Counter()
+
+    @task
+    def run(self, job: Job) -> str:
+        return "x" * job.size
+
+    @run.batch(max_messages=10, max_seconds=0.05)
+    async def run_batch(self, jobs: dict[str, Job]) -> dict[str, str]:
+        for job in jobs.values():
+            self.runs[job.n] += 1
+        return {t: f"{job.n}:" + "x" * job.size for t, job in jobs.items()}
+
+
+@pytest.fixture
+async def counting(harness: Harness) -> AsyncIterator[tuple[Harness, Counting, str]]:
+    name = unique()
+    service = Counting()
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(service, name=name, retry=NO_RETRY)
+    await worker.start()
+    try:
+        yield harness, service, name
+    finally:
+        await worker.stop()
+
+
+async def test_a_task_id_dispatched_again_gets_the_kept_reply_without_running_again(
+    counting: tuple[Harness, Counting, str],
+) -> None:
+    harness, service, name = counting
+    task_id = f"order-{uuid.uuid4().hex}"
+    async with AsyncClient(harness.url) as first, AsyncClient(harness.url) as second:
+        (d1,) = await first.service(Counting, name=name).run.many([Call(Job(7), task_id=task_id)])
+        assert await d1.result(timeout=30) == "7:"
+        # Another caller (another reply topic) with the same idempotency key.
+        (d2,) = await second.service(Counting, name=name).run.many([Call(Job(7), task_id=task_id)])
+        assert await d2.result(timeout=30) == "7:"
+    assert service.runs[7] == 1
+
+
+async def test_a_task_id_dispatched_again_runs_again_when_its_reply_was_too_large_to_keep(
+    counting: tuple[Harness, Counting, str],
+) -> None:
+    harness, service, name = counting
+    task_id = f"order-{uuid.uuid4().hex}"
+    big = Job(8, size=100_000)  # a reply over the 64 KiB the worker keeps per task
+    async with AsyncClient(harness.url) as first, AsyncClient(harness.url) as second:
+        (d1,) = await first.service(Counting, name=name).run.many([Call(big, task_id=task_id)])
+        assert len(await d1.result(timeout=30)) == 100_002
+        (d2,) = await second.service(Counting, name=name).run.many([Call(big, task_id=task_id)])
+        assert len(await d2.result(timeout=30)) == 100_002  # better twice than never answered
+    assert service.runs[8] == 2
+
+
+async def test_a_fire_and_forget_copy_of_a_settled_task_is_acked_without_running(
+    counting: tuple[Harness, Counting, str],
+) -> None:
+    harness, service, name = counting
+    task_id = f"order-{uuid.uuid4().hex}"
+    async with AsyncClient(harness.url) as client:
+        stub = client.service(Counting, name=name, results=False)
+        await stub.run.many([Call(Job(9), task_id=task_id)])
+        assert await wait_for_condition(lambda: service.runs[9] == 1, timeout=30)
+        await stub.run.many([Call(Job(9), task_id=task_id), Call(Job(10))])
+        assert await wait_for_condition(lambda: service.runs[10] == 1, timeout=30)
+    topic = harness.topic(f"task-executor:{name}")
+    assert await harness.wait_drained(topic) == (0, 0)
+    assert service.runs[9] == 1
+
+
+class Blocking:
+    """A sync batch method that blocks (holding its pool thread) on jobs listed in ``block``."""
+
+    def __init__(self) -> None:
+        self.block: set[int] = set()
+        self.gate = threading.Event()
+
+    @task
+    def run(self, job: Job) -> int:
+        return job.n
+
+    @run.batch(max_messages=1, max_seconds=0.05)
+    def run_batch(self, jobs: dict[str, Job]) -> dict[str, int]:
+        if any(job.n in self.block for job in jobs.values()):
+            self.gate.wait(30)
+        return {t: job.n for t, job in jobs.items()}
+
+
+async def test_a_sync_handler_timeout_starts_when_a_thread_starts_it(harness: Harness) -> None:
+    name = unique()
+    service = Blocking()
+    service.block = {0, 1}
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    # concurrency 1: the pool has 2 threads; two timed-out handlers hold both.
+    worker.add_service(service, name=name, concurrency=1, retry=NO_RETRY, timeout=0.3)
+    await worker.start()
+    try:
+        async with AsyncClient(harness.url) as client:
+            stub = client.service(Blocking, name=name)
+            for n in (0, 1):
+                (d,) = await stub.run.many([Job(n)])
+                with pytest.raises(TaskFailed) as info:
+                    await d.result(timeout=30)
+                assert info.value.error_type == "TaskTimeout"
+            (queued,) = await stub.run.many([Job(2)])
+            waiting = asyncio.ensure_future(queued.result(timeout=60))
+            # Queued behind two stuck threads for three times its timeout: not a timeout.
+            done, _ = await asyncio.wait({waiting}, timeout=1.0)
+            assert not done
+            service.gate.set()
+            assert await waiting == 2
+    finally:
+        service.gate.set()
+        await worker.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    a: int
+    b: int
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise ValueError("a must be >= 0")
+
+
+class Pairs:
+    @task
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @add.batch(max_messages=10, max_seconds=0.1)
+    def add_batch(self, pairs: dict[str, Pair]) -> dict[str, int]:
+        return {t: p.a + p.b for t, p in pairs.items()}
+
+
+async def test_a_batch_input_that_cannot_be_built_fails_that_task_alone(harness: Harness) -> None:
+    name = unique()
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(Pairs(), name=name, retry=NO_RETRY)
+    await worker.start()
+    try:
+        async with AsyncClient(harness.url) as client:
+            ds = await client.service(Pairs, name=name).add.many([(1, 2), (-1, 5), (3, 4)])
+            assert await ds[0].result(timeout=30) == 3
+            assert await ds[2].result(timeout=30) == 7
+            with pytest.raises(TaskFailed) as info:
+                await ds[1].result(timeout=30)
+            assert info.value.error_type == "DecodeError"
+            assert "a must be >= 0" in info.value.message
+    finally:
+        await worker.stop()
