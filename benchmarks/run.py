@@ -16,7 +16,7 @@ Method (each section's module docstring has the details):
    subscription by raw pulsar-client, as fast as it goes: ``pulsar.asyncio`` receive + ack, and a
    thread on the sync ``batch_receive()`` + native ack. Timed from the first message received to
    the last ack. The faster is "the limit". A diagnostic row runs infinitic-py's own
-   ``PulsarConsumer`` the same way (receive one by one, ack per 100): the transport's share.
+   ``PulsarConsumer`` as the executor does (receive_many, ack per 100): the transport's share.
 2. executor (``benchmarks.executor_bench``): a ``ServiceExecutor`` (what the worker runs per
    service) drains N pre-published tasks through a no-op async batch method, max_messages 1 / 10 /
    100 / 1000, max_seconds 0.05, concurrency 10, no ``reply_to`` (nothing published back). Timed
@@ -149,7 +149,7 @@ class Bench:
         best: dict[str, float] = {}
         for variant, label in (("thread", "raw thread batch_receive + ack"),
                                ("asyncio", "raw pulsar.asyncio receive + ack"),
-                               ("transport", "infinitic PulsarConsumer receive + ack/100")):
+                               ("transport", "infinitic PulsarConsumer receive_many + ack/100")):
             result, values = await self.median_of(
                 lambda v=variant: run_baseline(self.env, v, n),  # type: ignore[misc]
                 lambda r: r.tasks_per_s)
