@@ -212,6 +212,7 @@ class ServiceExecutor:
         self._producer_lock = asyncio.Lock()
         self._receive_task: asyncio.Task[None] | None = None
         self._units: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
         self._held = 0  # messages received and not yet acked / nacked
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -296,10 +297,20 @@ class ServiceExecutor:
         if self._units:
             _, late = await asyncio.wait(set(self._units), timeout=max(0.0, deadline - loop.time()))
             if late:
-                self._log.warning("executor.grace_exceeded", units=len(late), grace=grace)
+                # A unit still running its handler is cancelled (it nacks its messages); one
+                # already publishing its outcomes gets a little longer to ack them (cancelled
+                # mid-publish, its tasks would run again elsewhere).
+                settling = [u for u in late if u in self._settling]
+                self._log.warning("executor.grace_exceeded", units=len(late), grace=grace,
+                                  settling=len(settling))
                 for unit in late:
-                    unit.cancel()  # a cancelled unit nacks its messages
-                await asyncio.wait(late, timeout=5.0)
+                    if unit not in self._settling:
+                        unit.cancel()
+                _, still = await asyncio.wait(late, timeout=_CLOSE_TIMEOUT)
+                for unit in still:
+                    unit.cancel()
+                if still:
+                    await asyncio.wait(still, timeout=_CLOSE_TIMEOUT)
         if self._consumer is not None:
             try:
                 # Ends the receive loop with ConsumerClosed. Bounded: with the broker gone, a
@@ -520,9 +531,15 @@ class ServiceExecutor:
                     self._instruments[method.name].handler_duration.observe(duration)
                 finally:
                     self._in_flight -= 1
-            plain = await self._publish_outcomes(method, items, outcomes, log)
-            settled = True
-            await self._settle(items, ack=True, plain=plain)
+            unit = asyncio.current_task()
+            assert unit is not None
+            self._settling.add(unit)
+            try:
+                plain = await self._publish_outcomes(method, items, outcomes, log)
+                settled = True
+                await self._settle(items, ack=True, plain=plain)
+            finally:
+                self._settling.discard(unit)
             if method.batch is not None and self._stdlog.isEnabledFor(logging.INFO):
                 failed = (sum(isinstance(o, Failed) for o in outcomes) if isinstance(outcomes, list)
                           else len(items) if isinstance(outcomes, Failed) else 0)

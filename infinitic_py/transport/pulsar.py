@@ -100,12 +100,10 @@ class _Countdown:
             if threading.get_ident() == self._loop_thread:
                 self._complete()
                 return
-            try:
+            # A closed loop (a send completing after its caller's loop ended): nobody awaits
+            # the future, and raising here, in a client thread, would abort the process.
+            with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._complete)
-            except RuntimeError:
-                # The loop is closed (a send completing after its caller's loop ended): nobody
-                # awaits the future. Raising here, in a client thread, would abort the process.
-                pass
 
     def _complete(self) -> None:
         if self._future.done():

@@ -1,0 +1,149 @@
+"""ServiceExecutor.stop() when the grace period ends while a unit publishes its outcomes: the unit
+is not cancelled mid-publish (its tasks would run again elsewhere); it gets a little longer to ack.
+A fake transport makes the publish wait for the test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+import structlog
+
+from infinitic_py import messages as wire
+from infinitic_py import task
+from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from infinitic_py.service import define_service
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerClosed,
+    ConsumerSettings,
+    OutgoingMessage,
+    Producer,
+    ReceivedMessage,
+    SubscriptionType,
+    Transport,
+)
+
+
+class Job(msgspec.Struct, frozen=True):
+    n: int
+
+
+class Echo:
+    @task
+    def echo(self, job: Job) -> int:
+        return job.n
+
+    @echo.batch(max_messages=2, max_seconds=0.05)
+    async def echo_batch(self, jobs: dict[str, Job]) -> dict[str, int]:
+        return {t: j.n for t, j in jobs.items()}
+
+
+class OneRunConsumer(Consumer):
+    def __init__(self, msgs: list[ReceivedMessage]) -> None:
+        self.msgs = msgs
+        self.acked: list[ReceivedMessage] = []
+        self.nacked: list[ReceivedMessage] = []
+        self.closed = asyncio.Event()
+
+    async def receive(self) -> ReceivedMessage:
+        return (await self.receive_many(1))[0]
+
+    async def receive_many(self, max_messages: int) -> list[ReceivedMessage]:
+        if self.msgs:
+            out, self.msgs = self.msgs[:max_messages], self.msgs[max_messages:]
+            return out
+        await self.closed.wait()
+        raise ConsumerClosed("closed")
+
+    async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        self.acked.extend(messages)
+
+    def negative_acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        self.nacked.extend(messages)
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+class GatedProducer(Producer):
+    def __init__(self, topic: str, gate: asyncio.Event, started: asyncio.Event) -> None:
+        self._topic = topic
+        self.gate = gate
+        self.started = started
+        self.sent: list[OutgoingMessage] = []
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await self.send_many([message])
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        self.started.set()
+        await self.gate.wait()
+        self.sent.extend(messages)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeTransport(Transport):
+    url = "fake://"
+
+    def __init__(self, consumer: OneRunConsumer) -> None:
+        self.consumer = consumer
+        self.gate = asyncio.Event()
+        self.publishing = asyncio.Event()
+        self.producers: list[GatedProducer] = []
+
+    async def create_producer(self, topic: str) -> Producer:
+        producer = GatedProducer(topic, self.gate, self.publishing)
+        self.producers.append(producer)
+        return producer
+
+    async def subscribe(self, topic: str, subscription: str, settings: ConsumerSettings) -> Consumer:
+        return self.consumer
+
+    async def ensure_subscription(
+        self, topic: str, subscription: str, subscription_type: SubscriptionType
+    ) -> None:
+        pass
+
+    def is_connected(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+def _message(n: int) -> ReceivedMessage:
+    execute = wire.ExecuteTask(
+        task_id=f"t{n}", service="Echo", method="echo", args=wire.encode_value((Job(n),)),
+        reply_to="persistent://public/default/replies",
+    )
+    return ReceivedMessage(wire.encode(execute), {}, 0, "topic", None)
+
+
+async def test_grace_expiry_does_not_cancel_a_unit_publishing_its_outcomes() -> None:
+    consumer = OneRunConsumer([_message(1), _message(2)])
+    transport = FakeTransport(consumer)
+    executor = ServiceExecutor(define_service(Echo(), name="Echo"), transport, ExecutorSettings())
+    await executor.start()
+    await asyncio.wait_for(transport.publishing.wait(), 5)  # the batch ran; its replies wait
+    with structlog.testing.capture_logs() as logs:
+        stopping = asyncio.ensure_future(executor.stop(grace=0.05))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any(e["event"] == "executor.grace_exceeded" for e in logs):
+            assert asyncio.get_running_loop().time() < deadline, logs
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # let a cancelled unit run its except clause, if it was cancelled
+        assert not consumer.nacked
+        assert [e["settling"] for e in logs if e["event"] == "executor.grace_exceeded"] == [1]
+    transport.gate.set()
+    await asyncio.wait_for(stopping, 10)
+    assert sorted(m.data for m in consumer.acked) == sorted([_message(1).data, _message(2).data])
+    assert not consumer.nacked
+    assert len(transport.producers[0].sent) == 2
