@@ -97,6 +97,17 @@ class TaskMethod(Generic[S, P, R]):
 
         return register
 
+    def _overridden(
+        self, *, fn: Callable[..., Any] | None = None, batch_fn: Callable[..., Any] | None = None
+    ) -> TaskMethod[S, P, R]:
+        """This task with a subclass's plain override of its function or of its batch twin."""
+        copy = TaskMethod[S, P, R](fn or self.fn, timeout=self.timeout, retry=self.retry)
+        copy.name = self.name
+        copy.batch_spec = self.batch_spec
+        if self.batch_spec is not None and batch_fn is not None:
+            copy.batch_spec = dataclasses.replace(self.batch_spec, fn=batch_fn)
+        return copy
+
     def __repr__(self) -> str:
         return f"<task {self.name}{' (batched)' if self.batch_spec else ''}>"
 
@@ -144,12 +155,25 @@ def service_name(cls_or_name: type[Any] | str) -> str:
 
 
 def task_methods(cls: type[Any]) -> dict[str, TaskMethod[Any, Any, Any]]:
-    """Every task method of a service class, by name (base classes included)."""
+    """Every task method of a service class, by name (base classes included).
+
+    A subclass that overrides a task method (or its batch twin) with a plain function keeps
+    the task: the override runs, with the options (timeout, retry, batch limits) declared on
+    the base class."""
     found: dict[str, TaskMethod[Any, Any, Any]] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
             if isinstance(value, TaskMethod):
                 found[attr] = value
+            elif attr in found and inspect.isfunction(value):
+                found[attr] = found[attr]._overridden(fn=value)
+    for attr, tm in found.items():
+        spec = tm.batch_spec
+        if spec is None or spec.fn.__name__ == attr:
+            continue
+        twin = inspect.getattr_static(cls, spec.fn.__name__, None)
+        if inspect.isfunction(twin) and twin is not spec.fn:
+            found[attr] = tm._overridden(batch_fn=twin)
     return found
 
 
@@ -239,13 +263,16 @@ def _strip_exceptions(tp: Any) -> Any:
     return tp
 
 
-def _dict_value_type(tp: Any) -> Any | None:
-    """``dict[str, X]`` → X; anything else → None."""
+_NOT_A_DICT: Any = object()
+
+
+def _dict_value_type(tp: Any) -> Any:
+    """``dict[str, X]`` → X (``None`` → ``NoneType``); anything else → ``_NOT_A_DICT``."""
     if typing.get_origin(tp) is dict:
         key, value = typing.get_args(tp)
         if key is str:
-            return value
-    return None
+            return type(None) if value is None else value
+    return _NOT_A_DICT
 
 
 def _wrapper_fields(tp: Any) -> list[tuple[str, Any]] | None:
@@ -292,7 +319,7 @@ def _build_batch(
     hints = _hints(fn, where)
     param_hint = hints.get(params[0].name)
     item_type = _dict_value_type(param_hint)
-    if item_type is None:
+    if item_type is _NOT_A_DICT:
         raise ServiceDefinitionError(
             f"{where}: parameter {params[0].name!r} must be annotated dict[str, I], "
             f"got {_describe(param_hint)}"
@@ -324,21 +351,23 @@ def _build_batch(
                     f"but parameter {pname!r} of {method} is {_describe(ptype)}"
                 )
         ctor = item_type
+        names = tuple(fname for fname, _ in fields)
 
         def wrap(args: tuple[Any, ...]) -> Any:
-            return ctor(*args)
+            # By keyword: keyword-only fields (kw_only dataclasses and Structs) take no position.
+            return ctor(**dict(zip(names, args, strict=True)))
 
     ret = hints.get("return", inspect.Signature.empty)
     ret = _unwrap_awaitable(ret, _is_async(fn))
     output_type: Any
-    if ret is type(None) or ret is None:
-        output_type = return_type
+    if ret is type(None) or ret is None or ret is inspect.Signature.empty:
+        output_type = return_type  # returns None (or is not annotated: nothing to check)
     else:
         options = [ret]
         if typing.get_origin(ret) in (typing.Union, types.UnionType):
             options = [a for a in typing.get_args(ret) if a is not type(None)]
-        value_type = _dict_value_type(options[0]) if len(options) == 1 else None
-        if value_type is None:
+        value_type = _dict_value_type(options[0]) if len(options) == 1 else _NOT_A_DICT
+        if value_type is _NOT_A_DICT:
             raise ServiceDefinitionError(
                 f"{where}: must return dict[str, O] (task id -> output) or None, "
                 f"got {_describe(ret)}"
