@@ -85,6 +85,25 @@ class Call:
         object.__setattr__(self, "task_id", task_id)
         object.__setattr__(self, "tags", tags)
 
+    @classmethod
+    def build(
+        cls,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Call:
+        """A Call with the task's keyword arguments as a mapping: for a task parameter named
+        like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
+        ``Call(...)`` would take as the option."""
+        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags)
+        object.__setattr__(call, "kwargs", dict(kwargs or {}))
+        return call
+
 
 class Deferred(Generic[R]):
     """A dispatched task. ``await d.result(timeout=...)`` returns its output or raises
@@ -154,14 +173,13 @@ class StubMethod(Generic[P, R]):
 
     async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
         o = self._options
-        call = Call(
-            *args,
+        call = Call.build(  # the task's own keywords may be named like the options
+            args, kwargs,
             meta=o.meta if o else None,
             delay=o.delay if o else None,
             run_at=o.run_at if o else None,
             task_id=o.task_id if o else None,
             tags=o.tags if o else None,
-            **kwargs,
         )
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
@@ -369,6 +387,11 @@ class AsyncClient:
                 raise TypeError(f"{where}{exc}") from None
             if task.task_id in seen:
                 raise ValueError(f"item {index}: task_id {task.task_id!r} appears twice")
+            if want_results and task.task_id in self._waiting:
+                raise ValueError(
+                    f"item {index}: task_id {task.task_id!r} is already dispatched by this "
+                    "client and awaiting its result (await that Deferred)"
+                )
             seen.add(task.task_id)
             tasks.append(task)
             key = task.batch_key()
@@ -376,10 +399,8 @@ class AsyncClient:
                 wire.encode(task), wire.properties_for(task), deliver_after=delay,
                 partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
             ))
-        await self.start()
-        if want_results:
-            await self._ensure_responses()
-        producer = await self._producer(stub.name)
+        # Register the futures before the first await: a concurrent dispatch of the same
+        # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
         decoder = definition.output_decoder if definition is not None else None
         for task in tasks:
@@ -389,19 +410,26 @@ class AsyncClient:
                 self._waiting[task.task_id] = future
             deferred: Deferred[Any] = Deferred(task.task_id, future, decoder, self)
             if future is not None:
-                weakref.finalize(deferred, self._forget, task.task_id)
+                weakref.finalize(deferred, self._forget, task.task_id, future)
             deferreds.append(deferred)
         try:
+            await self.start()
+            if want_results:
+                await self._ensure_responses()
+            producer = await self._producer(stub.name)
             await producer.send_many(out)
-        except TransportError:
-            for task in tasks:
-                self._waiting.pop(task.task_id, None)
+        except BaseException:
+            for deferred in deferreds:
+                if deferred._future is not None:
+                    self._forget(deferred.task_id, deferred._future)
             raise
         return deferreds
 
-    def _forget(self, task_id: str) -> None:
-        """A Deferred nobody holds any more: stop waiting for its result."""
-        self._waiting.pop(task_id, None)
+    def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
+        """A Deferred nobody holds any more: stop waiting for its result (if the id is not
+        awaited again by a newer Deferred)."""
+        if self._waiting.get(task_id) is future:
+            del self._waiting[task_id]
 
     def _build(
         self,

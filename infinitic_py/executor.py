@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ _RECENT_CAPACITY = 10_000
 _RECENT_REPLY_BYTES = 16 * 1024 * 1024
 _KEEP_REPLY_BYTES = 64 * 1024
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
+_MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
 
 
 class Pending(msgspec.Struct, gc=False):
@@ -208,7 +210,8 @@ class ServiceExecutor:
         )
         self._abandoned_threads = 0
         self._consumer: Consumer | None = None
-        self._producers: dict[str, Producer] = {}
+        self._producers: OrderedDict[str, Producer] = OrderedDict()  # least recently used first
+        self._producer_users: dict[str, int] = {}
         self._producer_lock = asyncio.Lock()
         self._receive_task: asyncio.Task[None] | None = None
         self._units: set[asyncio.Task[None]] = set()
@@ -919,21 +922,56 @@ class ServiceExecutor:
     async def _publish(self, by_topic: dict[str, list[OutgoingMessage]]) -> None:
         if not by_topic:
             return
-        producers = [await self._producer(topic) for topic in by_topic]
-        await asyncio.gather(*(
-            producer.send_many(msgs) for producer, msgs in zip(producers, by_topic.values(), strict=True)
-        ))
+        topics = list(by_topic)
+        for topic in topics:  # held while in use: an idle producer may be closed meanwhile
+            self._producer_users[topic] = self._producer_users.get(topic, 0) + 1
+        try:
+            producers = [await self._producer(topic) for topic in topics]
+            await asyncio.gather(*(
+                producer.send_many(msgs)
+                for producer, msgs in zip(producers, by_topic.values(), strict=True)
+            ))
+        finally:
+            for topic in topics:
+                users = self._producer_users[topic] - 1
+                if users:
+                    self._producer_users[topic] = users
+                else:
+                    del self._producer_users[topic]
 
     async def _producer(self, topic: str) -> Producer:
         producer = self._producers.get(topic)
         if producer is not None:
+            self._producers.move_to_end(topic)
             return producer
         async with self._producer_lock:
             producer = self._producers.get(topic)
             if producer is None:
                 producer = await self._transport.create_producer(topic)
                 self._producers[topic] = producer
+                self._close_idle_producers()
             return producer
+
+    def _close_idle_producers(self) -> None:
+        """Reply topics come and go with clients: keep at most ``_MAX_PRODUCERS`` producers,
+        closing the least recently used idle ones (never the service's own topics)."""
+        excess = len(self._producers) - _MAX_PRODUCERS
+        if excess <= 0:
+            return
+        for topic in list(self._producers):
+            if excess <= 0:
+                break
+            if topic in (self.topic, self.dlq_topic) or topic in self._producer_users:
+                continue
+            producer = self._producers.pop(topic)
+            excess -= 1
+            self._spawn(self._close_producer(producer))
+
+    async def _close_producer(self, producer: Producer) -> None:
+        try:
+            await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
+        except (TransportError, TimeoutError) as exc:
+            self._log.debug("producer.close_failed", topic=producer.topic, error=str(exc))
 
     async def _settle(self, items: list[Pending], *, ack: bool, plain: bool = False) -> None:
         """Ack (outcomes are durable) or nack (they are not) a unit's tasks; remember the acked

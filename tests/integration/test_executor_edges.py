@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import threading
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from infinitic_py import AsyncClient, Call, RetryPolicy, TaskFailed, Worker, tas
 from .harness import Harness, wait_for_condition
 
 NO_RETRY = RetryPolicy(maximum_retries=0)
+_live_workers: list[Worker] = []  # the running ``counting`` worker, for white-box checks
 
 
 def unique() -> str:
@@ -54,9 +56,11 @@ async def counting(harness: Harness) -> AsyncIterator[tuple[Harness, Counting, s
                     name=f"w-{name}", shutdown_grace=10.0)
     worker.add_service(service, name=name, retry=NO_RETRY)
     await worker.start()
+    _live_workers.append(worker)
     try:
         yield harness, service, name
     finally:
+        _live_workers.remove(worker)
         await worker.stop()
 
 
@@ -188,3 +192,66 @@ async def test_a_batch_input_that_cannot_be_built_fails_that_task_alone(harness:
             assert "a must be >= 0" in info.value.message
     finally:
         await worker.stop()
+
+
+async def test_a_client_refuses_to_dispatch_a_task_id_it_already_awaits(harness: Harness) -> None:
+    async with AsyncClient(harness.url) as client:
+        stub = client.service(Counting, name=unique())  # no worker: the result stays pending
+        (first,) = await stub.run.many([Call(Job(1), task_id="the-id")])
+        with pytest.raises(ValueError, match="already dispatched"):
+            await stub.run.options(task_id="the-id")(Job(1))
+        assert not first.done()
+
+
+async def test_a_newer_deferred_for_a_task_id_survives_the_older_ones_finalizer(
+    counting: tuple[Harness, Counting, str],
+) -> None:
+    harness, service, name = counting
+    task_id = f"order-{uuid.uuid4().hex}"
+    async with AsyncClient(harness.url) as client:
+        stub = client.service(Counting, name=name)
+        (first,) = await stub.run.many([Call(Job(11), task_id=task_id)])
+        assert await first.result(timeout=30) == "11:"
+        (second,) = await stub.run.many([Call(Job(11), task_id=task_id)])  # answered: allowed
+        del first
+        gc.collect()  # the first Deferred's finalizer must not drop the second one's future
+        assert await second.result(timeout=30) == "11:"
+    assert service.runs[11] == 1
+
+
+class Options:
+    """Parameters named like the dispatch options."""
+
+    @task
+    def describe(self, delay: int, tags: list[str], meta: str) -> str:
+        return f"{delay}:{','.join(tags)}:{meta}"
+
+
+async def test_task_parameters_may_be_named_like_the_options(harness: Harness) -> None:
+    name = unique()
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(Options(), name=name, retry=NO_RETRY)
+    await worker.start()
+    try:
+        async with AsyncClient(harness.url) as client:
+            stub = client.service(Options, name=name)
+            one = await stub.describe(delay=3, tags=["a", "b"], meta="m")
+            assert await one.result(timeout=30) == "3:a,b:m"
+            (two,) = await stub.describe.many([
+                Call.build(kwargs={"delay": 4, "tags": ["c"], "meta": "n"}, tags=["t1"]),
+            ])
+            assert await two.result(timeout=30) == "4:c:n"
+    finally:
+        await worker.stop()
+
+
+async def test_reply_producers_are_bounded(counting: tuple[Harness, Counting, str]) -> None:
+    harness, _, name = counting
+    for i in range(70):  # 70 short-lived clients: 70 reply topics
+        async with AsyncClient(harness.url) as client:
+            (d,) = await client.service(Counting, name=name).run.many([Job(1000 + i)])
+            assert await d.result(timeout=30) == f"{1000 + i}:"
+    workers = [w for w in _live_workers if any(e.service == name for e in w.executors)]
+    (executor,) = [e for w in workers for e in w.executors if e.service == name]
+    assert len(executor._producers) <= 64
