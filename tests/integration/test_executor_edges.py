@@ -64,32 +64,28 @@ async def counting(harness: Harness) -> AsyncIterator[tuple[Harness, Counting, s
         await worker.stop()
 
 
-async def test_a_task_id_dispatched_again_gets_the_kept_reply_without_running_again(
-    counting: tuple[Harness, Counting, str],
-) -> None:
-    harness, service, name = counting
+async def _from_two_callers(harness: Harness, name: str, job: Job) -> tuple[str, str]:
+    """The same job with the same task id from two clients (two reply topics), one after the
+    other; both results."""
     task_id = f"order-{uuid.uuid4().hex}"
-    async with AsyncClient(harness.url) as first, AsyncClient(harness.url) as second:
-        (d1,) = await first.service(Counting, name=name).run.many([Call(Job(7), task_id=task_id)])
-        assert await d1.result(timeout=30) == "7:"
-        # Another caller (another reply topic) with the same idempotency key.
-        (d2,) = await second.service(Counting, name=name).run.many([Call(Job(7), task_id=task_id)])
-        assert await d2.result(timeout=30) == "7:"
-    assert service.runs[7] == 1
+    results = []
+    for _ in range(2):
+        async with AsyncClient(harness.url) as client:
+            (d,) = await client.service(Counting, name=name).run.many([Call(job, task_id=task_id)])
+            results.append(await d.result(timeout=30))
+    return results[0], results[1]
 
 
-async def test_a_task_id_dispatched_again_runs_again_when_its_reply_was_too_large_to_keep(
-    counting: tuple[Harness, Counting, str],
+@pytest.mark.parametrize(("size", "runs"), [(0, 1), (100_000, 2)])
+async def test_a_task_id_dispatched_again_gets_the_kept_reply_or_runs_again(
+    counting: tuple[Harness, Counting, str], size: int, runs: int
 ) -> None:
+    """Kept reply (up to 64 KiB): sent again without running. Too large to keep: it runs
+    again, better twice than a caller never answered."""
     harness, service, name = counting
-    task_id = f"order-{uuid.uuid4().hex}"
-    big = Job(8, size=100_000)  # a reply over the 64 KiB the worker keeps per task
-    async with AsyncClient(harness.url) as first, AsyncClient(harness.url) as second:
-        (d1,) = await first.service(Counting, name=name).run.many([Call(big, task_id=task_id)])
-        assert len(await d1.result(timeout=30)) == 100_002
-        (d2,) = await second.service(Counting, name=name).run.many([Call(big, task_id=task_id)])
-        assert len(await d2.result(timeout=30)) == 100_002  # better twice than never answered
-    assert service.runs[8] == 2
+    first, second = await _from_two_callers(harness, name, Job(7, size=size))
+    assert first == second == "7:" + "x" * size
+    assert service.runs[7] == runs
 
 
 async def test_a_fire_and_forget_copy_of_a_settled_task_is_acked_without_running(
