@@ -16,15 +16,8 @@ from infinitic_py.accumulator import BatchLimits
 from infinitic_py.executor import ExecutorSettings, ServiceExecutor
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
-from infinitic_py.transport.base import (
-    Consumer,
-    ConsumerClosed,
-    ConsumerSettings,
-    Producer,
-    ReceivedMessage,
-    SubscriptionType,
-    Transport,
-)
+from infinitic_py.transport.base import Consumer, ConsumerClosed, ReceivedMessage
+from infinitic_py.transport.fixed import FixedTransport
 
 RUN = 250  # messages per receive_many, like the Pulsar transport's receive chunk
 
@@ -61,30 +54,6 @@ class _FeedingConsumer(Consumer):
         self._closed.set()
 
 
-class _LocalTransport(Transport):
-    url = "local://"
-
-    def __init__(self, consumer: _FeedingConsumer) -> None:
-        self._consumer = consumer
-
-    async def create_producer(self, topic: str) -> Producer:
-        raise AssertionError("no reply_to: nothing is published")
-
-    async def subscribe(self, topic: str, subscription: str, settings: ConsumerSettings) -> Consumer:
-        return self._consumer
-
-    async def ensure_subscription(
-        self, topic: str, subscription: str, subscription_type: SubscriptionType
-    ) -> None:
-        pass
-
-    def is_connected(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class LocalResult:
     max_messages: int
@@ -97,7 +66,7 @@ async def run_executor_local(max_messages: int, n: int) -> LocalResult:
     consumer = _FeedingConsumer(payloads)
     definition = define_service(
         NoopService(), name="Local", batch_limits={"noop": BatchLimits(max_messages, 0.05)})
-    executor = ServiceExecutor(definition, _LocalTransport(consumer), ExecutorSettings(),
+    executor = ServiceExecutor(definition, FixedTransport(consumer), ExecutorSettings(),
                                metrics=Metrics())
     started = time.process_time()
     await executor.start()

@@ -4,12 +4,14 @@ dispatched again), sync handlers that outlive their timeout, batch inputs that c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -48,20 +50,31 @@ class Counting:
         return {t: f"{job.n}:" + "x" * job.size for t, job in jobs.items()}
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    harness: Harness, service: object, name: str, **options: Any
+) -> AsyncIterator[Worker]:
+    """A worker running ``service`` as ``name`` (no retries unless ``options`` say otherwise)."""
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(service, name=name, **{"retry": NO_RETRY, **options})
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
 @pytest.fixture
 async def counting(harness: Harness) -> AsyncIterator[tuple[Harness, Counting, str]]:
     name = unique()
     service = Counting()
-    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
-                    name=f"w-{name}", shutdown_grace=10.0)
-    worker.add_service(service, name=name, retry=NO_RETRY)
-    await worker.start()
-    _live_workers.append(worker)
-    try:
-        yield harness, service, name
-    finally:
-        _live_workers.remove(worker)
-        await worker.stop()
+    async with serving(harness, service, name) as worker:
+        _live_workers.append(worker)
+        try:
+            yield harness, service, name
+        finally:
+            _live_workers.remove(worker)
 
 
 async def _from_two_callers(harness: Harness, name: str, job: Job) -> tuple[str, str]:
@@ -126,13 +139,10 @@ async def test_a_sync_handler_timeout_starts_when_a_thread_starts_it(harness: Ha
     name = unique()
     service = Blocking()
     service.block = {0, 1}
-    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
-                    name=f"w-{name}", shutdown_grace=10.0)
     # concurrency 1: the pool has 2 threads; two timed-out handlers hold both.
-    worker.add_service(service, name=name, concurrency=1, retry=NO_RETRY, timeout=0.3)
-    await worker.start()
-    try:
-        async with AsyncClient(harness.url) as client:
+    async with serving(harness, service, name, concurrency=1, timeout=0.3), \
+            AsyncClient(harness.url) as client:
+        try:
             stub = client.service(Blocking, name=name)
             for n in (0, 1):
                 (d,) = await stub.run.many([Job(n)])
@@ -146,9 +156,8 @@ async def test_a_sync_handler_timeout_starts_when_a_thread_starts_it(harness: Ha
             assert not done
             service.gate.set()
             assert await waiting == 2
-    finally:
-        service.gate.set()
-        await worker.stop()
+        finally:
+            service.gate.set()  # let the stuck threads go before the worker stops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,21 +182,14 @@ class Pairs:
 
 async def test_a_batch_input_that_cannot_be_built_fails_that_task_alone(harness: Harness) -> None:
     name = unique()
-    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
-                    name=f"w-{name}", shutdown_grace=10.0)
-    worker.add_service(Pairs(), name=name, retry=NO_RETRY)
-    await worker.start()
-    try:
-        async with AsyncClient(harness.url) as client:
-            ds = await client.service(Pairs, name=name).add.many([(1, 2), (-1, 5), (3, 4)])
-            assert await ds[0].result(timeout=30) == 3
-            assert await ds[2].result(timeout=30) == 7
-            with pytest.raises(TaskFailed) as info:
-                await ds[1].result(timeout=30)
-            assert info.value.error_type == "DecodeError"
-            assert "a must be >= 0" in info.value.message
-    finally:
-        await worker.stop()
+    async with serving(harness, Pairs(), name), AsyncClient(harness.url) as client:
+        ds = await client.service(Pairs, name=name).add.many([(1, 2), (-1, 5), (3, 4)])
+        assert await ds[0].result(timeout=30) == 3
+        assert await ds[2].result(timeout=30) == 7
+        with pytest.raises(TaskFailed) as info:
+            await ds[1].result(timeout=30)
+        assert info.value.error_type == "DecodeError"
+        assert "a must be >= 0" in info.value.message
 
 
 async def test_a_client_refuses_to_dispatch_a_task_id_it_already_awaits(harness: Harness) -> None:
@@ -225,21 +227,14 @@ class Options:
 
 async def test_task_parameters_may_be_named_like_the_options(harness: Harness) -> None:
     name = unique()
-    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
-                    name=f"w-{name}", shutdown_grace=10.0)
-    worker.add_service(Options(), name=name, retry=NO_RETRY)
-    await worker.start()
-    try:
-        async with AsyncClient(harness.url) as client:
-            stub = client.service(Options, name=name)
-            one = await stub.describe(delay=3, tags=["a", "b"], meta="m")
-            assert await one.result(timeout=30) == "3:a,b:m"
-            (two,) = await stub.describe.many([
-                Call.build(kwargs={"delay": 4, "tags": ["c"], "meta": "n"}, tags=["t1"]),
-            ])
-            assert await two.result(timeout=30) == "4:c:n"
-    finally:
-        await worker.stop()
+    async with serving(harness, Options(), name), AsyncClient(harness.url) as client:
+        stub = client.service(Options, name=name)
+        one = await stub.describe(delay=3, tags=["a", "b"], meta="m")
+        assert await one.result(timeout=30) == "3:a,b:m"
+        (two,) = await stub.describe.many([
+            Call.build(kwargs={"delay": 4, "tags": ["c"], "meta": "n"}, tags=["t1"]),
+        ])
+        assert await two.result(timeout=30) == "4:c:n"
 
 
 async def test_reply_producers_are_bounded(counting: tuple[Harness, Counting, str]) -> None:

@@ -1,6 +1,6 @@
 """ServiceExecutor.stop() when the grace period ends while a unit publishes its outcomes: the unit
 is not cancelled mid-publish (its tasks would run again elsewhere); it gets a little longer to ack.
-A fake transport makes the publish wait for the test."""
+A FixedTransport whose producers wait for the test."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from infinitic_py.service import define_service
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
-    ConsumerSettings,
     OutgoingMessage,
     Producer,
     ReceivedMessage,
-    SubscriptionType,
-    Transport,
 )
+from infinitic_py.transport.fixed import FixedTransport
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -90,33 +88,19 @@ class GatedProducer(Producer):
         pass
 
 
-class FakeTransport(Transport):
-    url = "fake://"
+class GatedTransport(FixedTransport):
+    """Every producer's publish waits for ``gate``; ``publishing`` is set once one waits."""
 
     def __init__(self, consumer: OneRunConsumer) -> None:
-        self.consumer = consumer
+        super().__init__(consumer, self._producer)
         self.gate = asyncio.Event()
         self.publishing = asyncio.Event()
         self.producers: list[GatedProducer] = []
 
-    async def create_producer(self, topic: str) -> Producer:
+    def _producer(self, topic: str) -> Producer:
         producer = GatedProducer(topic, self.gate, self.publishing)
         self.producers.append(producer)
         return producer
-
-    async def subscribe(self, topic: str, subscription: str, settings: ConsumerSettings) -> Consumer:
-        return self.consumer
-
-    async def ensure_subscription(
-        self, topic: str, subscription: str, subscription_type: SubscriptionType
-    ) -> None:
-        pass
-
-    def is_connected(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
 
 
 def _message(n: int) -> ReceivedMessage:
@@ -129,7 +113,7 @@ def _message(n: int) -> ReceivedMessage:
 
 async def test_grace_expiry_does_not_cancel_a_unit_publishing_its_outcomes() -> None:
     consumer = OneRunConsumer([_message(1), _message(2)])
-    transport = FakeTransport(consumer)
+    transport = GatedTransport(consumer)
     executor = ServiceExecutor(define_service(Echo(), name="Echo"), transport, ExecutorSettings())
     await executor.start()
     await asyncio.wait_for(transport.publishing.wait(), 5)  # the batch ran; its replies wait
