@@ -189,7 +189,9 @@ class BatchDefinition:
     fn_name: str
     item_type: Any  # I
     output_type: Any  # O
-    wrap: Callable[[tuple[Any, ...]], Any]  # decoded positional args -> I
+    # Decoded positional args -> I. Raises whatever I's constructor raises (a __post_init__
+    # check, ...): the executor must catch it per task and fail that task alone (DecodeError).
+    wrap: Callable[[tuple[Any, ...]], Any]
     limits: BatchLimits
     isolate_failures: bool
 
@@ -342,8 +344,13 @@ def _build_batch(
             raise ServiceDefinitionError(
                 f"{where}: {method} takes {len(param_names)} parameters ({expected}), so the "
                 f"input type must be a msgspec.Struct, NamedTuple or dataclass with those fields "
-                f"in order; got {_describe(item_type)}"
+                f"(named like them, or in order); got {_describe(item_type)}"
             )
+        if {fname for fname, _ in fields} == set(param_names):
+            # Fields named like the parameters: each argument goes to its namesake, whatever
+            # the field order (a Struct lists inherited kw_only fields last).
+            by_name = dict(fields)
+            fields = [(pname, by_name[pname]) for pname in param_names]
         for (fname, ftype), pname, ptype in zip(fields, param_names, param_types, strict=True):
             if ftype not in (Any, ptype) and ptype is not Any:
                 raise ServiceDefinitionError(

@@ -97,3 +97,50 @@ def test_a_plain_override_in_a_subclass_is_what_runs() -> None:
     assert go.timeout == 3.0 and go.batch.limits.max_messages == 5
     base = define_service(Base()).methods["go"]  # the base class is untouched
     assert base.fn is not None and base.fn(1) == 1
+
+
+
+class _Named(msgspec.Struct, kw_only=True):
+    first: str
+
+
+class NamedStruct(_Named):  # msgspec lists kw_only fields last: ("last", "first")
+    last: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Reordered:  # the task's parameter names, in another order
+    last: str
+    first: str
+
+
+class GreetStruct:
+    @task
+    def greet(self, first: str, last: str) -> str:
+        return f"{first} {last}"
+
+    @greet.batch(max_messages=2, max_seconds=1)
+    def greet_batch(self, items: dict[str, NamedStruct]) -> dict[str, str]:
+        return {t: f"{i.first} {i.last}" for t, i in items.items()}
+
+
+class GreetReordered:
+    @task
+    def greet(self, first: str, last: str) -> str:
+        return f"{first} {last}"
+
+    @greet.batch(max_messages=2, max_seconds=1)
+    def greet_batch(self, items: dict[str, Reordered]) -> dict[str, str]:
+        return {t: f"{i.first} {i.last}" for t, i in items.items()}
+
+
+@pytest.mark.parametrize("service", [GreetStruct, GreetReordered])
+def test_batch_input_fields_named_like_the_parameters_get_their_namesakes(
+    service: type[Any],
+) -> None:
+    """Same-typed fields in another order than the parameters were filled by position: first
+    and last swapped, silently."""
+    batch = define_service(service()).methods["greet"].batch
+    assert batch is not None
+    built = batch.wrap(("Ada", "Lovelace"))
+    assert (built.first, built.last) == ("Ada", "Lovelace")
