@@ -159,22 +159,54 @@ def task_methods(cls: type[Any]) -> dict[str, TaskMethod[Any, Any, Any]]:
 
     A subclass that overrides a task method (or its batch twin) with a plain function keeps
     the task: the override runs, with the options (timeout, retry, batch limits) declared on
-    the base class."""
+    the base class. An override that could not run that way (not a plain function, or the
+    task's twin has the task's own name) is a ``ServiceDefinitionError``: silently running the
+    base class's function instead is worse."""
     found: dict[str, TaskMethod[Any, Any, Any]] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
             if isinstance(value, TaskMethod):
                 found[attr] = value
-            elif attr in found and inspect.isfunction(value):
-                found[attr] = found[attr]._overridden(fn=value)
+            elif attr in found:
+                found[attr] = _override(klass, found[attr], attr, value)
     for attr, tm in found.items():
         spec = tm.batch_spec
         if spec is None or spec.fn.__name__ == attr:
             continue
-        twin = inspect.getattr_static(cls, spec.fn.__name__, None)
-        if inspect.isfunction(twin) and twin is not spec.fn:
-            found[attr] = tm._overridden(batch_fn=twin)
+        twin_name = spec.fn.__name__
+        owner = next((k for k in cls.__mro__ if twin_name in vars(k)), None)
+        twin = vars(owner)[twin_name] if owner is not None else spec.fn
+        if twin is spec.fn:
+            continue
+        if not inspect.isfunction(twin):
+            raise ServiceDefinitionError(
+                f"{owner.__qualname__ if owner else cls.__qualname__}.{twin_name} overrides the "
+                f"batch twin {twin_name!r} of task {attr!r} with a {type(twin).__name__}, which "
+                f"would never run: override it with a plain method (def {twin_name}(self, ...))"
+            )
+        found[attr] = tm._overridden(batch_fn=twin)
     return found
+
+
+def _override(
+    klass: type[Any], tm: TaskMethod[Any, Any, Any], attr: str, value: Any
+) -> TaskMethod[Any, Any, Any]:
+    """``klass`` defines ``attr``, a task of a base class, as something else than a task."""
+    where = f"{klass.__qualname__}.{attr}"
+    if not inspect.isfunction(value):
+        raise ServiceDefinitionError(
+            f"{where} overrides task {attr!r} with a {type(value).__name__}, which would never "
+            f"run: override it with a plain method (def {attr}(self, ...)) or re-decorate it "
+            "with @task"
+        )
+    if tm.batch_spec is not None and tm.batch_spec.fn.__name__ == attr:
+        raise ServiceDefinitionError(
+            f"{where} overrides task {attr!r}, whose batch twin has the same name, with a plain "
+            f"method: the worker runs the twin, so the override would never run. Re-decorate "
+            f"both in the subclass (@task, then @{attr}.batch(...)), or give the twin another "
+            "name in the base class"
+        )
+    return tm._overridden(fn=value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from infinitic_py import task
+from infinitic_py.errors import ServiceDefinitionError
 from infinitic_py.service import define_service
 
 
@@ -144,3 +145,52 @@ def test_batch_input_fields_named_like_the_parameters_get_their_namesakes(
     assert batch is not None
     built = batch.wrap(("Ada", "Lovelace"))
     assert (built.first, built.last) == ("Ada", "Lovelace")
+
+
+class SameNameTwin:
+    @task
+    def go(self, x: int) -> int:
+        return x
+
+    @go.batch(max_messages=5, max_seconds=1)  # type: ignore[no-redef]
+    def go(self, xs: dict[str, int]) -> dict[str, int]:
+        return xs
+
+
+class OverridesSameNameTwin(SameNameTwin):
+    def go(self, x: int) -> int:
+        return x + 1
+
+
+class OverridesWithStaticmethod(Base):
+    @staticmethod
+    def go(x: int) -> int:
+        return x + 1
+
+
+class OverridesWithNone(Base):
+    go = None  # type: ignore[assignment]
+
+
+class OverridesTwinWithStaticmethod(Base):
+    @staticmethod
+    def go_batch(xs: dict[str, int]) -> dict[str, int]:
+        return xs
+
+
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [
+        (OverridesSameNameTwin, "batch twin has the same name"),
+        (OverridesWithStaticmethod, "with a staticmethod"),
+        (OverridesWithNone, "with a NoneType"),
+        (OverridesTwinWithStaticmethod, "twin 'go_batch' of task 'go' with a staticmethod"),
+    ],
+)
+def test_an_override_that_would_not_run_is_a_definition_error(
+    service: type[Any], message: str
+) -> None:
+    """These overrides were ignored: the base class's function ran instead."""
+    with pytest.raises(ServiceDefinitionError, match=message) as info:
+        define_service(service())
+    assert f"{service.__qualname__}." in str(info.value)
