@@ -19,6 +19,7 @@ import contextlib
 import threading
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 log = structlog.get_logger("infinitic_py.client")
+
+DEFAULT_MAX_PRODUCERS = 64  # open producers (one per service dispatched to) per client
+_CLOSE_TIMEOUT = 5.0  # seconds for closing a producer evicted from the cache
 
 
 @dataclass(frozen=True, init=False)
@@ -279,7 +283,10 @@ class AsyncClient:
         subscription_type: SubscriptionType = SubscriptionType.SHARED,
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
+        max_producers: int = DEFAULT_MAX_PRODUCERS,
     ) -> None:
+        if max_producers < 1:
+            raise ValueError(f"max_producers must be >= 1, got {max_producers}")
         self.url = url
         self.tenant = tenant
         self.namespace = namespace
@@ -289,7 +296,12 @@ class AsyncClient:
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
-        self._producers: dict[str, Producer] = {}
+        self.max_producers = max_producers
+        # One producer per service, least recently used first; at most ``max_producers`` of
+        # them once idle (``_producer_users``: dispatches using one right now).
+        self._producers: OrderedDict[str, Producer] = OrderedDict()
+        self._producer_users: dict[str, int] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._responses: Consumer | None = None
         self._response_task: asyncio.Task[None] | None = None
@@ -353,9 +365,12 @@ class AsyncClient:
                 future.set_exception(ClientClosed(f"client {self.name} closed"))
                 future.exception()  # mark retrieved: nobody may be awaiting this Deferred
         self._waiting.clear()
-        for producer in self._producers.values():
+        producers, self._producers = list(self._producers.values()), OrderedDict()
+        for producer in producers:
             with contextlib.suppress(TransportError):
                 await producer.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._transport is not None and self._own_transport:
             await self._transport.close()
 
@@ -416,8 +431,13 @@ class AsyncClient:
             await self.start()
             if want_results:
                 await self._ensure_responses()
-            producer = await self._producer(stub.name)
-            await producer.send_many(out)
+            # Marked in use before it is looked up: an idle producer may be closed meanwhile.
+            self._producer_users[stub.name] = self._producer_users.get(stub.name, 0) + 1
+            try:
+                producer = await self._producer(stub.name)
+                await producer.send_many(out)
+            finally:
+                self._release_producer(stub.name)
         except BaseException:
             for deferred in deferreds:
                 if deferred._future is not None:
@@ -476,11 +496,14 @@ class AsyncClient:
     async def _producer(self, service: str) -> Producer:
         producer = self._producers.get(service)
         if producer is not None:
+            self._producers.move_to_end(service)
             return producer
         assert self._lock is not None and self._transport is not None
         async with self._lock:
             producer = self._producers.get(service)
-            if producer is None:
+            if producer is not None:
+                self._producers.move_to_end(service)
+            else:
                 topic = service_topic(self.tenant, self.namespace, service)
                 # A topic keeps nothing without a subscription: create the workers' one first so
                 # tasks dispatched before any worker started are not dropped.
@@ -494,7 +517,41 @@ class AsyncClient:
                     log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
                 producer = await self._transport.create_producer(topic)
                 self._producers[service] = producer
+                self._trim_producers()
             return producer
+
+    def _release_producer(self, service: str) -> None:
+        users = self._producer_users[service] - 1
+        if users:
+            self._producer_users[service] = users
+        else:
+            del self._producer_users[service]
+            self._trim_producers()
+
+    def _trim_producers(self) -> None:
+        """A client may dispatch to any number of services (by name): keep at most
+        ``max_producers`` producers, closing the least recently used idle ones."""
+        excess = len(self._producers) - self.max_producers
+        if excess <= 0 or self._closed:
+            return
+        for service in list(self._producers):
+            if excess <= 0:
+                break
+            if service in self._producer_users:
+                continue  # a dispatch is using it
+            producer = self._producers.pop(service)
+            excess -= 1
+            log.debug("client.producer_evicted", client=self.name, topic=producer.topic)
+            closing = asyncio.get_running_loop().create_task(self._close_producer(producer))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _close_producer(self, producer: Producer) -> None:
+        try:
+            await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
+        except (TransportError, TimeoutError) as exc:
+            log.debug("client.producer_close_failed", client=self.name, topic=producer.topic,
+                      error=str(exc))
 
     async def _ensure_responses(self) -> None:
         if self._responses is not None:
