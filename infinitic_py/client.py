@@ -447,7 +447,17 @@ class AsyncClient:
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
         """A Deferred nobody holds any more: stop waiting for its result (if the id is not
-        awaited again by a newer Deferred)."""
+        awaited again by a newer Deferred). A finalizer runs in whichever thread dropped the
+        Deferred (a sync ``Client``'s caller): the removal then goes to the client's loop."""
+        loop = future.get_loop()
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                loop.call_soon_threadsafe(self._forget, task_id, future)
+            return
         if self._waiting.get(task_id) is future:
             del self._waiting[task_id]
 
