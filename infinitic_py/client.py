@@ -19,7 +19,6 @@ import contextlib
 import threading
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ import structlog
 
 from infinitic_py import messages as wire
 from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
+from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
 from infinitic_py.transport import create_transport
@@ -297,10 +297,9 @@ class AsyncClient:
         self._transport = transport
         self._own_transport = transport is None
         self.max_producers = max_producers
-        # One producer per service, least recently used first; at most ``max_producers`` of
-        # them once idle (``_producer_users``: dispatches using one right now).
-        self._producers: OrderedDict[str, Producer] = OrderedDict()
-        self._producer_users: dict[str, int] = {}
+        # One producer per service; a client may dispatch to any number of services (by name):
+        # at most ``max_producers`` of them once idle, the least recently used closed first.
+        self._producers = ProducerCache(self._create_producer, max_producers, self._evict_producer)
         self._closing: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._responses: Consumer | None = None
@@ -365,8 +364,7 @@ class AsyncClient:
                 future.set_exception(ClientClosed(f"client {self.name} closed"))
                 future.exception()  # mark retrieved: nobody may be awaiting this Deferred
         self._waiting.clear()
-        producers, self._producers = list(self._producers.values()), OrderedDict()
-        for producer in producers:
+        for producer in self._producers.drain():
             with contextlib.suppress(TransportError):
                 await producer.close()
         if self._closing:
@@ -431,13 +429,9 @@ class AsyncClient:
             await self.start()
             if want_results:
                 await self._ensure_responses()
-            # Marked in use before it is looked up: an idle producer may be closed meanwhile.
-            self._producer_users[stub.name] = self._producer_users.get(stub.name, 0) + 1
-            try:
-                producer = await self._producer(stub.name)
+            with self._producers.using(stub.name):
+                producer = await self._producers.get(stub.name)
                 await producer.send_many(out)
-            finally:
-                self._release_producer(stub.name)
         except BaseException:
             for deferred in deferreds:
                 if deferred._future is not None:
@@ -503,58 +497,28 @@ class AsyncClient:
         )
         return task, delay
 
-    async def _producer(self, service: str) -> Producer:
-        producer = self._producers.get(service)
-        if producer is not None:
-            self._producers.move_to_end(service)
-            return producer
-        assert self._lock is not None and self._transport is not None
-        async with self._lock:
-            producer = self._producers.get(service)
-            if producer is not None:
-                self._producers.move_to_end(service)
-            else:
-                topic = service_topic(self.tenant, self.namespace, service)
-                # A topic keeps nothing without a subscription: create the workers' one first so
-                # tasks dispatched before any worker started are not dropped.
-                try:
-                    await self._transport.ensure_subscription(
-                        topic, WORKER_SUBSCRIPTION, self.subscription_type
-                    )
-                except TransportError as exc:
-                    # E.g. workers are connected with another subscription type (key_shared):
-                    # then the subscription exists, which is all that is needed here.
-                    log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
-                producer = await self._transport.create_producer(topic)
-                self._producers[service] = producer
-                self._trim_producers()
-            return producer
+    async def _create_producer(self, service: str) -> Producer:
+        assert self._transport is not None
+        topic = service_topic(self.tenant, self.namespace, service)
+        # A topic keeps nothing without a subscription: create the workers' one first so
+        # tasks dispatched before any worker started are not dropped.
+        try:
+            await self._transport.ensure_subscription(
+                topic, WORKER_SUBSCRIPTION, self.subscription_type
+            )
+        except TransportError as exc:
+            # E.g. workers are connected with another subscription type (key_shared):
+            # then the subscription exists, which is all that is needed here.
+            log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
+        return await self._transport.create_producer(topic)
 
-    def _release_producer(self, service: str) -> None:
-        users = self._producer_users[service] - 1
-        if users:
-            self._producer_users[service] = users
-        else:
-            del self._producer_users[service]
-            self._trim_producers()
-
-    def _trim_producers(self) -> None:
-        """A client may dispatch to any number of services (by name): keep at most
-        ``max_producers`` producers, closing the least recently used idle ones."""
-        excess = len(self._producers) - self.max_producers
-        if excess <= 0 or self._closed:
-            return
-        for service in list(self._producers):
-            if excess <= 0:
-                break
-            if service in self._producer_users:
-                continue  # a dispatch is using it
-            producer = self._producers.pop(service)
-            excess -= 1
-            log.debug("client.producer_evicted", client=self.name, topic=producer.topic)
-            closing = asyncio.get_running_loop().create_task(self._close_producer(producer))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+    def _evict_producer(self, producer: Producer) -> None:
+        if self._closed:
+            return  # close() closes what is left
+        log.debug("client.producer_evicted", client=self.name, topic=producer.topic)
+        closing = asyncio.get_running_loop().create_task(self._close_producer(producer))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _close_producer(self, producer: Producer) -> None:
         try:

@@ -34,7 +34,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from infinitic_py.dedup import RecentOutcomes
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
 from infinitic_py.messages import decode_execute
 from infinitic_py.observability import Metrics
+from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY, RetryPolicy
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
@@ -216,9 +216,12 @@ class ServiceExecutor:
         )
         self._abandoned_threads = 0
         self._consumer: Consumer | None = None
-        self._producers: OrderedDict[str, Producer] = OrderedDict()  # least recently used first
-        self._producer_users: dict[str, int] = {}
-        self._producer_lock = asyncio.Lock()
+        # Reply topics come and go with clients: at most _MAX_PRODUCERS producers once idle,
+        # never closing the service's own topic or its dead-letter topic.
+        self._producers = ProducerCache(
+            self._transport.create_producer, _MAX_PRODUCERS, self._evict_producer,
+            pinned=(self.topic, self.dlq_topic),
+        )
         self._receive_task: asyncio.Task[None] | None = None
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -332,10 +335,9 @@ class ServiceExecutor:
                 await asyncio.wait_for(self._receive_task, timeout=5.0)
             except (TimeoutError, asyncio.CancelledError):
                 self._receive_task.cancel()
-        for producer in list(self._producers.values()):
+        for producer in self._producers.drain():
             with contextlib.suppress(TransportError, TimeoutError):
                 await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
-        self._producers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._consuming = False
         self._log.info("executor.stopped", held=self._held)
@@ -928,50 +930,15 @@ class ServiceExecutor:
     async def _publish(self, by_topic: dict[str, list[OutgoingMessage]]) -> None:
         if not by_topic:
             return
-        topics = list(by_topic)
-        for topic in topics:  # held while in use: an idle producer may be closed meanwhile
-            self._producer_users[topic] = self._producer_users.get(topic, 0) + 1
-        try:
-            producers = [await self._producer(topic) for topic in topics]
+        with self._producers.using(*by_topic):
+            producers = [await self._producers.get(topic) for topic in by_topic]
             await asyncio.gather(*(
                 producer.send_many(msgs)
                 for producer, msgs in zip(producers, by_topic.values(), strict=True)
             ))
-        finally:
-            for topic in topics:
-                users = self._producer_users[topic] - 1
-                if users:
-                    self._producer_users[topic] = users
-                else:
-                    del self._producer_users[topic]
 
-    async def _producer(self, topic: str) -> Producer:
-        producer = self._producers.get(topic)
-        if producer is not None:
-            self._producers.move_to_end(topic)
-            return producer
-        async with self._producer_lock:
-            producer = self._producers.get(topic)
-            if producer is None:
-                producer = await self._transport.create_producer(topic)
-                self._producers[topic] = producer
-                self._close_idle_producers()
-            return producer
-
-    def _close_idle_producers(self) -> None:
-        """Reply topics come and go with clients: keep at most ``_MAX_PRODUCERS`` producers,
-        closing the least recently used idle ones (never the service's own topics)."""
-        excess = len(self._producers) - _MAX_PRODUCERS
-        if excess <= 0:
-            return
-        for topic in list(self._producers):
-            if excess <= 0:
-                break
-            if topic in (self.topic, self.dlq_topic) or topic in self._producer_users:
-                continue
-            producer = self._producers.pop(topic)
-            excess -= 1
-            self._spawn(self._close_producer(producer))
+    def _evict_producer(self, producer: Producer) -> None:
+        self._spawn(self._close_producer(producer))
 
     async def _close_producer(self, producer: Producer) -> None:
         try:
