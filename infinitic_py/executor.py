@@ -234,7 +234,6 @@ class ServiceExecutor:
         self._recent: RecentOutcomes[tuple[str, int], _Settled] = RecentOutcomes(
             _RECENT_CAPACITY, _RECENT_REPLY_BYTES)
         self._running: set[tuple[str, int]] = set()
-        self._unit_ids = itertools.count(1)
         # Batch ids: 48 random bits per executor, then a counter (a uuid4 per batch cost more
         # than the rest of a small batch's bookkeeping).
         self._batch_prefix = uuid.uuid4().hex[:12] + "-"
