@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 
 class TransportError(Exception):
     """The broker could not do what was asked (connection lost, timeout, publish refused...)."""
@@ -68,24 +70,40 @@ class OutgoingMessage:
     partition_key: str | None = None  # also the ordering key for key_shared subscriptions
 
 
-class ReceivedMessage:
-    """A message handed out by ``Consumer.receive``; ``handle`` is the transport's own object."""
+class ReceivedMessage(msgspec.Struct, gc=False):
+    """A message handed out by ``Consumer.receive``; ``handle`` is the transport's own object.
 
-    __slots__ = ("data", "handle", "properties", "redelivery_count", "topic")
+    A Struct the cyclic GC does not track (it refers to no object that could refer back to it):
+    one is built per message, and a worker holds thousands at a time, which the GC would
+    otherwise traverse over and over. Built positionally: ``ReceivedMessage(data, properties,
+    redelivery_count, topic, handle)``. A transport whose properties or redelivery count cost a
+    call of their own may pass ``None`` / ``-1`` and override ``_read_properties`` /
+    ``_read_redelivery_count``: they are then read on first access.
+    """
 
-    def __init__(
-        self,
-        data: bytes,
-        properties: Mapping[str, str],
-        redelivery_count: int,
-        topic: str,
-        handle: Any,
-    ) -> None:
-        self.data = data
-        self.properties = properties
-        self.redelivery_count = redelivery_count
-        self.topic = topic
-        self.handle = handle
+    data: bytes
+    _properties: Mapping[str, str] | None
+    _redelivery_count: int
+    topic: str
+    handle: Any
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        if self._properties is None:
+            self._properties = self._read_properties()
+        return self._properties
+
+    @property
+    def redelivery_count(self) -> int:
+        if self._redelivery_count < 0:
+            self._redelivery_count = self._read_redelivery_count()
+        return self._redelivery_count
+
+    def _read_properties(self) -> Mapping[str, str]:
+        return {}
+
+    def _read_redelivery_count(self) -> int:
+        return 0
 
     def __repr__(self) -> str:
         return (

@@ -625,11 +625,11 @@ class MemoryBroker:
     @staticmethod
     def _to_received(entry: _Entry) -> ReceivedMessage:
         return ReceivedMessage(
-            data=entry.data,
-            properties=dict(entry.properties),
-            redelivery_count=entry.redelivery_count,
-            topic=entry.message_id.topic,
-            handle=entry.message_id,
+            entry.data,
+            dict(entry.properties),
+            entry.redelivery_count,
+            entry.message_id.topic,
+            entry.message_id,
         )
 
     # ---- timers ---------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ _CLOSED_ERRORS = (_pulsar.AlreadyClosed, _pulsar.ConsumerNotInitialized)
 _CONSUMER_GONE = ConsumerClosed("the native consumer is closed")  # pump -> loop sentinel
 # Receive chunks: the pump thread's batch_receive returns once it holds this many messages
 # (a quarter of receiver_queue_size), these many bytes, or after this wait.
+_CHUNK_SHARE = 4
 _CHUNK_MAX_BYTES = 10 * 1024 * 1024
 _CHUNK_WAIT_MS = 1
 _PUMP_JOIN_TIMEOUT = 5.0
@@ -169,39 +170,17 @@ def _build(message: OutgoingMessage) -> Any:
     return builder.build()
 
 
-class _PulsarMessage(ReceivedMessage):
+class _PulsarMessage(ReceivedMessage, gc=False):
     """A received message whose properties and redelivery count are read from the native message
     on first access: the executor reads neither on its hot path, and the two native calls cost
-    more than a third of building the object."""
+    more than building the object. Built as ``_PulsarMessage(data, None, -1, topic, native)``."""
 
-    __slots__ = ("_properties", "_redelivery_count")
+    def _read_properties(self) -> Mapping[str, str]:
+        properties: Mapping[str, str] = self.handle.properties()
+        return properties
 
-    def __init__(self, data: bytes, topic: str, handle: Any) -> None:
-        self.data = data
-        self.topic = topic
-        self.handle = handle
-        self._properties: Mapping[str, str] | None = None
-        self._redelivery_count: int | None = None
-
-    @property
-    def properties(self) -> Mapping[str, str]:
-        if self._properties is None:
-            self._properties = self.handle.properties()
-        return self._properties
-
-    @properties.setter
-    def properties(self, value: Mapping[str, str]) -> None:
-        self._properties = value
-
-    @property
-    def redelivery_count(self) -> int:
-        if self._redelivery_count is None:
-            self._redelivery_count = int(self.handle.redelivery_count())
-        return self._redelivery_count
-
-    @redelivery_count.setter
-    def redelivery_count(self, value: int) -> None:
-        self._redelivery_count = value
+    def _read_redelivery_count(self) -> int:
+        return int(self.handle.redelivery_count())
 
 
 class PulsarConsumer(Consumer):
@@ -211,11 +190,16 @@ class PulsarConsumer(Consumer):
     consumer to a deque on the event loop: ``batch_receive()`` (up to ``chunk`` messages, waiting
     at most ``wait_ms`` for a chunk to fill) while messages flow, and a blocking ``receive()``
     once the topic runs dry, so a lone message is handed over at once and an idle consumer costs
-    no wake-ups. The thread fetches only while the deque holds fewer than ``chunk`` messages, so
-    the client holds at most ``native receiver queue + 2 x chunk - 1`` messages: ``subscribe``
-    sizes both to stay within ``receiver_queue_size`` (2 for a size of 1). ``receive`` pops the deque
-    without a thread hop or a native call (``receive_many`` takes a run of it at once); one
-    ``call_soon_threadsafe`` per chunk remains.
+    no wake-ups.
+
+    The thread fetches ahead: it starts the next ``batch_receive`` (which runs without the GIL)
+    as soon as at most one chunk is outstanding (handed to the loop and not yet taken by a
+    ``receive``), so the next chunk is ready by the time the loop has routed the current one, and
+    it touches the GIL once per chunk (to wrap the messages). It waits only when more is
+    outstanding, for ``receive`` to take some. So the client holds at most
+    ``native receiver queue + 2 x chunk`` messages: ``subscribe`` sizes both to stay within
+    ``receiver_queue_size``. ``receive`` pops the deque without a thread hop or a native call
+    (``receive_many`` takes a run of it at once); one ``call_soon_threadsafe`` per chunk remains.
 
     Nothing is lost: a message in the deque is unacked, and closing the consumer (which ends a
     pending ``receive`` with ``ConsumerClosed``) hands it back to the broker. A cancelled
@@ -233,8 +217,12 @@ class PulsarConsumer(Consumer):
         self._ready: deque[ReceivedMessage] = deque()
         self._failure: TransportError | None = None  # raised once by the next receive
         self._waiters: list[asyncio.Future[None]] = []
-        self._fetching = False  # a chunk was asked of the thread and not delivered yet
-        self._want = threading.Event()  # loop -> thread: fetch one more chunk
+        # Outstanding messages = _sent - _taken. Each counter has one writer: _sent the thread
+        # (handed to the loop, counted before the hand-over), _taken the loop (taken out of the
+        # deque by a receive, or dropped at close).
+        self._sent = 0
+        self._taken = 0
+        self._want = threading.Event()  # loop -> thread: something was taken, or a receive waits
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -253,14 +241,14 @@ class PulsarConsumer(Consumer):
                 else:
                     popleft = ready.popleft
                     msgs = [popleft() for _ in range(max(1, max_messages))]
-                if not self._fetching and len(ready) < self._chunk:
-                    self._ask()
+                self._taken += len(msgs)
+                if self._sent - self._taken <= self._chunk and not self._want.is_set():
+                    self._want.set()  # the thread may be waiting for room
                 return msgs
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure
-            if not self._fetching:
-                self._ask()
+            self._ask()
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -277,32 +265,36 @@ class PulsarConsumer(Consumer):
                 name=f"pulsar-receive-{self._topic.rsplit('/', 1)[-1]}", daemon=True,
             )
             self._thread.start()
-        self._fetching = True
-        self._want.set()
+        if not self._want.is_set():
+            self._want.set()
 
     def _deliver(self, items: list[ReceivedMessage], failure: BaseException | None) -> None:
         """On the event loop: a chunk (or a failure) from the pump thread."""
-        self._fetching = False
         if failure is _CONSUMER_GONE:
             self._closed = True  # closed underneath us (the client was closed)
         elif failure is not None and not self._closed:
             assert isinstance(failure, TransportError)
             self._failure = failure
-        elif items and not self._closed:  # after close they go back to the broker, unacked
-            self._ready.extend(items)
+        elif items:
+            if self._closed:  # after close they go back to the broker, unacked
+                self._taken += len(items)
+            else:
+                self._ready.extend(items)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
-        if not self._closed and failure is None and len(self._ready) < self._chunk:
-            self._ask()
 
     def _pump(self, native: Any, loop: asyncio.AbstractEventLoop) -> None:
-        """The receive thread: waits to be asked, fetches one chunk, hands it to the loop."""
+        """The receive thread: fetches a chunk whenever at most one is outstanding, hands it to
+        the loop; after a failure, waits for the next receive before trying again."""
         topic = self._topic
+        chunk = self._chunk
+        want = self._want
         while True:
-            self._want.wait()
-            self._want.clear()
+            while not self._closed and self._sent - self._taken > chunk:
+                want.wait()
+                want.clear()
             if self._closed:
                 return
             failure: BaseException | None = None
@@ -316,14 +308,19 @@ class PulsarConsumer(Consumer):
                     _CONSUMER_GONE if self._closed or isinstance(exc, _CLOSED_ERRORS)
                     else TransportError(f"receive from {topic}: {exc}")
                 )
+                want.clear()  # a failure is retried only when a receive asks again
             else:
-                items = [_PulsarMessage(m.data(), topic, m) for m in msgs]
+                items = [_PulsarMessage(m.data(), None, -1, topic, m) for m in msgs]
+                self._sent += len(items)
             try:
                 loop.call_soon_threadsafe(self._deliver, items, failure)
             except RuntimeError:  # the loop is closed: nobody will receive any more
                 return
             if failure is _CONSUMER_GONE:
                 return
+            if failure is not None:
+                want.wait()
+                want.clear()
 
     async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         # The native sync ack: the client groups individual acks (sent every 100 ms; ack receipts,
@@ -478,7 +475,7 @@ class PulsarTransport(Transport):
         }
         # The pump thread holds up to 2 chunks beyond the native queue: split the prefetch
         # budget so that queue + chunks stay within receiver_queue_size (see PulsarConsumer).
-        chunk = max(1, settings.receiver_queue_size // 4)
+        chunk = max(1, settings.receiver_queue_size // _CHUNK_SHARE)
         args["receiver_queue_size"] = max(1, settings.receiver_queue_size - 2 * chunk)
         args["batch_receive_policy"] = pulsar.ConsumerBatchReceivePolicy(
             chunk, _CHUNK_MAX_BYTES, _CHUNK_WAIT_MS
