@@ -18,6 +18,7 @@ Method (each section's module docstring has the details):
    the last ack (after one discarded warm-up run). The faster is "the limit". A diagnostic row
    runs infinitic-py's own ``PulsarConsumer`` as the executor does (receive_many, ack per 100):
    the transport's share.
+   The whole bench process runs with the worker daemon's GC settings (``tune_gc_for_worker``).
 2. executor (``benchmarks.executor_bench``): a ``ServiceExecutor`` (what the worker runs per
    service) drains N pre-published tasks through a no-op async batch method, max_messages 1 / 10 /
    100 / 1000, max_seconds 0.05, concurrency 10, no ``reply_to`` (nothing published back). Timed
@@ -69,6 +70,7 @@ from benchmarks.flush import FlushResult, run_flush
 from benchmarks.memory import run_memory
 from benchmarks.wire import run_wire
 from benchmarks.workerproc import UNCLEAN_EXITS
+from infinitic_py.gc_tuning import tune_gc_for_worker
 from infinitic_py.observability import configure_logging
 
 SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory")
@@ -351,6 +353,9 @@ async def main(argv: list[str] | None = None) -> int:
     if "executor" in sections and "baseline" not in sections:
         sections.insert(0, "baseline")
     configure_logging("json", "warning")
+    # The GC settings of the worker daemon (infinitic_py/gc_tuning.py), for the whole bench
+    # process: the in-process executor runs as in a worker, and the raw loops get the same.
+    tune_gc_for_worker()
     started = time.perf_counter()
     env = Env.from_environ()
     bench = Bench(env, Sizes.quick() if args.quick else Sizes(), max(1, args.repeats),

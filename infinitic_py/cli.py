@@ -78,12 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _worker(path: str | None) -> int:
     from infinitic_py.config import load_config
+    from infinitic_py.gc_tuning import tune_gc_for_worker
     from infinitic_py.observability import configure_logging
     from infinitic_py.worker import Worker
 
     config = load_config(path)
     configure_logging(config.worker.log_format, config.worker.log_level)
-    worker = Worker.from_config(config)
+    worker = Worker.from_config(config)  # imports the services: frozen with the rest below
+    tune_gc_for_worker(config.worker.gc_gen0_threshold)
     try:
         worker.run()
     except InfiniticError as exc:

@@ -164,6 +164,8 @@ class WorkerSettings(_Section, frozen=True):
     """Port of /metrics, /healthz, /readyz; 0 disables the HTTP server."""
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
+    gc_gen0_threshold: _NonNegativeInt = 10000
+    """Generation-0 threshold of Python's cyclic GC in the worker process (Python's default is 700); 0 keeps Python's. The worker also freezes its startup objects (see infinitic_py/gc_tuning.py)."""
 
     def resolved_name(self) -> str:
         return self.name if self.name else socket.gethostname()

@@ -559,3 +559,12 @@ def test_any_unknown_service_key_is_named(key: str) -> None:
         rf"worker\.yaml: unknown key '{key}' at services\[0\]( \(did you mean '\w+'\?\))?",
         message,
     ), message
+
+
+def test_gc_gen0_threshold_defaults_and_env_override(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_config(path, env={}).worker.gc_gen0_threshold == 10000
+    config = load_config(path, env={"INFINITIC_WORKER__GC_GEN0_THRESHOLD": "0"})
+    assert config.worker.gc_gen0_threshold == 0
+    message = error_of(path, env={"INFINITIC_WORKER__GC_GEN0_THRESHOLD": "-1"})
+    assert "worker.gc_gen0_threshold" in message
