@@ -23,8 +23,10 @@ Method (each section's module docstring has the details):
    service) drains N pre-published tasks through a no-op async batch method, max_messages 1 / 10 /
    100 / 1000, max_seconds 0.05, concurrency 10, no ``reply_to`` (nothing published back). Timed
    from the first message its consumer hands out to the N-th ack (a counting wrapper around the
-   transport's consumer); the admin API must then show the subscription drained. Ratio: to the
-   limit. A diagnostic row (``benchmarks.executor_local``) runs the same executor without a
+   transport's consumer); the admin API must then show the subscription drained. Ratio: each
+   executor run is paired with a run of the limit's raw loop just before it (the broker's speed
+   drifts by up to a third over minutes); the row gives the median of the pairs' ratios. Both
+   sections start with discarded runs (raw loop, then executor) on the fresh broker. A diagnostic row (``benchmarks.executor_local``) runs the same executor without a
    broker (an in-process consumer, free acks): the CPU µs per task the executor itself adds. In-process logging at WARNING (per-batch INFO lines are not what is measured).
 3. end to end (``benchmarks.e2e``): ``AsyncClient.many()`` → ``infinitic-py worker`` process →
    results awaited, 2,000 tasks in flight; tasks/s and p50/p99 latency (dispatch → result).
@@ -121,6 +123,7 @@ class Bench:
         self.rows: list[Row] = []
         self.limit: float | None = None
         self.limit_name = ""
+        self.limit_variant = "thread"
 
     def add(self, row: Row) -> None:
         row.ratio = _ratio(row.value, row.baseline) if row.ratio is None else row.ratio
@@ -151,11 +154,13 @@ class Bench:
 
     async def baseline(self) -> None:
         n = self.sizes.baseline
-        # A freshly started broker (JIT, caches) is slower at first: one discarded run of the
-        # raw loop first, so the limit is not measured on a cold broker.
-        await run_baseline(self.env, "thread", max(10_000, n // 5))
+        # A freshly started broker (JIT, caches) is slower at first, by up to half: discarded runs
+        # of the raw loop and of the executor first, so nothing is measured on a cold broker.
+        await run_baseline(self.env, "thread", n)
+        await run_executor(self.env, 100, n // 2)
         gc.collect()
         best: dict[str, float] = {}
+        variants: dict[str, str] = {}
         for variant, label in (("thread", "raw thread batch_receive + ack"),
                                ("asyncio", "raw pulsar.asyncio receive + ack"),
                                ("transport", "infinitic PulsarConsumer receive_many + ack/100")):
@@ -165,9 +170,11 @@ class Bench:
             assert isinstance(result, BaselineResult)
             if variant != "transport":
                 best[label] = result.tasks_per_s
+                variants[label] = variant
             else:
                 self.limit_name = max(best, key=lambda k: best[k])
                 self.limit = best[self.limit_name]
+                self.limit_variant = variants[self.limit_name]
             self.add(Row("baseline", label, result.tasks_per_s, "msg/s",
                          self.limit if variant == "transport" else None,
                          "the limit" if variant == "transport" else "",
@@ -180,18 +187,31 @@ class Bench:
     async def executor(self) -> None:
         if self.limit is None:
             raise SystemExit("the executor section needs the baseline section")
+        # Paired runs: the broker's speed drifts by a third over minutes on this kind of machine,
+        # so each executor run comes right after a run of the raw loop that sets the limit, and
+        # its ratio is to that run. The row's ratio is the median of the pairs' ratios.
         for m in (1, 10, 100, 1000):
             n = self.sizes.executor_m1 if m == 1 else self.sizes.executor
-            result, values = await self.median_of(
-                lambda m=m, n=n: run_executor(self.env, m, n),  # type: ignore[misc]
-                lambda r: r.tasks_per_s)
-            assert isinstance(result, ExecutorResult)
+            pairs: list[tuple[BaselineResult, ExecutorResult]] = []
+            for _ in range(self.repeats):
+                raw = await run_baseline(self.env, self.limit_variant, self.sizes.baseline)
+                ours = await run_executor(self.env, m, n)
+                gc.collect()
+                pairs.append((raw, ours))
+            ratios = sorted(o.tasks_per_s / r.tasks_per_s for r, o in pairs)
+            values = sorted(o.tasks_per_s for _, o in pairs)
+            raws = sorted(r.tasks_per_s for r, _ in pairs)
+            result = sorted((o for _, o in pairs), key=lambda o: o.tasks_per_s)[len(pairs) // 2]
+            drained = all(o.drained and r.drained for r, o in pairs)
             self.add(Row("executor", f"executor batched no-op, max_messages={m}",
-                         result.tasks_per_s, "tasks/s", self.limit, "the limit",
-                         note=("" if result.drained else "NOT DRAINED ")
-                         + f"N={n}, {result.batches} batches, runs: "
-                         + ", ".join(_fmt(v) for v in values),
-                         extra={"runs": values, "batches": result.batches}))
+                         result.tasks_per_s, "tasks/s", raws[len(raws) // 2],
+                         f"{self.limit_name}, paired", ratio=ratios[len(ratios) // 2],
+                         note=("" if drained else "NOT DRAINED ")
+                         + f"N={n}, {result.batches} batches; pairs (limit run -> executor): "
+                         + ", ".join(f"{_fmt(r.tasks_per_s)} -> {_fmt(o.tasks_per_s)}"
+                                     for r, o in pairs),
+                         extra={"runs": values, "limit_runs": raws, "ratios": ratios,
+                                "batches": result.batches}))
         local, values = await self.median_of(
             lambda: run_executor_local(100, self.sizes.executor),
             lambda r: r.cpu_us_per_task)
