@@ -65,6 +65,13 @@ from infinitic_py.transport.base import (
 )
 
 GroupKey = tuple[str, str | bytes | None]  # (method, batch key)
+# One attempt of a task: its id for a first attempt (a str caches its hash, and the key is hashed
+# five times per task), (task id, retry sequence) for the later ones.
+AttemptKey = str | tuple[str, int]
+
+
+def attempt_key(task: wire.ExecuteTask) -> AttemptKey:
+    return task.task_id if not task.retry_sequence else (task.task_id, task.retry_sequence)
 
 
 class _NotPlain(Exception):
@@ -86,7 +93,7 @@ class Pending(msgspec.Struct, gc=False):
     msg: ReceivedMessage
     task: wire.ExecuteTask
     args: tuple[Any, ...]
-    key: tuple[str, int]  # (task id, retry sequence): one attempt
+    key: AttemptKey  # one attempt: see attempt_key
     reply: bytes | None = None  # the encoded reply once its outcome is known
     retried: bool = False
 
@@ -194,9 +201,12 @@ class ServiceExecutor:
         self._instruments = {
             name: _Instruments(self._metrics, self.service, name) for name in definition.methods
         }
-        self._routes: dict[str, tuple[MethodDefinition, _Instruments, Callable[[Any], Any], bool]] = {
+        # method name -> (definition, instruments, argument decoder, batched, the group key of
+        # its tasks without a batch key): what routing a task needs, in one lookup.
+        self._routes: dict[str, tuple[MethodDefinition, _Instruments, Callable[[Any], Any], bool,
+                                      GroupKey]] = {
             name: (method, self._instruments[name], method.args_decoder.decode,
-                   method.batch is not None)
+                   method.batch is not None, (name, None))
             for name, method in definition.methods.items()
         }
         self._timer: asyncio.TimerHandle | None = None  # fires at the earliest group deadline
@@ -231,9 +241,9 @@ class ServiceExecutor:
         self._stopping = False
         self._consuming = False
         self._in_flight = 0
-        self._recent: RecentOutcomes[tuple[str, int], _Settled] = RecentOutcomes(
+        self._recent: RecentOutcomes[AttemptKey, _Settled] = RecentOutcomes(
             _RECENT_CAPACITY, _RECENT_REPLY_BYTES)
-        self._running: set[tuple[str, int]] = set()
+        self._running: set[AttemptKey] = set()
         # Batch ids: 48 random bits per executor, then a counter (a uuid4 per batch cost more
         # than the rest of a small batch's bookkeeping).
         self._batch_prefix = uuid.uuid4().hex[:12] + "-"
@@ -390,10 +400,11 @@ class ServiceExecutor:
         for msg in msgs:
             try:
                 task = decode_execute(msg.data)
-                key = (task.task_id, task.retry_sequence)
+                key = task.task_id if not task.retry_sequence else (
+                    task.task_id, task.retry_sequence)
                 if key in recent or key in previous or key in running:
                     raise _NotPlain
-                method, inst, decode_args, batched = routes[task.method]
+                method, inst, decode_args, batched, unkeyed = routes[task.method]
                 pending = Pending(msg, task, decode_args(task.args), key)
             except Exception:
                 try:
@@ -408,7 +419,7 @@ class ServiceExecutor:
                 if not batched:
                     self._launch_unit(method, [pending], None, FlushReason.SIZE)
                     continue
-                for batch in add((method.name, task.batch_key() if task.meta else None),
+                for batch in add((method.name, task.batch_key()) if task.meta else unkeyed,
                                  pending, now):
                     launch(batch)
             except Exception:
@@ -429,7 +440,7 @@ class ServiceExecutor:
             self._metrics.decode_errors.labels(service=self.service).inc()
             self._spawn(self._dead_letter_undecodable(msg, exc))
             return
-        key = (task.task_id, task.retry_sequence)
+        key = attempt_key(task)
         if key in self._recent:
             self._spawn(self._settle_duplicate(msg, task, key))
             return
@@ -443,7 +454,7 @@ class ServiceExecutor:
             self._spawn(self._reject(msg, task, "unknown_method", DecodeError(
                 f"service {self.service} has no task method {task.method!r}")))
             return
-        method, inst, decode_args, batched = route
+        method, inst, decode_args, batched, _ = route
         try:
             args = decode_args(task.args)
         except Exception as exc:  # msgspec errors, or whatever a type's __post_init__ raises
@@ -886,7 +897,7 @@ class ServiceExecutor:
             wire.encode(letter), {"reason": "undecodable", "errorType": type(exc).__name__})]})
 
     async def _settle_duplicate(
-        self, msg: ReceivedMessage, task: wire.ExecuteTask, key: tuple[str, int]
+        self, msg: ReceivedMessage, task: wire.ExecuteTask, key: AttemptKey
     ) -> None:
         """A copy of an attempt this worker settled recently: answer it without running again.
 
