@@ -4,7 +4,8 @@ measured in the same run. Prints a table and writes ``bench-results/results.json
     deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
       --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory (default: all)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
-      --repeats R       runs per throughput figure, the median is kept (default 3)
+      --repeats R       runs per throughput figure, the median is kept (default 3; the executor
+                        rows take max(R, 5) pairs of runs, 1 if R is 1)
       --profile DIR     also profile one executor max_messages=100 run with pyinstrument
                         (DIR/executor-m100.txt and .html; not part of the figures)
     For a sampling profile with less overhead: py-spy record -o out.svg -- <the command above>.
@@ -124,6 +125,8 @@ class Bench:
         self.limit: float | None = None
         self.limit_name = ""
         self.limit_variant = "thread"
+        # A single pair's ratio moves by +-10%: the executor rows take more runs than the others.
+        self.pairs = max(repeats, 5) if repeats > 1 else 1
 
     def add(self, row: Row) -> None:
         row.ratio = _ratio(row.value, row.baseline) if row.ratio is None else row.ratio
@@ -193,7 +196,7 @@ class Bench:
         for m in (1, 10, 100, 1000):
             n = self.sizes.executor_m1 if m == 1 else self.sizes.executor
             pairs: list[tuple[BaselineResult, ExecutorResult]] = []
-            for _ in range(self.repeats):
+            for _ in range(self.pairs):
                 raw = await run_baseline(self.env, self.limit_variant, self.sizes.baseline)
                 ours = await run_executor(self.env, m, n)
                 gc.collect()
