@@ -193,12 +193,12 @@ class PulsarConsumer(Consumer):
     no wake-ups.
 
     The thread fetches ahead: it starts the next ``batch_receive`` (which runs without the GIL)
-    as soon as at most one chunk is outstanding (handed to the loop and not yet taken by a
-    ``receive``), so the next chunk is ready by the time the loop has routed the current one, and
-    it touches the GIL once per chunk (to wrap the messages). It waits only when more is
-    outstanding, for ``receive`` to take some. So the client holds at most
-    ``native receiver queue + 2 x chunk`` messages: ``subscribe`` sizes both to stay within
-    ``receiver_queue_size``. ``receive`` pops the deque without a thread hop or a native call
+    as soon as at most ``ahead`` messages (normally one chunk) are outstanding (handed to the loop
+    and not yet taken by a ``receive``), so the next chunk is ready by the time the loop has routed
+    the current one, and it touches the GIL once per chunk (to wrap the messages). It waits only
+    when more is outstanding, for ``receive`` to take some. So the client holds at most
+    ``native receiver queue + ahead + chunk`` messages: ``subscribe`` sizes the three to stay
+    within ``receiver_queue_size`` (2 for a size of 1). ``receive`` pops the deque without a thread hop or a native call
     (``receive_many`` takes a run of it at once); one ``call_soon_threadsafe`` per chunk remains.
 
     Nothing is lost: a message in the deque is unacked, and closing the consumer (which ends a
@@ -207,13 +207,15 @@ class PulsarConsumer(Consumer):
     """
 
     def __init__(
-        self, consumer: pulsar_asyncio.Consumer, topic: str, *, chunk: int = 1
+        self, consumer: pulsar_asyncio.Consumer, topic: str, *, chunk: int = 1,
+        ahead: int | None = None,
     ) -> None:
         self._consumer = consumer
         self._native: Any = consumer._consumer
         self._topic = topic
         self._closed = False
         self._chunk = max(1, chunk)
+        self._ahead = self._chunk if ahead is None else max(0, ahead)
         self._ready: deque[ReceivedMessage] = deque()
         self._failure: TransportError | None = None  # raised once by the next receive
         self._waiters: list[asyncio.Future[None]] = []
@@ -242,7 +244,7 @@ class PulsarConsumer(Consumer):
                     popleft = ready.popleft
                     msgs = [popleft() for _ in range(max(1, max_messages))]
                 self._taken += len(msgs)
-                if self._sent - self._taken <= self._chunk and not self._want.is_set():
+                if self._sent - self._taken <= self._ahead and not self._want.is_set():
                     self._want.set()  # the thread may be waiting for room
                 return msgs
             if self._failure is not None:
@@ -286,13 +288,14 @@ class PulsarConsumer(Consumer):
         self._waiters.clear()
 
     def _pump(self, native: Any, loop: asyncio.AbstractEventLoop) -> None:
-        """The receive thread: fetches a chunk whenever at most one is outstanding, hands it to
-        the loop; after a failure, waits for the next receive before trying again."""
+        """The receive thread: fetches a chunk whenever at most ``ahead`` messages are
+        outstanding, hands it to the loop; after a failure, waits for the next receive before
+        trying again."""
         topic = self._topic
-        chunk = self._chunk
+        ahead = self._ahead
         want = self._want
         while True:
-            while not self._closed and self._sent - self._taken > chunk:
+            while not self._closed and self._sent - self._taken > ahead:
                 want.wait()
                 want.clear()
             if self._closed:
@@ -473,10 +476,14 @@ class PulsarTransport(Transport):
             ),
             "batch_index_ack_enabled": True,
         }
-        # The pump thread holds up to 2 chunks beyond the native queue: split the prefetch
-        # budget so that queue + chunks stay within receiver_queue_size (see PulsarConsumer).
-        chunk = max(1, settings.receiver_queue_size // _CHUNK_SHARE)
-        args["receiver_queue_size"] = max(1, settings.receiver_queue_size - 2 * chunk)
+        # The pump thread holds up to ahead + chunk messages beyond the native queue: split the
+        # prefetch budget so that the three stay within receiver_queue_size (see PulsarConsumer;
+        # a size below 3 gets a native queue of 1, one chunk of 1 and no fetching ahead).
+        size = settings.receiver_queue_size
+        chunk = max(1, size // _CHUNK_SHARE)
+        native_queue = max(1, size - 2 * chunk)
+        ahead = max(0, size - native_queue - chunk)
+        args["receiver_queue_size"] = native_queue
         args["batch_receive_policy"] = pulsar.ConsumerBatchReceivePolicy(
             chunk, _CHUNK_MAX_BYTES, _CHUNK_WAIT_MS
         )
@@ -493,7 +500,7 @@ class PulsarTransport(Transport):
             native = await self._client.subscribe(topic, subscription, **args)
         except Exception as exc:
             raise TransportError(f"cannot subscribe to {topic} as {subscription}: {exc}") from exc
-        consumer = PulsarConsumer(native, topic, chunk=chunk)
+        consumer = PulsarConsumer(native, topic, chunk=chunk, ahead=ahead)
         self._consumers.append(consumer)
         return consumer
 
