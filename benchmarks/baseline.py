@@ -1,7 +1,10 @@
 """Baseline: how fast raw pulsar-client consumes and acks pre-published messages.
 
-Two loops, both on a Shared subscription with the worker's consumer settings (receiver queue
-1000, batch-index acks), both timed from the first received message to the last ack call:
+Two loops, both on a Shared subscription with the worker's consumer settings (batch-index acks,
+a native receiver queue of 1000: a worker at its default ``receiver_queue_size`` of 2000 asks the
+broker for 1000 and holds up to 1000 more in its receive thread's chunks, as the thread loop below
+holds up to one ``batch_receive`` of 1000), both timed from the first received message to the
+last ack call:
 
 - ``asyncio``: ``pulsar.asyncio`` — ``await consumer.receive()`` then ``await consumer.acknowledge()``;
 - ``thread``: a thread on the sync ``batch_receive()`` (``ConsumerBatchReceivePolicy``: up to 1000

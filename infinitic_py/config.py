@@ -93,7 +93,7 @@ class ConsumerConfig(_Section, frozen=True):
     """``pulsar.consumer``: how each service's consumer subscribes."""
 
     subscription_type: SubscriptionTypeName = "shared"
-    receiver_queue_size: _PositiveInt = 1000
+    receiver_queue_size: _PositiveInt = 2000
     nack_redelivery_delay_seconds: _NonNegativeFloat = 1.0
     max_redeliveries: _PositiveInt | None = 10
     """Nacks before Pulsar moves a message to the dead-letter topic; ``None``: no DLQ policy."""

@@ -51,7 +51,7 @@ class ConsumerSettings:
     """How one consumer subscribes. Defaults fit a task worker."""
 
     subscription_type: SubscriptionType = SubscriptionType.SHARED
-    receiver_queue_size: int = 1000
+    receiver_queue_size: int = 2000
     nack_redelivery_delay: float = 1.0
     max_redeliveries: int | None = None
     dead_letter_topic: str | None = None

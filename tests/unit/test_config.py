@@ -61,7 +61,7 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
     assert config.pulsar.admin_url == "http://127.0.0.1:8080"
     assert (config.pulsar.tenant, config.pulsar.namespace) == ("public", "default")
     assert config.pulsar.consumer.subscription_type == "shared"
-    assert config.pulsar.consumer.receiver_queue_size == 1000
+    assert config.pulsar.consumer.receiver_queue_size == 2000
     assert config.pulsar.consumer.max_redeliveries == 10
     assert config.pulsar.producer.compression == "none"
     assert config.worker.max_buffered_messages == 10000
