@@ -400,7 +400,7 @@ class ServiceExecutor:
         for msg in msgs:
             try:
                 task = decode_execute(msg.data)
-                key = task.task_id if not task.retry_sequence else (
+                key = task.task_id if not task.retry_sequence else (  # attempt_key, inlined
                     task.task_id, task.retry_sequence)
                 if key in recent or key in previous or key in running:
                     raise _NotPlain
