@@ -1,0 +1,84 @@
+"""PulsarConsumer's receive thread against a stand-in native consumer: what must hold when the
+native client does not do its part (a close it fails to signal to a blocked receive)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import _pulsar
+import pytest
+
+from infinitic_py.transport.base import ConsumerClosed
+from infinitic_py.transport.pulsar import PulsarConsumer
+
+
+class _DeafNative:
+    """A native consumer that is always dry and whose ``receive`` a close never interrupts: the
+    no-timeout ``receive()`` blocks until the test ends, ``receive(ms)`` waits ``ms`` and raises
+    ``Timeout`` (what pulsar-client does)."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()  # set by the test's teardown only
+        self.receives = 0
+
+    def batch_receive(self) -> list[Any]:
+        return []
+
+    def receive(self, timeout_ms: int | None = None) -> Any:
+        self.receives += 1
+        if timeout_ms is None:
+            self.released.wait()
+            raise _pulsar.AlreadyClosed("released")
+        if self.released.wait(timeout_ms / 1000):
+            raise _pulsar.AlreadyClosed("released")
+        raise _pulsar.Timeout("dry")
+
+
+class _DeafAsyncConsumer:
+    """``pulsar.asyncio.Consumer`` stand-in whose close does not reach the native receive."""
+
+    def __init__(self, native: _DeafNative) -> None:
+        self._consumer = native
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def deaf() -> Any:
+    native = _DeafNative()
+    yield native
+    native.released.set()
+
+
+async def _until(predicate: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_close_frees_the_pump_thread_even_when_the_native_close_is_not_signalled(
+    deaf: _DeafNative,
+) -> None:
+    consumer = PulsarConsumer(_DeafAsyncConsumer(deaf), "t")
+    pending = asyncio.ensure_future(consumer.receive())
+    await _until(lambda: deaf.receives >= 1, 5)  # the thread waits in the native receive
+    await asyncio.wait_for(consumer.close(), 10)
+    with pytest.raises(ConsumerClosed):
+        await asyncio.wait_for(pending, 1)
+    assert consumer._thread is not None
+    assert not consumer._thread.is_alive(), "the pump thread is stuck in a native receive"
+
+
+async def test_release_ends_a_pending_receive(deaf: _DeafNative) -> None:
+    # The transport's last step: whatever the pump thread does, nobody waits on a released one.
+    consumer = PulsarConsumer(_DeafAsyncConsumer(deaf), "t")
+    pending = asyncio.ensure_future(consumer.receive())
+    await _until(lambda: deaf.receives >= 1, 5)
+    consumer._release()
+    with pytest.raises(ConsumerClosed):
+        await asyncio.wait_for(pending, 1)
