@@ -167,7 +167,8 @@ def test_sync_client_from_a_plain_script(harness: Harness, tmp_path: Path) -> No
         assert out.stdout.strip() == str(sum(2 * i for i in range(50)))
     finally:
         worker.terminate()
-        assert worker.wait(timeout=30) == 0
+        _, worker_err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, worker_err.decode(errors="replace")[-3000:]
 
 
 async def test_batch_key_str_or_bytes_and_meta_travel_untouched(

@@ -23,6 +23,10 @@ class _DeafNative:
     def __init__(self) -> None:
         self.released = threading.Event()  # set by the test's teardown only
         self.receives = 0
+        self.closes: list[int] = []  # the threads that called close()
+
+    def close(self) -> None:  # the blocking close; it does not reach the pending receive
+        self.closes.append(threading.get_ident())
 
     def batch_receive(self) -> list[Any]:
         return []
@@ -37,14 +41,16 @@ class _DeafNative:
         raise _pulsar.Timeout("dry")
 
 
-class _DeafAsyncConsumer:
-    """``pulsar.asyncio.Consumer`` stand-in whose close does not reach the native receive."""
+class _AsyncConsumer:
+    """``pulsar.asyncio.Consumer`` stand-in. Its ``close`` must not be used: it gives the native
+    client a Python callback, which a client thread releases after the close has returned (an
+    abort when the process is exiting by then)."""
 
     def __init__(self, native: _DeafNative) -> None:
         self._consumer = native
 
     async def close(self) -> None:
-        return None
+        raise AssertionError("pulsar.asyncio's close() used: it hands a client thread a callback")
 
 
 @pytest.fixture
@@ -64,19 +70,20 @@ async def _until(predicate: Any, seconds: float) -> None:
 async def test_close_frees_the_pump_thread_even_when_the_native_close_is_not_signalled(
     deaf: _DeafNative,
 ) -> None:
-    consumer = PulsarConsumer(_DeafAsyncConsumer(deaf), "t")
+    consumer = PulsarConsumer(_AsyncConsumer(deaf), "t")
     pending = asyncio.ensure_future(consumer.receive())
     await _until(lambda: deaf.receives >= 1, 5)  # the thread waits in the native receive
     await asyncio.wait_for(consumer.close(), 10)
     with pytest.raises(ConsumerClosed):
         await asyncio.wait_for(pending, 1)
+    assert len(deaf.closes) == 1 and deaf.closes[0] != threading.get_ident()  # blocking, off-loop
     assert consumer._thread is not None
     assert not consumer._thread.is_alive(), "the pump thread is stuck in a native receive"
 
 
 async def test_release_ends_a_pending_receive(deaf: _DeafNative) -> None:
     # The transport's last step: whatever the pump thread does, nobody waits on a released one.
-    consumer = PulsarConsumer(_DeafAsyncConsumer(deaf), "t")
+    consumer = PulsarConsumer(_AsyncConsumer(deaf), "t")
     pending = asyncio.ensure_future(consumer.receive())
     await _until(lambda: deaf.receives >= 1, 5)
     consumer._release()
