@@ -70,12 +70,15 @@ class OutgoingMessage:
     partition_key: str | None = None  # also the ordering key for key_shared subscriptions
 
 
-class ReceivedMessage(msgspec.Struct, gc=False):
+class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
     """A message handed out by ``Consumer.receive``; ``handle`` is the transport's own object.
 
     A Struct the cyclic GC does not track (it refers to no object that could refer back to it):
     one is built per message, and a worker holds thousands at a time, which the GC would
-    otherwise traverse over and over. Built positionally: ``ReceivedMessage(data, properties,
+    otherwise traverse over and over. So ``handle`` must never refer back to the message (a
+    cycle through it would never be collected). Two messages are equal only if they are the
+    same object, and a message is hashable (``eq=False``): two deliveries of the same bytes are
+    two messages. Built positionally: ``ReceivedMessage(data, properties,
     redelivery_count, topic, handle)``. A transport whose properties or redelivery count cost a
     call of their own may pass ``None`` / ``-1`` and override ``_read_properties`` /
     ``_read_redelivery_count``: they are then read on first access.

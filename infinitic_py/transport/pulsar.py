@@ -77,6 +77,9 @@ _CHUNK_WAIT_MS = 1
 # native client fails to signal still frees the thread within this time.
 _IDLE_WAIT_MS = 500
 _PUMP_JOIN_TIMEOUT = 5.0
+# Each native close the transport waits for at most this long (a broker that does not answer
+# would hold it for the client's operation timeout).
+_NATIVE_CLOSE_TIMEOUT = 5.0
 _Timeout = _pulsar.Timeout
 
 
@@ -185,8 +188,33 @@ async def _close_natively(native: Any) -> None:
     coroutine has resumed. A process that exits right after its last close (a worker after its
     drain) was then finalizing, and the client thread aborted it ("terminate called without an
     active exception"; 4 worker exits in 40 under load). The blocking close waits on a C++
-    promise: no Python object reaches a client thread."""
-    await asyncio.to_thread(native.close)
+    promise: no Python object reaches a client thread.
+
+    The close runs in a daemon thread of its own, not the loop's default executor: a caller that
+    stops waiting (a close bounded by a timeout while the broker does not answer) leaves it
+    behind, and ``asyncio.run`` would otherwise wait for it without limit at exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            native.close()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="pulsar-close", daemon=True).start()
+    await done
 
 
 class _PulsarMessage(ReceivedMessage, gc=False):
@@ -300,6 +328,7 @@ class PulsarConsumer(Consumer):
             if self._closed:  # after close they go back to the broker, unacked
                 self._taken += len(items)
             else:
+                self._failure = None  # receiving again: an earlier failure is over
                 self._ready.extend(items)
         for waiter in self._waiters:
             if not waiter.done():
@@ -351,8 +380,8 @@ class PulsarConsumer(Consumer):
         # which would make it wait for the broker, are not enabled), so it returns at once, and a
         # failure raises. No Python callback per message: acknowledge_async's callback cost more
         # than the ack itself (comparing the pybind11 result enum alone took a third of it).
-        ack = self._native.acknowledge
         try:
+            ack = self._native.acknowledge  # None after the transport closed: an error below
             for message in messages:
                 ack(message.handle)
         except Exception as exc:
@@ -551,31 +580,40 @@ class PulsarTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        # Each open consumer is closed on its own first: that ends a receive pending in its pump
-        # thread reliably (a client close alone misses one now and then, see the module notes).
-        results = await asyncio.gather(
-            *(consumer.close() for consumer in self._consumers if not consumer._closed),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                logging.getLogger("infinitic_py").debug("pulsar consumer close: %s", result)
+        log = logging.getLogger("infinitic_py")
         try:
-            await _close_natively(self._client._client)
-        except Exception as exc:
-            logging.getLogger("infinitic_py").debug("pulsar client close: %s", exc)
-        # Destroy the native client, producers and consumers now, on this thread, while the
-        # interpreter is fully alive: left to interpreter teardown, the C++ destructors can abort
-        # the process ("terminate called without an active exception") after a clean drain.
-        for consumer in self._consumers:
-            await consumer._join_pump()  # closing the client ended its native receive
-            consumer._release()
-        for producer in self._producers:
-            producer._release()
-        self._consumers.clear()
-        self._producers.clear()
-        del self._client
-        gc.collect()
+            # Each open consumer is closed on its own first: that ends a receive pending in its
+            # pump thread reliably (a client close alone misses one now and then, see the module
+            # notes). Every wait is bounded: a broker that does not answer delays the exit by
+            # seconds, not by the client's operation timeout per object.
+            results = await asyncio.gather(
+                *(asyncio.wait_for(consumer.close(), _NATIVE_CLOSE_TIMEOUT)
+                  for consumer in self._consumers if not consumer._closed),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.debug("pulsar consumer close: %r", result)
+            try:
+                await asyncio.wait_for(_close_natively(self._client._client),
+                                       _NATIVE_CLOSE_TIMEOUT)
+            except Exception as exc:
+                log.debug("pulsar client close: %r", exc)
+            await asyncio.gather(*(consumer._join_pump() for consumer in self._consumers))
+        finally:
+            # Even when a caller's timeout cancels the close: drop the native client, producers
+            # and consumers now, on this thread, while the interpreter is fully alive. Left to
+            # interpreter teardown, the C++ destructors can abort the process ("terminate called
+            # without an active exception") after a clean drain. A thread still in native code
+            # (a close or receive) keeps its own reference to the object it uses.
+            for consumer in self._consumers:
+                consumer._release()
+            for producer in self._producers:
+                producer._release()
+            self._consumers.clear()
+            self._producers.clear()
+            del self._client
+            gc.collect()
 
 
 __all__ = ["PulsarConsumer", "PulsarProducer", "PulsarTransport"]

@@ -757,3 +757,15 @@ async def test_receive_many_waits_for_one_then_takes_what_is_ready(
     rest = await asyncio.wait_for(consumer.receive_many(10), WAIT)
     assert [m.data for m in rest] == [b"4"]  # never waits for a second message
     await consumer.acknowledge([*first, *got, *rest])
+
+
+def test_received_messages_are_identities_the_gc_does_not_track() -> None:
+    import gc
+
+    from infinitic_py.transport.base import ReceivedMessage
+
+    a = ReceivedMessage(b"same", {}, 0, "t", None)
+    b = ReceivedMessage(b"same", {}, 0, "t", None)
+    assert a != b and a == a  # two deliveries of the same bytes are two messages
+    assert len({a, b}) == 2  # hashable: usable as keys of in-flight bookkeeping
+    assert not gc.is_tracked(a)

@@ -89,3 +89,76 @@ async def test_release_ends_a_pending_receive(deaf: _DeafNative) -> None:
     consumer._release()
     with pytest.raises(ConsumerClosed):
         await asyncio.wait_for(pending, 1)
+
+
+class _ScriptedNative:
+    """Hands out the chunks of ``script`` in turn (an exception is raised), then stays dry."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.stop = threading.Event()
+
+    def batch_receive(self) -> list[Any]:
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, BaseException):
+                raise step
+            return [_FakeNativeMessage(d) for d in step]
+        return []
+
+    def receive(self, timeout_ms: int) -> Any:
+        self.stop.wait(timeout_ms / 1000)
+        raise _pulsar.Timeout("dry")
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class _FakeNativeMessage:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def data(self) -> bytes:
+        return self._data
+
+
+async def test_a_failure_is_forgotten_once_messages_flow_again() -> None:
+    native = _ScriptedNative([[b"1", b"2"], _pulsar.ConnectError("blip"), [b"3"]])
+    consumer = PulsarConsumer(_AsyncConsumer(native), "t", chunk=2, ahead=10)  # type: ignore[arg-type]
+    try:
+        assert (await consumer.receive()).data == b"1"
+        await _until(lambda: consumer._failure is not None, 5)  # the blip, behind message 2
+        assert (await consumer.receive()).data == b"2"  # asks the thread to try again
+        await _until(lambda: len(consumer._ready) == 1, 5)
+        assert (await consumer.receive()).data == b"3"
+        # The topic is dry now: the blip is over, so a receive waits instead of raising it.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(consumer.receive(), 0.3)
+    finally:
+        await consumer.close()
+
+
+def test_an_unanswered_close_does_not_hold_the_process_exit() -> None:
+    """A native close that never returns (a broker that does not answer), given up by its caller:
+    asyncio.run still returns (it waits for the default executor's threads, so the close must
+    not run there)."""
+    from infinitic_py.transport.pulsar import _close_natively
+
+    released = threading.Event()
+
+    class _Stuck:
+        def close(self) -> None:
+            released.wait()
+
+    async def give_up() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_close_natively(_Stuck()), 0.1)
+
+    runner = threading.Thread(target=asyncio.run, args=(give_up(),), daemon=True)
+    runner.start()
+    runner.join(timeout=10)
+    try:
+        assert not runner.is_alive(), "asyncio.run waited for the abandoned close"
+    finally:
+        released.set()
+        runner.join(timeout=10)
