@@ -5,7 +5,7 @@ measured in the same run. Prints a table and writes ``bench-results/results.json
       --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory (default: all)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
       --repeats R       runs per throughput figure, the median is kept (default 3; the executor
-                        rows take max(R, 5) pairs of runs, 1 if R is 1)
+                        rows take max(R, 5) pairs of runs, made odd, 1 if R is 1)
       --profile DIR     also profile one executor max_messages=100 run with pyinstrument
                         (DIR/executor-m100.txt and .html; not part of the figures)
     For a sampling profile with less overhead: py-spy record -o out.svg -- <the command above>.
@@ -26,7 +26,8 @@ Method (each section's module docstring has the details):
    from the first message its consumer hands out to the N-th ack (a counting wrapper around the
    transport's consumer); the admin API must then show the subscription drained. Ratio: each
    executor run is paired with a run of the limit's raw loop just before it (the broker's speed
-   drifts by up to a third over minutes); the row gives the median of the pairs' ratios. Both
+   drifts by up to a third over minutes), on the same N, in alternating order; the row gives the
+   median of the pairs' ratios (so its ratio is not its value / its baseline, the median runs). Both
    sections start with discarded runs (raw loop, then executor) on the fresh broker. A diagnostic row (``benchmarks.executor_local``) runs the same executor without a
    broker (an in-process consumer, free acks): the CPU µs per task the executor itself adds. In-process logging at WARNING (per-batch INFO lines are not what is measured).
 3. end to end (``benchmarks.e2e``): ``AsyncClient.many()`` → ``infinitic-py worker`` process →
@@ -125,8 +126,9 @@ class Bench:
         self.limit: float | None = None
         self.limit_name = ""
         self.limit_variant = "thread"
-        # A single pair's ratio moves by +-10%: the executor rows take more runs than the others.
-        self.pairs = max(repeats, 5) if repeats > 1 else 1
+        # A single pair's ratio moves by +-10%: the executor rows take more runs than the others,
+        # an odd number (a true median).
+        self.pairs = (max(repeats, 5) | 1) if repeats > 1 else 1
 
     def add(self, row: Row) -> None:
         row.ratio = _ratio(row.value, row.baseline) if row.ratio is None else row.ratio
@@ -191,14 +193,20 @@ class Bench:
         if self.limit is None:
             raise SystemExit("the executor section needs the baseline section")
         # Paired runs: the broker's speed drifts by a third over minutes on this kind of machine,
-        # so each executor run comes right after a run of the raw loop that sets the limit, and
-        # its ratio is to that run. The row's ratio is the median of the pairs' ratios.
+        # so each executor run is next to a run of the raw loop that sets the limit, on the same
+        # N, and its ratio is to that run. The order alternates (raw first in pairs 1, 3, 5...),
+        # so whatever running second does to a run is not always on the same side. The row's
+        # ratio is the median of the pairs' ratios.
         for m in (1, 10, 100, 1000):
             n = self.sizes.executor_m1 if m == 1 else self.sizes.executor
             pairs: list[tuple[BaselineResult, ExecutorResult]] = []
-            for _ in range(self.pairs):
-                raw = await run_baseline(self.env, self.limit_variant, self.sizes.baseline)
-                ours = await run_executor(self.env, m, n)
+            for i in range(self.pairs):
+                if i % 2 == 0:
+                    raw = await run_baseline(self.env, self.limit_variant, n)
+                    ours = await run_executor(self.env, m, n)
+                else:
+                    ours = await run_executor(self.env, m, n)
+                    raw = await run_baseline(self.env, self.limit_variant, n)
                 gc.collect()
                 pairs.append((raw, ours))
             ratios = sorted(o.tasks_per_s / r.tasks_per_s for r, o in pairs)
@@ -210,7 +218,9 @@ class Bench:
                          result.tasks_per_s, "tasks/s", raws[len(raws) // 2],
                          f"{self.limit_name}, paired", ratio=ratios[len(ratios) // 2],
                          note=("" if drained else "NOT DRAINED ")
-                         + f"N={n}, {result.batches} batches; pairs (limit run -> executor): "
+                         + f"N={n}, {result.batches} batches; value and baseline are the "
+                         "median runs, the ratio the median of the pairs' ratios; pairs (limit "
+                         "run -> executor): "
                          + ", ".join(f"{_fmt(r.tasks_per_s)} -> {_fmt(o.tasks_per_s)}"
                                      for r, o in pairs),
                          extra={"runs": values, "limit_runs": raws, "ratios": ratios,
@@ -379,6 +389,8 @@ async def main(argv: list[str] | None = None) -> int:
     # The GC settings of the worker daemon (infinitic_py/gc_tuning.py), for the whole bench
     # process: the in-process executor runs as in a worker, and the raw loops get the same.
     tune_gc_for_worker()
+    print(f"GC as in the worker daemon (gen-0 threshold {gc.get_threshold()[0]}, startup objects "
+          "frozen), for every row, the raw loops included", flush=True)
     started = time.perf_counter()
     env = Env.from_environ()
     bench = Bench(env, Sizes.quick() if args.quick else Sizes(), max(1, args.repeats),
@@ -407,6 +419,7 @@ async def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(wall, 1),
         "sections": sections,
         "sizes": asdict(bench.sizes),
+        "gc_threshold": list(gc.get_threshold()),
         "repeats": bench.repeats,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "platform": platform.platform(), "pulsar_client": version("pulsar-client"),
