@@ -245,8 +245,10 @@ class PulsarConsumer(Consumer):
     the current one, and it touches the GIL once per chunk (to wrap the messages). It waits only
     when more is outstanding, for ``receive`` to take some. So the client holds at most
     ``native receiver queue + ahead + chunk`` messages: ``subscribe`` sizes the three to stay
-    within ``receiver_queue_size`` (2 for a size of 1). ``receive`` pops the deque without a thread hop or a native call
-    (``receive_many`` takes a run of it at once); one ``call_soon_threadsafe`` per chunk remains.
+    within ``receiver_queue_size`` (2 for a size of 1). As in pulsar-client itself, the native
+    queue may overshoot by one producer batch: the broker dispatches whole batch entries.
+    ``receive`` pops the deque without a thread hop or a native call (``receive_many`` takes a run
+    of it at once); one ``call_soon_threadsafe`` per chunk remains.
 
     Nothing is lost: a message in the deque is unacked, and closing the consumer (which ends a
     pending ``receive`` with ``ConsumerClosed``) hands it back to the broker. A cancelled
