@@ -182,7 +182,7 @@ def _build(message: OutgoingMessage) -> Any:
 
 
 async def _close_natively(native: Any) -> None:
-    """Closes a native client, producer or consumer with its blocking ``close()`` in a worker
+    """Closes a native client, producer or consumer with its blocking ``close()`` in another
     thread, not ``pulsar.asyncio``'s ``close()``: that one hands the native client a Python
     callback, which a client thread calls and then releases, taking the GIL, *after* the awaiting
     coroutine has resumed. A process that exits right after its last close (a worker after its
