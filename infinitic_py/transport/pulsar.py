@@ -128,8 +128,7 @@ class _Countdown:
 
 class PulsarProducer(Producer):
     def __init__(self, producer: pulsar_asyncio.Producer, topic: str, max_pending: int) -> None:
-        self._producer = producer
-        self._native: Any = producer._producer
+        self._native: Any = producer._producer  # all calls go to the native producer
         self._topic = topic
         self._max_pending = max_pending
 
@@ -166,7 +165,6 @@ class PulsarProducer(Producer):
 
     def _release(self) -> None:
         self._native = None
-        self._producer = None
 
 
 def _build(message: OutgoingMessage) -> Any:
@@ -259,8 +257,7 @@ class PulsarConsumer(Consumer):
         self, consumer: pulsar_asyncio.Consumer, topic: str, *, chunk: int = 1,
         ahead: int | None = None,
     ) -> None:
-        self._consumer = consumer
-        self._native: Any = consumer._consumer
+        self._native: Any = consumer._consumer  # all calls go to the native consumer
         self._topic = topic
         self._closed = False
         self._chunk = max(1, chunk)
@@ -431,7 +428,6 @@ class PulsarConsumer(Consumer):
     def _release(self) -> None:
         self._end_receives()
         self._native = None
-        self._consumer = None
 
 
 class PulsarTransport(Transport):
