@@ -46,9 +46,11 @@ from infinitic_py import messages as wire
 from infinitic_py.accumulator import Batch, BatchAccumulator, BatchLimits, FlushReason
 from infinitic_py.context import TaskContext, set_batch_contexts, set_task_context
 from infinitic_py.dedup import RecentOutcomes
+from infinitic_py.envelope_rules import INVALID_ENVELOPE, EnvelopeRules
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
 from infinitic_py.messages import decode_execute
 from infinitic_py.observability import Metrics
+from infinitic_py.outcome_publish import REPLY_UNPUBLISHABLE, ReplyUnpublishable, publish_each
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY, RetryPolicy
 from infinitic_py.service import MethodDefinition, ServiceDefinition
@@ -96,6 +98,7 @@ class Pending(msgspec.Struct, gc=False):
     key: AttemptKey  # one attempt: see attempt_key
     reply: bytes | None = None  # the encoded reply once its outcome is known
     retried: bool = False
+    dead_lettered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,7 @@ class ServiceExecutor:
         self._stdlog = logging.getLogger("infinitic_py.executor")
         self.topic = service_topic(settings.tenant, settings.namespace, self.service)
         self.dlq_topic = dead_letter_topic(settings.tenant, settings.namespace, self.service)
+        self._rules = EnvelopeRules(self.service, settings.tenant, settings.namespace)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator(
             self._limits_for, max_buffered=settings.max_buffered_messages
         )
@@ -397,9 +401,12 @@ class ServiceExecutor:
         routes = self._routes
         add = self._accumulator.add
         launch = self._launch_batch
+        problem = self._rules.problem
         for msg in msgs:
             try:
                 task = decode_execute(msg.data)
+                if problem(task) is not None:
+                    raise _NotPlain
                 key = task.task_id if not task.retry_sequence else (  # attempt_key, inlined
                     task.task_id, task.retry_sequence)
                 if key in recent or key in previous or key in running:
@@ -439,6 +446,11 @@ class ServiceExecutor:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._metrics.decode_errors.labels(service=self.service).inc()
             self._spawn(self._dead_letter_undecodable(msg, exc))
+            return
+        problem = self._rules.problem(task)
+        if problem is not None:
+            self._spawn(self._reject(msg, self._rules.without_bad_reply(task), INVALID_ENVELOPE,
+                                     DecodeError(problem)))
             return
         key = attempt_key(task)
         if key in self._recent:
@@ -835,10 +847,38 @@ class ServiceExecutor:
                 error, DecodeError) else "not_retryable"
             p.reply = self._failed_for_good(
                 by_topic, p.msg.data, task, error, outcome.trace, reason, log)
+            p.dead_lettered = True
         if completed:
             inst.completed.inc(completed)
-        await self._publish(by_topic)
+        await self._publish_isolated(by_topic, items, log)
         return False
+
+    async def _publish_isolated(
+        self, by_topic: dict[str, list[OutgoingMessage]], items: list[Pending], log: Any
+    ) -> None:
+        """Publish a unit's outcomes. A reply topic the broker refuses is the outcome of the
+        tasks replying there (dead-lettered with the reason, the others acked); only a failure
+        on the worker's own topics (the broker itself) raises, and the unit is nacked."""
+        failures = await publish_each(self._producers, by_topic)
+        if not failures:
+            return
+        for topic in (self.topic, self.dlq_topic):
+            if topic in failures:
+                raise failures[topic]
+        letters: dict[str, list[OutgoingMessage]] = {}
+        for p in items:
+            failure = failures.get(p.task.reply_to) if p.task.reply_to else None
+            if failure is None:
+                continue
+            p.reply = None  # nothing was answered: a copy must not be answered from memory
+            if p.retried or p.dead_lettered:
+                continue  # its outcome (the retry, the dead letter) is published
+            p.dead_lettered = True
+            self._failed_for_good(
+                letters, p.msg.data, msgspec.structs.replace(p.task, reply_to=None),
+                ReplyUnpublishable(f"the broker refused reply topic {p.task.reply_to}: {failure}"),
+                None, REPLY_UNPUBLISHABLE, log)
+        await self._publish(letters)
 
     def _failed_for_good(
         self,

@@ -73,7 +73,8 @@ Reply = TaskCompleted | TaskFailedReply
 class DeadLetter(msgspec.Struct, kw_only=True):
     """What lands on ``task-executor-dlq:<Service>``: enough to understand and replay the task."""
 
-    reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method"
+    reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method" |
+    # "invalid_envelope" | "reply_unpublishable"
     error_type: str
     message: str
     traceback: str | None
