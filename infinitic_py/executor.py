@@ -54,7 +54,12 @@ from infinitic_py.outcome_publish import REPLY_UNPUBLISHABLE, ReplyUnpublishable
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY, RetryPolicy
 from infinitic_py.service import MethodDefinition, ServiceDefinition
-from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
@@ -62,6 +67,7 @@ from infinitic_py.transport.base import (
     OutgoingMessage,
     Producer,
     ReceivedMessage,
+    SubscriptionType,
     Transport,
     TransportError,
 )
@@ -271,6 +277,15 @@ class ServiceExecutor:
         consumer_settings = self.settings.consumer
         if consumer_settings.max_redeliveries is not None and not consumer_settings.dead_letter_topic:
             consumer_settings = _replace(consumer_settings, dead_letter_topic=self.dlq_topic)
+        if consumer_settings.dead_letter_topic and not consumer_settings.dead_letter_subscription:
+            consumer_settings = _replace(consumer_settings,
+                                         dead_letter_subscription=DLQ_SUBSCRIPTION)
+        # Dead letters are the last copy of a failed task: a durable subscription on every
+        # dead-letter topic this worker writes to, before anything is written (a topic with no
+        # subscription keeps nothing once its ledger rolls over).
+        for topic in {self.dlq_topic, consumer_settings.dead_letter_topic or self.dlq_topic}:
+            await self._transport.ensure_subscription(topic, DLQ_SUBSCRIPTION,
+                                                      SubscriptionType.SHARED)
         if consumer_settings.consumer_name is None:
             consumer_settings = _replace(
                 consumer_settings, consumer_name=f"{self.settings.worker_name}-{self.service}"

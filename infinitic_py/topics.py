@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 WORKER_SUBSCRIPTION = "infinitic-py-worker"
+# The durable subscription every dead-letter topic gets before the worker writes to it: Pulsar
+# keeps what a subscription has not acked, so dead letters stay until an operator reads them
+# (`infinitic-py dlq` reads through it).
+DLQ_SUBSCRIPTION = "infinitic-py-dlq"
 SERVICE_TOPIC_PREFIX = "task-executor:"
 DLQ_TOPIC_PREFIX = "task-executor-dlq:"
 RESPONSE_TOPIC_PREFIX = "response:"

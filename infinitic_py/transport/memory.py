@@ -574,6 +574,11 @@ class MemoryBroker:
         self, subscription: _Subscription, settings: ConsumerSettings, entry: _Entry
     ) -> list[_Subscription]:
         topic = settings.dead_letter_topic or f"{subscription.topic}-{subscription.name}-DLQ"
+        if settings.dead_letter_subscription:  # as Pulsar's initialSubscriptionName
+            subscriptions = self._topic_locked(topic).subscriptions
+            if settings.dead_letter_subscription not in subscriptions:
+                subscriptions[settings.dead_letter_subscription] = _Subscription(
+                    topic, settings.dead_letter_subscription, SubscriptionType.SHARED)
         properties = {
             **entry.properties,
             REAL_TOPIC_PROPERTY: subscription.topic,

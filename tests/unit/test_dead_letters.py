@@ -1,0 +1,52 @@
+"""Pulsar's own dead-letter copies land on the same topic, kept by the same subscription, and read
+with the same fields as the worker's letters (in-process broker, same semantics as Pulsar's)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from infinitic_py import messages as wire
+from infinitic_py.dead_letters import MAX_REDELIVERIES, read_dead_letter
+from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic, service_topic
+from infinitic_py.transport.base import ConsumerSettings, OutgoingMessage
+from infinitic_py.transport.memory import MemoryTransport, get_broker, reset_broker
+
+
+async def test_a_raw_copy_reads_as_a_dead_letter_with_a_reason() -> None:
+    name = f"dl-{uuid.uuid4().hex[:6]}"
+    transport = MemoryTransport(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    task = wire.ExecuteTask(task_id="t-9", service="Svc", method="go", args=wire.encode_value([1]),
+                            retry_index=2)
+    settings = ConsumerSettings(max_redeliveries=0, dead_letter_topic=dlq,
+                                dead_letter_subscription=DLQ_SUBSCRIPTION,
+                                nack_redelivery_delay=0.01)
+    try:
+        consumer = await transport.subscribe(topic, "workers", settings)
+        producer = await transport.create_producer(topic)
+        await producer.send(OutgoingMessage(wire.encode(task), wire.properties_for(task)))
+        consumer.negative_acknowledge([await consumer.receive()])
+        assert get_broker(name).subscriptions(dlq) == [DLQ_SUBSCRIPTION]
+        (kept,) = get_broker(name).peek(dlq, DLQ_SUBSCRIPTION)
+        letter = read_dead_letter(kept.data, kept.properties, "Svc")
+        assert (letter.reason, letter.task_id, letter.retry_index, letter.method) == (
+            MAX_REDELIVERIES, "t-9", 2, "go")
+        assert topic in letter.message and letter.payload == wire.encode(task)
+    finally:
+        await transport.close()
+        reset_broker(name)
+
+
+def test_a_worker_letter_reads_as_itself() -> None:
+    letter = wire.DeadLetter(reason="not_retryable", error_type="ValueError", message="no",
+                             traceback=None, retry_index=0, task_id="t", service="Svc",
+                             method="go", payload=b"x", failed_at=1.0)
+    assert read_dead_letter(wire.encode(letter), {"reason": "not_retryable"}, "Svc") == letter
+
+
+@pytest.mark.parametrize("props", [{}, {"REAL_TOPIC": "x"}])
+def test_garbage_still_reads(props: dict[str, str]) -> None:
+    letter = read_dead_letter(b"\xc1garbage", props, "Svc")
+    assert letter.service == "Svc" and letter.payload == b"\xc1garbage" and letter.reason
