@@ -35,7 +35,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ from infinitic_py.context import TaskContext, set_batch_contexts, set_task_conte
 from infinitic_py.dedup import RecentOutcomes
 from infinitic_py.envelope_rules import INVALID_ENVELOPE, EnvelopeRules
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
+from infinitic_py.handler_pool import HandlerPool
 from infinitic_py.messages import decode_execute
 from infinitic_py.observability import Metrics
 from infinitic_py.outcome_publish import REPLY_UNPUBLISHABLE, ReplyUnpublishable, publish_each
@@ -139,8 +140,12 @@ class ExecutorSettings:
     retry: RetryPolicy | None = None  # service default; a method's own policy wins
     timeout: float | None = None  # service default; a method's own timeout wins
     max_buffered_messages: int = 10_000
+    max_buffered_bytes: int = 256 * 1024 * 1024  # payload bytes held; see ByteBudget
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
     worker_name: str = "worker"
+    # Sync handlers left running past their timeout whose threads are replaced; beyond that the
+    # service is not ready. None: max(8, 4 x concurrency).
+    max_hung_handlers: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -229,12 +234,14 @@ class ServiceExecutor:
             self._limits_for, max_buffered=settings.max_buffered_messages
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
-        # Twice the concurrency: the extra threads are only ever started to stand in for threads
-        # still held by sync handlers that timed out (their results are discarded).
-        self._pool = ThreadPoolExecutor(
-            max_workers=2 * settings.concurrency, thread_name_prefix=f"infinitic-{self.service}"
+        # Sync handlers run in daemon threads; one that overruns its timeout (or the shutdown
+        # grace) is abandoned and replaced, up to max_hung_handlers (see HandlerPool).
+        max_hung = settings.max_hung_handlers
+        self._pool = HandlerPool(
+            settings.concurrency,
+            max(8, 4 * settings.concurrency) if max_hung is None else max_hung,
+            name=f"infinitic-{self.service}",
         )
-        self._abandoned_threads = 0
         self._consumer: Consumer | None = None
         # Reply topics come and go with clients: at most _MAX_PRODUCERS producers once idle,
         # never closing the service's own topic or its dead-letter topic.
@@ -270,6 +277,13 @@ class ServiceExecutor:
     @property
     def held(self) -> int:
         return self._held
+
+    def health_problem(self) -> str | None:
+        """Why this service cannot serve normally right now (readiness), or None."""
+        if not self._pool.healthy:
+            return (f"{self._pool.hung} sync handlers of {self.service} hung past their timeout "
+                    f"(more than {self._pool.max_hung} cannot be replaced)")
+        return None
 
     async def start(self) -> None:
         """Subscribe and start consuming; returns once the consumer is connected."""
@@ -733,15 +747,18 @@ class ServiceExecutor:
         loop = asyncio.get_running_loop()
         call: asyncio.Future[Any]
         started: asyncio.Future[None] | None = None
+        threaded: Future[Any] | None = None  # the pool's future of a sync handler
         if is_async:
             call = asyncio.ensure_future(loop.create_task(fn(*args), context=ctx))
         elif timeout is None:
-            call = loop.run_in_executor(self._pool, ctx.run, fn, *args)
+            threaded = self._pool.submit(ctx.run, fn, *args)
+            call = asyncio.wrap_future(threaded, loop=loop)
         else:
             # The deadline of a sync handler starts when a pool thread starts it, not while it
-            # queues behind a thread still held by an earlier handler that timed out.
+            # waits for a thread.
             started = loop.create_future()
-            call = loop.run_in_executor(self._pool, _run_started, loop, started, ctx, fn, args)
+            threaded = self._pool.submit(_run_started, loop, started, ctx, fn, args)
+            call = asyncio.wrap_future(threaded, loop=loop)
         try:
             if timeout is None:
                 return await call
@@ -752,22 +769,20 @@ class ServiceExecutor:
             if not done:
                 call.cancel()
                 cancelled.set()  # a sync handler sees it; its late result is discarded
-                if not is_async:
-                    self._abandoned_threads += 1
-                    call.add_done_callback(self._thread_returned)
+                if threaded is not None:
+                    self._pool.abandon(threaded)  # its thread is replaced (HandlerPool)
                     self._log.warning(
                         "handler.still_running", handler=fn.__name__, timeout=timeout,
-                        abandoned_threads=self._abandoned_threads,
+                        hung_threads=self._pool.hung, max_hung=self._pool.max_hung,
                     )
                 raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s")
             return call.result()
         except asyncio.CancelledError:
             cancelled.set()
             call.cancel()
+            if threaded is not None:
+                self._pool.abandon(threaded)
             raise
-
-    def _thread_returned(self, _: asyncio.Future[Any]) -> None:
-        self._abandoned_threads -= 1
 
     def _context(
         self, p: Pending, batch_id: str | None, log: Any, cancelled: _Cancellation

@@ -48,8 +48,11 @@ class Worker:
     """Consumes the topics of the services added to it and executes their tasks.
 
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
-    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
-    ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
+    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` and ``max_buffered_bytes`` (per
+    service: the worker stops pulling at either), ``max_hung_handlers`` (per service: sync
+    handlers past their timeout whose threads are replaced; beyond, not ready),
+    ``connect_timeout`` (seconds a start keeps trying to reach the broker), ``shutdown_grace``
+    (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
     disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS).
     """
 
@@ -62,6 +65,9 @@ class Worker:
         name: str | None = None,
         consumer: ConsumerSettings | None = None,
         max_buffered_messages: int = 10_000,
+        max_buffered_bytes: int = 256 * 1024 * 1024,
+        max_hung_handlers: int | None = None,
+        connect_timeout: float = 120.0,
         shutdown_grace: float = 30.0,
         http_host: str = "0.0.0.0",
         http_port: int | None = None,
@@ -75,6 +81,9 @@ class Worker:
         self.name = name or socket.gethostname()
         self.consumer_settings = consumer or ConsumerSettings()
         self.max_buffered_messages = max_buffered_messages
+        self.max_buffered_bytes = max_buffered_bytes
+        self.max_hung_handlers = max_hung_handlers
+        self.connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
         self.http_host = http_host
         self.http_port = http_port
@@ -141,6 +150,9 @@ class Worker:
         idle = [e.service for e in self._executors if not e.consuming]
         if idle:
             return False, f"not consuming: {', '.join(idle)}"
+        problems = [p for p in (e.health_problem() for e in self._executors) if p]
+        if problems:
+            return False, "; ".join(problems)
         return True, "ok"
 
     async def start(self) -> None:
@@ -166,6 +178,8 @@ class Worker:
                     retry=reg.retry,
                     timeout=reg.timeout,
                     max_buffered_messages=self.max_buffered_messages,
+                    max_buffered_bytes=self.max_buffered_bytes,
+                    max_hung_handlers=self.max_hung_handlers,
                     consumer=self.consumer_settings,
                     worker_name=self.name,
                 )
