@@ -99,7 +99,12 @@ def _worker(path: str | None) -> int:
 def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
-    from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
+    from infinitic_py.limits import (
+        buffer_findings,
+        byte_findings,
+        check_slots_against_limit,
+        check_unacked_limit,
+    )
     from infinitic_py.loader import batch_limits, retry_policy
     from infinitic_py.service import define_service, task_methods
 
@@ -162,6 +167,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
                 tenant=p.tenant, namespace=p.namespace, service=name,
             ),
             *buffer_findings(concurrency, max_messages, buffered, service=name),
+            *byte_findings(rq, config.worker.max_buffered_bytes, service=name),
         ]
         for finding in findings:
             tag = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}[finding.level]

@@ -13,7 +13,8 @@ Flow of one message (DESIGN §1):
   dead-letter policy bounds the loop).
 
 Backpressure: the executor holds at most ``max_buffered_messages`` messages (in accumulators, waiting
-for a slot, or running); at the cap the receive loop stops pulling until units finish.
+for a slot, or running), and stops pulling once their payloads reach ``max_buffered_bytes`` (one
+run of received messages may cross it); at either cap the receive loop waits until units finish.
 
 Hot path (``make bench`` measures it): the receive loop takes a run of messages per await
 (``receive_many``) and routes it in one pass; per task it builds two msgspec objects (the decoded
@@ -152,6 +153,8 @@ class ExecutorSettings:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_buffered_messages < 1:
             raise ValueError("max_buffered_messages must be >= 1")
+        if self.max_buffered_bytes < 1:
+            raise ValueError("max_buffered_bytes must be >= 1")
 
 
 class _Instruments:
@@ -253,6 +256,7 @@ class ServiceExecutor:
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
         self._held = 0  # messages received and not yet acked / nacked
+        self._held_bytes = 0  # ... and their payload bytes (max_buffered_bytes)
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._stopping = False
@@ -390,11 +394,12 @@ class ServiceExecutor:
         consumer = self._consumer
         assert consumer is not None
         cap = self.settings.max_buffered_messages
+        byte_cap = self.settings.max_buffered_bytes
         backoff = 0.1
         try:
             while True:
                 room = cap - self._held
-                if room <= 0 and not self._stopping:
+                if (room <= 0 or self._held_bytes >= byte_cap) and not self._stopping:
                     self._capacity.clear()
                     await self._capacity.wait()
                     continue
@@ -425,6 +430,7 @@ class ServiceExecutor:
         assert loop is not None
         now = loop.time()
         self._held += len(msgs)
+        self._held_bytes += sum(len(msg.data) for msg in msgs)
         recent, previous = self._recent.generations()
         running = self._running
         routes = self._routes
@@ -1062,7 +1068,9 @@ class ServiceExecutor:
             # The broker will redeliver unacked messages (connection loss) — nothing is lost.
             self._log.warning("settle.failed", ack=ack, count=len(msgs), error=str(exc))
         self._held -= len(msgs)
-        if not self._capacity.is_set() and self._held < self.settings.max_buffered_messages:
+        self._held_bytes -= sum(len(msg.data) for msg in msgs)
+        if not self._capacity.is_set() and self._held < self.settings.max_buffered_messages \
+                and self._held_bytes < self.settings.max_buffered_bytes:
             self._capacity.set()
 
 
