@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import signal
 import socket
@@ -20,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from infinitic_py.accumulator import BatchLimits
+from infinitic_py.connect import connect_with_backoff
 from infinitic_py.errors import ConfigError, ServiceDefinitionError
 from infinitic_py.executor import ExecutorSettings, ServiceExecutor
 from infinitic_py.observability import HealthServer, Metrics
 from infinitic_py.retry import RetryPolicy
-from infinitic_py.service import define_service
+from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import ConsumerSettings, Transport
 
@@ -95,6 +98,7 @@ class Worker:
         self._executors: list[ServiceExecutor] = []
         self._health: HealthServer | None = None
         self._started = False
+        self._connecting = False
 
     # ------------------------------------------------------------------ configuration
 
@@ -143,6 +147,8 @@ class Worker:
         return self._health
 
     def ready(self) -> tuple[bool, str]:
+        if self._connecting:
+            return False, "connecting to the broker"
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
@@ -168,6 +174,36 @@ class Worker:
         names = [d.name for d in definitions]
         if len(set(names)) != len(names):
             raise ServiceDefinitionError(f"a service is registered twice: {names}")
+        self._connecting = True
+        try:
+            # Served from the start: /healthz 200, /readyz 503 while connecting.
+            if self.http_port is not None:
+                self._health = HealthServer(
+                    self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
+                )
+                await self._health.start()
+            await connect_with_backoff(
+                functools.partial(self._connect, definitions), url=self.url,
+                timeout=self.connect_timeout, log=log)
+        except BaseException:
+            await self._close_all(grace=0.0)
+            raise
+        finally:
+            self._connecting = False
+        self._started = True
+        if self.admin_url:
+            await self._check_broker_limits()
+        log.info(
+            "worker.started",
+            worker=self.name,
+            services=names,
+            url=_redact_url(self.url),
+            http_port=self._health.port if self._health else None,
+        )
+
+    async def _connect(self, definitions: list[ServiceDefinition]) -> None:
+        """One attempt to connect: a transport, every service subscribed. A failure leaves
+        nothing open (the next attempt starts afresh)."""
         self._transport = create_transport(self.url, **self._transport_options)
         try:
             for reg, definition in zip(self._registrations, definitions, strict=True):
@@ -188,24 +224,9 @@ class Worker:
                 )
                 await executor.start()
                 self._executors.append(executor)
-            if self.http_port is not None:
-                self._health = HealthServer(
-                    self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
-                )
-                await self._health.start()
         except BaseException:
-            await self._close_all(grace=0.0)
+            await self._close_services(grace=0.0)
             raise
-        self._started = True
-        if self.admin_url:
-            await self._check_broker_limits()
-        log.info(
-            "worker.started",
-            worker=self.name,
-            services=names,
-            url=_redact_url(self.url),
-            http_port=self._health.port if self._health else None,
-        )
 
     async def _check_broker_limits(self) -> None:
         """Warn (never fail) when this worker can reach maxUnackedMessagesPerConsumer: the broker
@@ -255,11 +276,14 @@ class Worker:
         log.info("worker.stopped", worker=self.name)
 
     async def _close_all(self, grace: float) -> None:
-        await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
-        self._executors.clear()
+        await self._close_services(grace)
         if self._health is not None:
             await self._health.stop()
             self._health = None
+
+    async def _close_services(self, grace: float) -> None:
+        await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
+        self._executors.clear()
         if self._transport is not None:
             try:
                 await asyncio.wait_for(self._transport.close(), 10.0)
@@ -294,8 +318,19 @@ class Worker:
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         try:
-            await self.start()
-            await stop.wait()
+            # A signal while still connecting ends the start (nothing to drain yet).
+            starting = asyncio.ensure_future(self.start())
+            signalled = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                signalled.cancel()
+                log.info("worker.signal", signal=received[0], note="stopped while connecting")
+                return
+            starting.result()  # a failed start raises here
+            await signalled
             log.info("worker.signal", signal=received[0], grace=self.shutdown_grace)
             await self.stop()
         finally:
