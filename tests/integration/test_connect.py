@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,3 +140,39 @@ def test_a_broker_that_never_comes_ends_the_worker_at_the_deadline(tmp_path: Pat
     attempts = [line for line in (out.stdout + out.stderr).splitlines()
                 if '"worker.connecting"' in line]
     assert len(attempts) >= 2, out.stdout + out.stderr
+
+
+def test_sigterm_while_connecting_exits_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text(textwrap.dedent(f"""
+        pulsar:
+          url: "pulsar://127.0.0.1:{free_port()}"
+          admin_url: null
+          connect_timeout_seconds: 600
+        worker:
+          http_port: 0
+          log_format: json
+        services:
+          - class: "tests.integration.test_client:Doubler"
+    """))
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infinitic_py.cli", "worker", "-c", str(config)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
+            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while '"worker.connecting"' not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert code == 0 and took < 5, (code, took, log.read_text()[-2000:])
+    assert "Traceback" not in log.read_text()
