@@ -8,9 +8,11 @@ Flow of one message (DESIGN §1):
   runs the user's method (sync ones in this executor's thread pool, async ones awaited), and turns
   the result into one outcome per task: completed (reply), retry (republish with deliver_after),
   or failed for good (TaskFailed reply + dead letter).
-- Outcomes are published and confirmed *before* the unit's messages are acked. If an outcome cannot
-  be published, every message of the unit is nacked instead (the broker redelivers them; its
-  dead-letter policy bounds the loop).
+- Outcomes are published and confirmed *before* the unit's messages are acked. If the broker
+  cannot take them (the service or dead-letter topic fails), every message of the unit is nacked
+  instead (the broker redelivers them; its dead-letter policy bounds the loop). A reply topic the
+  broker refuses fails only the tasks replying there (``outcome_publish``). An envelope the worker
+  may not act on is dead-lettered alone at decode (``envelope_rules``).
 
 Backpressure: the executor holds at most ``max_buffered_messages`` messages (in accumulators, waiting
 for a slot, or running), and stops pulling once their payloads reach ``max_buffered_bytes`` (one
@@ -141,7 +143,7 @@ class ExecutorSettings:
     retry: RetryPolicy | None = None  # service default; a method's own policy wins
     timeout: float | None = None  # service default; a method's own timeout wins
     max_buffered_messages: int = 10_000
-    max_buffered_bytes: int = 256 * 1024 * 1024  # payload bytes held; see ByteBudget
+    max_buffered_bytes: int = 256 * 1024 * 1024  # payload bytes held (received, not settled)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
     worker_name: str = "worker"
     # Sync handlers left running past their timeout whose threads are replaced; beyond that the
