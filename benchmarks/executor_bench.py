@@ -27,11 +27,12 @@ from benchmarks.common import (
     wait_drained,
 )
 from benchmarks.services import NoopService
-from infinitic_py.accumulator import BatchLimits
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
 from infinitic_py.topics import service_topic
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from benchmarks.common import outgoing
 from benchmarks.services import NoopService
-from infinitic_py.accumulator import BatchLimits
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
 from infinitic_py.transport.base import Consumer, ConsumerClosed, ReceivedMessage
 from infinitic_py.transport.fixed import FixedTransport
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 RUN = 250  # messages per receive_many, like the Pulsar transport's receive chunk
 

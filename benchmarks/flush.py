@@ -32,12 +32,14 @@ from benchmarks.common import (
     prepublish,
 )
 from benchmarks.services import FlushService, NoopService
-from infinitic_py import messages as wire
-from infinitic_py.accumulator import Batch, BatchLimits, FlushReason
-from infinitic_py.executor import ExecutorSettings, GroupKey, Pending, ServiceExecutor
 from infinitic_py.service import define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
 from infinitic_py.transport.base import OutgoingMessage, SubscriptionType
+from infinitic_py.wire import native as wire
+from infinitic_py.worker.accumulator import Batch, BatchLimits, FlushReason
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.routing import GroupKey, Pending
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass

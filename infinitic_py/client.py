@@ -27,7 +27,6 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import msgspec
 import structlog
 
-from infinitic_py import messages as wire
 from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
@@ -43,6 +42,7 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
+from infinitic_py.wire import native as wire
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -299,7 +299,7 @@ class AsyncClient:
         self.max_producers = max_producers
         # One producer per service; a client may dispatch to any number of services (by name):
         # at most ``max_producers`` of them once idle, the least recently used closed first.
-        self._producers = ProducerCache(self._create_producer, max_producers, self._evict_producer)
+        self._producers = ProducerCache(self._create_producer, max_producers)
         self._closing: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._responses: Consumer | None = None
@@ -364,11 +364,7 @@ class AsyncClient:
                 future.set_exception(ClientClosed(f"client {self.name} closed"))
                 future.exception()  # mark retrieved: nobody may be awaiting this Deferred
         self._waiting.clear()
-        for producer in self._producers.drain():
-            with contextlib.suppress(TransportError):
-                await producer.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._producers.close()
         if self._transport is not None and self._own_transport:
             await self._transport.close()
 
@@ -407,11 +403,7 @@ class AsyncClient:
                 )
             seen.add(task.task_id)
             tasks.append(task)
-            key = task.batch_key()
-            out.append(OutgoingMessage(
-                wire.encode(task), wire.properties_for(task), deliver_after=delay,
-                partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
-            ))
+            out.append(wire.task_message(task, deliver_after=delay))
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
@@ -511,21 +503,6 @@ class AsyncClient:
             # then the subscription exists, which is all that is needed here.
             log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
         return await self._transport.create_producer(topic)
-
-    def _evict_producer(self, producer: Producer) -> None:
-        if self._closed:
-            return  # close() closes what is left
-        log.debug("client.producer_evicted", client=self.name, topic=producer.topic)
-        closing = asyncio.get_running_loop().create_task(self._close_producer(producer))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
-
-    async def _close_producer(self, producer: Producer) -> None:
-        try:
-            await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
-        except (TransportError, TimeoutError) as exc:
-            log.debug("client.producer_close_failed", client=self.name, topic=producer.topic,
-                      error=str(exc))
 
     async def _ensure_responses(self) -> None:
         if self._responses is not None:

@@ -18,7 +18,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from infinitic_py.accumulator import BatchLimits
+from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import ServiceDefinitionError
 from infinitic_py.retry import RetryPolicy
 

@@ -163,7 +163,10 @@ class Transport(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    async def create_producer(self, topic: str) -> Producer: ...
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+        """A producer of ``topic``. ``schema``: the schema definition (Avro JSON) the topic's
+        messages carry in the broker's schema registry (``None``: raw bytes); the messages
+        handed to it are already encoded with it (the wire dialect encodes)."""
 
     @abc.abstractmethod
     async def subscribe(

@@ -815,7 +815,8 @@ class MemoryTransport(Transport):
     def __repr__(self) -> str:
         return f"MemoryTransport(url={self.url!r})"
 
-    async def create_producer(self, topic: str) -> MemoryProducer:
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> MemoryProducer:
+        # ``schema`` is not checked: the in-process broker keeps bytes, whatever their schema.
         self._check_open()
         self.broker._create_topic(topic)
         producer = MemoryProducer(self, topic)

@@ -505,7 +505,11 @@ class PulsarTransport(Transport):
         self._producers: list[PulsarProducer] = []
         self._closed = False
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+        if schema is not None:
+            # TODO(issue 17): attach the Avro definition (pulsar.schema.AvroSchema(None,
+            # schema_definition)) while sending the dialect's pre-encoded bytes as they are.
+            raise TransportError(f"producers with a schema are not supported yet ({topic})")
         try:
             native = await self._client.create_producer(topic, **self._producer_args)
         except Exception as exc:
