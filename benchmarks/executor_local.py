@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.common import outgoing
-from benchmarks.services import NoopService
+from benchmarks.services import NoopService, SyncNoopService
 from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
@@ -62,11 +62,11 @@ class LocalResult:
     cpu_us_per_task: float
 
 
-async def run_executor_local(max_messages: int, n: int) -> LocalResult:
+async def run_executor_local(max_messages: int, n: int, *, sync: bool = False) -> LocalResult:
     payloads = [m.data for m in outgoing("Local", "noop", n)]
     consumer = _FeedingConsumer(payloads)
     definition = define_service(
-        NoopService(), name="Local", batch_limits={"noop": BatchLimits(max_messages, 0.05)})
+        SyncNoopService() if sync else NoopService(), name="Local", batch_limits={"noop": BatchLimits(max_messages, 0.05)})
     executor = ServiceExecutor(definition, FixedTransport(consumer), ExecutorSettings(),
                                metrics=Metrics())
     started = time.process_time()

@@ -89,7 +89,7 @@ async def run_flush(
                            batch_limits={"tick": BatchLimits(100, max_seconds)}),
             transport, ExecutorSettings(tenant=TENANT, namespace=NAMESPACE))
         deadlines: dict[str, float] = {}
-        launch = quiet._launch_batch
+        launch = quiet._launch
 
         def measured_launch(batch: Batch[GroupKey, Pending]) -> None:
             now = loop.time()
@@ -102,7 +102,7 @@ async def run_flush(
                 deadlines[p.task.task_id] = deadline
             launch(batch)
 
-        quiet._launch_batch = measured_launch  # type: ignore[method-assign]
+        quiet._launch = measured_launch  # type: ignore[method-assign]
         executors.append(quiet)
         for executor in executors:
             await executor.start()

@@ -99,8 +99,8 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
     from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
-    from infinitic_py.worker.from_config import batch_limits, retry_policy
     from infinitic_py.service import define_service, task_methods
+    from infinitic_py.worker.from_config import batch_limits, retry_policy
 
     config = load_config(path)
     print(f"ok    config {path or os.environ.get('INFINITIC_CONFIG', '')}: "

@@ -129,8 +129,14 @@ class Dialect(Protocol[T]):
         ...
 
     # --- out (each returns the messages to publish, in order) -------------------------------
+    announces_start: bool  # whether ``started`` ever returns anything (skipped if not)
+
     def started(self, task: T) -> Sequence[Publish]:
         """Published when the task starts running (empty: nothing to say)."""
+        ...
+
+    def completes_silently(self, task: T) -> bool:
+        """True when ``completed`` publishes nothing for this task (the hot path skips it)."""
         ...
 
     def completed(self, task: T, output: Any, worker: str) -> Sequence[Publish]:

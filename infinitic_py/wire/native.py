@@ -177,8 +177,13 @@ class NativeDialect:
         args: tuple[Any, ...] = method.args_decoder.decode(task.args)
         return args
 
+    announces_start = False
+
     def started(self, task: ExecuteTask) -> Sequence[Publish]:
         return ()
+
+    def completes_silently(self, task: ExecuteTask) -> bool:
+        return not task.reply_to
 
     def completed(self, task: ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
         if not task.reply_to:  # nobody waits for it: nothing to encode or send

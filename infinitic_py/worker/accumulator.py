@@ -18,6 +18,8 @@ from typing import Generic, TypeVar
 
 from infinitic_py.batching import BatchLimits
 
+__all__ = ["Batch", "BatchAccumulator", "BatchLimits", "FlushReason"]
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 

@@ -78,11 +78,10 @@ class Invoker:
             return Invocation([unbuildable[p.task.task_id] for p in items])
         result, unknown = await self._call_batch(method, inputs, contexts, timeout, cancelled,
                                                  log)
-        if type(result) is not dict:  # one outcome shared by every task
+        if not isinstance(result, dict):  # one outcome shared by every task
             if not unbuildable:
-                return Invocation([result] * len(items), unknown)  # type: ignore[list-item]
-            return Invocation([unbuildable.get(p.task.task_id, result)  # type: ignore[misc]
-                               for p in items], unknown)
+                return Invocation([result] * len(items), unknown)
+            return Invocation([unbuildable.get(p.task.task_id, result) for p in items], unknown)
         if unbuildable:
             result.update(unbuildable)
         return Invocation([result[p.task.task_id] for p in items], unknown)

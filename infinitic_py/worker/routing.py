@@ -90,7 +90,7 @@ class Router:
         routes = self.routes
         for msg in msgs:
             task = decode(msg)
-            if type(task) is Undecodable:
+            if isinstance(task, Undecodable):
                 rejected.append(Rejection(msg, "undecodable", task.error))
                 continue
             route = routes.get(task.method)
