@@ -21,7 +21,8 @@ import structlog
 from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import ConfigError, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
-from infinitic_py.observability import HealthServer, Metrics
+from infinitic_py.health import HealthServer
+from infinitic_py.observability import Metrics
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.transport import create_transport, redact_url
