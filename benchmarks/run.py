@@ -403,7 +403,7 @@ async def main(argv: list[str] | None = None) -> int:
     # file next to the results rather than the terminal.
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     log_path = os.path.join(os.path.dirname(args.output) or ".", "bench-log.jsonl")
-    configure_logging("json", "info", stream=open(log_path, "w"))  # noqa: SIM115
+    configure_logging("json", "info", stream=open(log_path, "w"))  # noqa: SIM115, ASYNC230
     # The GC settings of the worker daemon (infinitic_py/gc_tuning.py), for the whole bench
     # process: the in-process executor runs as in a worker, and the raw loops get the same.
     tune_gc_for_worker()

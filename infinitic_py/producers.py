@@ -29,7 +29,7 @@ class ProducerCache:
         pinned: Collection[str] = (),
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+            raise ValueError(f"max_producers must be >= 1, got {capacity}")
         self._create = create
         self.capacity = capacity
         self._pinned = pinned

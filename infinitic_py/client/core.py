@@ -19,7 +19,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -42,8 +42,6 @@ from infinitic_py.transport.base import (
 )
 from infinitic_py.wire import native as wire
 
-P = ParamSpec("P")
-R = TypeVar("R")
 T = TypeVar("T")
 
 log = structlog.get_logger("infinitic_py.client")
@@ -66,8 +64,6 @@ class AsyncClient:
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
     ) -> None:
-        if max_producers < 1:
-            raise ValueError(f"max_producers must be >= 1, got {max_producers}")
         self.url = url
         self.tenant = tenant
         self.namespace = namespace

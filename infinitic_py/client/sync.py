@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from infinitic_py.client.core import AsyncClient
@@ -92,18 +92,10 @@ class Client:
         )
         return future.result()
 
-    def service(
-        self,
-        service: type[Any] | str,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        tags: Sequence[str] | None = None,
-        results: bool | None = None,
-        name: str | None = None,
-    ) -> SyncServiceStub:
-        return SyncServiceStub(
-            self._async.service(service, meta=meta, tags=tags, results=results, name=name), self
-        )
+    def service(self, service: type[Any] | str, **options: Any) -> SyncServiceStub:
+        """``AsyncClient.service``'s stub, with its keyword options (``meta``, ``tags``,
+        ``results``, ``name``), made sync."""
+        return SyncServiceStub(self._async.service(service, **options), self)
 
     def close(self) -> None:
         if self._closed:

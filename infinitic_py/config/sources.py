@@ -231,12 +231,8 @@ def _parse_env_value(var: str, raw: str, leaf: mi.Type) -> Any:
     return value
 
 
-def apply_overrides(
-    data: dict[str, Any],
-    overrides: Mapping[str, Any],
-    source: str,
-    provenance: dict[Path, str],
-) -> None:
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source: str,
+                    provenance: dict[Path, str]) -> None:
     for key, value in overrides.items():
         label = f"override {key!r}"
         path, _ = _resolve_path(label, str(key).split("."), env_style=False)

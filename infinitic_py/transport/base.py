@@ -140,9 +140,12 @@ class Consumer(abc.ABC):
 
 
 class Producer(abc.ABC):
+    _topic: str  # set by the implementation
+
     @property
-    @abc.abstractmethod
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The topic it publishes to."""
+        return self._topic
 
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> None:

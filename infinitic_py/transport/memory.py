@@ -136,10 +136,6 @@ class MemoryProducer(Producer):
         self._topic = topic
         self._closed = False
 
-    @property
-    def topic(self) -> str:
-        return self._topic
-
     async def send(self, message: OutgoingMessage) -> None:
         """Enqueue one message (delivered to every subscription the topic has now)."""
         self._check_open()

@@ -122,10 +122,6 @@ class PulsarProducer(Producer):
         self._topic = topic
         self._max_pending = max_pending
 
-    @property
-    def topic(self) -> str:
-        return self._topic
-
     async def send(self, message: OutgoingMessage) -> None:
         await self.send_many((message,))
 
