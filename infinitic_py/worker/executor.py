@@ -207,9 +207,10 @@ class ServiceExecutor:
         fresh, copies = self._ledger.admit(routed)
         now = self._now()
         add = self._accumulator.add
+        instruments = self._instruments.methods
         for p in fresh:
             route = p.route
-            self._instruments.methods[route.name].received_pending += 1
+            instruments[route.name].received_pending += 1
             if route.limits is None:
                 self._start_unit(route.method, [p], None, FlushReason.SIZE)
             else:

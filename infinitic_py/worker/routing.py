@@ -34,13 +34,10 @@ def attempt_key(task: Task) -> AttemptKey:
 class MethodRoute:
     """Where the tasks of one method go: alone to execution, or into a batch group."""
 
+    name: str
     method: MethodDefinition
     limits: BatchLimits | None  # None: a single (not batched) method
     unkeyed: GroupKey  # the group of its tasks without a batch key
-
-    @property
-    def name(self) -> str:
-        return self.method.name
 
     @property
     def batched(self) -> bool:
@@ -75,7 +72,8 @@ class Router:
         self.service = definition.name
         self._dialect = dialect
         self.routes: dict[str, MethodRoute] = {
-            name: MethodRoute(method, method.batch.limits if method.batch else None, (name, None))
+            name: MethodRoute(name, method, method.batch.limits if method.batch else None,
+                              (name, None))
             for name, method in definition.methods.items()
         }
 
