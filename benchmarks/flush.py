@@ -3,11 +3,11 @@
 
 A ``ServiceExecutor`` receives a trickle of ``tick`` tasks, each in a group of its own (a unique
 batch key per task, or one key with tasks ``1.5 x max_seconds`` apart), so every batch is flushed
-by its timer. The benchmark wraps that executor's ``_launch_batch`` (benchmark only, on the
+by its timer. The benchmark wraps that executor's ``_launch`` (benchmark only, on the
 instance) to read the batch's ``opened_at`` (the executor's arrival stamp of its first task, loop
 time) and the flush moment; the batch method stamps when it started. Two lateness figures:
 
-- flush: ``_launch_batch`` time - (``opened_at`` + ``max_seconds``);
+- flush: ``_launch`` time - (``opened_at`` + ``max_seconds``);
 - handler start: batch method start - the same deadline (adds the task spawn and the slot).
 
 Baseline, measured at the same time on the same loop: a bare ``loop.call_later(max_seconds)``
