@@ -72,10 +72,12 @@ from infinitic_py.transport.base import (
 from infinitic_py.transport.memory_broker import MemoryBroker
 from infinitic_py.transport.memory_state import (
     DEFAULT_BROKER_NAME,
-    URL_SCHEME,
     ConsumerState,
     MemoryMessageId,
 )
+from infinitic_py.transport.urls import MEMORY_SCHEME
+
+URL_SCHEME = MEMORY_SCHEME + "://"
 
 __all__ = [
     "DEFAULT_BROKER_NAME",

@@ -20,7 +20,6 @@ from infinitic_py.transport.base import (
     SubscriptionType,
 )
 
-URL_SCHEME: Final = "memory://"
 DEFAULT_BROKER_NAME: Final = "default"
 # Properties Pulsar's client adds to a message it moves to a dead-letter topic.
 REAL_TOPIC_PROPERTY: Final = "REAL_TOPIC"
