@@ -252,15 +252,9 @@ class ServiceExecutor:
     # ------------------------------------------------------------------ launch, run
 
     def _launch(self, batch: Batch[GroupKey, Pending]) -> None:
-        items = batch.items
-        route = items[0].route
-        inst = self._instruments.methods[route.name]
-        size = len(items)
-        inst.batch_size.observe(size)
-        inst.batch_fill.observe(size / batch.limits.max_messages)
-        inst.flushed(batch.reason).inc()
-        inst.accumulator_wait.observe(self._now() - batch.opened_at)  # the longest wait
-        self._start_unit(route.method, items, batch.key[1], batch.reason)
+        route = batch.items[0].route
+        self._instruments.methods[route.name].batch_flushed(batch, self._now())
+        self._start_unit(route.method, batch.items, batch.key[1], batch.reason)
 
     def _start_unit(self, method: MethodDefinition, items: list[Pending],
                     batch_key: str | bytes | None, reason: FlushReason) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from infinitic_py.observability import Metrics
-from infinitic_py.worker.accumulator import FlushReason
+from infinitic_py.worker.accumulator import Batch, FlushReason
 from infinitic_py.worker.outcomes import Plan
 
 
@@ -83,6 +83,13 @@ class Instruments:
             service=service, method=method
         )
         self.contract_errors = metrics.contract_errors.labels(service=service, method=method)
+
+    def batch_flushed(self, batch: Batch[Any, Any], now: float) -> None:
+        size = len(batch.items)
+        self.batch_size.observe(size)
+        self.batch_fill.observe(size / batch.limits.max_messages)
+        self.flushed(batch.reason).inc()
+        self.accumulator_wait.observe(now - batch.opened_at)  # the longest wait
 
     def flushed(self, reason: FlushReason) -> Any:
         counter = self._flush.get(reason)
