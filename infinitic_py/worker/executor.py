@@ -196,26 +196,31 @@ class ServiceExecutor:
                 return
             ledger.hold(len(msgs))
             try:
-                self._on_messages(msgs)
-            except Exception:  # a bug of ours must not stop consuming: give them back
+                routed, rejected = self._router.route_many(msgs)
+            except Exception:  # a bug of ours must not stop consuming: give the run back
                 self._log.exception("message.routing_failed")
-                self._spawn(self._consumers.settle(msgs, ack=False))
+                self._spawn(self._give_back_run(msgs))
+                continue
+            self._on_routed(routed, rejected)
 
-    def _on_messages(self, msgs: list[ReceivedMessage]) -> None:
-        """The hot path: route a run, split fresh attempts from copies, launch or accumulate."""
-        routed, rejected = self._router.route_many(msgs)
+    def _on_routed(self, routed: list[Pending], rejected: list[Rejection]) -> None:
+        """The hot path: split fresh attempts from copies, launch or accumulate."""
         fresh, copies = self._ledger.admit(routed)
         now = self._now()
         add = self._accumulator.add
         instruments = self._instruments.methods
         for p in fresh:
             route = p.route
-            instruments[route.name].received_pending += 1
-            if route.limits is None:
-                self._start_unit(route.method, [p], None, FlushReason.SIZE)
-            else:
-                for batch in add(p.group, p, now, route.limits):
-                    self._launch(batch)
+            try:
+                instruments[route.name].received_pending += 1
+                if route.limits is None:
+                    self._start_unit(route.method, [p], None, FlushReason.SIZE)
+                else:
+                    for batch in add(p.group, p, now, route.limits):
+                        self._launch(batch)
+            except Exception:  # a bug of ours: give this task back, keep consuming
+                self._log.exception("message.routing_failed")
+                self._spawn(self._give_back([p]))
         if self._ledger.full:  # at the cap: the group due first goes now
             for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
                 self._launch(batch)
@@ -368,6 +373,10 @@ class ServiceExecutor:
             await self._consumers.settle([msg], ack=False)
             return
         await self._consumers.settle([msg], ack=True)
+
+    async def _give_back_run(self, msgs: Sequence[ReceivedMessage]) -> None:
+        await self._consumers.settle(msgs, ack=False)
+        self._ledger.release(len(msgs))
 
     async def _give_back(self, items: Sequence[Pending]) -> None:
         await self._consumers.settle([p.msg for p in items], ack=False)
