@@ -303,10 +303,12 @@ class ServiceExecutor:
             self._settling.add(unit)
             try:
                 await self._producers.publish(plan.by_topic)
-                settled = True
-                self._instruments.record(plan, method.name, log)
-                await self._consumers.settle([p.msg for p in items], ack=True)
-                self._ledger.settle(items, ack=True, replies=plan.replies)
+                settled = True  # the outcomes are durable: from here on, the books close
+                try:
+                    self._instruments.record(plan, method.name, log)
+                    await self._consumers.settle([p.msg for p in items], ack=True)
+                finally:
+                    self._ledger.settle(items, ack=True, replies=plan.replies)
             finally:
                 self._settling.discard(unit)
             if batched and self._stdlog.isEnabledFor(logging.INFO):
