@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from infinitic_py import messages as wire
+from infinitic_py.wire import native as wire
 
 __all__ = ["MAX_REDELIVERIES", "ORIGIN_MESSAGE_ID", "REAL_TOPIC", "read_dead_letter"]
 

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from infinitic_py import AsyncClient, BatchLimits, Worker, task
-from infinitic_py import messages as wire
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import dead_letter_topic, response_topic, service_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import Consumer, ConsumerSettings, OutgoingMessage
+from infinitic_py.wire import native as wire
 
 from .conftest import BrokerInfo
 

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from infinitic_py import messages as wire
 from infinitic_py.dead_letters import MAX_REDELIVERIES, read_dead_letter
 from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic, service_topic
 from infinitic_py.transport.base import ConsumerSettings, OutgoingMessage
 from infinitic_py.transport.memory import MemoryTransport, get_broker, reset_broker
+from infinitic_py.wire import native as wire
 
 
 async def test_a_raw_copy_reads_as_a_dead_letter_with_a_reason() -> None:

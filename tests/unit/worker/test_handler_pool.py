@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from infinitic_py.handler_pool import HandlerPool
+from infinitic_py.worker.handler_pool import HandlerPool
 
 
 def test_runs_calls_and_reports_errors() -> None:

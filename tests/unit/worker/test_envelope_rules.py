@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infinitic_py import messages as wire
-from infinitic_py.envelope_rules import EnvelopeRules
+from infinitic_py.wire import native as wire
+from infinitic_py.worker.envelope_rules import EnvelopeRules
 
-RULES = EnvelopeRules("Email", "acme", "prod")
+RULES = EnvelopeRules.native("Email", "acme", "prod")
 GOOD_REPLY = "persistent://acme/prod/response:client-0123abcd"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import structlog
 
-from infinitic_py.connect import BrokerUnreachable, broker_addresses, connect_with_backoff
 from infinitic_py.transport.base import TransportError
+from infinitic_py.worker.connect import BrokerUnreachable, broker_addresses, connect_with_backoff
 
 
 @pytest.mark.parametrize(("url", "expected"), [
