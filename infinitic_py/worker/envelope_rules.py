@@ -107,14 +107,21 @@ class EnvelopeRules:
                     f"({self.reply_prefix}<name>)")
         return None
 
-    def without_bad_reply(self, task: Any) -> Any:
-        """``task`` itself, or a copy without its ``reply_to`` if that is no reply topic of
-        ours (a rejected task must not be answered where the broker would refuse it)."""
-        if task.reply_to is None or self.reply_problem(task.reply_to) is None:
+    def sanitized(self, task: Any) -> Any:
+        """``task`` itself, or a copy the worker may safely answer and dead-letter: without its
+        ``reply_to`` if that is no reply topic of ours (the broker would refuse it), and naming
+        this service if it named another (its dead letter goes to this service's dead-letter
+        topic, where it arrived; the original bytes stay in the letter's payload)."""
+        changes: dict[str, Any] = {}
+        if task.reply_to is not None and self.reply_problem(task.reply_to) is not None:
+            changes["reply_to"] = None
+        if getattr(task, "service", self.service) != self.service:
+            changes["service"] = self.service
+        if not changes:
             return task
         if isinstance(task, msgspec.Struct):
-            return msgspec.structs.replace(task, reply_to=None)
-        return dataclasses.replace(task, reply_to=None)
+            return msgspec.structs.replace(task, **changes)
+        return dataclasses.replace(task, **changes)
 
 
 def native_reply_prefix(tenant: str, namespace: str) -> str:

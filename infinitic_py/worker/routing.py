@@ -60,8 +60,8 @@ class Pending(msgspec.Struct, gc=False):
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A message that can never run. ``reason``: ``undecodable``, ``invalid_envelope`` (a field
-    the worker acts on is out of bounds: ``task`` then has no reply topic the broker would
-    refuse), ``unknown_method`` or ``not_retryable`` (arguments that do not match the
+    the worker acts on is out of bounds: ``task`` is then ``EnvelopeRules.sanitized``: no reply
+    topic the broker would refuse, this service's name), ``unknown_method`` or ``not_retryable`` (arguments that do not match the
     signature)."""
 
     msg: ReceivedMessage
@@ -101,7 +101,7 @@ class Router:
             invalid = problem(task)
             if invalid is not None:
                 rejected.append(Rejection(msg, INVALID_ENVELOPE, DecodeError(invalid),
-                                          rules.without_bad_reply(task)))
+                                          rules.sanitized(task)))
                 continue
             route = routes.get(task.method)
             if route is None:

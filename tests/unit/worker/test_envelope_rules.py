@@ -48,9 +48,11 @@ def test_each_bad_field_is_named(changes: dict[str, object], word: str) -> None:
 
 def test_a_bad_reply_topic_is_dropped_from_the_rejected_task_only() -> None:
     bad = envelope(reply_to="persistent://other/prod/response:c")
-    assert RULES.without_bad_reply(bad).reply_to is None
+    assert RULES.sanitized(bad).reply_to is None
     good = envelope()
-    assert RULES.without_bad_reply(good) is good
+    assert RULES.sanitized(good) is good
+    other = RULES.sanitized(envelope(service="Sms"))
+    assert (other.service, other.reply_to) == ("Email", GOOD_REPLY)  # dead-lettered here
 
 
 @given(st.text(max_size=80))

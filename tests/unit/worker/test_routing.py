@@ -66,4 +66,4 @@ def test_an_envelope_the_worker_may_not_act_on_is_rejected_alone() -> None:
     assert "Other" in str(rejected[0].error) and "retry_index" in str(rejected[1].error)
     assert isinstance(rejected[2].error, DecodeError) and bad_reply in str(rejected[2].error)
     assert rejected[2].task.reply_to is None  # never answered where the broker would refuse
-    assert rejected[1].task.reply_to is None and rejected[0].task.service == "Other"
+    assert rejected[1].task.reply_to is None and rejected[0].task.service == "Jobs"  # its letter: our dead-letter topic
