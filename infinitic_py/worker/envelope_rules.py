@@ -45,6 +45,7 @@ MAX_ARGS_BYTES: Final = 64 * 1024 * 1024
 _REMEMBERED_REPLY_TOPICS: Final = 4096
 # Pulsar's NamedEntity alphabet for a topic's local name: letters, digits, _ - = : .
 _LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
+_SIZED: Final = (bytes, msgspec.Raw)  # encoded arguments whose size is checked
 
 
 class EnvelopeRules:
@@ -73,6 +74,19 @@ class EnvelopeRules:
 
     def problem(self, task: Task) -> str | None:
         """``None`` if the worker may act on ``task``, else why not (one line)."""
+        # The hot path: one expression for a valid task (whose reply topic was seen before).
+        reply_to = task.reply_to
+        args = getattr(task, "args", b"")
+        if ((reply_to is None or reply_to in self._accepted)
+                and task.retry_index >= 0 and task.retry_sequence >= 0
+                and 0 < len(task.task_id) <= MAX_ID_CHARS and task.method
+                and len(task.tags) <= MAX_TAGS
+                and getattr(task, "service", self.service) == self.service
+                and (not isinstance(args, _SIZED) or len(args) <= MAX_ARGS_BYTES)):
+            return None
+        return self._problem(task)
+
+    def _problem(self, task: Task) -> str | None:
         service = getattr(task, "service", self.service)
         if service != self.service:
             return f"the envelope names service {service!r}, this topic serves {self.service!r}"
@@ -94,7 +108,7 @@ class EnvelopeRules:
         if len(task.tags) > MAX_TAGS:
             return f"{len(task.tags)} tags (at most {MAX_TAGS})"
         args = getattr(task, "args", b"")
-        if isinstance(args, bytes | msgspec.Raw) and len(args) > MAX_ARGS_BYTES:
+        if isinstance(args, _SIZED) and len(args) > MAX_ARGS_BYTES:
             return f"arguments of {len(args)} bytes (at most {MAX_ARGS_BYTES})"
         return None
 

@@ -202,7 +202,7 @@ class ServiceExecutor:
             if self._stopping:
                 consumer.negative_acknowledge(msgs)  # they go back to the next worker
                 return
-            ledger.hold(len(msgs), sum(len(m.data) for m in msgs))
+            ledger.hold(len(msgs), sum([len(m.data) for m in msgs]))
             try:
                 routed, rejected = self._router.route_many(msgs)
             except Exception:  # a bug of ours must not stop consuming: give the run back

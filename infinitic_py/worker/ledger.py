@@ -160,7 +160,7 @@ class Ledger:
         or None when the attempt was retried. None for the whole unit: nothing was published."""
         keys = [p.key for p in items]
         self._running.difference_update(keys)
-        self.release(len(items), sum(len(p.msg.data) for p in items))
+        self.release(len(items), sum([len(p.msg.data) for p in items]))
         if not ack:
             return
         recent = self._recent
