@@ -14,12 +14,12 @@ before it may finish after it (by at most the client's operation timeout).
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from infinitic_py.errors import InfiniticError
 from infinitic_py.transport.base import TransportError
+from infinitic_py.transport.urls import broker_addresses, redact_url
 
 __all__ = ["BrokerUnreachable", "broker_addresses", "connect_with_backoff"]
 
@@ -31,22 +31,6 @@ _PROBE_TIMEOUT = 3.0
 
 class BrokerUnreachable(InfiniticError):
     """The broker could not be reached before the connect deadline."""
-
-
-def broker_addresses(url: str) -> list[tuple[str, int]]:
-    """``(host, port)`` of each broker a ``pulsar://`` / ``pulsar+ssl://`` URL names (several
-    may be comma-separated); ``[]`` for other transports (nothing to probe)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("pulsar", "pulsar+ssl"):
-        return []
-    default = 6651 if scheme == "pulsar+ssl" else 6650
-    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    out: list[tuple[str, int]] = []
-    for part in hosts.split(","):
-        parsed = urllib.parse.urlsplit(f"//{part}")
-        if parsed.hostname:
-            out.append((parsed.hostname, parsed.port or default))
-    return out
 
 
 async def _reachable(addresses: list[tuple[str, int]]) -> str | None:
@@ -73,7 +57,7 @@ async def connect_with_backoff(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     addresses = broker_addresses(url)
-    shown = url.rsplit("@", 1)[-1] if "@" in url else url
+    shown = redact_url(url)
     delay = _FIRST_DELAY
     number = 0
     while True:
