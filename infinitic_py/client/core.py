@@ -25,7 +25,7 @@ import msgspec
 import structlog
 
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
-from infinitic_py.errors import ClientClosed
+from infinitic_py.errors import ClientClosed, DispatchFailed
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
@@ -36,11 +36,13 @@ from infinitic_py.transport.base import (
     ConsumerSettings,
     OutgoingMessage,
     Producer,
+    SendFailed,
     SubscriptionType,
     Transport,
     TransportError,
 )
 from infinitic_py.wire import native as wire
+from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
 
 T = TypeVar("T")
 
@@ -63,6 +65,7 @@ class AsyncClient:
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
+        max_bulk_bytes: int = MAX_BULK_BYTES,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -74,6 +77,7 @@ class AsyncClient:
         self._transport = transport
         self._own_transport = transport is None
         self.max_producers = max_producers
+        self.max_bulk_bytes = max_bulk_bytes  # an atomic many() must fit one broker message
         # One producer per service; a client may dispatch to any number of services (by name):
         # at most ``max_producers`` of them once idle, the least recently used closed first.
         self._producers = ProducerCache(self._create_producer, max_producers)
@@ -157,6 +161,7 @@ class AsyncClient:
         method: str,
         definition: MethodDefinition | None,
         calls: Sequence[Call],
+        atomic: bool = False,
     ) -> list[Deferred[Any]]:
         self._check_open()
         now = wire.now()
@@ -181,6 +186,8 @@ class AsyncClient:
             seen.add(task.task_id)
             tasks.append(task)
             out.append(wire.task_message(task, deliver_after=delay))
+        if atomic:  # one message: persisted whole or not at all (wire/bulk.py)
+            out = [bulk_message(out, self.max_bulk_bytes)]
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
@@ -201,11 +208,16 @@ class AsyncClient:
             with self._producers.using(stub.name):
                 producer = await self._producers.get(stub.name)
                 await producer.send_many(out)
-        except BaseException:
-            for deferred in deferreds:
-                if deferred._future is not None:
+        except BaseException as exc:
+            sent: set[int] = set()
+            if isinstance(exc, SendFailed) and not atomic:
+                sent = set(exc.sent)
+            for index, deferred in enumerate(deferreds):
+                if deferred._future is not None and index not in sent:
                     self._forget(deferred.task_id, deferred._future)
-            raise
+            if not isinstance(exc, TransportError):
+                raise
+            raise _dispatch_failed(exc, tasks, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -323,6 +335,23 @@ class AsyncClient:
                     self.replies_unmatched += 1
             with contextlib.suppress(TransportError):
                 await consumer.acknowledge([msg])
+
+
+def _dispatch_failed(exc: TransportError, tasks: Sequence[wire.ExecuteTask], sent: set[int],
+                     deferreds: Sequence[Deferred[Any]], atomic: bool) -> DispatchFailed:
+    """The one error of a failed dispatch, naming what exists and what does not."""
+    ids = [t.task_id for t in tasks]
+    done = [ids[i] for i in sorted(sent)]
+    rest = [task_id for i, task_id in enumerate(ids) if i not in sent]
+    if atomic:
+        what = f"atomic dispatch of {len(ids)} tasks failed: nothing was dispatched"
+    elif not done:
+        what = f"dispatch of {len(ids)} task(s) failed: none was confirmed by the broker"
+    else:
+        what = (f"dispatch of {len(ids)} tasks failed part-way: {len(done)} were sent "
+                f"(error.sent / error.deferreds), {len(rest)} were not confirmed (error.unsent)")
+    return DispatchFailed(f"{what} ({exc})", done, rest,
+                          [deferreds[i] for i in sorted(sent)])
 
 
 def _delay_of(call: Call) -> float | None:

@@ -171,15 +171,21 @@ class StubMethod(Generic[P, R]):
         return StubMethod(self._stub, self._name, self._definition,
                           Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags))
 
-    async def many(self, items: Iterable[Any]) -> list[Deferred[R]]:
+    async def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[Deferred[R]]:
         """Dispatch many tasks in one producer flush; returns the Deferreds in order.
 
         Each item is a ``Call(...)`` (arguments + per-item options), a tuple of positional
         arguments, or — for a one-parameter method — the argument itself. Every item is validated
         before anything is sent: one bad item rejects the whole call.
+
+        ``atomic=True``: every task is dispatched or none (one broker message carries them all,
+        so it must fit ``AsyncClient.max_bulk_bytes``, and every item has the same delay). A
+        broker failure raises ``DispatchFailed`` saying nothing was dispatched. Without it, a
+        failure part-way raises ``DispatchFailed`` whose ``sent`` / ``unsent`` name the tasks.
         """
         calls = [self._as_call(item) for item in items]
-        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls)
+        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls,
+                                                  atomic)
 
     def _as_call(self, item: Any) -> Call:
         if isinstance(item, Call):

@@ -39,6 +39,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Dialect, key_text
+from infinitic_py.wire.bulk import expand as expand_bulks
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
@@ -194,6 +195,7 @@ class ServiceExecutor:
             if self._stopping:
                 consumer.negative_acknowledge(msgs)  # they go back to the next worker
                 return
+            msgs = expand_bulks(msgs)  # an atomic bulk -> its tasks (settled as one: Consumers)
             ledger.hold(len(msgs))
             try:
                 routed, rejected = self._router.route_many(msgs)
