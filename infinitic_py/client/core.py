@@ -26,6 +26,7 @@ import structlog
 
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
@@ -173,9 +174,9 @@ class AsyncClient:
         for index, call in enumerate(calls):
             try:
                 task, delay = self._build(stub, method, definition, call, reply_to, now)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 where = f"item {index}: " if len(calls) > 1 else ""
-                raise TypeError(f"{where}{exc}") from None
+                raise type(exc)(f"{where}{exc}") from None
             if task.task_id in seen:
                 raise ValueError(f"item {index}: task_id {task.task_id!r} appears twice")
             if want_results and task.task_id in self._waiting:
@@ -186,7 +187,13 @@ class AsyncClient:
             seen.add(task.task_id)
             tasks.append(task)
             out.append(wire.task_message(task, deliver_after=delay))
+        bands: dict[Band, list[int]] = {}  # each priority band is its own topic
+        for index, task in enumerate(tasks):
+            bands.setdefault(band_of(task.priority), []).append(index)
         if atomic:  # one message: persisted whole or not at all (wire/bulk.py)
+            if len(bands) > 1:
+                raise ValueError("an atomic many() is one message on one topic: give all its "
+                                 "tasks priorities of one band (0-3, 4-6 or 7-9)")
             out = [bulk_message(out, self.max_bulk_bytes)]
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
@@ -201,17 +208,27 @@ class AsyncClient:
             if future is not None:
                 weakref.finalize(deferred, self._forget, task.task_id, future)
             deferreds.append(deferred)
+        sent: set[int] = set()  # indexes the broker confirmed (a plain many())
         try:
             await self.start()
             if want_results:
                 await self._ensure_responses()
-            with self._producers.using(stub.name):
-                producer = await self._producers.get(stub.name)
-                await producer.send_many(out)
+            for band in sorted(bands, reverse=True):  # the highest band first
+                key = band_service(stub.name, band)
+                indexes = bands[band]
+                with self._producers.using(key):
+                    producer = await self._producers.get(key)
+                    if atomic:
+                        await producer.send_many(out)
+                        continue
+                    try:
+                        await producer.send_many(
+                            out if len(bands) == 1 else [out[i] for i in indexes])
+                    except SendFailed as exc:
+                        sent.update(indexes[j] for j in exc.sent)
+                        raise
+                sent.update(indexes)
         except BaseException as exc:
-            sent: set[int] = set()
-            if isinstance(exc, SendFailed) and not atomic:
-                sent = set(exc.sent)
             for index, deferred in enumerate(deferreds):
                 if deferred._future is not None and index not in sent:
                     self._forget(deferred.task_id, deferred._future)
@@ -272,6 +289,7 @@ class AsyncClient:
             args=encoded,
             meta=meta,
             tags=(*stub.tags, *(call.tags or ())),
+            priority=DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority),
             reply_to=reply_to,
             emitted_at=now,
             first_emitted_at=now,

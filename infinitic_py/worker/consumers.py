@@ -81,7 +81,9 @@ class Consumers:
     def _consumer_of(self, msg: ReceivedMessage) -> Consumer:
         consumer = self._by_topic.get(msg.topic)
         if consumer is None:  # a partition of a consumed topic: "<topic>-partition-<n>"
-            consumer = self._by_topic[msg.topic.rsplit("-partition-", 1)[0]]
+            consumer = self._by_topic.get(msg.topic.rsplit("-partition-", 1)[0])
+        if consumer is None:  # a transport naming topics its own way: the first topic's
+            consumer = next(iter(self._by_topic.values()))
         return consumer
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.observability import Metrics
+from infinitic_py.priority import DEFAULT_PRIORITY, band_of
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
@@ -47,6 +48,7 @@ from infinitic_py.worker.consumers import Consumers
 from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.invoke import Invoker
 from infinitic_py.worker.ledger import CopyAction, Ledger
+from infinitic_py.worker.priority import PrioritySlots
 from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -81,7 +83,7 @@ class ServiceExecutor:
         self._ledger = Ledger(settings.max_buffered_messages)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
         self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = PrioritySlots(settings.concurrency)  # higher bands first (priority.py)
         schema = self._dialect.producer_schema
         self._producers = ProducerCache(
             lambda topic: transport.create_producer(topic, schema=schema(topic)),
@@ -282,7 +284,8 @@ class ServiceExecutor:
         timeout = method.timeout if method.timeout is not None else self.settings.timeout
         settled = False
         try:
-            async with self._slots:
+            async with self._slots.take(band_of(getattr(items[0].task, "priority",
+                                                        DEFAULT_PRIORITY))):
                 self._in_flight += 1
                 try:
                     started = outcomes.started(items, self._dialect)
