@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.observability import Metrics
-from infinitic_py.priority import DEFAULT_PRIORITY, band_of
+from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
@@ -83,7 +83,9 @@ class ServiceExecutor:
         self._ledger = Ledger(settings.max_buffered_messages)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
         self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
-        self._slots = PrioritySlots(settings.concurrency)  # higher bands first (priority.py)
+        self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
+            settings.concurrency, counters={b: self._metrics.units_started.labels(
+                service=self.service, band=b.name.lower()) for b in Band})
         schema = self._dialect.producer_schema
         self._producers = ProducerCache(
             lambda topic: transport.create_producer(topic, schema=schema(topic)),
