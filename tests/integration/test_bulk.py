@@ -162,3 +162,45 @@ async def _purge(harness: Harness, topic: str) -> None:
     finally:
         await transport.close()
     assert await harness.wait_drained(topic, timeout=60) == (0, 0)
+
+
+class Picky:
+    def __init__(self) -> None:
+        self.attempts: Counter[int] = Counter()
+
+    @task
+    def check(self, item: Item) -> int:
+        self.attempts[item.n] += 1
+        if item.n == 3:
+            raise ValueError("three is refused")
+        return item.n
+
+
+async def test_each_task_of_a_bulk_keeps_its_own_outcome_and_retries(harness: Harness) -> None:
+    from infinitic_py import RetryPolicy, TaskFailed
+
+    name = f"Bulk{uuid.uuid4().hex[:10]}"
+    service = Picky()
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=5.0)
+    worker.add_service(service, name=name, retry=RetryPolicy(
+        maximum_retries=2, minimum_seconds=0.05, maximum_seconds=0.1, random_factor=0.0))
+    await worker.start()
+    try:
+        async with AsyncClient(harness.url, tenant=harness.tenant,
+                               namespace=harness.namespace) as client:
+            deferreds = await client.service(Picky, name=name).check.many(
+                [Item(i) for i in range(10)], atomic=True)
+            for i, d in enumerate(deferreds):
+                if i == 3:
+                    with pytest.raises(TaskFailed, match="three is refused") as failed:
+                        await d.result(timeout=60)
+                    assert failed.value.retry_index == 2
+                else:
+                    assert await d.result(timeout=60) == i
+        assert service.attempts[3] == 3, "the failing task alone was retried"
+        assert all(service.attempts[i] == 1 for i in range(10) if i != 3)
+        topic = service_topic(harness.tenant, harness.namespace, name)
+        assert await harness.wait_drained(topic, timeout=60) == (0, 0)
+    finally:
+        await worker.stop()
