@@ -33,7 +33,7 @@ class Wrapper:
 
 
 async def test_failed_callbacks_are_named() -> None:
-    producer = PulsarProducer(Wrapper(FakeNative({5, 7, 12})), "t", 4)  # type: ignore[arg-type]
+    producer = PulsarProducer(Wrapper(FakeNative({5, 7, 12})), "t", 4)
     with pytest.raises(SendFailed) as err:
         await producer.send_many([OutgoingMessage(b"x")] * 20)
     # Windows of 4: the failing window is [4, 8): 4 and 6 were confirmed; the later windows
@@ -42,7 +42,7 @@ async def test_failed_callbacks_are_named() -> None:
 
 
 async def test_a_synchronous_error_confirms_only_earlier_windows() -> None:
-    producer = PulsarProducer(Wrapper(FakeNative(set(), raise_at=9)), "t", 4)  # type: ignore[arg-type]
+    producer = PulsarProducer(Wrapper(FakeNative(set(), raise_at=9)), "t", 4)
     with pytest.raises(SendFailed) as err:
         await producer.send_many([OutgoingMessage(b"x")] * 20)
     assert err.value.sent == tuple(range(8))
