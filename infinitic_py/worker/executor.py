@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.observability import Metrics
+from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
@@ -41,6 +42,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Dialect, key_text
+from infinitic_py.wire.bulk import expand as expand_bulks
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
@@ -48,6 +50,8 @@ from infinitic_py.worker.consumers import Consumers
 from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.invoke import Invoker
 from infinitic_py.worker.ledger import CopyAction, Ledger
+from infinitic_py.worker.priority import PrioritySlots
+from infinitic_py.worker.publish import publish_plan
 from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -83,7 +87,9 @@ class ServiceExecutor:
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
         self._invoker = Invoker(self.service, settings.worker_name, settings.concurrency,
                                 settings.hung_handlers_cap)
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
+            settings.concurrency, counters={b: self._metrics.units_started.labels(
+                service=self.service, band=b.name.lower()) for b in Band})
         schema = self._dialect.producer_schema
         self._producers = ProducerCache(
             lambda topic: transport.create_producer(topic, schema=schema(topic)),
@@ -202,6 +208,7 @@ class ServiceExecutor:
             if self._stopping:
                 consumer.negative_acknowledge(msgs)  # they go back to the next worker
                 return
+            msgs = expand_bulks(msgs)  # an atomic bulk -> its tasks (settled as one: Consumers)
             ledger.hold(len(msgs), sum([len(m.data) for m in msgs]))
             try:
                 routed, rejected = self._router.route_many(msgs)
@@ -288,7 +295,8 @@ class ServiceExecutor:
         timeout = method.timeout if method.timeout is not None else self.settings.timeout
         settled = False
         try:
-            async with self._slots:
+            async with self._slots.take(band_of(getattr(items[0].task, "priority",
+                                                        DEFAULT_PRIORITY))):
                 self._in_flight += 1
                 try:
                     started = outcomes.started(items, self._dialect)
@@ -310,10 +318,13 @@ class ServiceExecutor:
             assert unit is not None
             self._settling.add(unit)
             try:
-                await self._publish_plan(items, plan, log)
+                letters = await publish_plan(self._producers, items, plan, self._dialect,
+                                             self.settings.worker_name)
                 settled = True  # the outcomes are durable: from here on, the books close
                 try:
                     self._instruments.record(plan, method.name, log)
+                    if letters is not None:  # tasks whose reply topic the broker refused
+                        self._instruments.record_dead(letters, log)
                     await self._consumers.settle([p.msg for p in items], ack=True)
                 finally:
                     self._ledger.settle(items, ack=True, replies=plan.replies)
@@ -338,19 +349,6 @@ class ServiceExecutor:
                 await self._give_back(items)
 
     # ------------------------------------------------------------------ settle
-
-    async def _publish_plan(self, items: list[Pending], plan: outcomes.Plan, log: Any) -> None:
-        """Publish a unit's outcomes. A refused reply topic fails only its tasks (dead letters,
-        ``plan.replies`` updated); any other failure raises (the unit is nacked)."""
-        failures = await self._producers.publish_each(plan.by_topic)
-        if not failures:
-            return
-        letters = outcomes.isolate_reply_failures(items, plan, failures, self._dialect,
-                                                  self.settings.worker_name)
-        if letters is None:
-            raise next(iter(failures.values()))
-        await self._producers.publish(letters.by_topic)
-        self._instruments.record_dead(letters, log)
 
     async def _reject(self, rejection: Rejection) -> None:
         """A message that can never run (undecodable, unknown method, bad arguments)."""

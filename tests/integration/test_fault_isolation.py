@@ -16,6 +16,7 @@ import msgspec
 
 from infinitic_py import AsyncClient, BatchLimits, Worker, task
 from infinitic_py.admin import PulsarAdmin
+from infinitic_py.priority import BANDS, band_service
 from infinitic_py.topics import dead_letter_topic, response_topic, service_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import Consumer, ConsumerSettings, OutgoingMessage
@@ -188,8 +189,10 @@ async def test_a_reply_topic_the_broker_refuses_fails_only_its_own_task(
     await asyncio.to_thread(admin.post_json, f"/admin/v2/namespaces/public/{ns}/autoTopicCreation",
                             {"allowAutoTopicCreation": False})
     client_name = f"c{uuid.uuid4().hex[:8]}"
-    for topic in (service_topic("public", ns, name), dead_letter_topic("public", ns, name),
-                  response_topic("public", ns, client_name)):
+    # Every topic the worker and the client use exists (one per priority band), only the
+    # missing reply topic does not.
+    for topic in (*(service_topic("public", ns, band_service(name, band)) for band in BANDS),
+                  dead_letter_topic("public", ns, name), response_topic("public", ns, client_name)):
         local = topic.removeprefix("persistent://")
         await asyncio.to_thread(admin.put_json, f"/admin/v2/persistent/{local}", {})
     svc = Counting()
