@@ -29,6 +29,7 @@ import structlog
 
 from infinitic_py import messages as wire
 from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
+from infinitic_py.keys import check_key_spread, routing_key, spread_for
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
@@ -284,6 +285,7 @@ class AsyncClient:
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
+        key_spread: int | Mapping[str, int] = 1,
     ) -> None:
         if max_producers < 1:
             raise ValueError(f"max_producers must be >= 1, got {max_producers}")
@@ -293,6 +295,8 @@ class AsyncClient:
         self.name = name or f"client-{uuid.uuid4().hex[:12]}"
         self.results = results
         self.subscription_type = subscription_type
+        # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
+        self.key_spread = check_key_spread(key_spread)
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
@@ -392,6 +396,7 @@ class AsyncClient:
         tasks: list[wire.ExecuteTask] = []
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
+        spread = spread_for(self.key_spread, stub.name)
         for index, call in enumerate(calls):
             try:
                 task, delay = self._build(stub, method, definition, call, reply_to, now)
@@ -407,10 +412,9 @@ class AsyncClient:
                 )
             seen.add(task.task_id)
             tasks.append(task)
-            key = task.batch_key()
             out.append(OutgoingMessage(
                 wire.encode(task), wire.properties_for(task), deliver_after=delay,
-                partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
+                partition_key=routing_key(task.batch_key(), task.task_id, spread),
             ))
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.

@@ -824,7 +824,8 @@ class ServiceExecutor:
                 props = wire.properties_for(retry)
                 by_topic.setdefault(self.topic, []).append(OutgoingMessage(
                     wire.encode(retry), props, deliver_after=delay,
-                    partition_key=props.get(wire.PROP_BATCH_KEY)))  # key_shared affinity
+                    # The key it came with (a key_spread sub-key), for key_shared affinity.
+                    partition_key=p.msg.partition_key or props.get(wire.PROP_BATCH_KEY)))
                 p.retried = True
                 log.info(
                     "task.retry_scheduled", task_id=task.task_id, retry_index=retry.retry_index,

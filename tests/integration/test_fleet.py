@@ -69,6 +69,13 @@ def _sum_by_worker(batches: list[Batch]) -> dict[str, int]:
     return counts
 
 
+def _key(i: int, keys: int, hot: bool) -> str:
+    """``hot``: 8 tasks in 10 carry one key (a tenant with most of the traffic)."""
+    if hot and i % 10 < 8:
+        return "tenant-hot"
+    return f"tenant-{i % keys:03d}"
+
+
 async def run_fleet(
     broker: BrokerInfo,
     workers: int,
@@ -78,6 +85,7 @@ async def run_fleet(
     n: int = N,
     keys: int = KEYS,
     max_messages: int = 100,
+    hot: bool = False,
     client_options: Mapping[str, Any] | None = None,
     names: str = "worker",
 ) -> FleetRun:
@@ -98,7 +106,7 @@ async def run_fleet(
         async with AsyncClient(broker.service_url, results=False, subscription_type=subscription,
                                **(client_options or {})) as client:
             stub = client.service(FleetRecorder, name=service)
-            calls = [Call(Item(i), meta={"batchKey": f"tenant-{i % keys:03d}"}) for i in range(n)]
+            calls = [Call(Item(i), meta={"batchKey": _key(i, keys, hot)}) for i in range(n)]
             for start in range(0, n, 100):
                 chunk = calls[start:start + 100]
                 if single:
@@ -141,3 +149,20 @@ async def test_key_shared_fleet_shares_the_load(pulsar_broker: BrokerInfo) -> No
     assert four.keys_on_several_workers() == 0, four.describe(N)
     assert four.mean_batch >= 0.9 * one.mean_batch, four.describe(N)
     assert four.max_share(N) <= 1.5, four.describe(N)
+
+
+async def test_key_spread_spreads_a_hot_key(pulsar_broker: BrokerInfo) -> None:
+    """One key with 80% of the tasks pins one worker; ``key_spread=4`` gives it 4 sub-keys (on
+    up to 4 workers), and every batch still holds one batch key (the worker groups by it)."""
+    pinned = await run_fleet(pulsar_broker, 4, hot=True, n=2000)
+    spread = await run_fleet(pulsar_broker, 4, hot=True, n=2000,
+                             client_options={"key_spread": 4})
+    print(f"\nhot key: {pinned.describe(2000)}\nkey_spread=4: {spread.describe(2000)}")
+
+    def hot_owners(run: FleetRun) -> set[str]:
+        return {b.who for b in run.batches if "tenant-hot" in b.keys}
+
+    assert len(hot_owners(pinned)) == 1
+    assert len(hot_owners(spread)) >= 2
+    assert spread.max_share(2000) < pinned.max_share(2000)
+    assert all(len(b.keys) == 1 for b in spread.batches)
