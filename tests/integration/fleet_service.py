@@ -34,7 +34,7 @@ class FleetRecorder:
         return None
 
     @record.batch(max_messages=100, max_seconds=5.0)
-    async def record_batch(self, items: dict[str, Item]) -> None:
+    def record_batch(self, items: dict[str, Item]) -> None:
         keys = frozenset(get_context(t).batch_key or "" for t in items)
         batch = Batch(self.who, keys, tuple(it.n for it in items.values()))
         if self.sink is not None:
