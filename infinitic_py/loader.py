@@ -103,6 +103,7 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
         http_port=w.http_port or None,
         transport_options=transport_options(config),
         admin_url=None if config.pulsar.url.startswith("memory://") else config.pulsar.admin_url,
+        backlog_interval=w.backlog_poll_seconds,
     )
     for service in config.services:
         cls = service.load_class()

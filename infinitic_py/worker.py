@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from infinitic_py.accumulator import BatchLimits
+from infinitic_py.admin import PulsarAdmin
+from infinitic_py.backlog import BacklogGauges
 from infinitic_py.errors import ConfigError, ServiceDefinitionError
 from infinitic_py.executor import ExecutorSettings, ServiceExecutor
 from infinitic_py.observability import HealthServer, Metrics
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import define_service
+from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import ConsumerSettings, Transport
 
@@ -50,7 +53,9 @@ class Worker:
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
     ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
     ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
-    disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS).
+    disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS),
+    ``admin_url`` (start-up checks, and the backlog gauges every ``backlog_interval`` seconds;
+    0 disables them: infinitic_py/backlog.py).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class Worker:
         metrics: Metrics | None = None,
         transport_options: Mapping[str, Any] | None = None,
         admin_url: str | None = None,
+        backlog_interval: float = 15.0,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -81,6 +87,8 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
+        self.backlog_interval = backlog_interval
+        self._backlog: BacklogGauges | None = None
         self._registrations: list[_Registration] = []
         self._transport: Transport | None = None
         self._executors: list[ServiceExecutor] = []
@@ -185,6 +193,11 @@ class Worker:
         self._started = True
         if self.admin_url:
             await self._check_broker_limits()
+            if self.backlog_interval > 0:
+                self._backlog = BacklogGauges.start(
+                    PulsarAdmin(self.admin_url, timeout=5.0),
+                    {e.service: e.topic for e in self._executors}, WORKER_SUBSCRIPTION,
+                    self.metrics.registry, interval=self.backlog_interval)
         log.info(
             "worker.started",
             worker=self.name,
@@ -241,6 +254,9 @@ class Worker:
         log.info("worker.stopped", worker=self.name)
 
     async def _close_all(self, grace: float) -> None:
+        if self._backlog is not None:
+            await self._backlog.stop()
+            self._backlog = None
         await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
         self._executors.clear()
         if self._health is not None:
