@@ -173,4 +173,5 @@ CASES = (
     FleetCase("4 workers, key_shared, many(), key_spread=2", 4, key_spread=2),
     FleetCase("4 workers, key_shared, hot key (8 in 10 tasks)", 4, hot=True),
     FleetCase("4 workers, key_shared, hot key, key_spread=4", 4, hot=True, key_spread=4),
+    FleetCase("4 workers, key_shared, hot key, key_spread=16", 4, hot=True, key_spread=16),
 )
