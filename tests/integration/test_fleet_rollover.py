@@ -105,8 +105,14 @@ async def test_sigterm_one_worker_and_start_another_mid_run(
     for b in batches:
         per_worker[b.who] += len(b.ns)
     fill = {who: per_worker[who] / sum(1 for b in batches if b.who == who) for who in per_worker}
+    # Printed, not asserted: a key that moves leaves at most one short batch on its old worker
+    # (flushed by the timer or the drain); a key offered below max_messages / max_seconds (a
+    # loaded machine) makes timer-flushed batches anyway.
+    short = Counter(key for b in batches if len(b.ns) < 100 for key in b.keys)
     print(f"\nlost {len(lost)}, duplicates {duplicates}, tasks per worker {dict(per_worker)}, "
-          f"mean batch per worker { {w: round(f, 1) for w, f in fill.items()} }")
+          f"mean batch per worker { {w: round(f, 1) for w, f in fill.items()} }, "
+          f"short batches {sum(short.values())} of {len(batches)} "
+          f"(most on one key: {max(short.values(), default=0)})")
     assert code == 0, "the leaving worker drained and exited 0"
     assert everything and not lost, f"{len(lost)} tasks lost"
     assert per_worker["w3"] > 0, "the joining worker took over key ranges"
