@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Mapping
 from typing import Final
 
+from infinitic_py.wire import key_text
+
 __all__ = ["MAX_KEY_SPREAD", "SUB_KEY_SEPARATOR", "check_key_spread", "routing_key", "spread_for"]
 
 SUB_KEY_SEPARATOR: Final = "#"
@@ -56,10 +58,8 @@ def spread_for(spread: int | Mapping[str, int], service: str) -> int:
 def routing_key(batch_key: str | bytes | None, task_id: str, spread: int = 1) -> str | None:
     """The partition key of a task: ``None`` without a batch key, the batch key itself (bytes as
     hex) with a spread of 1, else one of its ``spread`` sub-keys chosen by the task id."""
-    if batch_key is None:
-        return None
-    key = batch_key if isinstance(batch_key, str) else batch_key.hex()
-    if spread <= 1:
+    key = key_text(batch_key)
+    if key is None or spread <= 1:
         return key
     index = zlib.crc32(task_id.encode()) % spread
     return f"{key}{SUB_KEY_SEPARATOR}{index}"
