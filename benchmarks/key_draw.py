@@ -12,9 +12,11 @@ consistent-hashing points can go below (20 keys, 4 consumers: 39.9%).
 
     PULSAR_URL=pulsar://127.0.0.1:6650 .venv/bin/python -m benchmarks.key_draw [trials]
 
-Measured on the project's broker (Pulsar 4.2.4), 20 keys on 4 consumers, two runs of 20 trials:
-more than 1.5x in 11 and 12 of 20 (median busiest 1.60x); key_spread 2: 4 and 3 of 20 (1.40x);
-key_spread 4: 0 and 3 of 20 (1.25x). The run's topics are deleted at the end.
+Measured on the project's broker (Pulsar 4.2.4, 100 consistent-hashing points per consumer), 20
+keys on 4 consumers, runs of 20 trials: more than 1.5x in 11, 12, 7 and 10 of 20 (median busiest
+1.40-1.60x); odds over random keys 41.8% with the trials' ranges against 39.9% with even ranges:
+the ranges add 2 points, the keys' own draw is the rest. key_spread 2: 4, 3, 3, 2 of 20 (13.0%
+vs 10.5%); key_spread 4: 0, 3, 1, 0 of 20 (4.0% vs 1.8%). The run's topics are deleted at the end.
 """
 
 from __future__ import annotations
