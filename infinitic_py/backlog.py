@@ -3,7 +3,7 @@
 Pulsar's subscription ``msgBacklog`` counts delayed messages too (retry backoffs, ``delay=`` /
 ``run_at=`` dispatches): an autoscaler on it starts pods for work that is not due and that those
 pods cannot receive yet. The worker therefore exports, per service, from the topic stats of its
-subscription (admin API)::
+subscription (admin API), summed over the service's topics (one per priority band)::
 
     infinitic_backlog_ready_messages{service}     msgBacklogNoDelayed (due, waiting for a worker)
     infinitic_backlog_delayed_messages{service}   msgDelayed (held back by deliver_after)
@@ -11,9 +11,9 @@ subscription (admin API)::
 
 Every worker polls (not one elected worker): nothing to elect or fail over, and the gauge is
 there as long as one pod of the service runs. Scalers aggregate with ``max by (service)`` (every
-pod reports the same subscription). The cost is one admin GET per pod per ``interval`` (15 s by
-default, started at a random offset so a fleet does not poll in step): 100 pods make ~7 cheap
-requests per second. A fleet scaled to zero exports nothing: scale from zero on the broker's own
+pod reports the same subscription). The cost is one admin GET per topic (three per service: its
+priority bands) per pod per ``interval`` (15 s by default, started at a random offset so a fleet
+does not poll in step): 100 pods on one service make ~20 cheap requests per second. A fleet scaled to zero exports nothing: scale from zero on the broker's own
 backlog (KEDA's pulsar trigger) and above it on these gauges (see the README).
 """
 
@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,8 @@ def _instruments_for(registry: CollectorRegistry, prefix: str) -> _Instruments:
 
 class BacklogGauges:
     """Polls the admin API every ``interval`` seconds for the backlog of ``subscription`` on each
-    service topic (``{service: topic}``) and sets the gauges on ``registry``.
+    service's topics (``{service: topic}``, or ``{service: [topic, ...]}`` for a service whose
+    priority bands are topics of their own: summed) and sets the gauges on ``registry``.
 
         gauges = BacklogGauges.start(admin, {"Email": topic}, "infinitic-py-worker", registry)
         ...
@@ -103,7 +104,7 @@ class BacklogGauges:
     def __init__(
         self,
         admin: PulsarAdmin,
-        topics: Mapping[str, str],
+        topics: Mapping[str, str | Sequence[str]],
         subscription: str,
         registry: CollectorRegistry,
         *,
@@ -113,7 +114,9 @@ class BacklogGauges:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")
         self.admin = admin
-        self.topics = dict(topics)
+        # service -> its topics (one, or one per priority band: the gauges sum them)
+        self.topics = {service: (t,) if isinstance(t, str) else tuple(t)
+                       for service, t in topics.items()}
         self.subscription = subscription
         self.interval = interval
         self._instruments = _instruments_for(registry, prefix)
@@ -123,7 +126,7 @@ class BacklogGauges:
 
     @classmethod
     def start(
-        cls, admin: PulsarAdmin, topics: Mapping[str, str], subscription: str,
+        cls, admin: PulsarAdmin, topics: Mapping[str, str | Sequence[str]], subscription: str,
         registry: CollectorRegistry, *, interval: float = DEFAULT_INTERVAL,
         first_delay: float | None = None,
     ) -> BacklogGauges:
@@ -149,11 +152,18 @@ class BacklogGauges:
             await asyncio.sleep(self.interval)
 
     async def poll_once(self) -> None:
-        """One round: every service's stats, one admin call each (bounded in time)."""
-        for service, topic in self.topics.items():
+        """One round: every topic of every service (one admin call each, bounded in time); a
+        service's gauges are the sums over its topics (its priority bands), kept as they were
+        when one of its calls fails."""
+        for service, topics in self.topics.items():
+            total = BacklogCounts(0, 0)
             try:
-                stats = await asyncio.wait_for(
-                    asyncio.to_thread(self.admin.topic_stats, topic), _CALL_TIMEOUT)
+                for topic in topics:
+                    stats = await asyncio.wait_for(
+                        asyncio.to_thread(self.admin.topic_stats, topic), _CALL_TIMEOUT)
+                    counts = backlog_counts(stats, self.subscription) or BacklogCounts(0, 0)
+                    total = BacklogCounts(total.ready + counts.ready,
+                                          total.delayed + counts.delayed)
             except (PulsarAdminError, TimeoutError, OSError, ValueError) as exc:
                 self._instruments.errors.labels(service).inc()
                 if service not in self._failing:  # log a failure once, not every interval
@@ -163,7 +173,6 @@ class BacklogGauges:
             if service in self._failing:
                 self._failing.discard(service)
                 log.info("backlog.poll_recovered", service=service)
-            counts = backlog_counts(stats, self.subscription) or BacklogCounts(0, 0)
-            self._instruments.ready.labels(service).set(counts.ready)
-            self._instruments.delayed.labels(service).set(counts.delayed)
+            self._instruments.ready.labels(service).set(total.ready)
+            self._instruments.delayed.labels(service).set(total.delayed)
         self.polls += 1

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from infinitic_py.keys import routing_key
+from infinitic_py.priority import BANDS, DEFAULT_PRIORITY, band_of, band_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
@@ -49,6 +50,7 @@ class ExecuteTask(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     reply_to: str | None = None  # response topic of the dispatching client, if it awaits
     emitted_at: float = 0.0  # epoch seconds when the client (or the retry) emitted it
     first_emitted_at: float = 0.0  # epoch seconds of the very first dispatch
+    priority: int = DEFAULT_PRIORITY  # 0-9 (infinitic_py.priority); absent on the wire if 5
 
     def batch_key(self) -> str | bytes | None:
         value = self.meta.get(META_BATCH_KEY)
@@ -141,13 +143,16 @@ def properties_for(task: ExecuteTask) -> dict[str, str]:
 
 
 def task_message(task: ExecuteTask, deliver_after: float | None = None, *,
-                 spread: int = 1) -> OutgoingMessage:
+                 spread: int = 1, spread_by: str | None = None) -> OutgoingMessage:
     """The message that carries ``task`` (a dispatch or a retry): properties, and the batch key
     as partition key (Key_Shared affinity), or with ``spread`` > 1 one of the key's ``spread``
-    sub-keys (a client's ``key_spread``: infinitic_py/keys.py). The one place a task becomes a
-    message. (A retry keeps the key its message came with: worker/outcomes.py.)"""
+    sub-keys (a client's ``key_spread``: infinitic_py/keys.py), chosen by the task id or by
+    ``spread_by`` (an atomic bulk's tasks share the first one's sub-key, so a one-key bulk keeps
+    a key). The one place a task becomes a message. (A retry keeps the key its message came
+    with: worker/outcomes.py.)"""
     return OutgoingMessage(encode(task), properties_for(task), deliver_after=deliver_after,
-                           partition_key=routing_key(task.batch_key(), task.task_id, spread))
+                           partition_key=routing_key(task.batch_key(), spread_by or task.task_id,
+                                                     spread))
 
 
 class NativeDialect:
@@ -160,9 +165,13 @@ class NativeDialect:
         self.namespace = namespace
 
     def subscriptions(self, service: str) -> Sequence[Subscription]:
-        return (Subscription(service_topic(self.tenant, self.namespace, service),
-                             WORKER_SUBSCRIPTION,
-                             dead_letter_topic=self.dead_letter_topic(service)),)
+        """The normal band's topic first (``task-executor:<S>``), then the high and low ones."""
+        dlq = self.dead_letter_topic(service)
+        bands = sorted(BANDS, key=lambda b: b.suffix != "")  # normal first, then high, low
+        return tuple(Subscription(service_topic(self.tenant, self.namespace,
+                                                band_service(service, band)),
+                                  WORKER_SUBSCRIPTION, dead_letter_topic=dlq)
+                     for band in bands)
 
     def dead_letter_topic(self, service: str) -> str:
         return dead_letter_topic(self.tenant, self.namespace, service)
@@ -201,7 +210,8 @@ class NativeDialect:
         retry = msgspec.structs.replace(
             task, retry_index=task.retry_index + 1, retry_sequence=task.retry_sequence + 1,
             emitted_at=now())
-        topic = service_topic(self.tenant, self.namespace, task.service)
+        topic = service_topic(self.tenant, self.namespace,
+                              band_service(task.service, band_of(task.priority)))
         return (Publish(topic, task_message(retry, deliver_after=delay)),)
 
     def failed(self, task: ExecuteTask, error: BaseException, trace: str | None, reason: str,

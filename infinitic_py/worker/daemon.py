@@ -192,7 +192,7 @@ class Worker:
             if self.backlog_interval > 0:
                 self._backlog = BacklogGauges.start(
                     PulsarAdmin(self.admin_url, timeout=5.0),
-                    {e.service: e.topic for e in self._executors}, WORKER_SUBSCRIPTION,
+                    {e.service: e.topics for e in self._executors}, WORKER_SUBSCRIPTION,
                     self.metrics.registry, interval=self.backlog_interval)
         log.info(
             "worker.started",

@@ -46,3 +46,46 @@ def test_key_spread_option() -> None:
             check_key_spread(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"key_spread\['Email'\]"):
         check_key_spread({"Email": 0})
+
+
+async def _sent_keys(atomic: bool, key_spread: int) -> list[str | None]:
+    """The partition keys of what a client sends for a ``many()`` of 8 tasks of one batch key."""
+    from typing import Any
+
+    from infinitic_py import AsyncClient, Call
+    from infinitic_py.transport import create_transport
+
+    transport = create_transport(f"memory://keys-{uuid.uuid4().hex[:8]}")
+    sent: list[Any] = []
+    create = transport.create_producer
+
+    async def capturing(topic: str, *, schema: str | None = None) -> Any:
+        producer = await create(topic, schema=schema)
+        send_many = producer.send_many
+
+        async def capture(messages: Any) -> Any:
+            sent.extend(messages)
+            return await send_many(messages)
+
+        producer.send_many = capture  # type: ignore[method-assign]
+        return producer
+
+    transport.create_producer = capturing  # type: ignore[method-assign]
+    try:
+        async with AsyncClient("memory://", transport=transport, results=False,
+                               key_spread=key_spread) as client:
+            calls = [Call(i, meta={"batchKey": "tenant"}) for i in range(8)]
+            await client.service("Svc").run.many(calls, atomic=atomic)
+    finally:
+        await transport.close()
+    return [m.partition_key for m in sent]
+
+
+async def test_an_atomic_bulk_of_one_key_keeps_a_sub_key() -> None:
+    # A bulk carries a key only if all its tasks share one; with key_spread each task would get
+    # its own sub-key, and a one-key bulk would lose its affinity: they share the first one's.
+    (bulk_key,) = await _sent_keys(atomic=True, key_spread=4)
+    assert bulk_key is not None and bulk_key.startswith("tenant#")
+    plain = await _sent_keys(atomic=False, key_spread=4)
+    assert len(plain) == 8 and len(set(plain)) > 1  # spread over several sub-keys
+    assert await _sent_keys(atomic=True, key_spread=1) == ["tenant"]
