@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import NO_RETRY, RetryPolicy
-from infinitic_py.transport.base import TransportError
+from infinitic_py.transport.base import ReceivedMessage, TransportError
 from infinitic_py.wire import native as wire
 from infinitic_py.worker.outcomes import (
     COMPLETED_NONE,
@@ -112,3 +112,28 @@ def test_a_retried_or_dead_lettered_task_keeps_its_outcome_when_its_reply_fails(
     plan = plan_outcomes(failed, [Failed(ValueError("x"))], NO_RETRY, DIALECT, "w")
     letters = isolate_reply_failures(failed, plan, {REFUSED: TransportError("x")}, DIALECT, "w")
     assert letters is not None and letters.by_topic == {} and plan.replies == [()]
+
+
+class _Keyed(ReceivedMessage, gc=False):
+    """A received message whose partition key is its handle (as a transport reads it)."""
+
+    def _read_partition_key(self) -> str | None:
+        key: str | None = self.handle
+        return key
+
+
+def test_a_retry_keeps_the_key_its_message_came_with() -> None:
+    # A client's key_spread sub-key is not in the task: the retry must keep it, or a Key_Shared
+    # subscription moves the retry to the worker of the bare batch key.
+    policy = RetryPolicy(maximum_retries=2, minimum_seconds=1, maximum_seconds=1,
+                         random_factor=0)
+    base = message("a", meta={"batchKey": "k"})
+    for topic in (TOPIC, TOPIC + "-partition-3"):
+        keyed = _Keyed(base.data, {}, 0, topic, "k#3")
+        plan = plan_outcomes(routed(keyed), [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
+        (retry,) = plan.by_topic[TOPIC]
+        assert retry.partition_key == "k#3" and retry.deliver_after == 1
+    # Published elsewhere (another dialect's retry topic), a retry keeps the dialect's own key.
+    elsewhere = _Keyed(base.data, {}, 0, "persistent://public/default/other", "k#3")
+    plan = plan_outcomes(routed(elsewhere), [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
+    assert [m.partition_key for m in plan.by_topic[TOPIC]] == ["k"]
