@@ -28,6 +28,7 @@ import msgspec
 import structlog
 
 from infinitic_py import messages as wire
+from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
@@ -284,7 +285,12 @@ class AsyncClient:
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
+        admin_url: str | None = AUTO,
     ) -> None:
+        """``admin_url``: the broker's admin REST API, used to delete the response topic at
+        close and to say once when no worker consumes a service dispatched to (see
+        ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
+        ``None``: neither (the response topic then stays on the broker)."""
         if max_producers < 1:
             raise ValueError(f"max_producers must be >= 1, got {max_producers}")
         self.url = url
@@ -310,6 +316,11 @@ class AsyncClient:
         self.replies_received = 0  # replies that reached this client's response topic
         self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
         self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
+        # ops (issue 16): response topic deletion at close, one "no worker" warning per service.
+        resolved_admin = None if url.startswith("memory://") else resolve_admin_url(url, admin_url)
+        self._admin = (ClientAdmin(resolved_admin, self._transport_options)
+                       if resolved_admin else None)
+        self._admin_tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
         await self.start()
@@ -371,6 +382,11 @@ class AsyncClient:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._transport is not None and self._own_transport:
             await self._transport.close()
+        # ops (issue 16): no response topic is left behind (see client_admin).
+        for pending in list(self._admin_tasks):
+            pending.cancel()
+        if self._admin is not None and self._responses is not None:
+            await self._admin.delete_topic(self.response_topic, self.name)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -510,7 +526,12 @@ class AsyncClient:
             # E.g. workers are connected with another subscription type (key_shared):
             # then the subscription exists, which is all that is needed here.
             log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
-        return await self._transport.create_producer(topic)
+        producer = await self._transport.create_producer(topic)
+        if self._admin is not None:  # ops (issue 16): say once when no worker consumes it
+            check = asyncio.create_task(self._admin.check_workers(topic, service, self.name))
+            self._admin_tasks.add(check)
+            check.add_done_callback(self._admin_tasks.discard)
+        return producer
 
     def _evict_producer(self, producer: Producer) -> None:
         if self._closed:

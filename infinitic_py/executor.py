@@ -52,7 +52,12 @@ from infinitic_py.observability import Metrics
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY, RetryPolicy
 from infinitic_py.service import MethodDefinition, ServiceDefinition
-from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
@@ -60,6 +65,7 @@ from infinitic_py.transport.base import (
     OutgoingMessage,
     Producer,
     ReceivedMessage,
+    SubscriptionType,
     Transport,
     TransportError,
 )
@@ -271,6 +277,11 @@ class ServiceExecutor:
             consumer_settings = _replace(
                 consumer_settings, consumer_name=f"{self.settings.worker_name}-{self.service}"
             )
+        # ops (issue 16, shared with issue 14): a durable subscription keeps the dead letters
+        # for `infinitic-py dlq` (a topic without one keeps nothing, DESIGN §4).
+        with contextlib.suppress(TransportError):
+            await self._transport.ensure_subscription(
+                self.dlq_topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
         self._consumer = await self._transport.subscribe(
             self.topic, WORKER_SUBSCRIPTION, consumer_settings
         )
