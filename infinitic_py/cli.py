@@ -17,7 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from infinitic_py.errors import ConfigError, InfiniticError, ServiceDefinitionError, TaskFailed
+from infinitic_py.errors import (
+    ConfigError,
+    ForcedShutdown,
+    InfiniticError,
+    ServiceDefinitionError,
+    TaskFailed,
+)
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -130,6 +136,11 @@ def _worker(path: str | None) -> int:
               "set worker.http_port (or INFINITIC_WORKER__HTTP_PORT) to a free port, or 0 to "
               "disable the HTTP server", file=sys.stderr)
         return EXIT_CONFIG
+    except ForcedShutdown as exc:
+        # Exit now: a sync handler may still hold a pool thread, which a normal exit would join.
+        print(f"infinitic-py worker: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     except InfiniticError as exc:
         if isinstance(exc, ConfigError | ServiceDefinitionError):
             raise

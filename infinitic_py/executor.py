@@ -362,6 +362,14 @@ class ServiceExecutor:
         self._consuming = False
         self._log.info("executor.stopped", held=self._held)
 
+    def abort(self) -> int:
+        """Forced shutdown (a second signal, issue 16): cancel every unit now; a cancelled unit
+        nacks its messages (one already publishing its outcomes too: its tasks may then run
+        again elsewhere). Returns how many messages were held."""
+        for unit in list(self._units):
+            unit.cancel()
+        return self._held
+
     # ------------------------------------------------------------------ receive path
 
     async def _receive_loop(self) -> None:
