@@ -804,7 +804,7 @@ class ServiceExecutor:
         by_topic: dict[str, list[OutgoingMessage]] = {}
         completed = 0
         policy = self._policy(method)
-        for p, outcome in zip(items, outcomes, strict=True):
+        for index, (p, outcome) in enumerate(zip(items, outcomes, strict=True)):
             task = p.task
             if type(outcome) is Completed:
                 if not task.reply_to:  # nobody waits for it: nothing to encode or send
@@ -813,7 +813,8 @@ class ServiceExecutor:
                 try:
                     output = wire.encode_value(outcome.output)
                 except (TypeError, msgspec.EncodeError) as exc:
-                    outcome = Failed(exc, traceback.format_exc())
+                    # ops (issue 16): the caller's batch.completed counts read the final outcome.
+                    outcome = outcomes[index] = Failed(exc, traceback.format_exc())
                 else:
                     completed += 1
                     p.reply = wire.encode(wire.TaskCompleted(
@@ -888,7 +889,8 @@ class ServiceExecutor:
         by_topic.setdefault(self.dlq_topic, []).append(OutgoingMessage(
             wire.encode(letter), {"reason": reason, "taskId": task.task_id,
                                   "errorType": error_type}))
-        self._metrics.tasks_dead_lettered.labels(service=self.service, reason=reason).inc()
+        self._metrics.tasks_dead_lettered.labels(
+            service=self.service, method=task.method, reason=reason).inc()
         log.warning(
             "task.dead_lettered", task_id=task.task_id, reason=reason, error_type=error_type,
             error=str(error), retry_index=task.retry_index,
@@ -910,7 +912,9 @@ class ServiceExecutor:
             service=self.service, method=msg.properties.get(wire.PROP_METHOD),
             payload=msg.data, failed_at=wire.now(), worker=self.settings.worker_name,
         )
-        self._metrics.tasks_dead_lettered.labels(service=self.service, reason="undecodable").inc()
+        self._metrics.tasks_dead_lettered.labels(
+            service=self.service, method=msg.properties.get(wire.PROP_METHOD, ""),
+            reason="undecodable").inc()
         self._log.warning("message.undecodable", error=str(exc), size=len(msg.data))
         await self._publish_then_settle(msg, {self.dlq_topic: [OutgoingMessage(
             wire.encode(letter), {"reason": "undecodable", "errorType": type(exc).__name__})]})
