@@ -28,6 +28,7 @@ import msgspec
 import structlog
 
 from infinitic_py import messages as wire
+from infinitic_py import tracing
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
 from infinitic_py.producers import ProducerCache
@@ -424,8 +425,11 @@ class AsyncClient:
             seen.add(task.task_id)
             tasks.append(task)
             key = task.batch_key()
+            properties = wire.properties_for(task)
+            if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
+                tracing.inject(properties)
             out.append(OutgoingMessage(
-                wire.encode(task), wire.properties_for(task), deliver_after=delay,
+                wire.encode(task), properties, deliver_after=delay,
                 partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
             ))
         # Register the futures before the first await: a concurrent dispatch of the same

@@ -43,6 +43,7 @@ import msgspec
 import structlog
 
 from infinitic_py import messages as wire
+from infinitic_py import tracing
 from infinitic_py.accumulator import Batch, BatchAccumulator, BatchLimits, FlushReason
 from infinitic_py.context import TaskContext, set_batch_contexts, set_task_context
 from infinitic_py.dedup import RecentOutcomes
@@ -124,6 +125,7 @@ class _Settled:
 
 
 _COMPLETED_NONE = Completed(None)
+_NO_PROPERTIES: Mapping[str, str] = {}
 _SETTLED_NO_REPLY = _Settled(None, None)
 Outcome = Completed | Failed
 
@@ -566,7 +568,12 @@ class ServiceExecutor:
                 self._in_flight += 1
                 try:
                     started = time.perf_counter()
-                    outcomes = await self._execute(method, items, batch_id, log)
+                    if tracing.ENABLED:  # ops (issue 16): one span per batch, linked to its tasks
+                        outcomes = await tracing.run_batch(
+                            self.service, method.name, batch_id, items,
+                            functools.partial(self._execute, method, items, batch_id, log))
+                    else:
+                        outcomes = await self._execute(method, items, batch_id, log)
                     duration = time.perf_counter() - started
                     self._instruments[method.name].handler_duration.observe(duration)
                 finally:
@@ -842,6 +849,7 @@ class ServiceExecutor:
                     emitted_at=wire.now(),
                 )
                 props = wire.properties_for(retry)
+                props.update(tracing.carried(p.msg.properties))  # ops (issue 16): keep the trace
                 by_topic.setdefault(self.topic, []).append(OutgoingMessage(
                     wire.encode(retry), props, deliver_after=delay,
                     partition_key=props.get(wire.PROP_BATCH_KEY)))  # key_shared affinity
@@ -854,7 +862,8 @@ class ServiceExecutor:
             reason = "retries_exhausted" if policy.is_retryable(type(error)) and not isinstance(
                 error, DecodeError) else "not_retryable"
             p.reply = self._failed_for_good(
-                by_topic, p.msg.data, task, error, outcome.trace, reason, log)
+                by_topic, p.msg.data, task, error, outcome.trace, reason, log,
+                carry=tracing.carried(p.msg.properties))
         if completed:
             inst.completed.inc(completed)
         await self._publish(by_topic)
@@ -869,8 +878,11 @@ class ServiceExecutor:
         trace: str | None,
         reason: str,
         log: Any,
+        *,
+        carry: Mapping[str, str] = _NO_PROPERTIES,
     ) -> bytes | None:
-        """Queue the TaskFailed reply (returned, if there is one) and the dead letter."""
+        """Queue the TaskFailed reply (returned, if there is one) and the dead letter (with the
+        task's trace properties ``carry``)."""
         error_type = type(error).__name__
         reply: bytes | None = None
         if task.reply_to:
@@ -887,7 +899,7 @@ class ServiceExecutor:
             worker=self.settings.worker_name,
         )
         by_topic.setdefault(self.dlq_topic, []).append(OutgoingMessage(
-            wire.encode(letter), {"reason": reason, "taskId": task.task_id,
+            wire.encode(letter), {**carry, "reason": reason, "taskId": task.task_id,
                                   "errorType": error_type}))
         self._metrics.tasks_dead_lettered.labels(
             service=self.service, method=task.method, reason=reason).inc()
@@ -902,7 +914,8 @@ class ServiceExecutor:
     ) -> None:
         """A task that can never run (unknown method, arguments that do not decode)."""
         by_topic: dict[str, list[OutgoingMessage]] = {}
-        self._failed_for_good(by_topic, msg.data, task, error, None, reason, self._log)
+        self._failed_for_good(by_topic, msg.data, task, error, None, reason, self._log,
+                              carry=tracing.carried(msg.properties))
         await self._publish_then_settle(msg, by_topic)
 
     async def _dead_letter_undecodable(self, msg: ReceivedMessage, exc: Exception) -> None:

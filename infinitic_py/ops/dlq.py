@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from infinitic_py import messages as wire
+from infinitic_py.tracing import TRACE_PROPERTIES
 
 __all__ = [
     "LetterFilter",
@@ -44,8 +45,6 @@ __all__ = [
 
 REASON_MAX_REDELIVERIES = "max_redeliveries"
 REASON_UNREADABLE = "unreadable"
-# Message properties of a task that replays and retries keep (W3C trace context).
-TRACE_PROPERTIES = ("traceparent", "tracestate", "baggage")
 
 _any = msgspec.msgpack.Decoder()
 
