@@ -15,10 +15,9 @@ status`` to show. Both calls are bounded by a short timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
-
-import structlog
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.topics import WORKER_SUBSCRIPTION
@@ -27,7 +26,9 @@ __all__ = ["AUTO", "ClientAdmin", "resolve_admin_url"]
 
 AUTO: Final = "auto"
 _TIMEOUT = 3.0
-log = structlog.get_logger("infinitic_py.client")
+# The stdlib logger, not structlog's default (which prints to stdout): a client lives inside the
+# caller's program, whose stdout is its own. configure_logging() formats these records too.
+log = logging.getLogger("infinitic_py.client")
 
 
 def resolve_admin_url(url: str, admin_url: str | None) -> str | None:
@@ -59,9 +60,10 @@ class ClientAdmin:
         try:
             await asyncio.wait_for(asyncio.to_thread(self._admin.delete_topic, topic), 2 * _TIMEOUT)
         except (PulsarAdminError, TimeoutError, OSError) as exc:
-            log.warning("client.response_topic_left", client=client, topic=topic,
-                        admin_url=self._admin.admin_url, error=str(exc) or "timeout",
-                        fix="pass AsyncClient(admin_url=...) (the broker's admin REST URL)")
+            log.warning(
+                "client.response_topic_left client=%s topic=%s admin_url=%s error=%s fix=pass "
+                "AsyncClient(admin_url=...) (the broker's admin REST URL)",
+                client, topic, self._admin.admin_url, str(exc) or "timeout")
 
     async def check_workers(self, topic: str, service: str, client: str) -> None:
         """Log once per service when no worker is connected to its topic (tasks then wait)."""
@@ -77,6 +79,6 @@ class ClientAdmin:
         consumers = sub.get("consumers") if isinstance(sub, dict) else None
         if not consumers:
             log.warning(
-                "client.no_worker", client=client, service=service, topic=topic,
-                note="no worker consumes this service now: its tasks wait on the topic until one "
-                     "starts (a mistyped service name?). `infinitic-py status` lists services.")
+                "client.no_worker client=%s service=%s: no worker consumes this service now; its "
+                "tasks wait on %s until one starts (a mistyped service name? `infinitic-py "
+                "status` lists services)", client, service, topic)
