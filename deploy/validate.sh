@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Offline checks of everything under deploy/ and helm/ (run by `make deploy-check`):
 #   1. hadolint on deploy/Dockerfile, shellcheck on this script
-#   2. helm lint --strict of the chart with its default values, ci/hpa-values.yaml
+#   2. helm lint --strict of the chart with its default values plus the required service class
+#      (ci/minimal-values.yaml), ci/hpa-values.yaml
 #      (HPA + ServiceMonitor + PDB) and ci/keda-values.yaml (KEDA ScaledObject)
 #   3. helm template of those three value sets, plus value sets that must be refused
-#      (HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
+#      (no service class; HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
 #   4. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
 #      Kubernetes JSON schemas (strict), CRD models for ServiceMonitor/ScaledObject,
 #      terminationGracePeriodSeconds > worker.shutdown_grace_seconds, cross-references.
@@ -135,7 +136,7 @@ echo "ok"
 
 # name -> values files (space separated, relative to the chart), and the kinds it must render.
 SETS=(default hpa keda)
-declare -A VALUES=([default]="" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml")
+declare -A VALUES=([default]="ci/minimal-values.yaml" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml")
 declare -A EXPECT=(
   [default]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
   [hpa]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,HorizontalPodAutoscaler,ServiceMonitor"
@@ -191,15 +192,22 @@ refuse() {
   echo "ok: refuses $what"
   REFUSED=$((REFUSED + 1))
 }
+MINIMAL=(-f "$CHART/ci/minimal-values.yaml")
+refuse "the defaults without a service class" "config.services is empty"
+refuse "a service without a class" "class" \
+  --set 'config.services[0].name=x'
 refuse "hpa and keda together" "mutually exclusive" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
 refuse "terminationGracePeriodSeconds <= shutdown grace" "must be greater than" \
-  --set config.worker.shutdown_grace_seconds=45
-refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enabled=true
-refuse "an unknown worker config key" "additional properties" --set config.worker.shutdown_grace=1
-refuse "an unknown subscription type" "subscription_type" \
+  "${MINIMAL[@]}" --set config.worker.shutdown_grace_seconds=45
+refuse "a KEDA service without a name" "has no name" "${MINIMAL[@]}" \
+  --set autoscaling.keda.enabled=true
+refuse "an unknown worker config key" "additional properties" "${MINIMAL[@]}" \
+  --set config.worker.shutdown_grace=1
+refuse "an unknown subscription type" "subscription_type" "${MINIMAL[@]}" \
   --set config.pulsar.consumer.subscription_type=exclusive
-refuse "existingSecret without auth_plugin" "auth_plugin is null" --set existingSecret=pulsar-auth
+refuse "existingSecret without auth_plugin" "auth_plugin is null" "${MINIMAL[@]}" \
+  --set existingSecret=pulsar-auth
 
 step "schemas and consistency (deploy/k8s + rendered chart)"
 k8s_files="$("$PYTHON" -c '
