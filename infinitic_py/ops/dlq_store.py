@@ -82,6 +82,8 @@ class DeadLetterStore:
         self._consumer: Consumer | None = None
 
     async def __aenter__(self) -> DeadLetterStore:
+        if not await self._topic_exists():
+            return self  # nothing to read, and no topic made for a mistyped service name
         self._consumer = await self._transport.subscribe(
             self.topic, DLQ_SUBSCRIPTION,
             ConsumerSettings(subscription_type=SubscriptionType.SHARED,
@@ -99,6 +101,16 @@ class DeadLetterStore:
             with contextlib.suppress(TransportError, TimeoutError):
                 await asyncio.wait_for(consumer.close(), 10.0)
 
+    async def _topic_exists(self) -> bool:
+        """``False`` only when the admin API says the dead-letter topic does not exist."""
+        if self._admin is None:
+            return True
+        try:
+            stats = await asyncio.to_thread(self._admin.topic_stats, self.topic)
+        except PulsarAdminError:
+            return True
+        return bool(stats)
+
     async def backlog(self) -> int | None:
         """Entries kept on the subscription (0: no letter), from the admin API (``None``
         without one)."""
@@ -114,8 +126,9 @@ class DeadLetterStore:
     async def read(self) -> list[Letter]:
         """Every letter the subscription holds (none is acked)."""
         consumer = self._consumer
-        assert consumer is not None, "use `async with DeadLetterStore(...)`"
         letters: list[Letter] = []
+        if consumer is None:  # no dead-letter topic
+            return letters
         backlog = await self.backlog()
         if backlog == 0:
             return letters
@@ -134,8 +147,8 @@ class DeadLetterStore:
                            published_at=_publish_time(msg))
 
     async def ack(self, letters: Sequence[Letter]) -> None:
-        assert self._consumer is not None
         if letters:
+            assert self._consumer is not None
             await self._consumer.acknowledge([x.message for x in letters])
 
     async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:

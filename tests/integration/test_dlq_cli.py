@@ -135,3 +135,15 @@ async def test_dlq_list_replay_purge(
         assert rest["summary"]["reason"] == {"unknown_method": 5}
     finally:
         await worker.stop()
+
+
+async def test_dlq_of_an_unknown_service_reads_nothing_and_creates_no_topic(
+    pulsar_broker: BrokerInfo, admin: PulsarAdmin, unique_name: str
+) -> None:
+    service = f"Typo{unique_name}"
+    out = await acli(pulsar_broker, "dlq", "list", service)
+    assert out.returncode == 0 and f"0 dead letter(s) of {service}" in out.stdout, out
+    purge = await acli(pulsar_broker, "dlq", "purge", service, "--yes")
+    assert purge.returncode == 0 and "deleted 0" in purge.stdout
+    topics = await asyncio.to_thread(admin.topics, "public", "default")
+    assert dead_letter_topic("public", "default", service) not in topics
