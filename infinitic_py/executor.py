@@ -91,6 +91,9 @@ _RECENT_REPLY_BYTES = 16 * 1024 * 1024
 _KEEP_REPLY_BYTES = 64 * 1024
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
+# ops (issue 16): a reply producer unused this long is closed, so that a client deleting its
+# response topic at close does not see it recreated by this producer's reconnect.
+_REPLY_PRODUCER_IDLE = 30.0
 
 
 class Pending(msgspec.Struct, gc=False):
@@ -238,8 +241,9 @@ class ServiceExecutor:
         # never closing the service's own topic or its dead-letter topic.
         self._producers = ProducerCache(
             self._transport.create_producer, _MAX_PRODUCERS, self._evict_producer,
-            pinned=(self.topic, self.dlq_topic),
+            pinned=(self.topic, self.dlq_topic), max_idle=_REPLY_PRODUCER_IDLE,
         )
+        self._sweeper: asyncio.TimerHandle | None = None  # ops (issue 16): idle reply producers
         self._receive_task: asyncio.Task[None] | None = None
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -272,6 +276,7 @@ class ServiceExecutor:
     async def start(self) -> None:
         """Subscribe and start consuming; returns once the consumer is connected."""
         self._loop = asyncio.get_running_loop()
+        self._sweep_producers()  # ops (issue 16): then every half of the idle time
         consumer_settings = self.settings.consumer
         if consumer_settings.max_redeliveries is not None and not consumer_settings.dead_letter_topic:
             consumer_settings = _replace(consumer_settings, dead_letter_topic=self.dlq_topic)
@@ -323,6 +328,9 @@ class ServiceExecutor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for batch in flushed:
             self._launch_batch(batch)
         self._log.info(
@@ -363,6 +371,13 @@ class ServiceExecutor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._consuming = False
         self._log.info("executor.stopped", held=self._held)
+
+    def _sweep_producers(self) -> None:
+        """Close reply producers idle for ``_REPLY_PRODUCER_IDLE`` (ops, issue 16)."""
+        self._producers.sweep()
+        loop = self._loop
+        if loop is not None and not self._stopping:
+            self._sweeper = loop.call_later(_REPLY_PRODUCER_IDLE / 2, self._sweep_producers)
 
     def abort(self) -> int:
         """Forced shutdown (a second signal, issue 16): cancel every unit now; a cancelled unit
