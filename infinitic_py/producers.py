@@ -1,20 +1,28 @@
 """ProducerCache: the producers of a client or an executor, keyed by topic (or service), at most
 ``capacity`` of them once idle. Topics come and go (a worker publishes to each client's reply
 topic, a client dispatches to any service by name): beyond the capacity the least recently used
-producers that no publish is using, and that are not pinned, are handed to ``evict`` to close.
-With ``max_idle``, ``sweep()`` also evicts those unused for that many seconds: a reply producer
-kept open on a client's response topic would recreate the topic (empty) when the client deletes
-it at close, as pulsar-client reconnects a producer whose topic was deleted."""
+producers that no publish is using, and that are not pinned, are closed (by the cache itself, in
+the background: the one place producers are evicted). With ``max_idle``, ``sweep()`` also closes
+those unused for that many seconds: a reply producer kept open on a client's response topic would
+recreate the topic (empty) when the client deletes it at close, as pulsar-client reconnects a
+producer whose topic was deleted."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from infinitic_py.transport.base import Producer
+import structlog
+
+from infinitic_py.transport.base import OutgoingMessage, Producer, TransportError
+
+CLOSE_TIMEOUT = 5.0  # seconds for a producer close
+
+log = structlog.get_logger("infinitic_py.producers")
 
 
 class ProducerCache:
@@ -22,17 +30,15 @@ class ProducerCache:
         self,
         create: Callable[[str], Awaitable[Producer]],
         capacity: int,
-        evict: Callable[[Producer], None],
         pinned: Collection[str] = (),
         *,
         max_idle: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+            raise ValueError(f"max_producers must be >= 1, got {capacity}")
         self._create = create
         self.capacity = capacity
-        self._evict = evict
         self._pinned = pinned
         self._producers: OrderedDict[str, Producer] = OrderedDict()  # least recently used first
         self._users: dict[str, int] = {}  # publishes using a key right now
@@ -40,6 +46,8 @@ class ProducerCache:
         self.max_idle = max_idle
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -71,12 +79,13 @@ class ProducerCache:
                     producer = await self._create(key)
                     self._producers[key] = producer
         self._producers.move_to_end(key)
-        self._used_at[key] = self._clock()
+        if self.max_idle is not None:
+            self._used_at[key] = self._clock()
         self._trim()
         return producer
 
     def sweep(self) -> int:
-        """Evict the producers unused for ``max_idle`` seconds (not in use, not pinned); returns
+        """Close the producers unused for ``max_idle`` seconds (not in use, not pinned); returns
         how many. The least recently used come first, so this stops at the first recent one."""
         if self.max_idle is None:
             return 0
@@ -87,16 +96,39 @@ class ProducerCache:
                 continue
             if self._used_at.get(key, horizon) > horizon:
                 break
-            self._used_at.pop(key, None)
-            self._evict(self._producers.pop(key))
+            self._evict(key)
             evicted += 1
         return evicted
 
-    def drain(self) -> list[Producer]:
-        """Every producer, removed from the cache (to close them all)."""
+    async def publish(self, by_topic: Mapping[str, Sequence[OutgoingMessage]]) -> None:
+        """Publish every message, each topic's in order, topics concurrently; returns once all
+        are persisted. Raises ``TransportError`` if any failed."""
+        if not by_topic:
+            return
+        with self.using(*by_topic):
+            producers = [await self.get(topic) for topic in by_topic]
+            await asyncio.gather(*(
+                producer.send_many(msgs)
+                for producer, msgs in zip(producers, by_topic.values(), strict=True)
+            ))
+
+    def sweep_every(self, interval: float) -> None:
+        """``sweep()`` now, then every ``interval`` seconds until ``close()``."""
+        self.sweep()
+        self._sweeper = asyncio.get_running_loop().call_later(
+            interval, self.sweep_every, interval)
+
+    async def close(self) -> None:
+        """Close every producer (and wait for evicted ones still closing)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         producers = list(self._producers.values())
         self._producers.clear()
-        return producers
+        for producer in producers:
+            await _close(producer)
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=CLOSE_TIMEOUT)
 
     def _trim(self) -> None:
         excess = len(self._producers) - self.capacity
@@ -108,5 +140,19 @@ class ProducerCache:
             if key in self._users or key in self._pinned:
                 continue
             excess -= 1
-            self._used_at.pop(key, None)
-            self._evict(self._producers.pop(key))
+            self._evict(key)
+
+    def _evict(self, key: str) -> None:
+        """Close ``key``'s producer in the background (``close()`` waits for it)."""
+        self._used_at.pop(key, None)
+        closing = asyncio.get_running_loop().create_task(_close(self._producers.pop(key)))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+
+async def _close(producer: Producer) -> None:
+    with contextlib.suppress(TransportError, TimeoutError):
+        try:
+            await asyncio.wait_for(producer.close(), CLOSE_TIMEOUT)
+        except (TransportError, TimeoutError) as exc:
+            log.debug("producer.close_failed", topic=producer.topic, error=str(exc) or "timeout")

@@ -17,6 +17,7 @@ the trace context kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -28,8 +29,9 @@ from typing import Any
 
 import msgspec
 
-from infinitic_py import messages as wire
-from infinitic_py.tracing import TRACE_PROPERTIES
+from infinitic_py.tracing import carried
+from infinitic_py.transport.base import OutgoingMessage
+from infinitic_py.wire import native as wire
 
 __all__ = [
     "LetterFilter",
@@ -213,8 +215,8 @@ def format_time(epoch: float) -> str:
 
 def replay_message(
     letter: LetterView, *, to_service: str | None = None, now: float | None = None
-) -> tuple[wire.ExecuteTask, dict[str, str]]:
-    """The new attempt of a letter's task and its message properties. Raises ValueError when the
+) -> tuple[wire.ExecuteTask, OutgoingMessage]:
+    """The new attempt of a letter's task and its message (with the letter's trace). Raises ValueError when the
     letter holds no task to replay (an undecodable message)."""
     task = letter.task
     if task is None:
@@ -230,12 +232,11 @@ def replay_message(
         emitted_at=emitted,
         first_emitted_at=task.first_emitted_at or task.emitted_at or emitted,
     )
-    properties = wire.properties_for(attempt)
-    for key in TRACE_PROPERTIES:
-        value = letter.properties.get(key)
-        if value is not None:
-            properties[key] = value
-    return attempt, properties
+    message = wire.task_message(attempt)
+    trace = carried(letter.properties)
+    if trace:
+        message = dataclasses.replace(message, properties={**message.properties, **trace})
+    return attempt, message
 
 
 # ---------------------------------------------------------------------------------------------

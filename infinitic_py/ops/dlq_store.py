@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infinitic_py import messages as wire
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.ops.dlq import LetterView, read_letter, replay_message
 from infinitic_py.topics import (
@@ -156,11 +155,9 @@ class DeadLetterStore:
         is persisted. Returns how many were replayed. Raises TransportError (nothing acked)."""
         by_topic: dict[str, list[OutgoingMessage]] = {}
         for letter in letters:
-            attempt, properties = replay_message(letter.view, to_service=to_service)
+            attempt, message = replay_message(letter.view, to_service=to_service)
             topic = service_topic(self.tenant, self.namespace, attempt.service)
-            by_topic.setdefault(topic, []).append(OutgoingMessage(
-                wire.encode(attempt), properties,
-                partition_key=properties.get(wire.PROP_BATCH_KEY)))
+            by_topic.setdefault(topic, []).append(message)
         for topic, messages in by_topic.items():
             # As the client does: the workers' subscription first, so the tasks are kept even
             # when no worker of that service runs yet.

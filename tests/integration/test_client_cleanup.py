@@ -52,7 +52,7 @@ async def test_clients_a_worker_replied_to_leave_no_response_topic(
 ) -> None:
     """The worker closes its idle reply producers, so the deleted topics are not recreated by
     their reconnect."""
-    from infinitic_py import executor as executor_module
+    from infinitic_py.worker import executor as executor_module
 
     monkeypatch.setattr(executor_module, "_REPLY_PRODUCER_IDLE", 1.0)
     service = f"Replies{unique_name}"

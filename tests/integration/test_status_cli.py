@@ -9,7 +9,8 @@ from typing import Any
 from infinitic_py import AsyncClient
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
-from infinitic_py.transport import ConsumerSettings, create_transport
+from infinitic_py.transport import create_transport
+from infinitic_py.transport.base import ConsumerSettings
 
 from .conftest import BrokerInfo
 from .harness import poll

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infinitic_py import messages as wire
 from infinitic_py.ops.dlq import LetterFilter, parse_time, read_letter, replay_message
 from infinitic_py.ops.status import build_status
 from infinitic_py.topics import DLQ_SUBSCRIPTION, WORKER_SUBSCRIPTION
+from infinitic_py.wire import native as wire
 
 
 def _task(**changes: object) -> wire.ExecuteTask:
@@ -54,7 +54,8 @@ def test_a_task_moved_by_pulsars_dead_letter_policy_reads_as_max_redeliveries() 
 def test_replay_is_a_new_attempt_with_the_trace_kept() -> None:
     view = read_letter(_letter(_task()), {"traceparent": "00-abc", "reason": "x"},
                        service="Email", published_at=None)
-    attempt, props = replay_message(view, to_service="EmailV2", now=50.0)
+    attempt, message = replay_message(view, to_service="EmailV2", now=50.0)
+    props = message.properties
     assert (attempt.service, attempt.retry_index, attempt.retry_sequence) == ("EmailV2", 0, 4)
     assert attempt.reply_to is None and attempt.emitted_at == 50.0
     assert attempt.first_emitted_at == 5.0 and attempt.meta == {"batchKey": "k1"}

@@ -14,25 +14,22 @@ sent: a wrong type raises ``TypeError`` at the call site, never a poison message
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 
-from infinitic_py import messages as wire
 from infinitic_py import tracing
+from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
-from infinitic_py.errors import ClientClosed, ResultTimeout, TaskFailed
+from infinitic_py.errors import ClientClosed
 from infinitic_py.producers import ProducerCache
-from infinitic_py.service import MethodDefinition, TaskMethod, describe_class, service_name
+from infinitic_py.service import MethodDefinition, describe_class, service_name
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
@@ -45,231 +42,14 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
+from infinitic_py.transport.urls import is_memory
+from infinitic_py.wire import native as wire
 
-P = ParamSpec("P")
-R = TypeVar("R")
 T = TypeVar("T")
 
 log = structlog.get_logger("infinitic_py.client")
 
 DEFAULT_MAX_PRODUCERS = 64  # open producers (one per service dispatched to) per client
-_CLOSE_TIMEOUT = 5.0  # seconds for closing a producer evicted from the cache
-
-
-@dataclass(frozen=True, init=False)
-class Call:
-    """One item of ``many()``: the arguments plus per-item options.
-
-    ``meta`` is merged over the stub's meta (``batchKey`` included), ``delay`` (seconds) or
-    ``run_at`` (an aware datetime) postpone delivery, ``task_id`` is the caller-chosen id (the
-    idempotency key), ``tags`` are added to the stub's tags.
-    """
-
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    meta: Mapping[str, Any] | None
-    delay: float | None
-    run_at: datetime | None
-    task_id: str | None
-    tags: Sequence[str] | None
-
-    def __init__(
-        self,
-        *args: Any,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        object.__setattr__(self, "args", args)
-        object.__setattr__(self, "kwargs", kwargs)
-        object.__setattr__(self, "meta", meta)
-        object.__setattr__(self, "delay", delay)
-        object.__setattr__(self, "run_at", run_at)
-        object.__setattr__(self, "task_id", task_id)
-        object.__setattr__(self, "tags", tags)
-
-    @classmethod
-    def build(
-        cls,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-    ) -> Call:
-        """A Call with the task's keyword arguments as a mapping: for a task parameter named
-        like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
-        ``Call(...)`` would take as the option."""
-        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags)
-        object.__setattr__(call, "kwargs", dict(kwargs or {}))
-        return call
-
-
-class Deferred(Generic[R]):
-    """A dispatched task. ``await d.result(timeout=...)`` returns its output or raises
-    ``TaskFailed``; ``ResultTimeout`` when the time runs out (the task may still complete)."""
-
-    __slots__ = ("__weakref__", "_client", "_decoder", "_future", "task_id")
-
-    def __init__(
-        self,
-        task_id: str,
-        future: asyncio.Future[wire.Reply] | None,
-        decoder: msgspec.msgpack.Decoder[Any] | None,
-        client: AsyncClient,
-    ) -> None:
-        self.task_id = task_id
-        self._future = future
-        self._decoder = decoder
-        self._client = client
-
-    def done(self) -> bool:
-        return self._future is not None and self._future.done()
-
-    async def result(self, timeout: float | None = None) -> R:
-        if self._future is None:
-            raise RuntimeError(
-                f"task {self.task_id} was dispatched without asking for its result "
-                "(client or stub created with results=False)"
-            )
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(self._future), timeout)
-        except TimeoutError:
-            raise ResultTimeout(
-                f"no result for task {self.task_id} within {timeout}s (it may still complete)"
-            ) from None
-        if isinstance(reply, wire.TaskFailedReply):
-            raise TaskFailed(
-                reply.task_id, reply.error_type, reply.message, reply.retry_index,
-                reply.traceback, reply.service, reply.method,
-            )
-        output: R = (self._decoder or _any_decoder).decode(reply.output)
-        return output
-
-    def __repr__(self) -> str:
-        return f"Deferred(task_id={self.task_id!r}, done={self.done()})"
-
-
-_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
-
-
-class StubMethod(Generic[P, R]):
-    """A task method seen from the client. Calling it dispatches one task."""
-
-    def __init__(
-        self,
-        stub: ServiceStub,
-        name: str,
-        definition: MethodDefinition | None,
-        options: Call | None = None,
-    ) -> None:
-        self._stub = stub
-        self._name = name
-        self._definition = definition
-        self._options = options
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Deferred[R]]:
-        return self._dispatch_one(args, kwargs)
-
-    async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
-        o = self._options
-        call = Call.build(  # the task's own keywords may be named like the options
-            args, kwargs,
-            meta=o.meta if o else None,
-            delay=o.delay if o else None,
-            run_at=o.run_at if o else None,
-            task_id=o.task_id if o else None,
-            tags=o.tags if o else None,
-        )
-        (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
-        return deferred
-
-    def options(
-        self,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-    ) -> StubMethod[P, R]:
-        """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
-        return StubMethod(self._stub, self._name, self._definition,
-                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags))
-
-    async def many(self, items: Iterable[Any]) -> list[Deferred[R]]:
-        """Dispatch many tasks in one producer flush; returns the Deferreds in order.
-
-        Each item is a ``Call(...)`` (arguments + per-item options), a tuple of positional
-        arguments, or — for a one-parameter method — the argument itself. Every item is validated
-        before anything is sent: one bad item rejects the whole call.
-        """
-        calls = [self._as_call(item) for item in items]
-        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls)
-
-    def _as_call(self, item: Any) -> Call:
-        if isinstance(item, Call):
-            return item
-        if self._definition is not None and len(self._definition.param_names) == 1:
-            return Call(item)
-        if isinstance(item, tuple):
-            return Call(*item)
-        return Call(item)
-
-    def __repr__(self) -> str:
-        return f"<stub {self._stub.name}.{self._name}>"
-
-
-class ServiceStub:
-    """``client.service(EmailService)``: attribute access gives ``StubMethod``s."""
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        name: str,
-        methods: Mapping[str, MethodDefinition] | None,
-        meta: Mapping[str, Any] | None,
-        tags: Sequence[str] | None,
-        results: bool,
-    ) -> None:
-        self._client = client
-        self.name = name
-        self._methods = methods
-        self.meta: dict[str, Any] = dict(meta or {})
-        self.tags: list[str] = list(tags or [])
-        self.results = results
-        _check_batch_key(self.meta)
-
-    def __getattr__(self, method: str) -> StubMethod[..., Any]:
-        if method.startswith("_"):
-            raise AttributeError(method)
-        definition = None
-        if self._methods is not None:
-            definition = self._methods.get(method)
-            if definition is None:
-                raise AttributeError(
-                    f"service {self.name} has no task method {method!r} "
-                    f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
-                )
-        return StubMethod(self, method, definition)
-
-    def method(self, task_method: TaskMethod[Any, P, R]) -> StubMethod[P, R]:
-        """The typed route: ``stub.method(EmailService.send)`` is a ``StubMethod`` whose
-        parameters and result type checkers see."""
-        return StubMethod(self, task_method.name, self._definition_of(task_method.name))
-
-    def _definition_of(self, name: str) -> MethodDefinition | None:
-        return None if self._methods is None else self._methods.get(name)
-
-    def __repr__(self) -> str:
-        return f"<ServiceStub {self.name} meta={self.meta!r}>"
-
 
 class AsyncClient:
     """Dispatches tasks and receives their results on a per-client response topic."""
@@ -292,8 +72,6 @@ class AsyncClient:
         close and to say once when no worker consumes a service dispatched to (see
         ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
         ``None``: neither (the response topic then stays on the broker)."""
-        if max_producers < 1:
-            raise ValueError(f"max_producers must be >= 1, got {max_producers}")
         self.url = url
         self.tenant = tenant
         self.namespace = namespace
@@ -306,7 +84,7 @@ class AsyncClient:
         self.max_producers = max_producers
         # One producer per service; a client may dispatch to any number of services (by name):
         # at most ``max_producers`` of them once idle, the least recently used closed first.
-        self._producers = ProducerCache(self._create_producer, max_producers, self._evict_producer)
+        self._producers = ProducerCache(self._create_producer, max_producers)
         self._closing: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._responses: Consumer | None = None
@@ -318,7 +96,7 @@ class AsyncClient:
         self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
         self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
         # ops (issue 16): response topic deletion at close, one "no worker" warning per service.
-        resolved_admin = None if url.startswith("memory://") else resolve_admin_url(url, admin_url)
+        resolved_admin = None if is_memory(url) else resolve_admin_url(url, admin_url)
         self._admin = (ClientAdmin(resolved_admin, self._transport_options)
                        if resolved_admin else None)
         self._admin_tasks: set[asyncio.Task[None]] = set()
@@ -376,11 +154,7 @@ class AsyncClient:
                 future.set_exception(ClientClosed(f"client {self.name} closed"))
                 future.exception()  # mark retrieved: nobody may be awaiting this Deferred
         self._waiting.clear()
-        for producer in self._producers.drain():
-            with contextlib.suppress(TransportError):
-                await producer.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._producers.close()
         if self._transport is not None and self._own_transport:
             await self._transport.close()
         # ops (issue 16): no response topic is left behind (see client_admin).
@@ -424,14 +198,10 @@ class AsyncClient:
                 )
             seen.add(task.task_id)
             tasks.append(task)
-            key = task.batch_key()
-            properties = wire.properties_for(task)
+            message = wire.task_message(task, deliver_after=delay)
             if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
-                tracing.inject(properties)
-            out.append(OutgoingMessage(
-                wire.encode(task), properties, deliver_after=delay,
-                partition_key=None if key is None else (key if isinstance(key, str) else key.hex()),
-            ))
+                message = tracing.injected(message)
+            out.append(message)
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
@@ -502,7 +272,7 @@ class AsyncClient:
             except (TypeError, msgspec.EncodeError) as exc:
                 raise TypeError(f"{stub.name}.{method}(): cannot encode arguments: {exc}") from None
         meta = {**stub.meta, **(call.meta or {})}
-        _check_batch_key(meta)
+        check_batch_key(meta)
         delay = _delay_of(call)
         task = wire.ExecuteTask(
             task_id=call.task_id or uuid.uuid4().hex,
@@ -536,21 +306,6 @@ class AsyncClient:
             self._admin_tasks.add(check)
             check.add_done_callback(self._admin_tasks.discard)
         return producer
-
-    def _evict_producer(self, producer: Producer) -> None:
-        if self._closed:
-            return  # close() closes what is left
-        log.debug("client.producer_evicted", client=self.name, topic=producer.topic)
-        closing = asyncio.get_running_loop().create_task(self._close_producer(producer))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
-
-    async def _close_producer(self, producer: Producer) -> None:
-        try:
-            await asyncio.wait_for(producer.close(), _CLOSE_TIMEOUT)
-        except (TransportError, TimeoutError) as exc:
-            log.debug("client.producer_close_failed", client=self.name, topic=producer.topic,
-                      error=str(exc))
 
     async def _ensure_responses(self) -> None:
         if self._responses is not None:
@@ -596,12 +351,6 @@ class AsyncClient:
                 await consumer.acknowledge([msg])
 
 
-def _check_batch_key(meta: Mapping[str, Any]) -> None:
-    key = meta.get(wire.META_BATCH_KEY)
-    if key is not None and not isinstance(key, str | bytes):
-        raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")
-
-
 def _delay_of(call: Call) -> float | None:
     if call.delay is not None and call.run_at is not None:
         raise TypeError("give either delay or run_at, not both")
@@ -620,121 +369,3 @@ def _delay_of(call: Call) -> float | None:
 # Sync client: the same surface, for scripts and threads
 # ---------------------------------------------------------------------------------------------
 
-
-class SyncDeferred(Generic[R]):
-    __slots__ = ("_client", "_deferred", "task_id")
-
-    def __init__(self, deferred: Deferred[R], client: Client) -> None:
-        self._deferred = deferred
-        self._client = client
-        self.task_id = deferred.task_id
-
-    def result(self, timeout: float | None = None) -> R:
-        return self._client._run(self._deferred.result(timeout))
-
-    def done(self) -> bool:
-        return self._deferred.done()
-
-    def __repr__(self) -> str:
-        return f"SyncDeferred(task_id={self.task_id!r})"
-
-
-class SyncStubMethod(Generic[P, R]):
-    def __init__(self, method: StubMethod[P, R], client: Client) -> None:
-        self._method = method
-        self._client = client
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> SyncDeferred[R]:
-        return SyncDeferred(self._client._run(self._method(*args, **kwargs)), self._client)
-
-    def many(self, items: Iterable[Any]) -> list[SyncDeferred[R]]:
-        items = list(items)
-        return [SyncDeferred(d, self._client) for d in self._client._run(self._method.many(items))]
-
-    def options(self, **options: Any) -> SyncStubMethod[P, R]:
-        return SyncStubMethod(self._method.options(**options), self._client)
-
-
-class SyncServiceStub:
-    def __init__(self, stub: ServiceStub, client: Client) -> None:
-        self._stub = stub
-        self._client = client
-        self.name = stub.name
-
-    def __getattr__(self, method: str) -> SyncStubMethod[..., Any]:
-        if method.startswith("_"):
-            raise AttributeError(method)
-        return SyncStubMethod(getattr(self._stub, method), self._client)
-
-    def method(self, task_method: TaskMethod[Any, P, R]) -> SyncStubMethod[P, R]:
-        return SyncStubMethod(self._stub.method(task_method), self._client)
-
-
-class Client:
-    """Blocking client with ``AsyncClient``'s surface; safe to share between threads."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="infinitic-client", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
-        try:
-            self._async = self._run(_make_client(url, options))
-        except BaseException:
-            self._stop_loop()
-            raise
-        self.name = self._async.name
-
-    def _run(self, coro: Awaitable[T]) -> T:
-        if self._closed:
-            raise ClientClosed("client is closed")
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
-            _awaitable(coro), self._loop
-        )
-        return future.result()
-
-    def service(
-        self,
-        service: type[Any] | str,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        tags: Sequence[str] | None = None,
-        results: bool | None = None,
-        name: str | None = None,
-    ) -> SyncServiceStub:
-        return SyncServiceStub(
-            self._async.service(service, meta=meta, tags=tags, results=results, name=name), self
-        )
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            self._run(self._async.close())
-        finally:
-            self._closed = True
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-async def _make_client(url: str, options: Mapping[str, Any]) -> AsyncClient:
-    client = AsyncClient(url, **options)
-    await client.start()
-    return client
-
-
-async def _awaitable(aw: Awaitable[T]) -> T:
-    return await aw
