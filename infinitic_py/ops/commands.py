@@ -126,20 +126,22 @@ def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
     from infinitic_py.ops.status_io import read_status
 
     admin = _admin(settings, required_by="status")
-    while True:
-        status = read_status(admin, settings.tenant, settings.namespace, only=args.service)
-        if args.json:
-            print(json.dumps(status.to_json(), indent=None if args.watch else 2), flush=True)
-        else:
-            if args.watch and sys.stdout.isatty():
-                print("\033[2J\033[H", end="")
-            print(render_status(status), flush=True)
-        if not args.watch:
-            return 0
-        try:
+    try:
+        while True:
+            status = read_status(admin, settings.tenant, settings.namespace, only=args.service)
+            if args.json:
+                print(json.dumps(status.to_json(), indent=None if args.watch else 2), flush=True)
+            else:
+                if args.watch and sys.stdout.isatty():
+                    print("\033[2J\033[H", end="")
+                print(render_status(status), flush=True)
+            if not args.watch:
+                return 0
             time.sleep(args.watch)  # a refresh period, not a wait for an event
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:  # Ctrl-C ends a --watch (whether it was reading or waiting)
+        if not args.watch:
+            raise
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------
