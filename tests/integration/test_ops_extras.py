@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -30,15 +29,16 @@ async def test_status_watch_refreshes_until_interrupted(
     try:
         async with AsyncClient(pulsar_broker.service_url, results=False) as client:
             await client.service(service).go.many([Call(1)])  # no worker: the task waits
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "infinitic_py.cli", "status", "--json", "--watch", "0.3",
-                 "--service", service],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            assert proc.stdout is not None and proc.stderr is not None
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "infinitic_py.cli", "status", "--json", "--watch", "0.3",
+                "--service", service,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout, stderr_pipe = proc.stdout, proc.stderr
+            assert stdout is not None and stderr_pipe is not None
             try:
                 async def refresh() -> dict[str, Any]:
-                    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-                    assert line, proc.stderr.read()
+                    line = await asyncio.wait_for(stdout.readline(), 60)
+                    assert line, (await stderr_pipe.read()).decode()
                     (row,) = json.loads(line)["services"]
                     assert row["service"] == service
                     return dict(row)
@@ -51,12 +51,13 @@ async def test_status_watch_refreshes_until_interrupted(
                 later = await poll(refresh, lambda r: r["backlog"] == 3, 60, every=0)
                 assert later["backlog"] == 3
                 proc.send_signal(signal.SIGINT)
-                code = await asyncio.to_thread(proc.wait, 30)
-                stderr = proc.stderr.read()
+                _, err = await asyncio.wait_for(proc.communicate(), 30)
+                stderr = err.decode()
+                code = proc.returncode
             finally:
-                if proc.poll() is None:
+                if proc.returncode is None:
                     proc.kill()
-                    proc.wait()
+                    await proc.wait()
         assert code == 0, stderr
         assert "Traceback" not in stderr
     finally:
