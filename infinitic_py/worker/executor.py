@@ -121,11 +121,11 @@ class ServiceExecutor:
     async def start(self) -> None:
         """Subscribe and start consuming; returns once the consumers are connected."""
         self._loop = asyncio.get_running_loop()
-        self._producers.sweep_every(_REPLY_PRODUCER_IDLE / 2)
         with contextlib.suppress(TransportError):  # a topic without a subscription keeps nothing
             await self._transport.ensure_subscription(  # the dead letters `infinitic-py dlq` reads
                 self.dlq_topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
         await self._consumers.subscribe(self._transport)
+        self._producers.sweep_every(_REPLY_PRODUCER_IDLE / 2)  # until the producers' close()
         self._metrics.buffered_messages.labels(service=self.service).set_function(
             lambda: self._ledger.held)  # read at scrape time: nothing to update on the hot path
         self._metrics.batches_in_flight.labels(service=self.service).set_function(
