@@ -92,3 +92,21 @@ def test_without_the_package_tracing_is_off_and_tasks_still_run() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=False)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+async def test_an_atomic_bulk_carries_the_callers_trace_to_each_task() -> None:
+    EXPORTER.clear()
+    url = "memory://tracing-bulk"
+    worker = Worker(url)
+    worker.add_service(Traced())
+    tracer = trace.get_tracer("test")
+    try:
+        async with worker, AsyncClient(url) as client:
+            with tracer.start_as_current_span("web-request") as request:
+                ds = await client.service(Traced).go.many([2, 4], atomic=True)
+            trace_id = request.get_span_context().trace_id
+            assert [await d.result(timeout=10) for d in ds] == [2, 4]
+    finally:
+        reset_broker("tracing-bulk")
+    (batch,) = [s for s in EXPORTER.get_finished_spans() if s.name == "Traced.go"]
+    assert [link.context.trace_id for link in batch.links] == [trace_id, trace_id]
