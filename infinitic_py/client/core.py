@@ -28,6 +28,7 @@ from infinitic_py import tracing
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.keys import check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
@@ -70,6 +71,7 @@ class AsyncClient:
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
         max_bulk_bytes: int = MAX_BULK_BYTES,
+        key_spread: int | Mapping[str, int] = 1,
         admin_url: str | None = AUTO,
     ) -> None:
         """``admin_url``: the broker's admin REST API, used to delete the response topic at
@@ -82,6 +84,8 @@ class AsyncClient:
         self.name = name or f"client-{uuid.uuid4().hex[:12]}"
         self.results = results
         self.subscription_type = subscription_type
+        # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
+        self.key_spread = check_key_spread(key_spread)
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
@@ -189,6 +193,7 @@ class AsyncClient:
         tasks: list[wire.ExecuteTask] = []
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
+        spread = spread_for(self.key_spread, stub.name)
         for index, call in enumerate(calls):
             try:
                 task, delay = self._build(stub, method, definition, call, reply_to, now)
@@ -204,7 +209,8 @@ class AsyncClient:
                 )
             seen.add(task.task_id)
             tasks.append(task)
-            message = wire.task_message(task, deliver_after=delay)
+            message = wire.task_message(task, deliver_after=delay, spread=spread,
+                                        spread_by=tasks[0].task_id if atomic else None)
             if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
                 message = tracing.injected(message)
             out.append(message)

@@ -17,7 +17,6 @@ every decision is made by a part that never calls back into it (DESIGN §1, §5)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -32,13 +31,11 @@ from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
 from infinitic_py.producers import ProducerCache
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
-from infinitic_py.topics import DLQ_SUBSCRIPTION
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
     OutgoingMessage,
     ReceivedMessage,
-    SubscriptionType,
     Transport,
     TransportError,
 )
@@ -98,7 +95,8 @@ class ServiceExecutor:
             _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic),
             max_idle=_REPLY_PRODUCER_IDLE)
         self._consumers = Consumers(self._subscriptions, settings.consumer,
-                                    f"{settings.worker_name}-{self.service}", self._log)
+                                    f"{settings.worker_name}-{self.service}", self._log,
+                                    keep_dead_letters=self.dlq_topic)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -120,15 +118,17 @@ class ServiceExecutor:
         return bool(self._receivers) and not any(r.done() for r in self._receivers)
 
     @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics this executor consumes (the first: ``topic``)."""
+        return tuple(s.topic for s in self._subscriptions)
+
+    @property
     def held(self) -> int:
         return self._ledger.held
 
     async def start(self) -> None:
         """Subscribe and start consuming; returns once the consumers are connected."""
         self._loop = asyncio.get_running_loop()
-        with contextlib.suppress(TransportError):  # a topic without a subscription keeps nothing
-            await self._transport.ensure_subscription(  # the dead letters `infinitic-py dlq` reads
-                self.dlq_topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
         await self._consumers.subscribe(self._transport)
         self._producers.sweep_every(_REPLY_PRODUCER_IDLE / 2)  # until the producers' close()
         self._metrics.buffered_messages.labels(service=self.service).set_function(
@@ -187,9 +187,8 @@ class ServiceExecutor:
         self._log.info("executor.stopped", held=self._ledger.held)
 
     def abort(self) -> int:
-        """Forced shutdown (a second signal): cancel every unit now; a cancelled unit nacks its
-        messages (one already publishing its outcomes too: its tasks may then run again
-        elsewhere). Returns how many messages were held."""
+        """Forced shutdown (a second signal): cancel every unit now (each nacks its messages, even
+        one publishing its outcomes: its tasks may run again). Returns how many were held."""
         for unit in list(self._units):
             unit.cancel()
         return self._ledger.held
