@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 WORKER_SUBSCRIPTION = "infinitic-py-worker"
-# The durable subscription every dead-letter topic gets before the worker writes to it: Pulsar
-# keeps what a subscription has not acked, so dead letters stay until an operator reads them
-# (`infinitic-py dlq` reads through it).
+# The durable subscription that keeps dead letters (created by the worker and by the `dlq`
+# commands, read by `infinitic-py dlq`): a topic without a subscription keeps nothing.
 DLQ_SUBSCRIPTION = "infinitic-py-dlq"
 SERVICE_TOPIC_PREFIX = "task-executor:"
 DLQ_TOPIC_PREFIX = "task-executor-dlq:"

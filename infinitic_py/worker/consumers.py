@@ -31,13 +31,17 @@ CLOSE_TIMEOUT = 5.0  # seconds for a consumer close during shutdown
 
 class Consumers:
     def __init__(self, subscriptions: Sequence[Subscription], settings: ConsumerSettings,
-                 consumer_name: str, log: structlog.stdlib.BoundLogger,
-                 dead_letter_topic: str | None = None) -> None:
+                 consumer_name: str, log: structlog.stdlib.BoundLogger, *,
+                 keep_dead_letters: str | None = None) -> None:
+        """``keep_dead_letters``: the dead-letter topic the worker writes to. It, and the
+        dead-letter topic of each subscription (where the broker's dead-letter policy moves
+        messages), get the durable ``DLQ_SUBSCRIPTION`` before subscribing (a topic without a
+        subscription keeps nothing; `infinitic-py dlq` reads that one)."""
         self._subscriptions = subscriptions
-        self._dead_letter_topic = dead_letter_topic  # where the worker writes its dead letters
         self._settings = settings
         self._consumer_name = consumer_name
         self._log = log
+        self._keep_dead_letters = keep_dead_letters
         self._by_topic: dict[str, Consumer] = {}
         self._only: Consumer | None = None  # the usual case: one topic
 
@@ -45,10 +49,15 @@ class Consumers:
         return iter(self._by_topic.values())
 
     async def subscribe(self, transport: Transport) -> None:
-        kept = {self._dead_letter_topic} | {
+        kept = {self._keep_dead_letters} | {
             self._settings_for(sub).dead_letter_topic for sub in self._subscriptions}
         for topic in sorted(t for t in kept if t):
-            await transport.ensure_subscription(topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+            try:
+                await transport.ensure_subscription(topic, DLQ_SUBSCRIPTION,
+                                                    SubscriptionType.SHARED)
+            except TransportError as exc:  # e.g. it exists with another type
+                self._log.warning("dead_letters.subscription_failed", topic=topic,
+                                  error=str(exc))
         for sub in self._subscriptions:
             self._by_topic[sub.topic] = await transport.subscribe(
                 sub.topic, sub.subscription, self._settings_for(sub))

@@ -57,18 +57,15 @@ from infinitic_py.worker.settings import ExecutorSettings
 
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
+# A reply producer unused this long is closed, so that a client deleting its response topic at
+# close does not see it recreated by this producer's reconnect (issue 16).
+_REPLY_PRODUCER_IDLE = 30.0
 
 
 class ServiceExecutor:
-    def __init__(
-        self,
-        definition: ServiceDefinition,
-        transport: Transport,
-        settings: ExecutorSettings,
-        *,
-        metrics: Metrics | None = None,
-        dialect: Dialect[Any] | None = None,
-    ) -> None:
+    def __init__(self, definition: ServiceDefinition, transport: Transport,
+                 settings: ExecutorSettings, *, metrics: Metrics | None = None,
+                 dialect: Dialect[Any] | None = None) -> None:
         self.definition = definition
         self.service = definition.name
         self.settings = settings
@@ -85,18 +82,19 @@ class ServiceExecutor:
         self._router = Router(definition, self._dialect)
         self._ledger = Ledger(settings.max_buffered_messages, settings.max_buffered_bytes)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
-        self._invoker = Invoker(self.service, settings.worker_name, settings.concurrency,
-                                settings.hung_handlers_cap)
+        self._invoker = Invoker.for_service(self.service, settings)
+        self.health_problem = self._invoker.health_problem  # readiness: None or why not
         self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
             settings.concurrency, counters={b: self._metrics.units_started.labels(
                 service=self.service, band=b.name.lower()) for b in Band})
         schema = self._dialect.producer_schema
         self._producers = ProducerCache(
             lambda topic: transport.create_producer(topic, schema=schema(topic)),
-            _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
+            _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic),
+            max_idle=_REPLY_PRODUCER_IDLE)
         self._consumers = Consumers(self._subscriptions, settings.consumer,
                                     f"{settings.worker_name}-{self.service}", self._log,
-                                    self.dlq_topic)
+                                    keep_dead_letters=self.dlq_topic)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -126,14 +124,11 @@ class ServiceExecutor:
     def held(self) -> int:
         return self._ledger.held
 
-    def health_problem(self) -> str | None:
-        """Why this service cannot serve normally right now (readiness), or None."""
-        return self._invoker.health_problem()
-
     async def start(self) -> None:
         """Subscribe and start consuming; returns once the consumers are connected."""
         self._loop = asyncio.get_running_loop()
         await self._consumers.subscribe(self._transport)
+        self._producers.sweep_every(_REPLY_PRODUCER_IDLE / 2)  # until the producers' close()
         self._metrics.buffered_messages.labels(service=self.service).set_function(
             lambda: self._ledger.held)  # read at scrape time: nothing to update on the hot path
         self._metrics.batches_in_flight.labels(service=self.service).set_function(
@@ -188,6 +183,13 @@ class ServiceExecutor:
         await self._producers.close()
         self._invoker.shutdown()
         self._log.info("executor.stopped", held=self._ledger.held)
+
+    def abort(self) -> int:
+        """Forced shutdown (a second signal): cancel every unit now (each nacks its messages, even
+        one publishing its outcomes: its tasks may run again). Returns how many were held."""
+        for unit in list(self._units):
+            unit.cancel()
+        return self._ledger.held
 
     # ------------------------------------------------------------------ receive, route
 
@@ -323,13 +325,10 @@ class ServiceExecutor:
             assert unit is not None
             self._settling.add(unit)
             try:
-                letters = await publish_plan(self._producers, items, plan, self._dialect,
-                                             self.settings.worker_name)
+                await publish_plan(self._producers, items, plan, self._dialect, self.settings)
                 settled = True  # the outcomes are durable: from here on, the books close
                 try:
                     self._instruments.record(plan, method.name, log)
-                    if letters is not None:  # tasks whose reply topic the broker refused
-                        self._instruments.record_dead(letters, log)
                     await self._consumers.settle([p.msg for p in items], ack=True)
                 finally:
                     self._ledger.settle(items, ack=True, replies=plan.replies)

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from infinitic_py import tracing
 from infinitic_py.context import TaskContext, set_batch_contexts, set_task_context
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
 from infinitic_py.service import MethodDefinition
@@ -29,6 +30,7 @@ from infinitic_py.wire import key_text
 from infinitic_py.worker.handler_pool import HandlerPool
 from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, Outcome
 from infinitic_py.worker.routing import Pending
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,12 @@ class Invoker:
         self._pool = HandlerPool(threads, max_hung, name=f"infinitic-{service}")
         self._log = structlog.get_logger("infinitic_py.executor").bind(service=service)
 
+    @classmethod
+    def for_service(cls, service: str, settings: ExecutorSettings) -> Invoker:
+        """One thread per unit of concurrency; ``max_hung_handlers`` replaced when hung."""
+        return cls(service, settings.worker_name, settings.concurrency,
+                   settings.hung_handlers_cap)
+
     @property
     def hung(self) -> int:
         """Sync handlers still running that nobody waits for any more."""
@@ -65,6 +73,20 @@ class Invoker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(
+        self,
+        method: MethodDefinition,
+        items: Sequence[Pending],
+        batch_id: str | None,
+        timeout: float | None,
+        log: Any,
+    ) -> Invocation:
+        if tracing.ENABLED:  # the otel extra: one span per unit, linked to each task's trace
+            return await tracing.run_batch(self.service, method.name, batch_id, items,
+                                           functools.partial(self._run, method, items, batch_id,
+                                                             timeout, log))
+        return await self._run(method, items, batch_id, timeout, log)
+
+    async def _run(
         self,
         method: MethodDefinition,
         items: Sequence[Pending],

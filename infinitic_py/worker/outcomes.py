@@ -9,6 +9,9 @@ Publishing is per topic (``ProducerCache.publish_each``): when only reply topics
 failed (the broker refuses them), ``isolate_reply_failures`` makes those tasks' outcome a dead
 letter (``reply_unpublishable``) and the others stand; a failure of any other topic (the
 service topic, its retry or dead-letter topic: the broker itself) nacks the whole unit.
+
+Retries and dead letters keep the trace properties (``tracing.carried``) of the message they come
+from, whatever the dialect: a retried or replayed task stays in its caller's trace.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import msgspec
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import RetryPolicy
+from infinitic_py.tracing import carried
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import Dialect, Publish
 from infinitic_py.worker.routing import Pending, Rejection
@@ -53,6 +57,7 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     task_id: str | None
+    method: str  # empty for a message that did not decode
     reason: str
     error: BaseException
     retry_index: int
@@ -124,16 +129,16 @@ def plan_outcomes(
         undecodable = isinstance(error, DecodeError)
         delay = None if undecodable else policy.next_delay(task.retry_index, type(error))
         if delay is not None:
-            plan.add(keeping_key(dialect.retried(task, error, outcome.trace, delay, worker),
-                                 p.msg))
+            plan.add(_carry(keeping_key(dialect.retried(task, error, outcome.trace, delay,
+                                                        worker), p.msg), p.msg.properties))
             plan.retries.append(Retry(task, error, delay))
             replies.append(None)
             continue
         reason = ("retries_exhausted" if policy.is_retryable(type(error)) and not undecodable
                   else "not_retryable")
         sent = dialect.failed(task, error, outcome.trace, reason, p.msg.data, worker)
-        plan.add(sent)
-        plan.dead.append(DeadLetter(task.task_id, reason, error, task.retry_index))
+        plan.add(_carry(sent, p.msg.properties))
+        plan.dead.append(DeadLetter(task.task_id, task.method, reason, error, task.retry_index))
         plan.dead_lettered.add(len(replies))
         replies.append([r for r in sent if r.reply])
     if plan.by_topic:
@@ -175,9 +180,10 @@ def isolate_reply_failures(
         if (replies is not None and replies[index] is None) or index in plan.dead_lettered:
             continue  # its outcome (the retry, the dead letter) is published
         error = ReplyUnpublishable(f"the broker refused reply topic {task.reply_to}: {failure}")
-        letters.add([r for r in dialect.failed(task, error, None, REPLY_UNPUBLISHABLE,
-                                               p.msg.data, worker) if not r.reply])
-        letters.dead.append(DeadLetter(task.task_id, REPLY_UNPUBLISHABLE, error,
+        letters.add(_carry([r for r in dialect.failed(task, error, None, REPLY_UNPUBLISHABLE,
+                                                      p.msg.data, worker) if not r.reply],
+                           p.msg.properties))
+        letters.dead.append(DeadLetter(task.task_id, task.method, REPLY_UNPUBLISHABLE, error,
                                        task.retry_index))
     return letters
 
@@ -202,12 +208,24 @@ def plan_rejection(rejection: Rejection, dialect: Dialect[Any], service: str,
     plan = Plan()
     task = rejection.task
     if task is None:
-        plan.add(dialect.undecodable(rejection.msg, rejection.error, service, worker))
-        plan.dead.append(DeadLetter(
-            rejection.msg.properties.get("taskId"), rejection.reason, rejection.error, 0))
+        properties = rejection.msg.properties
+        plan.add(_carry(dialect.undecodable(rejection.msg, rejection.error, service, worker),
+                        properties))
+        plan.dead.append(DeadLetter(properties.get("taskId"), properties.get("method", ""),
+                                    rejection.reason, rejection.error, 0))
         return plan
-    plan.add(dialect.failed(task, rejection.error, None, rejection.reason, rejection.msg.data,
-                            worker))
-    plan.dead.append(DeadLetter(task.task_id, rejection.reason, rejection.error,
+    plan.add(_carry(dialect.failed(task, rejection.error, None, rejection.reason,
+                                   rejection.msg.data, worker), rejection.msg.properties))
+    plan.dead.append(DeadLetter(task.task_id, task.method, rejection.reason, rejection.error,
                                 task.retry_index))
     return plan
+
+
+def _carry(publishes: Sequence[Publish], received: Mapping[str, str]) -> Sequence[Publish]:
+    """``publishes`` with the trace properties of the ``received`` message added to each one
+    that is not a reply (a retry, a dead letter, an event): the one place a trace is carried."""
+    trace = carried(received)
+    if not trace:
+        return publishes
+    return [p if p.reply else dataclasses.replace(p, message=dataclasses.replace(
+        p.message, properties={**trace, **p.message.properties})) for p in publishes]

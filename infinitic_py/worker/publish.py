@@ -16,6 +16,7 @@ from infinitic_py.producers import ProducerCache
 from infinitic_py.wire import Dialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.routing import Pending
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 async def publish_plan(
@@ -23,16 +24,18 @@ async def publish_plan(
     items: Sequence[Pending],
     plan: outcomes.Plan,
     dialect: Dialect[Any],
-    worker: str,
-) -> outcomes.Plan | None:
-    """Publish ``plan``; the dead letters of the tasks whose reply topic was refused (None when
-    every topic took its messages). ``plan.replies`` then says nothing was answered to them.
-    Raises ``TransportError`` when a topic other than a task's reply topic failed."""
+    settings: ExecutorSettings,
+) -> None:
+    """Publish ``plan``. The tasks whose reply topic was refused are dead-lettered: their dead
+    letters are published and added to ``plan.dead`` (counted and logged with the rest), and
+    ``plan.replies`` says nothing was answered to them. Raises ``TransportError`` when a topic
+    other than a task's reply topic failed."""
     failures = await producers.publish_each(plan.by_topic)
     if not failures:
-        return None
-    letters = outcomes.isolate_reply_failures(items, plan, failures, dialect, worker)
+        return
+    letters = outcomes.isolate_reply_failures(items, plan, failures, dialect,
+                                              settings.worker_name)
     if letters is None:
         raise next(iter(failures.values()))
     await producers.publish(letters.by_topic)
-    return letters
+    plan.dead.extend(letters.dead)

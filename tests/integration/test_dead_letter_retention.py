@@ -21,7 +21,7 @@ import pytest
 
 from infinitic_py import AsyncClient, TaskFailed, Worker, task
 from infinitic_py.admin import PulsarAdmin
-from infinitic_py.dead_letters import read_dead_letter
+from infinitic_py.ops.dlq import read_letter
 from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import ConsumerSettings
@@ -73,7 +73,7 @@ async def read_kept_letter(url: str, name: str) -> list[tuple[str, str | None]]:
         consumer = await transport.subscribe(
             dead_letter_topic("public", "default", name), DLQ_SUBSCRIPTION, ConsumerSettings())
         msg = await asyncio.wait_for(consumer.receive(), 30)
-        letter = read_dead_letter(msg.data, msg.properties, name)
+        letter = read_letter(msg.data, msg.properties, service=name, published_at=None)
         await consumer.close()
         return [(letter.reason, letter.task_id)]
     finally:
