@@ -98,10 +98,6 @@ class BatchAccumulator(Generic[K, T]):
         self._prune()
         return self._deadlines[0][0] if self._deadlines else None
 
-    def deadline_of(self, key: K) -> float | None:
-        group = self._groups.get(key)
-        return None if group is None else group.deadline
-
     def flush_due(self, now: float) -> list[Batch[K, T]]:
         """Flush every group whose deadline is at or before ``now`` (reason ``time``)."""
         flushed: list[Batch[K, T]] = []
