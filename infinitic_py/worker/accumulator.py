@@ -10,25 +10,17 @@ carries the group's limits (the route knows them): nothing is asked back of the 
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from infinitic_py.batching import BatchLimits
+from infinitic_py.batching import BatchLimits, FlushReason
 
 __all__ = ["Batch", "BatchAccumulator", "BatchLimits", "FlushReason"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
-
-
-class FlushReason(enum.StrEnum):
-    SIZE = "size"
-    TIME = "time"
-    SHUTDOWN = "shutdown"
-    MEMORY = "memory"
 
 
 @dataclass(slots=True)
