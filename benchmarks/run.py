@@ -2,7 +2,7 @@
 measured in the same run. Prints a table and writes ``bench-results/results.json``.
 
     deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
-      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,fleet
+      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,bulk,fleet
                         (default: all)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
       --repeats R       runs per throughput figure, the median is kept (default 3; the executor
@@ -43,10 +43,10 @@ Method (each section's module docstring has the details):
 5. memory (``benchmarks.memory``): peak RSS of an ``infinitic-py worker`` process while 100,000
    tasks flow through a slow batch method with ``max_buffered_messages`` 10,000, at 10,000 and at
    100,000 tasks processed. Ratio: 100k / 10k (the cap holds if <= 1.2).
-7. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
+6. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
    ``atomic=True`` (one message carrying them all); baseline: the same ``many()`` without it
    (1,000 messages in producer batches), alternated on the same client.
-6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
+7. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
    its arguments. Ratio: JSON time / MessagePack time.
 8. fleet (``benchmarks.fleet``): 1, 2 and 4 ``infinitic-py worker`` processes on one service,
    20 batch keys, 2,000 tasks/s offered (20,000 tasks a row; 6,000 with --quick), max_messages
