@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import urllib.parse
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
@@ -38,3 +39,17 @@ def drop_namespace(admin: PulsarAdmin, namespace: str) -> None:
                 with contextlib.suppress(PulsarAdminError):
                     admin._request("DELETE", f"/admin/v2/{domain}/{TENANT}/{namespace}/{quote(local)}?force=true")
         admin._request("DELETE", f"/admin/v2/namespaces/{TENANT}/{namespace}")
+
+
+def wait_consumer(admin: PulsarAdmin, namespace: str, local: str, subscription: str, timeout: float) -> None:
+    """Poll until ``subscription`` of the partitioned topic ``local`` has a consumer."""
+    path = f"/admin/v2/persistent/{TENANT}/{namespace}/{quote(local)}/partitioned-stats"
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(PulsarAdminError):
+            stats = admin.get_json(path) or {}
+            if (stats.get("subscriptions", {}).get(subscription) or {}).get("consumers"):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no consumer on {local} / {subscription} after {timeout:.0f}s")
+        time.sleep(0.25)
