@@ -54,9 +54,11 @@ def start_jvm(
     runners: list[jvm.JvmRunner] = []
     env = {"PULSAR_URL": pulsar_broker.service_url, "PULSAR_ADMIN_URL": pulsar_broker.admin_url}
 
-    def start(*args: str) -> jvm.JvmRunner:
+    def start(*args: str, main: str = "bench.MainKt") -> jvm.JvmRunner:
         log = tmp_path / f"jvm-{len(runners)}.log"
-        runner = jvm.JvmRunner(jvm_project, config, log, f"namespace={interop_namespace}", *args, env=env)
+        runner = jvm.JvmRunner(
+            jvm_project, config, log, f"namespace={interop_namespace}", *args, env=env, main=main
+        )
         runners.append(runner)
         return runner
 

@@ -115,12 +115,14 @@ def write_config(folder: Path, namespace: str, service_url: str, admin_url: str)
 class JvmRunner:
     """``bench.MainKt`` in a subprocess; its output goes to ``log`` (read it on failure)."""
 
-    def __init__(self, project: Path, config: Path, log: Path, *args: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, project: Path, config: Path, log: Path, *args: str, env: dict[str, str], main: str = "bench.MainKt"
+    ) -> None:
         self.log = log
         cmd = [
             "java", "-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-cp", f"{project / 'target' / 'classes'}:{project / 'lib'}/*",
-            "bench.MainKt", f"config={config}", *args,
+            main, f"config={config}", *args,
         ]  # fmt: skip
         self._out = log.open("wb")
         self.proc = subprocess.Popen(

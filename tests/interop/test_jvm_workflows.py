@@ -96,3 +96,48 @@ class FirstAttemptsFail(PythonServer):
 
 def _fail(method: str, key: bytes | None, args: dict[str, Any]) -> dict[str, Any]:
     raise ValueError("first attempts fail")
+
+
+def test_a_jvm_workflow_batches_1000_tasks_by_key_on_python(
+    start_jvm: StartJvm, pulsar_broker: BrokerInfo, interop_namespace: str
+) -> None:
+    """10 KeyedBenchWorkflows (the suite's JVM overlay) dispatch 1,000 tasks over 10 batch keys (one
+    workflow of 1,000 works too but its engine state makes it ~5x slower: 147 s here)."""
+    runner = start_jvm("workflows=10", "per=100", "keys=10", "timeout=300", main="bench.KeyedKt")
+    runner.wait_for(r"waiting for an external executor", timeout=180)
+    server = PythonServer(pulsar_broker.service_url, pulsar_broker.admin_url, interop_namespace).start()
+    try:
+        assert runner.wait(timeout=360) == 0, runner.tail()
+        assert "every result correct" in runner.output()
+    finally:
+        server.stop()
+    assert server.error is None and server.stats.tasks == 1000
+    keys = {key for _, key, _ in server.stats.batches}
+    assert keys == {f"k{i}".encode() for i in range(10)}
+    per_key = {key: sum(n for _, k, n in server.stats.batches if k == key) for key in keys}
+    assert set(per_key.values()) == {100}
+    assert max(n for _, _, n in server.stats.batches) > 1  # batches, not singles
+
+
+def test_a_python_failure_reaches_the_jvm_workflow_with_its_name_and_message(
+    start_jvm: StartJvm, pulsar_broker: BrokerInfo, interop_namespace: str
+) -> None:
+    """No retry: TaskFailedEvent; the JVM workflow fails with Infinitic's task failure, which
+    carries the Python exception's qualified name and message."""
+    runner = start_jvm("mode=external", "workflows=1", "per=3", "timeout=120")
+    runner.wait_for(r"waiting for an external executor", timeout=180)
+    server = PythonServer(
+        pulsar_broker.service_url, pulsar_broker.admin_url, interop_namespace, handler=_refuse
+    ).start()
+    try:
+        assert runner.wait(timeout=240) == 1, runner.tail()
+    finally:
+        server.stop()
+    assert server.error is None and server.stats.failures == 3
+    output = runner.output()
+    assert "builtins.PermissionError" in output, runner.tail()
+    assert "refused by Python" in output
+
+
+def _refuse(method: str, key: bytes | None, args: dict[str, Any]) -> dict[str, Any]:
+    raise PermissionError("refused by Python")
