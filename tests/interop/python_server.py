@@ -119,7 +119,7 @@ class PythonServer:
             self.stats.writer_versions.add(version)
             writer = self.writers.lookup(message.topic_name(), version)
             task = env.decode_execute_task(message.data(), writer)
-            groups.setdefault((task.method_name, task.batch_key), []).append((message, task))
+            groups.setdefault((task.method_name, task.batch_key()), []).append((message, task))
         pending: list[bytes] = []
         for (method, key), items in groups.items():
             for _, task in items:

@@ -169,8 +169,8 @@ def test_garbage_is_a_decode_error(payload: bytes) -> None:
 
 
 def test_batch_key_is_read_from_the_meta() -> None:
-    assert _task().batch_key == b"k1"
-    assert _task(task_meta={}).batch_key is None
+    assert _task().batch_key() == b"k1"
+    assert _task(task_meta={}).batch_key() is None
 
 
 # --- values ---------------------------------------------------------------------------------

@@ -103,10 +103,37 @@ class ExecuteTask(msgspec.Struct, rename="camel"):
     method_run_id: str | None = None
     workflow_version: int | None = None
 
-    @property
+    # --- the executor's view (``infinitic_py.wire.Task``): no second object per task ---------
+
     def batch_key(self) -> bytes | None:
-        """The Infinitic batch key (``taskMeta["batchKey"]``), if the dispatcher set one."""
+        """The Infinitic batch key (``taskMeta["batchKey"]``, bytes), if the dispatcher set one."""
         return self.task_meta.get("batchKey")
+
+    @property
+    def method(self) -> str:
+        return self.method_name
+
+    @property
+    def meta(self) -> dict[str, bytes]:
+        return self.task_meta
+
+    @property
+    def tags(self) -> list[str]:
+        return self.task_tags
+
+    @property
+    def retry_index(self) -> int:
+        return self.task_retry_index
+
+    @property
+    def retry_sequence(self) -> int:
+        return self.task_retry_sequence
+
+    @property
+    def reply_to(self) -> str | None:
+        """Always None: in Infinitic the executor never answers a caller directly; the event
+        handler turns its events into the caller's reply (``response:<client>``)."""
+        return None
 
 
 class TaskEvent(msgspec.Struct, rename="camel", kw_only=True):

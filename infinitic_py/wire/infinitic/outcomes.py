@@ -88,19 +88,21 @@ def worker_error(
     error: BaseException,
     worker_name: str,
     seconds_before_retry: float | None = None,
+    trace: str | None = None,
 ) -> WorkerError:
     """The ``WorkerError`` (Kotlin ``TaskFailure``) of a failed attempt of ``task``.
 
     The exception's name is its Python qualified name (``builtins.ValueError``,
     ``myapp.errors.PaymentRefused``): workflows see it as ``TaskFailedException.lastFailure``'s
     class name; its chain (``__cause__``/``__context__``) becomes ``GenericException.cause``.
+    ``trace``: the formatted traceback if the caller has it (default: formatted here).
     """
     return WorkerError(
         worker_name=worker_name,
         retry_sequence=task.task_retry_sequence,
         retry_index=task.task_retry_index,
         seconds_before_retry=seconds_before_retry,
-        stack_trace_to_string="".join(traceback.format_exception(error)),
+        stack_trace_to_string=trace if trace is not None else "".join(traceback.format_exception(error)),
         exception=generic_exception(error),
         cause=task.last_error,
     )

@@ -58,8 +58,10 @@ _JSON_TYPES = frozenset({"JSON", "JSON_JACKSON", "JSON_KOTLIN"})  # the last two
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
-class ValueMappingError(ValueError):
-    """A value that does not map between Python and the JVM's declared type (fails its task)."""
+class ValueMappingError(TypeError):
+    """A value that does not map between Python and the JVM's declared type (fails its task).
+
+    A ``TypeError``: what the executor's seam expects of an output that cannot be encoded."""
 
 
 def encode_value(value: Any) -> SerializedData:
