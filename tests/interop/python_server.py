@@ -19,6 +19,7 @@ import pulsar
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.wire.infinitic import envelopes as env
+from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic import outcomes, values
 from infinitic_py.wire.infinitic.registry import (
     InfiniticSchema,
@@ -61,6 +62,7 @@ class PythonServer:
         handler: BatchHandler = echo_batch,
         retry_policy: RetryPolicy = lambda task, error: None,
         name: str = "py-server",
+        event_handler: bool = False,
     ) -> None:
         self.service, self.handler, self.retry_policy, self.name = service, handler, retry_policy, name
         self.stats = Stats()
@@ -92,15 +94,63 @@ class PythonServer:
         )
         self._thread = threading.Thread(target=self._loop, name="py-infinitic-server", daemon=True)
         self.error: BaseException | None = None
+        self.base = base
+        self.handled: list[handler_role.Outgoing] = []
+        self._handler_thread: threading.Thread | None = None
+        self._routed: dict[tuple[str, str], pulsar.Producer] = {}
+        if event_handler:  # Infinitic's TaskEventHandler role (no JVM service worker needed)
+            self.task_events = self.client.subscribe(
+                f"{base}/task-events:{service}",
+                "task-events-subscription",
+                consumer_type=pulsar.ConsumerType.Shared,
+                schema=InfiniticSchema(Envelope.TASK_EVENTS),
+                initial_position=pulsar.InitialPosition.Earliest,
+            )
+            self._handler_thread = threading.Thread(target=self._handle_events, daemon=True)
 
     def start(self) -> PythonServer:
         self._thread.start()
+        if self._handler_thread is not None:
+            self._handler_thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
+        if self._handler_thread is not None:
+            self._handler_thread.join(30)
         self.client.close()
+
+    def _handle_events(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = self.task_events.receive(200)
+                except pulsar.Timeout:
+                    continue
+                version = schema_version(message)
+                assert version is not None
+                writer = self.writers.lookup(message.topic_name(), version)
+                event = env.decode_task_event(message.data(), writer)
+                for out in handler_role.on_event(event, message.publish_timestamp(), self.name):
+                    self._producer(out.prefix, out.entity).send(out.payload, partition_key=out.key)
+                    self.handled.append(out)
+                self.task_events.acknowledge(message)
+        except BaseException as exc:
+            self.error = exc
+
+    def _producer(self, prefix: str, entity: str) -> pulsar.Producer:
+        producer = self._routed.get((prefix, entity))
+        if producer is None:
+            envelope = {"workflow-engine": Envelope.WORKFLOW_ENGINE, "response": Envelope.CLIENT}[prefix]
+            producer = self.client.create_producer(
+                f"{self.base}/{prefix}:{entity}",
+                schema=InfiniticSchema(envelope),
+                message_routing_mode=pulsar.PartitionsRoutingMode.CustomPartition,
+                message_router=lambda msg, n: handler_role.java_partition(msg.partition_key(), n),
+            )
+            self._routed[(prefix, entity)] = producer
+        return producer
 
     def _loop(self) -> None:
         try:

@@ -141,3 +141,27 @@ def test_a_python_failure_reaches_the_jvm_workflow_with_its_name_and_message(
 
 def _refuse(method: str, key: bytes | None, args: dict[str, Any]) -> dict[str, Any]:
     raise PermissionError("refused by Python")
+
+
+def test_no_jvm_service_worker_python_runs_the_event_handler_role(
+    start_jvm: StartJvm, pulsar_broker: BrokerInfo, admin: PulsarAdmin, interop_namespace: str
+) -> None:
+    """The JVM runs KeyedBenchWorkflow only (``keyed-only.yml``); Python executes BenchService
+    AND turns its events into ``TaskCompleted`` on ``workflow-engine:KeyedBenchWorkflow`` (key =
+    workflowId, JavaStringHash partition), as Infinitic's event handler does."""
+    runner = start_jvm(
+        "workflows=10", "per=20", "keys=4", "timeout=240", "file=keyed-only.yml", main="bench.KeyedKt"
+    )
+    runner.wait_for(r"waiting for an external executor", timeout=180)
+    server = PythonServer(
+        pulsar_broker.service_url, pulsar_broker.admin_url, interop_namespace, event_handler=True
+    ).start()
+    try:
+        assert runner.wait(timeout=300) == 0, runner.tail()
+        assert "every result correct" in runner.output()
+    finally:
+        server.stop()
+    assert server.error is None and server.stats.tasks == 200
+    assert len(server.handled) == 200
+    assert {(o.prefix, o.entity) for o in server.handled} == {("workflow-engine", "KeyedBenchWorkflow")}
+    assert _versions(admin, interop_namespace, "workflow-engine:KeyedBenchWorkflow") == [0]

@@ -2,7 +2,7 @@ package bench
 
 // infinitic-py interop overlay: a workflow whose BenchService tasks carry the Infinitic batch key
 // (task meta "batchKey"), for a Python executor that batches per key.
-// Usage: java -cp ... bench.KeyedKt config=DIR namespace=NS workflows=W per=n keys=K timeout=S
+// Usage: java -cp ... bench.KeyedKt config=DIR namespace=NS workflows=W per=n keys=K timeout=S [file=keyed.yml]
 import io.infinitic.annotations.Name
 import io.infinitic.workflows.Workflow
 import io.infinitic.workflows.and
@@ -35,7 +35,7 @@ fun main(args: Array<String>) {
   opts["namespace"]?.let { NAMESPACE = it }
   val admin = org.apache.pulsar.client.admin.PulsarAdmin.builder().serviceHttpUrl(ADMIN).build()
   var exit = 0
-  val worker = startWorker(cfg, "keyed.yml")
+  val worker = startWorker(cfg, opts["file"] ?: "keyed.yml")
   try {
     waitConsumers(admin, topic("workflow-engine", "KeyedBenchWorkflow"), "workflow-engine-subscription", 120)
     log("waiting for an external executor on ${topic("task-executor", SERVICE)} / task-executor-subscription")
