@@ -76,7 +76,7 @@ def build() -> Path:
         built = BUILD / "target" / "infinitic-bench-1.jar"
         newest = max(p.stat().st_mtime for p in [BUILD / "pom.xml", *_sources(BUILD / "src")])
         if not built.is_file() or built.stat().st_mtime < newest or not (BUILD / "lib").is_dir():
-            _run(["mvn", "-B", "-q", "package"], cwd=BUILD, what="mvn package", timeout=1800)
+            _run(["mvn", "-B", "-q", "package"], cwd=BUILD, what="mvn package", timeout=1100)
         return BUILD
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.wire.infinitic import envelopes as env
 from tests.integration.conftest import BrokerInfo
@@ -16,6 +18,10 @@ from tests.integration.conftest import BrokerInfo
 from .conftest import StartJvm
 from .namespaces import TENANT, quote
 from .python_server import PythonServer
+
+# the first JVM test of a session may build the example (cold ~/.m2: ~130 MB of downloads + kotlinc)
+pytestmark = pytest.mark.timeout(1200)
+
 
 
 def _versions(admin: PulsarAdmin, namespace: str, local: str) -> list[int]:
@@ -165,3 +171,23 @@ def test_no_jvm_service_worker_python_runs_the_event_handler_role(
     assert len(server.handled) == 200
     assert {(o.prefix, o.entity) for o in server.handled} == {("workflow-engine", "KeyedBenchWorkflow")}
     assert _versions(admin, interop_namespace, "workflow-engine:KeyedBenchWorkflow") == [0]
+
+
+def test_python_event_handler_reports_a_python_failure_to_the_jvm_workflow(
+    start_jvm: StartJvm, pulsar_broker: BrokerInfo, interop_namespace: str
+) -> None:
+    """``RemoteTaskFailed`` written by Python: the JVM workflow fails with the Python error."""
+    runner = start_jvm(
+        "workflows=1", "per=2", "keys=1", "timeout=120", "file=keyed-only.yml", main="bench.KeyedKt"
+    )
+    runner.wait_for(r"waiting for an external executor", timeout=180)
+    server = PythonServer(
+        pulsar_broker.service_url, pulsar_broker.admin_url, interop_namespace, handler=_refuse,
+        event_handler=True,
+    ).start()  # fmt: skip
+    try:
+        assert runner.wait(timeout=240) == 1, runner.tail()
+    finally:
+        server.stop()
+    assert server.error is None and server.stats.failures == 2
+    assert "GenericException(name=builtins.PermissionError, message=refused by Python" in runner.output()

@@ -32,6 +32,10 @@ from .namespaces import TENANT, quote, wait_consumer
 CLIENT = "py-client-1"
 N = 1000
 
+# the first JVM test of a session may build the example (cold ~/.m2: ~130 MB of downloads + kotlinc)
+pytestmark = pytest.mark.timeout(1200)
+
+
 
 @pytest.fixture
 def client(pulsar_broker: BrokerInfo) -> Iterator[pulsar.Client]:
