@@ -209,7 +209,8 @@ _CLIENT_SLOTS: dict[type[Any], tuple[str, str]] = {
 # --- Avro binary <-> plain dicts -------------------------------------------------------------
 
 
-def _write(envelope: Envelope, record: dict[str, Any]) -> bytes:
+def write_envelope(envelope: Envelope, record: dict[str, Any]) -> bytes:
+    """Avro binary of an envelope record (plain dicts with the Avro field names)."""
     out = io.BytesIO()
     try:
         fastavro.schemaless_writer(out, reader_schema(envelope), record)
@@ -246,7 +247,8 @@ def _untag(value: Any) -> Any:
     return value
 
 
-def _builtins(record: msgspec.Struct) -> Any:
+def to_record(record: msgspec.Struct) -> Any:
+    """A Struct as the plain dict fastavro writes (Avro field names, bytes kept)."""
     return msgspec.to_builtins(record, builtin_types=(bytes,))
 
 
@@ -262,9 +264,9 @@ def _convert(value: Any, kind: type[Any]) -> Any:
 
 def encode_execute_task(task: ExecuteTask) -> bytes:
     """The ``TaskExecutorEnvelope`` payload of ``task``."""
-    return _write(
+    return write_envelope(
         Envelope.TASK_EXECUTOR,
-        {"taskName": task.task_name, "type": "EXECUTE_TASK", "executeTask": _builtins(task)},
+        {"taskName": task.task_name, "type": "EXECUTE_TASK", "executeTask": to_record(task)},
     )
 
 
@@ -288,8 +290,8 @@ def encode_task_event(event: AnyTaskEvent) -> bytes:
     record: dict[str, Any] = {"serviceName": event.service_name, "type": kind}
     for other in ("taskStartedEvent", "taskRetried", "taskFailedEvent", "taskCompletedEvent"):
         record[other] = None
-    record[slot] = _builtins(event)
-    return _write(Envelope.TASK_EVENTS, record)
+    record[slot] = to_record(event)
+    return write_envelope(Envelope.TASK_EVENTS, record)
 
 
 def decode_task_event(payload: bytes, writer_definition: str | None = None) -> AnyTaskEvent:
@@ -317,8 +319,8 @@ def encode_client_message(client_name: str, message: ClientMessage) -> bytes:
     """A ``ClientEnvelope`` payload (the task outcomes only; the workflow ones are not needed)."""
     kind, slot = _CLIENT_SLOTS[type(message)]
     record: dict[str, Any] = dict.fromkeys(_client_slots())
-    record.update({"clientName": client_name, "type": kind, slot: _builtins(message)})
-    return _write(Envelope.CLIENT, record)
+    record.update({"clientName": client_name, "type": kind, slot: to_record(message)})
+    return write_envelope(Envelope.CLIENT, record)
 
 
 def decode_client_message(

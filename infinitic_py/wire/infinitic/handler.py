@@ -29,8 +29,8 @@ from infinitic_py.wire.infinitic.envelopes import (
     INFINITIC_VERSION,
     SerializedData,
     WorkerError,
-    _builtins,
-    _write,
+    to_record,
+    write_envelope,
 )
 from infinitic_py.wire.infinitic.outcomes import uuid7
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
@@ -163,8 +163,8 @@ def _engine_slots() -> tuple[str, ...]:
 
 def _engine(requester: env.WorkflowRequester, kind: str, slot: str, message: msgspec.Struct) -> Outgoing:
     record: dict[str, Any] = dict.fromkeys(_engine_slots())
-    record.update({"workflowId": requester.workflow_id, "type": kind, slot: _builtins(message)})
-    payload = _write(Envelope.WORKFLOW_ENGINE, record)
+    record.update({"workflowId": requester.workflow_id, "type": kind, slot: to_record(message)})
+    payload = write_envelope(Envelope.WORKFLOW_ENGINE, record)
     return Outgoing("workflow-engine", requester.workflow_name, requester.workflow_id, payload)
 
 
