@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import pulsar
 
-from infinitic_py import messages as wire
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
 from infinitic_py.transport.base import (
@@ -28,6 +27,7 @@ from infinitic_py.transport.base import (
     SubscriptionType,
 )
 from infinitic_py.transport.pulsar import PulsarTransport
+from infinitic_py.wire import native as wire
 
 TENANT = "public"
 NAMESPACE = "default"

@@ -44,8 +44,8 @@ from benchmarks.common import (
 from benchmarks.services import EchoService
 from benchmarks.workerproc import start_cli_worker, start_raw_echo, worker_config
 from infinitic_py import AsyncClient
-from infinitic_py import messages as wire
 from infinitic_py.topics import service_topic
+from infinitic_py.wire import native as wire
 
 
 @dataclass(frozen=True)

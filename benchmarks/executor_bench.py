@@ -26,12 +26,13 @@ from benchmarks.common import (
     rate,
     wait_drained,
 )
-from benchmarks.services import NoopService
-from infinitic_py.accumulator import BatchLimits
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from benchmarks.services import NoopService, SyncNoopService
+from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
 from infinitic_py.topics import service_topic
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,16 @@ async def run_executor(
     concurrency: int = 10,
     profile_path: str | None = None,
     transport_options: dict[str, Any] | None = None,
+    sync: bool = False,
 ) -> ExecutorResult:
-    service = env.service_name(f"Exec{max_messages}")
+    """``sync``: the batch method is a plain ``def`` (run in the executor's thread pool)."""
+    service = env.service_name(f"Exec{max_messages}{'s' if sync else ''}")
     topic = service_topic(TENANT, NAMESPACE, service)
     await prepublish(env, topic, outgoing(service, "noop", n))
     transport = CountingTransport(env.url, **(transport_options or {}))
     transport.expected = n
     definition = define_service(
-        NoopService(), name=service,
+        SyncNoopService() if sync else NoopService(), name=service,
         batch_limits={"noop": BatchLimits(max_messages, max_seconds)},
     )
     metrics = Metrics()

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.common import outgoing
-from benchmarks.services import NoopService
-from infinitic_py.accumulator import BatchLimits
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
+from benchmarks.services import NoopService, SyncNoopService
+from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import Metrics
 from infinitic_py.service import define_service
 from infinitic_py.transport.base import Consumer, ConsumerClosed, ReceivedMessage
 from infinitic_py.transport.fixed import FixedTransport
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 RUN = 250  # messages per receive_many, like the Pulsar transport's receive chunk
 
@@ -61,11 +62,11 @@ class LocalResult:
     cpu_us_per_task: float
 
 
-async def run_executor_local(max_messages: int, n: int) -> LocalResult:
+async def run_executor_local(max_messages: int, n: int, *, sync: bool = False) -> LocalResult:
     payloads = [m.data for m in outgoing("Local", "noop", n)]
     consumer = _FeedingConsumer(payloads)
     definition = define_service(
-        NoopService(), name="Local", batch_limits={"noop": BatchLimits(max_messages, 0.05)})
+        SyncNoopService() if sync else NoopService(), name="Local", batch_limits={"noop": BatchLimits(max_messages, 0.05)})
     executor = ServiceExecutor(definition, FixedTransport(consumer), ExecutorSettings(),
                                metrics=Metrics())
     started = time.process_time()

@@ -3,11 +3,11 @@
 
 A ``ServiceExecutor`` receives a trickle of ``tick`` tasks, each in a group of its own (a unique
 batch key per task, or one key with tasks ``1.5 x max_seconds`` apart), so every batch is flushed
-by its timer. The benchmark wraps that executor's ``_launch_batch`` (benchmark only, on the
+by its timer. The benchmark wraps that executor's ``_launch`` (benchmark only, on the
 instance) to read the batch's ``opened_at`` (the executor's arrival stamp of its first task, loop
 time) and the flush moment; the batch method stamps when it started. Two lateness figures:
 
-- flush: ``_launch_batch`` time - (``opened_at`` + ``max_seconds``);
+- flush: ``_launch`` time - (``opened_at`` + ``max_seconds``);
 - handler start: batch method start - the same deadline (adds the task spawn and the slot).
 
 Baseline, measured at the same time on the same loop: a bare ``loop.call_later(max_seconds)``
@@ -32,12 +32,14 @@ from benchmarks.common import (
     prepublish,
 )
 from benchmarks.services import FlushService, NoopService
-from infinitic_py import messages as wire
-from infinitic_py.accumulator import Batch, BatchLimits, FlushReason
-from infinitic_py.executor import ExecutorSettings, GroupKey, Pending, ServiceExecutor
 from infinitic_py.service import define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
 from infinitic_py.transport.base import OutgoingMessage, SubscriptionType
+from infinitic_py.wire import native as wire
+from infinitic_py.worker.accumulator import Batch, BatchLimits, FlushReason
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.routing import GroupKey, Pending
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass
@@ -87,7 +89,7 @@ async def run_flush(
                            batch_limits={"tick": BatchLimits(100, max_seconds)}),
             transport, ExecutorSettings(tenant=TENANT, namespace=NAMESPACE))
         deadlines: dict[str, float] = {}
-        launch = quiet._launch_batch
+        launch = quiet._launch
 
         def measured_launch(batch: Batch[GroupKey, Pending]) -> None:
             now = loop.time()
@@ -100,7 +102,7 @@ async def run_flush(
                 deadlines[p.task.task_id] = deadline
             launch(batch)
 
-        quiet._launch_batch = measured_launch  # type: ignore[method-assign]
+        quiet._launch = measured_launch  # type: ignore[method-assign]
         executors.append(quiet)
         for executor in executors:
             await executor.start()

@@ -18,7 +18,7 @@ import msgspec
 import pulsar
 
 from benchmarks.common import Order
-from infinitic_py import messages as wire
+from infinitic_py.wire import native as wire
 
 _args = msgspec.msgpack.Decoder(tuple[Order])
 

@@ -25,6 +25,19 @@ class NoopService:
         return None
 
 
+class SyncNoopService:
+    """The same no-op with a sync batch method (a plain ``def``, as in the README): the worker
+    runs it in its thread pool."""
+
+    @task
+    def noop(self, order: Order) -> None:
+        return None
+
+    @noop.batch(max_messages=100, max_seconds=0.05)
+    def noop_batch(self, orders: dict[str, Order]) -> None:
+        return None
+
+
 class EchoService:
     """Returns a small value per task (end-to-end: the client awaits it)."""
 

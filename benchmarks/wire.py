@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from benchmarks.common import Order
-from infinitic_py import messages as wire
+from infinitic_py.wire import native as wire
 
 
 @dataclass(frozen=True)

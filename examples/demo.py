@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 import msgspec
 
 from infinitic_py import AsyncClient, Call, TaskFailed, Worker, get_context, task
-from infinitic_py.accumulator import BatchLimits
+from infinitic_py.batching import BatchLimits
 from infinitic_py.observability import configure_logging
 
 TENANTS = ("acme", "globex", "initech")

@@ -1,6 +1,5 @@
 """infinitic-py: batched tasks over Apache Pulsar — a worker service and a client SDK."""
 
-from infinitic_py.accumulator import BatchLimits, FlushReason
 from infinitic_py.client import AsyncClient, Call, Client, Deferred, ServiceStub, SyncDeferred
 from infinitic_py.context import TaskContext, current_context, get_context
 from infinitic_py.errors import (
@@ -17,6 +16,7 @@ from infinitic_py.errors import (
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import TaskMethod, service, task
 from infinitic_py.worker import Worker
+from infinitic_py.worker.accumulator import BatchLimits, FlushReason
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from infinitic_py.errors import ConfigError, InfiniticError, ServiceDefinitionError, TaskFailed
+from infinitic_py.transport.urls import is_memory
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -78,14 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _worker(path: str | None) -> int:
     from infinitic_py.config import load_config
-    from infinitic_py.gc_tuning import tune_gc_for_worker
     from infinitic_py.observability import configure_logging
     from infinitic_py.worker import Worker
 
     config = load_config(path)
     configure_logging(config.worker.log_format, config.worker.log_level)
-    worker = Worker.from_config(config)  # imports the services: frozen with the rest below
-    tune_gc_for_worker(config.worker.gc_gen0_threshold)
+    worker = Worker.from_config(config)  # imports the services, then tunes the GC
     try:
         worker.run()
     except InfiniticError as exc:
@@ -100,8 +99,8 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
     from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
-    from infinitic_py.loader import batch_limits, retry_policy
     from infinitic_py.service import define_service, task_methods
+    from infinitic_py.worker.from_config import batch_limits, retry_policy
 
     config = load_config(path)
     print(f"ok    config {path or os.environ.get('INFINITIC_CONFIG', '')}: "
@@ -121,7 +120,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         print(f"ok    service {definition.name}: methods {sorted(definition.methods)}, "
               f"batched {batched or 'none'}, concurrency {svc.concurrency}")
         plans.append((definition.name, svc.concurrency, largest))
-    if offline or config.pulsar.url.startswith("memory://"):
+    if offline or is_memory(config.pulsar.url):
         print("skip  broker checks (offline or memory:// transport)")
         return EXIT_OK
     p = config.pulsar
@@ -200,7 +199,7 @@ def _token(config: Any) -> str | None:
 
 
 def _broker_reachable(url: str, config: Any) -> bool:
-    from infinitic_py.loader import transport_options
+    from infinitic_py.worker.from_config import transport_options
 
     async def probe() -> bool:
         from infinitic_py.topics import service_topic

@@ -5,18 +5,16 @@
   the same format. JSON lines when the stream is not a TTY (or ``format="json"``), a coloured
   console renderer on a TTY. Keys named like secrets are masked in every record.
 - :class:`Metrics`: every ``infinitic_*`` metric, on a registry of its own.
-- :class:`HealthServer`: ``GET /metrics``, ``/healthz``, ``/readyz`` over a minimal asyncio
-  HTTP/1.1 server (one request per connection).
+(The HTTP endpoint serving them, ``/metrics`` with ``/healthz`` and ``/readyz``, is
+``infinitic_py.health``.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, Literal, TextIO
 
 import prometheus_client
@@ -26,10 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = [
     "CONTENT_TYPE",
     "FlushReason",
-    "HealthServer",
     "LogFormat",
     "Metrics",
-    "ReadyCheck",
     "configure_logging",
     "get_logger",
     "mask_secrets",
@@ -270,198 +266,3 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format (serve with ``CONTENT_TYPE``)."""
         return prometheus_client.generate_latest(self.registry)
-
-
-# --------------------------------------------------------------------------------------------
-# Health server
-
-ReadyCheck = Callable[[], "bool | tuple[bool, str]"]
-
-_REASONS: Final = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 413: "Content Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-_MAX_HEADER_BYTES: Final = 8192
-_TEXT: Final = "text/plain; charset=utf-8"
-
-
-class HealthServer:
-    """``GET /metrics``, ``/healthz`` and ``/readyz`` on one port, served from the event loop.
-
-    - ``/healthz``: 200 ``ok`` when ``alive()`` returns True (default: always), else 503. Being
-      answered at all proves the event loop is responsive.
-    - ``/readyz``: 200 ``ready`` when ``ready()`` is true, else 503 ``not ready: <reason>``;
-      ``ready()`` may return ``(bool, reason)``, or a ``ready_reason()`` callable gives the reason.
-    - ``/metrics``: ``metrics.render()`` (404 when no metrics were given).
-    - Anything else 404; methods other than GET / HEAD 405. One request per connection; a client
-      that does not send its request within ``request_timeout`` gets 408 and is dropped.
-    """
-
-    def __init__(
-        self,
-        metrics: Metrics | None = None,
-        *,
-        host: str = "0.0.0.0",
-        port: int = 9090,
-        alive: Callable[[], bool] | None = None,
-        ready: ReadyCheck | None = None,
-        ready_reason: Callable[[], str] | None = None,
-        request_timeout: float = 5.0,
-    ) -> None:
-        self.metrics = metrics
-        self.host = host
-        self._requested_port = port
-        self._alive = alive
-        self._ready = ready
-        self._ready_reason = ready_reason
-        self._timeout = request_timeout
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._log = get_logger("infinitic_py.health")
-
-    @property
-    def port(self) -> int:
-        """The bound port (the one picked by the OS when started with port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self._requested_port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def started(self) -> bool:
-        return self._server is not None
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = await asyncio.start_server(
-            self._on_connection, self.host, self._requested_port,
-            limit=_MAX_HEADER_BYTES, reuse_address=True,
-        )
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), timeout=self._timeout)
-
-    async def __aenter__(self) -> HealthServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- request handling ---------------------------------------------------------------------
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        try:
-            await self._serve_one(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            self._log.exception("health server request failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
-            if task is not None:
-                self._connections.discard(task)
-
-    async def _serve_one(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=self._timeout)
-        except TimeoutError:
-            await self._respond(writer, 408, b"request timeout\n", head_only=False)
-            return
-        except asyncio.LimitOverrunError:
-            await self._respond(writer, 413, b"request header too large\n", head_only=False)
-            return
-        except asyncio.IncompleteReadError:
-            return  # the client went away before finishing its request
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            await self._respond(writer, 400, b"bad request\n", head_only=False)
-            return
-        method, target, _ = parts
-        if method not in ("GET", "HEAD"):
-            await self._respond(writer, 405, b"method not allowed\n", head_only=False,
-                                extra={"Allow": "GET, HEAD"})
-            return
-        path = target.split("?", 1)[0]
-        status, body, content_type = await self._route(path)
-        await self._respond(writer, status, body, head_only=method == "HEAD",
-                            content_type=content_type)
-
-    async def _route(self, path: str) -> tuple[int, bytes, str]:
-        if path == "/healthz":
-            ok, _ = _call_check(self._alive, None)
-            return (200, b"ok\n", _TEXT) if ok else (503, b"not alive\n", _TEXT)
-        if path == "/readyz":
-            ok, reason = _call_check(self._ready, self._ready_reason)
-            if ok:
-                return 200, b"ready\n", _TEXT
-            return 503, f"not ready: {reason or 'unknown'}\n".encode(), _TEXT
-        if path == "/metrics" and self.metrics is not None:
-            return 200, self.metrics.render(), CONTENT_TYPE
-        return 404, b"not found\n", _TEXT
-
-    async def _respond(
-        self,
-        writer: asyncio.StreamWriter,
-        status: int,
-        body: bytes,
-        *,
-        head_only: bool,
-        content_type: str = _TEXT,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        headers = {
-            "Content-Type": content_type,
-            "Content-Length": str(len(body)),
-            "Cache-Control": "no-store",
-            "Connection": "close",
-            **(extra or {}),
-        }
-        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()
-        ) + "\r\n"
-        writer.write(head.encode("latin-1") + (b"" if head_only else body))
-        await asyncio.wait_for(writer.drain(), timeout=self._timeout)
-
-
-def _call_check(
-    check: Callable[[], bool | tuple[bool, str]] | None,
-    reason_of: Callable[[], str] | None,
-) -> tuple[bool, str]:
-    """Run an alive/ready callable; an exception counts as "no" with its type as the reason."""
-    if check is None:
-        return True, ""
-    try:
-        result = check()
-        if isinstance(result, tuple):
-            ok, reason = bool(result[0]), str(result[1])
-        else:
-            ok, reason = bool(result), ""
-        if not ok and not reason and reason_of is not None:
-            reason = reason_of()
-    except Exception as exc:
-        return False, f"check raised {type(exc).__name__}"
-    return ok, reason.replace("\n", " ")
-

@@ -1,16 +1,24 @@
 """ProducerCache: the producers of a client or an executor, keyed by topic (or service), at most
 ``capacity`` of them once idle. Topics come and go (a worker publishes to each client's reply
 topic, a client dispatches to any service by name): beyond the capacity the least recently used
-producers that no publish is using, and that are not pinned, are handed to ``evict`` to close."""
+producers that no publish is using, and that are not pinned, are closed (by the cache itself, in
+the background: the one place producers are evicted)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from infinitic_py.transport.base import Producer
+import structlog
+
+from infinitic_py.transport.base import OutgoingMessage, Producer, TransportError
+
+CLOSE_TIMEOUT = 5.0  # seconds for a producer close
+
+log = structlog.get_logger("infinitic_py.producers")
 
 
 class ProducerCache:
@@ -18,18 +26,17 @@ class ProducerCache:
         self,
         create: Callable[[str], Awaitable[Producer]],
         capacity: int,
-        evict: Callable[[Producer], None],
         pinned: Collection[str] = (),
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+            raise ValueError(f"max_producers must be >= 1, got {capacity}")
         self._create = create
         self.capacity = capacity
-        self._evict = evict
         self._pinned = pinned
         self._producers: OrderedDict[str, Producer] = OrderedDict()  # least recently used first
         self._users: dict[str, int] = {}  # publishes using a key right now
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -64,11 +71,26 @@ class ProducerCache:
         self._trim()
         return producer
 
-    def drain(self) -> list[Producer]:
-        """Every producer, removed from the cache (to close them all)."""
+    async def publish(self, by_topic: Mapping[str, Sequence[OutgoingMessage]]) -> None:
+        """Publish every message, each topic's in order, topics concurrently; returns once all
+        are persisted. Raises ``TransportError`` if any failed."""
+        if not by_topic:
+            return
+        with self.using(*by_topic):
+            producers = [await self.get(topic) for topic in by_topic]
+            await asyncio.gather(*(
+                producer.send_many(msgs)
+                for producer, msgs in zip(producers, by_topic.values(), strict=True)
+            ))
+
+    async def close(self) -> None:
+        """Close every producer (and wait for evicted ones still closing)."""
         producers = list(self._producers.values())
         self._producers.clear()
-        return producers
+        for producer in producers:
+            await _close(producer)
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=CLOSE_TIMEOUT)
 
     def _trim(self) -> None:
         excess = len(self._producers) - self.capacity
@@ -80,4 +102,14 @@ class ProducerCache:
             if key in self._users or key in self._pinned:
                 continue
             excess -= 1
-            self._evict(self._producers.pop(key))
+            closing = asyncio.get_running_loop().create_task(_close(self._producers.pop(key)))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+
+async def _close(producer: Producer) -> None:
+    with contextlib.suppress(TransportError, TimeoutError):
+        try:
+            await asyncio.wait_for(producer.close(), CLOSE_TIMEOUT)
+        except (TransportError, TimeoutError) as exc:
+            log.debug("producer.close_failed", topic=producer.topic, error=str(exc) or "timeout")

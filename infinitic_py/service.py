@@ -12,15 +12,24 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from infinitic_py.accumulator import BatchLimits
+from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import ServiceDefinitionError
 from infinitic_py.retry import RetryPolicy
+from infinitic_py.signatures import (
+    NOT_A_DICT,
+    describe,
+    dict_value_type,
+    strip_exceptions,
+    type_hints,
+    unwrap_awaitable,
+    wrapper_fields,
+)
 
 S = TypeVar("S")
 P = ParamSpec("P")
@@ -269,65 +278,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def _hints(fn: Callable[..., Any], where: str) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(fn)
-    except Exception as exc:  # NameError for an unresolvable forward reference, ...
-        raise ServiceDefinitionError(f"{where}: cannot resolve type hints: {exc}") from None
-
-
-def _unwrap_awaitable(tp: Any, is_async: bool) -> Any:
-    origin = typing.get_origin(tp)
-    if not is_async and origin in (Coroutine, Awaitable):
-        args = typing.get_args(tp)
-        return args[-1] if args else Any
-    return tp
-
-
-def _strip_exceptions(tp: Any) -> Any:
-    """``O | Exception`` → ``O`` (a batch value may be an exception instance)."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        kept = [
-            a for a in typing.get_args(tp)
-            if not (isinstance(a, type) and issubclass(a, BaseException))
-        ]
-        if len(kept) == 1:
-            return kept[0]
-        return typing.Union[tuple(kept)]  # noqa: UP007
-    return tp
-
-
-_NOT_A_DICT: Any = object()
-
-
-def _dict_value_type(tp: Any) -> Any:
-    """``dict[str, X]`` → X (``None`` → ``NoneType``); anything else → ``_NOT_A_DICT``."""
-    if typing.get_origin(tp) is dict:
-        key, value = typing.get_args(tp)
-        if key is str:
-            return type(None) if value is None else value
-    return _NOT_A_DICT
-
-
-def _wrapper_fields(tp: Any) -> list[tuple[str, Any]] | None:
-    """Fields, in constructor order, of a msgspec Struct, NamedTuple or dataclass; else None."""
-    if isinstance(tp, type):
-        if issubclass(tp, msgspec.Struct):
-            hints = typing.get_type_hints(tp)
-            return [(f, hints.get(f, Any)) for f in tp.__struct_fields__]
-        if issubclass(tuple, tp) is False and issubclass(tp, tuple) and hasattr(tp, "_fields"):
-            hints = typing.get_type_hints(tp)
-            return [(f, hints.get(f, Any)) for f in tp._fields]
-        if dataclasses.is_dataclass(tp):
-            hints = typing.get_type_hints(tp)
-            return [(f.name, hints.get(f.name, Any)) for f in dataclasses.fields(tp) if f.init]
-    return None
-
-
-def _describe(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or repr(tp).replace("typing.", "")
-
-
 def _build_batch(
     service: str,
     instance: Any,
@@ -350,33 +300,33 @@ def _build_batch(
             f"{where}: must take exactly one parameter, dict[str, I] (task id -> input), "
             f"got ({', '.join(str(p) for p in params)})"
         )
-    hints = _hints(fn, where)
+    hints = type_hints(fn, where)
     param_hint = hints.get(params[0].name)
-    item_type = _dict_value_type(param_hint)
-    if item_type is _NOT_A_DICT:
+    item_type = dict_value_type(param_hint)
+    if item_type is NOT_A_DICT:
         raise ServiceDefinitionError(
             f"{where}: parameter {params[0].name!r} must be annotated dict[str, I], "
-            f"got {_describe(param_hint)}"
+            f"got {describe(param_hint)}"
         )
     wrap: Callable[[tuple[Any, ...]], Any]
     if len(param_names) == 1:
         if item_type not in (Any, param_types[0]):
             raise ServiceDefinitionError(
-                f"{where}: input type {_describe(item_type)} does not match "
-                f"{method}({param_names[0]}: {_describe(param_types[0])})"
+                f"{where}: input type {describe(item_type)} does not match "
+                f"{method}({param_names[0]}: {describe(param_types[0])})"
             )
 
         def wrap(args: tuple[Any, ...]) -> Any:
             return args[0]
 
     else:
-        fields = _wrapper_fields(item_type)
-        expected = ", ".join(f"{n}: {_describe(t)}" for n, t in zip(param_names, param_types, strict=True))
+        fields = wrapper_fields(item_type)
+        expected = ", ".join(f"{n}: {describe(t)}" for n, t in zip(param_names, param_types, strict=True))
         if fields is None or len(fields) != len(param_names):
             raise ServiceDefinitionError(
                 f"{where}: {method} takes {len(param_names)} parameters ({expected}), so the "
                 f"input type must be a msgspec.Struct, NamedTuple or dataclass with those fields "
-                f"(named like them, or in order); got {_describe(item_type)}"
+                f"(named like them, or in order); got {describe(item_type)}"
             )
         if {fname for fname, _ in fields} == set(param_names):
             # Fields named like the parameters: each argument goes to its namesake, whatever
@@ -386,8 +336,8 @@ def _build_batch(
         for (fname, ftype), pname, ptype in zip(fields, param_names, param_types, strict=True):
             if ftype not in (Any, ptype) and ptype is not Any:
                 raise ServiceDefinitionError(
-                    f"{where}: field {fname!r} of {_describe(item_type)} is {_describe(ftype)} "
-                    f"but parameter {pname!r} of {method} is {_describe(ptype)}"
+                    f"{where}: field {fname!r} of {describe(item_type)} is {describe(ftype)} "
+                    f"but parameter {pname!r} of {method} is {describe(ptype)}"
                 )
         ctor = item_type
         names = tuple(fname for fname, _ in fields)
@@ -397,7 +347,7 @@ def _build_batch(
             return ctor(**dict(zip(names, args, strict=True)))
 
     ret = hints.get("return", inspect.Signature.empty)
-    ret = _unwrap_awaitable(ret, _is_async(fn))
+    ret = unwrap_awaitable(ret, _is_async(fn))
     output_type: Any
     if ret is type(None) or ret is None or ret is inspect.Signature.empty:
         output_type = return_type  # returns None (or is not annotated: nothing to check)
@@ -405,17 +355,17 @@ def _build_batch(
         options = [ret]
         if typing.get_origin(ret) in (typing.Union, types.UnionType):
             options = [a for a in typing.get_args(ret) if a is not type(None)]
-        value_type = _dict_value_type(options[0]) if len(options) == 1 else _NOT_A_DICT
-        if value_type is _NOT_A_DICT:
+        value_type = dict_value_type(options[0]) if len(options) == 1 else NOT_A_DICT
+        if value_type is NOT_A_DICT:
             raise ServiceDefinitionError(
                 f"{where}: must return dict[str, O] (task id -> output) or None, "
-                f"got {_describe(ret)}"
+                f"got {describe(ret)}"
             )
-        output_type = _strip_exceptions(value_type)
+        output_type = strip_exceptions(value_type)
         if output_type not in (Any, return_type) and return_type is not Any:
             raise ServiceDefinitionError(
-                f"{where}: output type {_describe(output_type)} does not match the return type "
-                f"{_describe(return_type)} of {method}"
+                f"{where}: output type {describe(output_type)} does not match the return type "
+                f"{describe(return_type)} of {method}"
             )
     return BatchDefinition(
         fn=types.MethodType(fn, instance) if instance is not None else fn,
@@ -446,11 +396,11 @@ def define_method(
     for p in params:
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             raise ServiceDefinitionError(f"{where}: *args / **kwargs are not supported ({p})")
-    hints = _hints(fn, where)
+    hints = type_hints(fn, where)
     is_async = _is_async(fn)
     param_names = tuple(p.name for p in params)
     param_types = tuple(hints.get(p.name, Any) for p in params)
-    return_type = _unwrap_awaitable(hints.get("return", Any), is_async)
+    return_type = unwrap_awaitable(hints.get("return", Any), is_async)
     if return_type is None:
         return_type = type(None)
     batch = None

@@ -1,40 +1,14 @@
-"""Transports: the broker operations infinitic-py needs (``base``) and their implementations.
-
-``create_transport(url)`` picks one from the URL: ``pulsar://`` / ``pulsar+ssl://`` for Apache
-Pulsar, ``memory://NAME`` for the in-process broker shared by everything in the process that uses
-the same URL.
-"""
+"""Transports: ``base`` (the protocol), ``pulsar`` (``pulsar://``, ``pulsar+ssl://``), ``memory``
+(``memory://NAME``, in-process); ``urls`` knows the schemes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from infinitic_py.transport.base import (
-    Consumer,
-    ConsumerClosed,
-    ConsumerSettings,
-    OutgoingMessage,
-    Producer,
-    ReceivedMessage,
-    SubscriptionType,
-    Transport,
-    TransportError,
-)
+from infinitic_py.transport.base import Transport
+from infinitic_py.transport.urls import EXPECTED, redact_url, transport_kind
 
-__all__ = [
-    "Consumer",
-    "ConsumerClosed",
-    "ConsumerSettings",
-    "OutgoingMessage",
-    "Producer",
-    "ReceivedMessage",
-    "SubscriptionType",
-    "Transport",
-    "TransportError",
-    "create_transport",
-]
-
-_PULSAR_SCHEMES = ("pulsar", "pulsar+ssl")
+__all__ = ["create_transport", "redact_url"]
 
 
 def create_transport(url: str, **options: Any) -> Transport:
@@ -47,17 +21,13 @@ def create_transport(url: str, **options: Any) -> Transport:
 
     Raises ``ValueError`` for any other URL.
     """
-    # Case-sensitive, like pulsar-client (which rejects "PULSAR://") and the config validation.
-    scheme, separator, _ = url.partition("://")
-    if separator and scheme == "memory":
+    kind = transport_kind(url)
+    if kind == "memory":
         from infinitic_py.transport.memory import MemoryTransport
 
         return MemoryTransport(url)
-    if separator and scheme in _PULSAR_SCHEMES:
+    if kind == "pulsar":
         from infinitic_py.transport.pulsar import PulsarTransport
 
         return PulsarTransport(url, **options)
-    raise ValueError(
-        f"unsupported transport URL {url!r}: expected pulsar://HOST:PORT, "
-        "pulsar+ssl://HOST:PORT or memory://NAME"
-    )
+    raise ValueError(f"unsupported transport URL {url!r}: expected {EXPECTED}")

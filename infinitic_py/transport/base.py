@@ -140,9 +140,12 @@ class Consumer(abc.ABC):
 
 
 class Producer(abc.ABC):
+    _topic: str  # set by the implementation
+
     @property
-    @abc.abstractmethod
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The topic it publishes to."""
+        return self._topic
 
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> None:
@@ -163,7 +166,10 @@ class Transport(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    async def create_producer(self, topic: str) -> Producer: ...
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+        """A producer of ``topic``. ``schema``: the schema definition (Avro JSON) the topic's
+        messages carry in the broker's schema registry (``None``: raw bytes); the messages
+        handed to it are already encoded with it (the wire dialect encodes)."""
 
     @abc.abstractmethod
     async def subscribe(

@@ -32,7 +32,7 @@ class FixedTransport(Transport):
         self.consumer = consumer
         self._producers = producers
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
         return self._producers(topic)
 
     async def subscribe(

@@ -1,0 +1,160 @@
+"""The wire seam: what the worker (and the client) need from a message format.
+
+A *dialect* knows one format end to end: which topics a service's worker consumes (and with which
+subscription), how a received message becomes a task, how a task's arguments are decoded with the
+method's types, and which messages each outcome produces, on which topics, with which keys.
+The executor only ever talks to a ``Dialect``; it never sees an envelope.
+
+- ``wire.native``: infinitic-py's own MessagePack envelopes (the default).
+- a second dialect (Infinitic 0.18's Avro envelopes, JSON arguments) fits the same protocol: it
+  consumes more than one topic per service (``Subscription``), emits a "started" event per task
+  (``started``), several messages per outcome on several topics (``Publish`` lists), and its
+  producers carry an Avro schema (``producer_schema``).
+
+Pure: no I/O here or in a dialect. The transport's data classes (``OutgoingMessage``,
+``ReceivedMessage``) are the only things imported from ``transport/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
+
+if TYPE_CHECKING:
+    from infinitic_py.service import MethodDefinition
+
+__all__ = [
+    "Dialect",
+    "Publish",
+    "Subscription",
+    "Task",
+    "Undecodable",
+    "key_text",
+]
+
+
+def key_text(key: str | bytes | None) -> str | None:
+    """A batch / partition key as text: bytes keys are shown (and routed) as their hex.
+    The one place this rule lives."""
+    if key is None or isinstance(key, str):
+        return key
+    return key.hex()
+
+
+class Task(Protocol):
+    """What the worker reads of a decoded task, whatever the dialect (a dialect's own envelope
+    type provides these as attributes: no second object is built per task)."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def meta(self) -> Mapping[str, Any]: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def retry_index(self) -> int: ...
+    @property
+    def retry_sequence(self) -> int: ...
+    @property
+    def reply_to(self) -> str | None: ...  # where a waiting caller wants its reply, if any
+
+    def batch_key(self) -> str | bytes | None: ...
+
+
+T = TypeVar("T", bound=Task)
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A received message that is not a task of this dialect (it is dead-lettered)."""
+
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One topic a service's worker consumes. ``role`` tells the executor what arrives there:
+    ``"execute"`` (tasks to run) is the only role the executor handles today; a dialect may list
+    others (e.g. Infinitic's ``task-retry`` / ``task-events`` handlers) for a worker that plays
+    them."""
+
+    topic: str
+    subscription: str
+    role: str = "execute"
+    dead_letter_topic: str | None = None  # where the broker moves a message nacked too often
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """One message of an outcome. ``reply``: it answers the caller, so a redelivered copy of an
+    already settled task is answered with it again (kept by the ledger, if small)."""
+
+    topic: str
+    message: OutgoingMessage
+    reply: bool = False
+
+
+class Dialect(Protocol[T]):
+    """A message format, as the executor sees it. Every method is pure."""
+
+    name: str
+
+    # --- topics -----------------------------------------------------------------------------
+    def subscriptions(self, service: str) -> Sequence[Subscription]:
+        """What a worker of ``service`` consumes (first: the tasks to execute)."""
+        ...
+
+    def dead_letter_topic(self, service: str) -> str:
+        """Where tasks of ``service`` that failed for good (or never decoded) are kept."""
+        ...
+
+    def producer_schema(self, topic: str) -> str | None:
+        """The schema definition (Avro JSON) producers of ``topic`` must carry; None for raw
+        bytes."""
+        ...
+
+    # --- in ---------------------------------------------------------------------------------
+    def decode(self, message: ReceivedMessage) -> T | Undecodable:
+        """The task a received message carries, or why it carries none."""
+        ...
+
+    def decode_args(self, task: T, method: MethodDefinition) -> tuple[Any, ...]:
+        """The task's positional arguments, decoded with the method's types. Raises (any
+        exception) when they do not match the signature."""
+        ...
+
+    # --- out (each returns the messages to publish, in order) -------------------------------
+    announces_start: bool  # whether ``started`` ever returns anything (skipped if not)
+
+    def started(self, task: T) -> Sequence[Publish]:
+        """Published when the task starts running (empty: nothing to say)."""
+        ...
+
+    def completes_silently(self, task: T) -> bool:
+        """True when ``completed`` publishes nothing for this task (the hot path skips it)."""
+        ...
+
+    def completed(self, task: T, output: Any, worker: str) -> Sequence[Publish]:
+        """Raises ``TypeError`` / ``msgspec.EncodeError`` if ``output`` cannot be encoded (the
+        task then fails instead)."""
+        ...
+
+    def retried(self, task: T, error: BaseException, trace: str | None, delay: float,
+                worker: str) -> Sequence[Publish]:
+        """The next attempt (delivered after ``delay`` seconds) and whatever tells of it."""
+        ...
+
+    def failed(self, task: T, error: BaseException, trace: str | None, reason: str,
+               payload: bytes, worker: str) -> Sequence[Publish]:
+        """A task failed for good: its failure reply (if anyone waits) and its dead letter."""
+        ...
+
+    def undecodable(self, message: ReceivedMessage, error: Exception, service: str,
+                    worker: str) -> Sequence[Publish]:
+        """The dead letter of a message that is not a task."""
+        ...

@@ -69,7 +69,7 @@ class Recording(Transport):
             topic, asyncio.Event()
         )
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
         if topic not in self.gates:
             self.hold(topic)[0].set()
         gate, sending = self.hold(topic)

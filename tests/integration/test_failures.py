@@ -21,10 +21,10 @@ from infinitic_py import (
     get_context,
     task,
 )
-from infinitic_py import messages as wire
 from infinitic_py.topics import dead_letter_topic, service_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import Consumer, ConsumerSettings, OutgoingMessage, Transport
+from infinitic_py.wire import native as wire
 
 from .harness import Harness
 

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infinitic_py.accumulator import Batch, BatchAccumulator, BatchLimits, FlushReason
+from infinitic_py.worker.accumulator import Batch, BatchAccumulator, BatchLimits, FlushReason
 
 Key = tuple[str, str | None]
 
 
-def make(max_messages: int = 3, max_seconds: float = 1.0, cap: int | None = None) -> BatchAccumulator[Key, int]:
-    return BatchAccumulator(lambda key: BatchLimits(max_messages, max_seconds), max_buffered=cap)
+class Owner:
+    """The accumulator as its owner (the executor) drives it: fixed limits per group, and the
+    oldest group flushed when the buffered total reaches the owner's cap."""
+
+    def __init__(self, limits: BatchLimits, cap: int | None) -> None:
+        self.acc: BatchAccumulator[Key, int] = BatchAccumulator()
+        self.limits = limits
+        self.cap = cap
+
+    def add(self, key: Key, item: int, now: float) -> tuple[Batch[Key, int], ...]:
+        flushed = tuple(self.acc.add(key, item, now, self.limits))
+        if self.cap is not None and self.acc.buffered >= self.cap:
+            flushed += tuple(self.acc.flush_oldest())
+        return flushed
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.acc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.acc, name)
+
+
+def make(max_messages: int = 3, max_seconds: float = 1.0, cap: int | None = None) -> Owner:
+    return Owner(BatchLimits(max_messages, max_seconds), cap)
 
 
 def test_flushes_on_size_with_items_in_arrival_order() -> None:

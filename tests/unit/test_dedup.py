@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infinitic_py.dedup import RecentOutcomes
+from infinitic_py.worker.recent import RecentOutcomes
 
 CAPACITY = 16
 

@@ -10,9 +10,7 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
-from infinitic_py import messages as wire
 from infinitic_py import task
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
 from infinitic_py.service import define_service
 from infinitic_py.transport.base import (
     Consumer,
@@ -22,6 +20,9 @@ from infinitic_py.transport.base import (
     ReceivedMessage,
 )
 from infinitic_py.transport.fixed import FixedTransport
+from infinitic_py.wire import native as wire
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 class Job(msgspec.Struct, frozen=True):

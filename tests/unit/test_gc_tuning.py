@@ -38,3 +38,26 @@ def test_zero_keeps_python_thresholds() -> None:
 def test_negative_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match="gen0_threshold"):
         tune_gc_for_worker(-1)
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_worker_from_config_applies_the_configured_threshold() -> None:
+    from infinitic_py.config import config_from_dict
+    from infinitic_py.worker import Worker
+
+    config = config_from_dict({
+        "pulsar": {"url": "memory://gc-test"},
+        "worker": {"gc_gen0_threshold": 12_345, "http_port": 0},
+        "services": [{"class": "tests.unit.worker.parts:Jobs"}],
+    })
+    Worker.from_config(config)
+    assert gc.get_threshold()[0] == 12_345
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_a_worker_built_in_code_leaves_the_gc_alone_by_default() -> None:
+    from infinitic_py.worker import Worker
+
+    before = gc.get_threshold()
+    Worker("memory://gc-test").tune_gc()
+    assert gc.get_threshold() == before

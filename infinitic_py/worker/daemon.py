@@ -14,34 +14,26 @@ import os
 import signal
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.accumulator import BatchLimits
+from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import ConfigError, ServiceDefinitionError
-from infinitic_py.executor import ExecutorSettings, ServiceExecutor
-from infinitic_py.observability import HealthServer, Metrics
+from infinitic_py.gc_tuning import tune_gc_for_worker
+from infinitic_py.health import HealthServer
+from infinitic_py.observability import Metrics
 from infinitic_py.retry import RetryPolicy
-from infinitic_py.service import define_service
-from infinitic_py.transport import create_transport
+from infinitic_py.service import ServiceDefinition, define_service
+from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import ConsumerSettings, Transport
+from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.settings import ExecutorSettings
 
 if TYPE_CHECKING:
     from infinitic_py.config import WorkerConfig
 
 log = structlog.get_logger("infinitic_py.worker")
-
-
-@dataclass(frozen=True)
-class _Registration:
-    instance: Any
-    name: str | None
-    concurrency: int
-    retry: RetryPolicy | None
-    timeout: float | None
-    batch: Mapping[str, BatchLimits]
 
 
 class Worker:
@@ -50,7 +42,10 @@ class Worker:
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
     ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
     ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
-    disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS).
+    disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS),
+    ``gc_gen0_threshold`` (``None`` leaves the process's GC alone; else ``run()`` applies the
+    worker GC tuning of ``gc_tuning`` before it starts; ``from_config`` sets it from
+    ``worker.gc_gen0_threshold`` and applies it at once, its services imported).
     """
 
     def __init__(
@@ -68,6 +63,7 @@ class Worker:
         metrics: Metrics | None = None,
         transport_options: Mapping[str, Any] | None = None,
         admin_url: str | None = None,
+        gc_gen0_threshold: int | None = None,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -81,7 +77,10 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
-        self._registrations: list[_Registration] = []
+        self.gc_gen0_threshold = gc_gen0_threshold
+        self._gc_tuned = False
+        # What each service runs with, decided once at add_service: (definition, settings).
+        self._services: list[tuple[ServiceDefinition, ExecutorSettings]] = []
         self._transport: Transport | None = None
         self._executors: list[ServiceExecutor] = []
         self._health: HealthServer | None = None
@@ -101,27 +100,40 @@ class Worker:
     ) -> Worker:
         """Register a service instance. ``batch`` overrides the decorators' limits per batched
         method: ``{"send": BatchLimits(max_messages=100, max_seconds=0.5)}``.
-        Signatures are checked here and again at ``start``."""
+        Signatures are checked here (once: raises ``ServiceDefinitionError``)."""
         if self._started:
             raise RuntimeError("add_service() must be called before start()")
         limits = {
             method: value if isinstance(value, BatchLimits) else BatchLimits(*value)
             for method, value in (batch or {}).items()
         }
-        reg = _Registration(instance, name, concurrency, retry, timeout, limits)
-        define_service(instance, name=name, batch_limits=dict(limits))  # fail fast
-        self._registrations.append(reg)
+        definition = define_service(instance, name=name, batch_limits=limits)
+        if any(d.name == definition.name for d, _ in self._services):
+            raise ServiceDefinitionError(f"a service is registered twice: {definition.name}")
+        self._services.append((definition, ExecutorSettings(
+            tenant=self.tenant, namespace=self.namespace, concurrency=concurrency, retry=retry,
+            timeout=timeout, max_buffered_messages=self.max_buffered_messages,
+            consumer=self.consumer_settings, worker_name=self.name)))
         return self
 
     @classmethod
     def from_config(cls, config: str | os.PathLike[str] | WorkerConfig) -> Worker:
-        """A worker built from a config file (or a loaded ``WorkerConfig``). Raises ConfigError."""
+        """A worker built from a config file (or a loaded ``WorkerConfig``): its services
+        imported and added, and the process's GC tuned for a worker
+        (``worker.gc_gen0_threshold``). Raises ConfigError."""
         from infinitic_py.config import WorkerConfig, load_config
-        from infinitic_py.loader import build_worker
+        from infinitic_py.worker.from_config import build_worker
 
         loaded = config if isinstance(config, WorkerConfig) else load_config(config)
         worker: Worker = build_worker(cls, loaded)
+        worker.tune_gc()  # after the imports: the services are frozen with the rest
         return worker
+
+    def tune_gc(self) -> None:
+        """Apply ``gc_gen0_threshold`` (once; nothing if it is None)."""
+        if self.gc_gen0_threshold is not None and not self._gc_tuned:
+            tune_gc_for_worker(self.gc_gen0_threshold)
+            self._gc_tuned = True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,28 +159,12 @@ class Worker:
         """Connect, subscribe every service and start consuming. Returns once consuming."""
         if self._started:
             return
-        if not self._registrations:
+        if not self._services:
             raise ConfigError("no service registered: call add_service() before start()")
-        definitions = [
-            define_service(r.instance, name=r.name, batch_limits=dict(r.batch))
-            for r in self._registrations
-        ]
-        names = [d.name for d in definitions]
-        if len(set(names)) != len(names):
-            raise ServiceDefinitionError(f"a service is registered twice: {names}")
+        names = [d.name for d, _ in self._services]
         self._transport = create_transport(self.url, **self._transport_options)
         try:
-            for reg, definition in zip(self._registrations, definitions, strict=True):
-                settings = ExecutorSettings(
-                    tenant=self.tenant,
-                    namespace=self.namespace,
-                    concurrency=reg.concurrency,
-                    retry=reg.retry,
-                    timeout=reg.timeout,
-                    max_buffered_messages=self.max_buffered_messages,
-                    consumer=self.consumer_settings,
-                    worker_name=self.name,
-                )
+            for definition, settings in self._services:
                 executor = ServiceExecutor(
                     definition, self._transport, settings, metrics=self.metrics
                 )
@@ -189,7 +185,7 @@ class Worker:
             "worker.started",
             worker=self.name,
             services=names,
-            url=_redact_url(self.url),
+            url=redact_url(self.url),
             http_port=self._health.port if self._health else None,
         )
 
@@ -289,12 +285,7 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     def run(self) -> None:
-        """Blocking: run until SIGTERM / SIGINT, then drain within the grace period."""
+        """Blocking: tune the GC (``gc_gen0_threshold``), run until SIGTERM / SIGINT, then drain
+        within the grace period."""
+        self.tune_gc()
         asyncio.run(self.run_until_signalled())
-
-
-def _redact_url(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

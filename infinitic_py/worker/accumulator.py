@@ -3,16 +3,22 @@ asyncio; the caller passes the current time (``now``) so tests control the clock
 
 A group flushes when it holds ``max_messages`` items (``add`` returns it), when ``max_seconds`` have
 passed since its *first* item (``flush_due``), when the owner shuts down (``flush_all``), or when the
-buffered total reaches the cap (``add`` returns the group due first, reason ``memory``).
+owner is at its buffer cap (``flush_oldest``: the group due first, reason ``memory``). The cap
+itself is the owner's (the worker's ledger): the accumulator only holds groups. Each ``add``
+carries the group's limits (the route knows them): nothing is asked back of the owner.
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from infinitic_py.batching import BatchLimits
+
+__all__ = ["Batch", "BatchAccumulator", "BatchLimits", "FlushReason"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -23,18 +29,6 @@ class FlushReason(enum.StrEnum):
     TIME = "time"
     SHUTDOWN = "shutdown"
     MEMORY = "memory"
-
-
-@dataclass(frozen=True, slots=True)
-class BatchLimits:
-    max_messages: int
-    max_seconds: float
-
-    def __post_init__(self) -> None:
-        if self.max_messages < 1:
-            raise ValueError(f"max_messages must be >= 1, got {self.max_messages}")
-        if self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
 
 
 @dataclass(slots=True)
@@ -57,13 +51,8 @@ class _Group(Generic[T]):
 
 @dataclass
 class BatchAccumulator(Generic[K, T]):
-    """Open groups keyed by ``K`` (the executor uses ``(method, batch_key)``).
+    """Open groups keyed by ``K`` (the executor uses ``(method, batch_key)``)."""
 
-    ``limits_for(key)`` gives each group's limits; ``max_buffered`` caps items across all groups.
-    """
-
-    limits_for: Callable[[K], BatchLimits]
-    max_buffered: int | None = None
     _groups: dict[K, _Group[T]] = field(default_factory=dict, init=False)
     # (deadline, generation, key): lazily pruned; generation tells a stale entry from a live one.
     _deadlines: list[tuple[float, int, K]] = field(default_factory=list, init=False)
@@ -83,11 +72,11 @@ class BatchAccumulator(Generic[K, T]):
         """Whether a group is open for ``key``."""
         return key in self._groups
 
-    def add(self, key: K, item: T, now: float) -> Sequence[Batch[K, T]]:
-        """Add one item; returns the batches this addition flushes (size or memory), if any."""
+    def add(self, key: K, item: T, now: float, limits: BatchLimits) -> Sequence[Batch[K, T]]:
+        """Add one item (``limits``: its group's, used when the group opens); returns the batch
+        this addition flushes by size, if any."""
         group = self._groups.get(key)
         if group is None:
-            limits = self.limits_for(key)
             self._generation += 1
             group = _Group([], now, now + limits.max_seconds, self._generation, limits)
             self._groups[key] = group
@@ -95,18 +84,14 @@ class BatchAccumulator(Generic[K, T]):
         items = group.items
         items.append(item)
         self._buffered += 1
-        if len(items) < group.limits.max_messages and (
-            self.max_buffered is None or self._buffered < self.max_buffered
-        ):
+        if len(items) < group.limits.max_messages:
             return ()  # the hot path: no list to allocate
-        flushed: list[Batch[K, T]] = []
-        if len(items) >= group.limits.max_messages:
-            flushed.append(self._pop(key, FlushReason.SIZE))
-        if self.max_buffered is not None and self._buffered >= self.max_buffered:
-            oldest = self._oldest_key()
-            if oldest is not None:
-                flushed.append(self._pop(oldest, FlushReason.MEMORY))
-        return flushed
+        return (self._pop(key, FlushReason.SIZE),)
+
+    def flush_oldest(self, reason: FlushReason = FlushReason.MEMORY) -> list[Batch[K, T]]:
+        """Flush the group due first (the owner is at its buffer cap), if any is open."""
+        oldest = self._oldest_key()
+        return [] if oldest is None else [self._pop(oldest, reason)]
 
     def next_deadline(self) -> float | None:
         """When the earliest open group is due, or None if there is none."""

@@ -1,18 +1,21 @@
-"""From a loaded ``WorkerConfig`` to a ready-to-start ``Worker`` (imports the service classes)."""
+"""From a loaded ``WorkerConfig`` to a ready-to-start ``Worker``: imports the service classes,
+makes their instances, and turns each config section into the worker's options (once: the
+worker then builds each executor's settings from them)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from infinitic_py.accumulator import BatchLimits
+from infinitic_py.batching import BatchLimits
 from infinitic_py.config import ServiceConfig, WorkerConfig
-from infinitic_py.errors import ConfigError, ServiceDefinitionError
+from infinitic_py.errors import ConfigError
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import task_methods
 from infinitic_py.transport.base import ConsumerSettings, SubscriptionType
+from infinitic_py.transport.urls import is_memory
 
 if TYPE_CHECKING:
-    from infinitic_py.worker import Worker
+    from infinitic_py.worker.daemon import Worker
 
 W = TypeVar("W", bound="Worker")
 
@@ -20,7 +23,7 @@ W = TypeVar("W", bound="Worker")
 def transport_options(config: WorkerConfig) -> dict[str, Any]:
     """Options for ``create_transport`` (Pulsar auth / TLS / producer tuning)."""
     p = config.pulsar
-    if p.url.startswith("memory://"):
+    if is_memory(p.url):
         return {}
     return {
         "auth_plugin": p.auth_plugin,
@@ -102,7 +105,8 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
         http_host=w.http_host,
         http_port=w.http_port or None,
         transport_options=transport_options(config),
-        admin_url=None if config.pulsar.url.startswith("memory://") else config.pulsar.admin_url,
+        admin_url=None if is_memory(config.pulsar.url) else config.pulsar.admin_url,
+        gc_gen0_threshold=w.gc_gen0_threshold,
     )
     for service in config.services:
         cls = service.load_class()
@@ -123,4 +127,4 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
     return worker
 
 
-__all__ = ["ServiceDefinitionError", "build_worker", "consumer_settings", "transport_options"]
+__all__ = ["build_worker", "consumer_settings", "transport_options"]

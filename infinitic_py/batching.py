@@ -1,0 +1,18 @@
+"""BatchLimits: when a group of batched tasks is flushed (shared by the service definitions, the
+config and the worker's accumulator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_messages: int
+    max_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {self.max_messages}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")

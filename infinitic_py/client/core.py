@@ -1,0 +1,345 @@
+"""Client SDK: dispatch tasks (one, or many in one round trip) and await their results.
+
+    async with AsyncClient("pulsar://127.0.0.1:6650") as client:
+        email = client.service(EmailService, meta={"batchKey": "tenant-42"})
+        d = await email.send(EmailRequest(...))          # Deferred
+        ok = await d.result(timeout=30)
+        ds = await email.send.many([r1, r2, Call(r3, delay=2.0, task_id="order-17")])
+
+``Client`` is the same surface for plain scripts and threads (it runs an ``AsyncClient`` on a
+private event loop thread). Arguments are checked against the method's types before anything is
+sent: a wrong type raises ``TypeError`` at the call site, never a poison message on the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import weakref
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+
+from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
+from infinitic_py.errors import ClientClosed
+from infinitic_py.producers import ProducerCache
+from infinitic_py.service import MethodDefinition, describe_class, service_name
+from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
+from infinitic_py.transport import create_transport
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerClosed,
+    ConsumerSettings,
+    OutgoingMessage,
+    Producer,
+    SubscriptionType,
+    Transport,
+    TransportError,
+)
+from infinitic_py.wire import native as wire
+
+T = TypeVar("T")
+
+log = structlog.get_logger("infinitic_py.client")
+
+DEFAULT_MAX_PRODUCERS = 64  # open producers (one per service dispatched to) per client
+
+class AsyncClient:
+    """Dispatches tasks and receives their results on a per-client response topic."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tenant: str = "public",
+        namespace: str = "default",
+        name: str | None = None,
+        results: bool = True,
+        subscription_type: SubscriptionType = SubscriptionType.SHARED,
+        transport: Transport | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        max_producers: int = DEFAULT_MAX_PRODUCERS,
+    ) -> None:
+        self.url = url
+        self.tenant = tenant
+        self.namespace = namespace
+        self.name = name or f"client-{uuid.uuid4().hex[:12]}"
+        self.results = results
+        self.subscription_type = subscription_type
+        self._transport_options = dict(transport_options or {})
+        self._transport = transport
+        self._own_transport = transport is None
+        self.max_producers = max_producers
+        # One producer per service; a client may dispatch to any number of services (by name):
+        # at most ``max_producers`` of them once idle, the least recently used closed first.
+        self._producers = ProducerCache(self._create_producer, max_producers)
+        self._closing: set[asyncio.Task[None]] = set()
+        self._lock: asyncio.Lock | None = None
+        self._responses: Consumer | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[wire.Reply]] = {}
+        self._closed = False
+        self.response_topic = response_topic(tenant, namespace, self.name)
+        self.replies_received = 0  # replies that reached this client's response topic
+        self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
+        self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (done lazily by the first dispatch otherwise)."""
+        self._check_open()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        if self._transport is None:
+            self._transport = create_transport(self.url, **self._transport_options)
+
+    def service(
+        self,
+        service: type[Any] | str,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        results: bool | None = None,
+        name: str | None = None,
+    ) -> ServiceStub:
+        """A stub for a service class (arguments checked against its types) or a service name
+        (no checks: the worker validates). ``results=False``: don't ask for replies.
+        ``name`` targets a class registered under another name (``add_service(..., name=)``)."""
+        methods = None
+        if not isinstance(service, str):
+            methods = self._class_methods.get(service)
+            if methods is None:
+                methods = describe_class(service)
+                self._class_methods[service] = methods
+        return ServiceStub(
+            self, name or service_name(service), methods, meta, tags,
+            self.results if results is None else results,
+        )
+
+    async def close(self) -> None:
+        """Close producers and the response consumer; pending results raise ClientClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._responses is not None:
+            with contextlib.suppress(TransportError):
+                await self._responses.close()
+        if self._response_task is not None:
+            await asyncio.gather(self._response_task, return_exceptions=True)
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ClientClosed(f"client {self.name} closed"))
+                future.exception()  # mark retrieved: nobody may be awaiting this Deferred
+        self._waiting.clear()
+        await self._producers.close()
+        if self._transport is not None and self._own_transport:
+            await self._transport.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed(f"client {self.name} is closed")
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _dispatch(
+        self,
+        stub: ServiceStub,
+        method: str,
+        definition: MethodDefinition | None,
+        calls: Sequence[Call],
+    ) -> list[Deferred[Any]]:
+        self._check_open()
+        now = wire.now()
+        want_results = stub.results
+        reply_to = self.response_topic if want_results else None
+        tasks: list[wire.ExecuteTask] = []
+        out: list[OutgoingMessage] = []
+        seen: set[str] = set()
+        for index, call in enumerate(calls):
+            try:
+                task, delay = self._build(stub, method, definition, call, reply_to, now)
+            except TypeError as exc:
+                where = f"item {index}: " if len(calls) > 1 else ""
+                raise TypeError(f"{where}{exc}") from None
+            if task.task_id in seen:
+                raise ValueError(f"item {index}: task_id {task.task_id!r} appears twice")
+            if want_results and task.task_id in self._waiting:
+                raise ValueError(
+                    f"item {index}: task_id {task.task_id!r} is already dispatched by this "
+                    "client and awaiting its result (await that Deferred)"
+                )
+            seen.add(task.task_id)
+            tasks.append(task)
+            out.append(wire.task_message(task, deliver_after=delay))
+        # Register the futures before the first await: a concurrent dispatch of the same
+        # task id is refused above, never silently takes over a waiting future.
+        deferreds: list[Deferred[Any]] = []
+        decoder = definition.output_decoder if definition is not None else None
+        for task in tasks:
+            future: asyncio.Future[wire.Reply] | None = None
+            if want_results:
+                future = asyncio.get_running_loop().create_future()
+                self._waiting[task.task_id] = future
+            deferred: Deferred[Any] = Deferred(task.task_id, future, decoder, self)
+            if future is not None:
+                weakref.finalize(deferred, self._forget, task.task_id, future)
+            deferreds.append(deferred)
+        try:
+            await self.start()
+            if want_results:
+                await self._ensure_responses()
+            with self._producers.using(stub.name):
+                producer = await self._producers.get(stub.name)
+                await producer.send_many(out)
+        except BaseException:
+            for deferred in deferreds:
+                if deferred._future is not None:
+                    self._forget(deferred.task_id, deferred._future)
+            raise
+        return deferreds
+
+    def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
+        """A Deferred nobody holds any more: stop waiting for its result (if the id is not
+        awaited again by a newer Deferred). A finalizer runs in whichever thread dropped the
+        Deferred (a sync ``Client``'s caller): the removal then goes to the client's loop."""
+        loop = future.get_loop()
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                loop.call_soon_threadsafe(self._forget, task_id, future)
+            return
+        if self._waiting.get(task_id) is future:
+            del self._waiting[task_id]
+
+    def _build(
+        self,
+        stub: ServiceStub,
+        method: str,
+        definition: MethodDefinition | None,
+        call: Call,
+        reply_to: str | None,
+        now: float,
+    ) -> tuple[wire.ExecuteTask, float | None]:
+        if definition is not None:
+            positional = definition.bind_args(call.args, dict(call.kwargs))
+            encoded = wire.encode_value(positional)
+            try:
+                definition.args_decoder.decode(encoded)  # exactly what the worker will decode
+            except msgspec.ValidationError as exc:
+                raise TypeError(f"{definition.qualified}(): {exc}") from None
+        else:
+            if call.kwargs:
+                raise TypeError(
+                    f"{stub.name}.{method}(): keyword arguments need the service class "
+                    "(client.service(ServiceClass)) to know the parameter order"
+                )
+            try:
+                encoded = wire.encode_value(call.args)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise TypeError(f"{stub.name}.{method}(): cannot encode arguments: {exc}") from None
+        meta = {**stub.meta, **(call.meta or {})}
+        check_batch_key(meta)
+        delay = _delay_of(call)
+        task = wire.ExecuteTask(
+            task_id=call.task_id or uuid.uuid4().hex,
+            service=stub.name,
+            method=method,
+            args=encoded,
+            meta=meta,
+            tags=(*stub.tags, *(call.tags or ())),
+            reply_to=reply_to,
+            emitted_at=now,
+            first_emitted_at=now,
+        )
+        return task, delay
+
+    async def _create_producer(self, service: str) -> Producer:
+        assert self._transport is not None
+        topic = service_topic(self.tenant, self.namespace, service)
+        # A topic keeps nothing without a subscription: create the workers' one first so
+        # tasks dispatched before any worker started are not dropped.
+        try:
+            await self._transport.ensure_subscription(
+                topic, WORKER_SUBSCRIPTION, self.subscription_type
+            )
+        except TransportError as exc:
+            # E.g. workers are connected with another subscription type (key_shared):
+            # then the subscription exists, which is all that is needed here.
+            log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
+        return await self._transport.create_producer(topic)
+
+    async def _ensure_responses(self) -> None:
+        if self._responses is not None:
+            return
+        assert self._lock is not None and self._transport is not None
+        async with self._lock:
+            if self._responses is None:
+                self._responses = await self._transport.subscribe(
+                    self.response_topic,
+                    self.name,
+                    ConsumerSettings(
+                        subscription_type=SubscriptionType.EXCLUSIVE,
+                        receiver_queue_size=1000,
+                        consumer_name=self.name,
+                    ),
+                )
+                self._response_task = asyncio.create_task(
+                    self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
+                )
+
+    async def _receive_responses(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                msg = await consumer.receive()
+            except ConsumerClosed:
+                return
+            except TransportError as exc:
+                log.warning("client.receive_failed", client=self.name, error=str(exc))
+                await asyncio.sleep(0.5)  # reconnect backoff
+                continue
+            try:
+                reply = wire.decode_reply(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.error("client.bad_reply", client=self.name, error=str(exc))
+            else:
+                self.replies_received += 1
+                future = self._waiting.pop(reply.task_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+                else:
+                    self.replies_unmatched += 1
+            with contextlib.suppress(TransportError):
+                await consumer.acknowledge([msg])
+
+
+def _delay_of(call: Call) -> float | None:
+    if call.delay is not None and call.run_at is not None:
+        raise TypeError("give either delay or run_at, not both")
+    if call.delay is not None:
+        if call.delay < 0:
+            raise TypeError(f"delay must be >= 0, got {call.delay}")
+        return float(call.delay)
+    if call.run_at is not None:
+        if call.run_at.tzinfo is None:
+            raise TypeError("run_at must be timezone-aware")
+        return max(0.0, (call.run_at - datetime.now(UTC)).total_seconds())
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sync client: the same surface, for scripts and threads
+# ---------------------------------------------------------------------------------------------
+

@@ -1,0 +1,245 @@
+"""The client's typed surface: ``Call`` (one dispatch with options), ``Deferred`` (a task's
+future result), ``StubMethod`` / ``ServiceStub`` (``client.service(EmailService).send(...)``).
+They hand every dispatch to their ``AsyncClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from infinitic_py.errors import ResultTimeout, TaskFailed
+from infinitic_py.service import MethodDefinition, TaskMethod
+from infinitic_py.wire import native as wire
+
+if TYPE_CHECKING:
+    from infinitic_py.client.core import AsyncClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, init=False)
+class Call:
+    """One item of ``many()``: the arguments plus per-item options.
+
+    ``meta`` is merged over the stub's meta (``batchKey`` included), ``delay`` (seconds) or
+    ``run_at`` (an aware datetime) postpone delivery, ``task_id`` is the caller-chosen id (the
+    idempotency key), ``tags`` are added to the stub's tags.
+    """
+
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    meta: Mapping[str, Any] | None
+    delay: float | None
+    run_at: datetime | None
+    task_id: str | None
+    tags: Sequence[str] | None
+
+    def __init__(
+        self,
+        *args: Any,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", kwargs)
+        object.__setattr__(self, "meta", meta)
+        object.__setattr__(self, "delay", delay)
+        object.__setattr__(self, "run_at", run_at)
+        object.__setattr__(self, "task_id", task_id)
+        object.__setattr__(self, "tags", tags)
+
+    @classmethod
+    def build(
+        cls,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Call:
+        """A Call with the task's keyword arguments as a mapping: for a task parameter named
+        like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
+        ``Call(...)`` would take as the option."""
+        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags)
+        object.__setattr__(call, "kwargs", dict(kwargs or {}))
+        return call
+
+
+class Deferred(Generic[R]):
+    """A dispatched task. ``await d.result(timeout=...)`` returns its output or raises
+    ``TaskFailed``; ``ResultTimeout`` when the time runs out (the task may still complete)."""
+
+    __slots__ = ("__weakref__", "_client", "_decoder", "_future", "task_id")
+
+    def __init__(
+        self,
+        task_id: str,
+        future: asyncio.Future[wire.Reply] | None,
+        decoder: msgspec.msgpack.Decoder[Any] | None,
+        client: AsyncClient,
+    ) -> None:
+        self.task_id = task_id
+        self._future = future
+        self._decoder = decoder
+        self._client = client
+
+    def done(self) -> bool:
+        return self._future is not None and self._future.done()
+
+    async def result(self, timeout: float | None = None) -> R:
+        if self._future is None:
+            raise RuntimeError(
+                f"task {self.task_id} was dispatched without asking for its result "
+                "(client or stub created with results=False)"
+            )
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(self._future), timeout)
+        except TimeoutError:
+            raise ResultTimeout(
+                f"no result for task {self.task_id} within {timeout}s (it may still complete)"
+            ) from None
+        if isinstance(reply, wire.TaskFailedReply):
+            raise TaskFailed(
+                reply.task_id, reply.error_type, reply.message, reply.retry_index,
+                reply.traceback, reply.service, reply.method,
+            )
+        output: R = (self._decoder or _any_decoder).decode(reply.output)
+        return output
+
+    def __repr__(self) -> str:
+        return f"Deferred(task_id={self.task_id!r}, done={self.done()})"
+
+
+_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+class StubMethod(Generic[P, R]):
+    """A task method seen from the client. Calling it dispatches one task."""
+
+    def __init__(
+        self,
+        stub: ServiceStub,
+        name: str,
+        definition: MethodDefinition | None,
+        options: Call | None = None,
+    ) -> None:
+        self._stub = stub
+        self._name = name
+        self._definition = definition
+        self._options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Deferred[R]]:
+        return self._dispatch_one(args, kwargs)
+
+    async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
+        o = self._options
+        call = Call.build(  # the task's own keywords may be named like the options
+            args, kwargs,
+            meta=o.meta if o else None,
+            delay=o.delay if o else None,
+            run_at=o.run_at if o else None,
+            task_id=o.task_id if o else None,
+            tags=o.tags if o else None,
+        )
+        (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
+        return deferred
+
+    def options(
+        self,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> StubMethod[P, R]:
+        """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
+        return StubMethod(self._stub, self._name, self._definition,
+                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags))
+
+    async def many(self, items: Iterable[Any]) -> list[Deferred[R]]:
+        """Dispatch many tasks in one producer flush; returns the Deferreds in order.
+
+        Each item is a ``Call(...)`` (arguments + per-item options), a tuple of positional
+        arguments, or — for a one-parameter method — the argument itself. Every item is validated
+        before anything is sent: one bad item rejects the whole call.
+        """
+        calls = [self._as_call(item) for item in items]
+        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls)
+
+    def _as_call(self, item: Any) -> Call:
+        if isinstance(item, Call):
+            return item
+        if self._definition is not None and len(self._definition.param_names) == 1:
+            return Call(item)
+        if isinstance(item, tuple):
+            return Call(*item)
+        return Call(item)
+
+    def __repr__(self) -> str:
+        return f"<stub {self._stub.name}.{self._name}>"
+
+
+class ServiceStub:
+    """``client.service(EmailService)``: attribute access gives ``StubMethod``s."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str,
+        methods: Mapping[str, MethodDefinition] | None,
+        meta: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+        results: bool,
+    ) -> None:
+        self._client = client
+        self.name = name
+        self._methods = methods
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.tags: list[str] = list(tags or [])
+        self.results = results
+        check_batch_key(self.meta)
+
+    def __getattr__(self, method: str) -> StubMethod[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        definition = None
+        if self._methods is not None:
+            definition = self._methods.get(method)
+            if definition is None:
+                raise AttributeError(
+                    f"service {self.name} has no task method {method!r} "
+                    f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
+                )
+        return StubMethod(self, method, definition)
+
+    def method(self, task_method: TaskMethod[Any, P, R]) -> StubMethod[P, R]:
+        """The typed route: ``stub.method(EmailService.send)`` is a ``StubMethod`` whose
+        parameters and result type checkers see."""
+        return StubMethod(self, task_method.name, self._definition_of(task_method.name))
+
+    def _definition_of(self, name: str) -> MethodDefinition | None:
+        return None if self._methods is None else self._methods.get(name)
+
+    def __repr__(self) -> str:
+        return f"<ServiceStub {self.name} meta={self.meta!r}>"
+
+
+def check_batch_key(meta: Mapping[str, Any]) -> None:
+    key = meta.get(wire.META_BATCH_KEY)
+    if key is not None and not isinstance(key, str | bytes):
+        raise TypeError(f"meta['batchKey'] must be str or bytes, got {type(key).__name__}")

@@ -1,0 +1,129 @@
+"""``Client``: the ``AsyncClient`` surface for plain scripts and threads (an ``AsyncClient`` on a
+private event loop thread), with its sync stubs and deferreds."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from infinitic_py.client.core import AsyncClient
+from infinitic_py.client.stubs import Deferred, ServiceStub, StubMethod
+from infinitic_py.errors import ClientClosed
+from infinitic_py.service import TaskMethod
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+class SyncDeferred(Generic[R]):
+    __slots__ = ("_client", "_deferred", "task_id")
+
+    def __init__(self, deferred: Deferred[R], client: Client) -> None:
+        self._deferred = deferred
+        self._client = client
+        self.task_id = deferred.task_id
+
+    def result(self, timeout: float | None = None) -> R:
+        return self._client._run(self._deferred.result(timeout))
+
+    def done(self) -> bool:
+        return self._deferred.done()
+
+    def __repr__(self) -> str:
+        return f"SyncDeferred(task_id={self.task_id!r})"
+
+
+class SyncStubMethod(Generic[P, R]):
+    def __init__(self, method: StubMethod[P, R], client: Client) -> None:
+        self._method = method
+        self._client = client
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> SyncDeferred[R]:
+        return SyncDeferred(self._client._run(self._method(*args, **kwargs)), self._client)
+
+    def many(self, items: Iterable[Any]) -> list[SyncDeferred[R]]:
+        items = list(items)
+        return [SyncDeferred(d, self._client) for d in self._client._run(self._method.many(items))]
+
+    def options(self, **options: Any) -> SyncStubMethod[P, R]:
+        return SyncStubMethod(self._method.options(**options), self._client)
+
+
+class SyncServiceStub:
+    def __init__(self, stub: ServiceStub, client: Client) -> None:
+        self._stub = stub
+        self._client = client
+        self.name = stub.name
+
+    def __getattr__(self, method: str) -> SyncStubMethod[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return SyncStubMethod(getattr(self._stub, method), self._client)
+
+    def method(self, task_method: TaskMethod[Any, P, R]) -> SyncStubMethod[P, R]:
+        return SyncStubMethod(self._stub.method(task_method), self._client)
+
+
+class Client:
+    """Blocking client with ``AsyncClient``'s surface; safe to share between threads."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="infinitic-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        try:
+            self._async = self._run(_make_client(url, options))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.name = self._async.name
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        if self._closed:
+            raise ClientClosed("client is closed")
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            _awaitable(coro), self._loop
+        )
+        return future.result()
+
+    def service(self, service: type[Any] | str, **options: Any) -> SyncServiceStub:
+        """``AsyncClient.service``'s stub, with its keyword options (``meta``, ``tags``,
+        ``results``, ``name``), made sync."""
+        return SyncServiceStub(self._async.service(service, **options), self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._run(self._async.close())
+        finally:
+            self._closed = True
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _make_client(url: str, options: Mapping[str, Any]) -> AsyncClient:
+    client = AsyncClient(url, **options)
+    await client.start()
+    return client
+
+
+async def _awaitable(aw: Awaitable[T]) -> T:
+    return await aw

@@ -1,0 +1,38 @@
+"""Transport URLs: the one place the schemes are known. Pure (no transport imported)."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+MEMORY_SCHEME: Final = "memory"
+PULSAR_SCHEMES: Final = ("pulsar", "pulsar+ssl")
+EXPECTED: Final = "pulsar://HOST:PORT, pulsar+ssl://HOST:PORT or memory://NAME"
+REDACTED: Final = "***"
+
+TransportKind = Literal["memory", "pulsar"]
+
+
+def transport_kind(url: str) -> TransportKind | None:
+    """Which transport ``url`` names, or None. Case-sensitive, like pulsar-client (which rejects
+    ``PULSAR://``)."""
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return None
+    if scheme == MEMORY_SCHEME:
+        return "memory"
+    if scheme in PULSAR_SCHEMES:
+        return "pulsar"
+    return None
+
+
+def is_memory(url: str) -> bool:
+    return transport_kind(url) == "memory"
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:pass@host/x`` -> ``scheme://***@host/x`` (the form for logs)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://{REDACTED}@{authority.rsplit('@', 1)[1]}{slash}{tail}"
+    return url

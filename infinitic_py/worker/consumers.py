@@ -1,0 +1,87 @@
+"""Consumers: the subscriptions one service's executor consumes (one or more topics, as its
+dialect says), acks / nacks routed back to the consumer that received each message."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import structlog
+
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerSettings,
+    ReceivedMessage,
+    Transport,
+    TransportError,
+)
+from infinitic_py.wire import Subscription
+
+CLOSE_TIMEOUT = 5.0  # seconds for a consumer close during shutdown
+
+
+class Consumers:
+    def __init__(self, subscriptions: Sequence[Subscription], settings: ConsumerSettings,
+                 consumer_name: str, log: structlog.stdlib.BoundLogger) -> None:
+        self._subscriptions = subscriptions
+        self._settings = settings
+        self._consumer_name = consumer_name
+        self._log = log
+        self._by_topic: dict[str, Consumer] = {}
+        self._only: Consumer | None = None  # the usual case: one topic
+
+    def __iter__(self) -> Iterator[Consumer]:
+        return iter(self._by_topic.values())
+
+    async def subscribe(self, transport: Transport) -> None:
+        for sub in self._subscriptions:
+            self._by_topic[sub.topic] = await transport.subscribe(
+                sub.topic, sub.subscription, self._settings_for(sub))
+        if len(self._by_topic) == 1:
+            self._only = next(iter(self._by_topic.values()))
+
+    def _settings_for(self, sub: Subscription) -> ConsumerSettings:
+        settings = self._settings
+        if settings.max_redeliveries is not None and not settings.dead_letter_topic:
+            settings = dataclasses.replace(settings, dead_letter_topic=sub.dead_letter_topic)
+        if settings.consumer_name is None:
+            settings = dataclasses.replace(settings, consumer_name=self._consumer_name)
+        return settings
+
+    async def settle(self, msgs: Sequence[ReceivedMessage], *, ack: bool) -> None:
+        """Ack (outcomes are durable) or nack (they are not) messages on their consumers."""
+        if self._only is not None:
+            await self._settle(self._only, msgs, ack)
+            return
+        groups: dict[Consumer, list[ReceivedMessage]] = {}
+        for msg in msgs:
+            groups.setdefault(self._consumer_of(msg), []).append(msg)
+        for consumer, part in groups.items():
+            await self._settle(consumer, part, ack)
+
+    async def _settle(self, consumer: Consumer, msgs: Sequence[ReceivedMessage],
+                      ack: bool) -> None:
+        try:
+            if ack:
+                await consumer.acknowledge(msgs)
+            else:
+                consumer.negative_acknowledge(msgs)
+        except TransportError as exc:
+            # The broker will redeliver unacked messages (connection loss): nothing is lost.
+            self._log.warning("settle.failed", ack=ack, count=len(msgs), error=str(exc))
+
+    def _consumer_of(self, msg: ReceivedMessage) -> Consumer:
+        consumer = self._by_topic.get(msg.topic)
+        if consumer is None:  # a partition of a consumed topic: "<topic>-partition-<n>"
+            consumer = self._by_topic[msg.topic.rsplit("-partition-", 1)[0]]
+        return consumer
+
+    async def close(self) -> None:
+        """Close every consumer (their receive loops end); bounded in time: with the broker
+        gone, a close would otherwise wait for the client's operation timeout."""
+        for consumer in self._by_topic.values():
+            try:
+                await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT)
+            except (TransportError, TimeoutError) as exc:
+                self._log.warning("executor.consumer_close_failed", error=str(exc) or "timeout")

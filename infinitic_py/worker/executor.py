@@ -1,0 +1,385 @@
+"""ServiceExecutor: one service's receive -> route -> launch -> settle loop. Orchestration only:
+every decision is made by a part that never calls back into it (DESIGN §1, §5).
+
+- receive: one loop per consumed topic, never cancelled (it ends when its consumer closes); it
+  takes the run of messages the client holds (``receive_many``) up to the ledger's room.
+- route (``routing``): each message -> a ``Pending`` on its method's route, or a ``Rejection``
+  (dead-lettered); the ``ledger`` splits fresh attempts from copies of running / settled ones.
+- launch: a single method's task runs alone; a batched one joins its ``accumulator`` group,
+  flushed by size, by one timer at the earliest group deadline, at the cap, or at shutdown.
+  Each unit takes a slot of the concurrency semaphore, then ``invoke`` calls the user's code:
+  one outcome per task.
+- settle: ``outcomes`` turns them into messages per topic; they are published and confirmed
+  *before* the unit's messages are acked; if they cannot be, every message of the unit is nacked
+  (the broker redelivers; its dead-letter policy bounds the loop). The ledger closes the books.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from infinitic_py.observability import Metrics
+from infinitic_py.producers import ProducerCache
+from infinitic_py.retry import NO_RETRY
+from infinitic_py.service import MethodDefinition, ServiceDefinition
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerClosed,
+    OutgoingMessage,
+    ReceivedMessage,
+    Transport,
+    TransportError,
+)
+from infinitic_py.wire import Dialect, key_text
+from infinitic_py.wire.native import NativeDialect
+from infinitic_py.worker import outcomes
+from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
+from infinitic_py.worker.consumers import Consumers
+from infinitic_py.worker.instruments import ServiceInstruments
+from infinitic_py.worker.invoke import Invoker
+from infinitic_py.worker.ledger import CopyAction, Ledger
+from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
+from infinitic_py.worker.settings import ExecutorSettings
+
+_CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
+_MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
+
+
+class ServiceExecutor:
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        transport: Transport,
+        settings: ExecutorSettings,
+        *,
+        metrics: Metrics | None = None,
+        dialect: Dialect[Any] | None = None,
+    ) -> None:
+        self.definition = definition
+        self.service = definition.name
+        self.settings = settings
+        self._transport = transport
+        self._dialect = dialect or NativeDialect(settings.tenant, settings.namespace)
+        self._metrics = metrics or Metrics()
+        self._instruments = ServiceInstruments(self._metrics, self.service, definition.methods)
+        self._log = structlog.get_logger("infinitic_py.executor").bind(service=self.service)
+        self._stdlog = logging.getLogger("infinitic_py.executor")
+        self._subscriptions = [s for s in self._dialect.subscriptions(self.service)
+                               if s.role == "execute"]
+        self.topic = self._subscriptions[0].topic
+        self.dlq_topic = self._dialect.dead_letter_topic(self.service)
+        self._router = Router(definition, self._dialect)
+        self._ledger = Ledger(settings.max_buffered_messages)
+        self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
+        self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        schema = self._dialect.producer_schema
+        self._producers = ProducerCache(
+            lambda topic: transport.create_producer(topic, schema=schema(topic)),
+            _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
+        self._consumers = Consumers(self._subscriptions, settings.consumer,
+                                    f"{settings.worker_name}-{self.service}", self._log)
+        self._receivers: list[asyncio.Task[None]] = []
+        self._units: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
+        self._timer: asyncio.TimerHandle | None = None  # fires at the earliest group deadline
+        self._timer_at: float | None = None
+        self._stopping = False
+        self._in_flight = 0
+        # Batch ids: 48 random bits per executor, then a counter (a uuid4 per batch cost more
+        # than the rest of a small batch's bookkeeping).
+        self._batch_prefix = uuid.uuid4().hex[:12] + "-"
+        self._batch_seq = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def consuming(self) -> bool:
+        """True while every receive loop runs (readiness)."""
+        return bool(self._receivers) and not any(r.done() for r in self._receivers)
+
+    @property
+    def held(self) -> int:
+        return self._ledger.held
+
+    async def start(self) -> None:
+        """Subscribe and start consuming; returns once the consumers are connected."""
+        self._loop = asyncio.get_running_loop()
+        await self._consumers.subscribe(self._transport)
+        self._metrics.buffered_messages.labels(service=self.service).set_function(
+            lambda: self._ledger.held)  # read at scrape time: nothing to update on the hot path
+        self._metrics.batches_in_flight.labels(service=self.service).set_function(
+            lambda: self._in_flight)
+        self._receivers = [asyncio.create_task(self._receive_loop(c), name="receive")
+                           for c in self._consumers]
+        self._log.info(
+            "executor.started", topic=self.topic, concurrency=self.settings.concurrency,
+            methods=sorted(self.definition.methods),
+            batched={n: {"max_messages": r.limits.max_messages,
+                         "max_seconds": r.limits.max_seconds}
+                     for n, r in self._router.routes.items() if r.limits})
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Graceful drain: stop receiving, flush open groups, let running units finish within
+        ``grace`` seconds, nack what is left, close. Nothing is acked that did not complete."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._ledger.open()  # wake a receive loop paused on backpressure
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        flushed = self._accumulator.flush_all(FlushReason.SHUTDOWN)
+        for batch in flushed:
+            self._launch(batch)
+        self._log.info("executor.draining", open_groups=len(flushed), units=len(self._units),
+                       held=self._ledger.held)
+        if self._units:
+            _, late = await asyncio.wait(set(self._units), timeout=max(0.0, deadline - loop.time()))
+            if late:
+                # A unit still running its handler is cancelled (it nacks its messages); one
+                # already publishing its outcomes gets a little longer to ack them (cancelled
+                # mid-publish, its tasks would run again elsewhere).
+                settling = [u for u in late if u in self._settling]
+                self._log.warning("executor.grace_exceeded", units=len(late), grace=grace,
+                                  settling=len(settling))
+                for unit in late - self._settling:
+                    unit.cancel()
+                _, still = await asyncio.wait(late, timeout=_CLOSE_TIMEOUT)
+                for unit in still:
+                    unit.cancel()
+                if still:
+                    await asyncio.wait(still, timeout=_CLOSE_TIMEOUT)
+        await self._consumers.close()  # ends the receive loops
+        if self._receivers:
+            _, stuck = await asyncio.wait(self._receivers, timeout=_CLOSE_TIMEOUT)
+            for receiver in stuck:
+                receiver.cancel()
+        await self._producers.close()
+        self._invoker.shutdown()
+        self._log.info("executor.stopped", held=self._ledger.held)
+
+    # ------------------------------------------------------------------ receive, route
+
+    async def _receive_loop(self, consumer: Consumer) -> None:
+        ledger = self._ledger
+        backoff = 0.1
+        while True:
+            if ledger.full and not self._stopping:
+                await ledger.wait_for_room()
+                continue
+            try:
+                # Every message the client already holds, up to the room left: routing a run of
+                # messages costs one await, not one per message.
+                msgs = await consumer.receive_many(max(1, ledger.room))
+            except ConsumerClosed:
+                return
+            except TransportError as exc:
+                self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if self._stopping:
+                consumer.negative_acknowledge(msgs)  # they go back to the next worker
+                return
+            ledger.hold(len(msgs))
+            try:
+                routed, rejected = self._router.route_many(msgs)
+            except Exception:  # a bug of ours must not stop consuming: give the run back
+                self._log.exception("message.routing_failed")
+                self._spawn(self._give_back_run(msgs))
+                continue
+            self._on_routed(routed, rejected)
+
+    def _on_routed(self, routed: list[Pending], rejected: list[Rejection]) -> None:
+        """The hot path: split fresh attempts from copies, launch or accumulate."""
+        fresh, copies = self._ledger.admit(routed)
+        now = self._now()
+        add = self._accumulator.add
+        instruments = self._instruments.methods
+        for p in fresh:
+            route = p.route
+            try:
+                instruments[route.name].received_pending += 1
+                if route.limits is None:
+                    self._start_unit(route.method, [p], None, FlushReason.SIZE)
+                else:
+                    for batch in add(p.group, p, now, route.limits):
+                        self._launch(batch)
+            except Exception:  # a bug of ours: give this task back, keep consuming
+                self._log.exception("message.routing_failed")
+                self._spawn(self._give_back([p]))
+        if self._ledger.full:  # at the cap: the group due first goes now
+            for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
+                self._launch(batch)
+        self._arm_timer()
+        for inst in self._instruments.methods.values():  # one counter update per run, not per task
+            if inst.received_pending:
+                inst.received.inc(inst.received_pending)
+                inst.received_pending = 0
+        for rejection in rejected:
+            self._spawn(self._reject(rejection))
+        for copy in copies:
+            self._spawn(self._answer_copy(copy))
+
+    def _arm_timer(self) -> None:
+        """Keep one timer, at the earliest deadline of the open groups."""
+        deadline = self._accumulator.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer = self._loop.call_at(deadline, self._flush_due)
+        self._timer_at = deadline
+
+    def _flush_due(self) -> None:
+        self._timer = self._timer_at = None
+        for batch in self._accumulator.flush_due(self._now() + 1e-3):
+            self._launch(batch)
+        self._arm_timer()
+
+    def _now(self) -> float:
+        return time.monotonic() if self._loop is None else self._loop.time()
+
+    # ------------------------------------------------------------------ launch, run
+
+    def _launch(self, batch: Batch[GroupKey, Pending]) -> None:
+        route = batch.items[0].route
+        self._instruments.methods[route.name].batch_flushed(batch, self._now())
+        self._start_unit(route.method, batch.items, batch.key[1], batch.reason)
+
+    def _start_unit(self, method: MethodDefinition, items: list[Pending],
+                    batch_key: str | bytes | None, reason: FlushReason) -> None:
+        self._spawn(self._run_unit(method, items, batch_key, reason))
+
+    def _spawn(self, coro: Any) -> None:
+        unit: asyncio.Task[None] = asyncio.create_task(coro)
+        self._units.add(unit)
+        unit.add_done_callback(self._units.discard)
+
+    async def _run_unit(self, method: MethodDefinition, items: list[Pending],
+                        batch_key: str | bytes | None, reason: FlushReason) -> None:
+        batched = method.batch is not None
+        batch_id = f"{self._batch_prefix}{next(self._batch_seq):x}" if batched else None
+        log = self._log.bind(method=method.name, batch_id=batch_id, size=len(items))
+        if batched and self._stdlog.isEnabledFor(logging.DEBUG):
+            log.debug("batch.flushed", reason=reason.value, batch_key=key_text(batch_key))
+        timeout = method.timeout if method.timeout is not None else self.settings.timeout
+        settled = False
+        try:
+            async with self._slots:
+                self._in_flight += 1
+                try:
+                    started = outcomes.started(items, self._dialect)
+                    if started.by_topic:
+                        await self._producers.publish(started.by_topic)
+                    began = time.perf_counter()
+                    invocation = await self._invoker.run(method, items, batch_id, timeout, log)
+                    duration = time.perf_counter() - began
+                finally:
+                    self._in_flight -= 1
+            inst = self._instruments.methods[method.name]
+            inst.handler_duration.observe(duration)
+            if invocation.unknown_ids:
+                inst.contract_errors.inc(invocation.unknown_ids)
+            plan = outcomes.plan_outcomes(items, invocation.outcomes,
+                                          method.retry or self.settings.retry or NO_RETRY,
+                                          self._dialect, self.settings.worker_name)
+            unit = asyncio.current_task()
+            assert unit is not None
+            self._settling.add(unit)
+            try:
+                await self._producers.publish(plan.by_topic)
+                settled = True  # the outcomes are durable: from here on, the books close
+                try:
+                    self._instruments.record(plan, method.name, log)
+                    await self._consumers.settle([p.msg for p in items], ack=True)
+                finally:
+                    self._ledger.settle(items, ack=True, replies=plan.replies)
+            finally:
+                self._settling.discard(unit)
+            if batched and self._stdlog.isEnabledFor(logging.INFO):
+                log.info("batch.completed", reason=reason.value, completed=plan.completed,
+                         failed=len(items) - plan.completed,
+                         duration_ms=round(duration * 1000, 2))
+        except asyncio.CancelledError:
+            if not settled:
+                await self._give_back(items)
+            raise
+        except TransportError as exc:
+            # Cannot make the outcomes durable: give the messages back. Pulsar's dead-letter
+            # policy (max redeliveries) stops a batch that can never be published from looping.
+            log.error("outcomes.publish_failed", error=str(exc))
+            await self._give_back(items)
+        except Exception:  # a bug of ours: never lose the messages over it
+            log.exception("unit.crashed")
+            if not settled:
+                await self._give_back(items)
+
+    # ------------------------------------------------------------------ settle
+
+    async def _reject(self, rejection: Rejection) -> None:
+        """A message that can never run (undecodable, unknown method, bad arguments)."""
+        plan = outcomes.plan_rejection(rejection, self._dialect, self.service,
+                                       self.settings.worker_name)
+        await self._publish_then_settle(rejection.msg, plan.by_topic)
+        self._instruments.record_dead(plan, self._log)
+        self._ledger.release(1)
+
+    async def _answer_copy(self, copy: Pending) -> None:
+        """A copy of an attempt running or settled: the ledger says what to do with it."""
+        verdict = self._ledger.verdict(copy)
+        self._instruments.duplicate(verdict.action.value)
+        if verdict.action is CopyAction.RERUN:  # still held: settled like any other task now
+            self._on_rerun(copy)
+            return
+        if verdict.action is CopyAction.REPLY:
+            by_topic: dict[str, list[OutgoingMessage]] = {}
+            for r in verdict.replies:
+                by_topic.setdefault(r.topic, []).append(r.message)
+            await self._publish_then_settle(copy.msg, by_topic)
+        else:  # ACK, or WAIT: the running copy settles; this one comes back after the nack
+            await self._consumers.settle([copy.msg], ack=verdict.action is CopyAction.ACK)
+        self._ledger.release(1)
+
+    def _on_rerun(self, p: Pending) -> None:
+        route = p.route
+        self._instruments.methods[route.name].received.inc()
+        if route.limits is None:
+            self._start_unit(route.method, [p], None, FlushReason.SIZE)
+            return
+        for batch in self._accumulator.add(p.group, p, self._now(), route.limits):
+            self._launch(batch)
+        self._arm_timer()
+
+    async def _publish_then_settle(
+        self, msg: ReceivedMessage, by_topic: dict[str, list[OutgoingMessage]]
+    ) -> None:
+        try:
+            await self._producers.publish(by_topic)
+        except TransportError as exc:
+            self._log.error("outcomes.publish_failed", error=str(exc))
+            await self._consumers.settle([msg], ack=False)
+            return
+        await self._consumers.settle([msg], ack=True)
+
+    async def _give_back_run(self, msgs: Sequence[ReceivedMessage]) -> None:
+        await self._consumers.settle(msgs, ack=False)
+        self._ledger.release(len(msgs))
+
+    async def _give_back(self, items: Sequence[Pending]) -> None:
+        await self._consumers.settle([p.msg for p in items], ack=False)
+        self._ledger.settle(items, ack=False)

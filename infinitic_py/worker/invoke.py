@@ -1,0 +1,343 @@
+"""Invoke: calling user code. Sync handlers run in this part's thread pool, async ones are
+awaited; timeouts, task contexts (built only when a handler asks), the batch contract, and
+failure isolation (a failing batch is split in halves when the method asks for it).
+
+``Invoker.run`` ALWAYS returns one outcome per task, in the order of the tasks: whatever the user
+code does (raise, time out, return a wrong shape), it never raises but for cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from infinitic_py.context import TaskContext, set_batch_contexts, set_task_context
+from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
+from infinitic_py.service import MethodDefinition
+from infinitic_py.wire import key_text
+from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, Outcome
+from infinitic_py.worker.routing import Pending
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    outcomes: list[Outcome]  # one per task, in order
+    unknown_ids: int = 0  # ids a batch method returned that were not in its input (dropped)
+
+
+class Invoker:
+    """Calls one service's handlers. ``threads``: the pool size for sync handlers (twice the
+    concurrency: the extra threads only stand in for threads still held by sync handlers that
+    timed out, whose results are discarded)."""
+
+    def __init__(self, service: str, worker_name: str, threads: int) -> None:
+        self.service = service
+        self.worker_name = worker_name
+        self._pool = ThreadPoolExecutor(max_workers=threads,
+                                        thread_name_prefix=f"infinitic-{service}")
+        self.abandoned_threads = 0
+        self._log = structlog.get_logger("infinitic_py.executor").bind(service=service)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(
+        self,
+        method: MethodDefinition,
+        items: Sequence[Pending],
+        batch_id: str | None,
+        timeout: float | None,
+        log: Any,
+    ) -> Invocation:
+        cancelled = _Cancellation()
+        if method.batch is None:
+            outcomes: list[Outcome] = []
+            for pending in items:  # a single method's unit holds one task
+                context = self._context(pending, batch_id, log, cancelled)
+                try:
+                    output = await self._call(method.fn, pending.args, method.is_async, timeout,
+                                              cancelled, single=context)
+                    outcomes.append(Completed(output))
+                except Exception as exc:
+                    outcomes.append(Failed(exc, traceback.format_exc()))
+            return Invocation(outcomes)
+        contexts = _BatchContexts(items, functools.partial(
+            self._context, batch_id=batch_id, log=log, cancelled=cancelled))
+        inputs, unbuildable = _batch_inputs(method, items)
+        if not inputs:
+            return Invocation([unbuildable[p.task.task_id] for p in items])
+        result, unknown = await self._call_batch(method, inputs, contexts, timeout, cancelled,
+                                                 log)
+        if not isinstance(result, dict):  # one outcome shared by every task
+            if not unbuildable:
+                return Invocation([result] * len(items), unknown)
+            return Invocation([unbuildable.get(p.task.task_id, result) for p in items], unknown)
+        if unbuildable:
+            result.update(unbuildable)
+        return Invocation([result[p.task.task_id] for p in items], unknown)
+
+    async def _call_batch(
+        self,
+        method: MethodDefinition,
+        inputs: dict[str, Any],
+        contexts: _BatchContexts,
+        timeout: float | None,
+        cancelled: _Cancellation,
+        log: Any,
+    ) -> tuple[dict[str, Outcome] | Outcome, int]:
+        """The outcome of each task of ``inputs`` (or one for all of them), and the number of
+        unknown ids the method returned."""
+        batch = method.batch
+        assert batch is not None
+        try:
+            result = await self._call(
+                batch.fn, (dict(inputs),), batch.is_async, timeout, cancelled,  # a copy it may mutate
+                batch_contexts=contexts,
+            )
+        except Exception as exc:
+            if batch.isolate_failures and len(inputs) > 1 and not isinstance(exc, TaskTimeout):
+                ids = list(inputs)
+                half = len(ids) // 2
+                log.info("batch.isolating_failure", error=repr(exc), size=len(ids))
+                out: dict[str, Outcome] = {}
+                unknown = 0
+                for part in (ids[:half], ids[half:]):
+                    outcome, extra = await self._call_batch(
+                        method, {t: inputs[t] for t in part}, contexts.subset(part), timeout,
+                        cancelled, log)
+                    unknown += extra
+                    out.update(outcome if isinstance(outcome, dict) else dict.fromkeys(part, outcome))
+                return out, unknown
+            return Failed(exc, traceback.format_exc()), 0
+        if result is None:
+            return COMPLETED_NONE, 0
+        if not isinstance(result, dict):
+            return Failed(TypeError(
+                f"batch method {batch.fn_name} returned {type(result).__name__}, "
+                "expected dict[str, output] or None"
+            )), 0
+        if result.keys() == inputs.keys():  # the usual case: one result per task, nothing else
+            return {t: Failed(v, _format(v)) if isinstance(v, BaseException) else Completed(v)
+                    for t, v in result.items()}, 0
+        extras = [k for k in result if k not in inputs]
+        if extras:
+            log.error("batch.unknown_ids", count=len(extras), sample=[str(k) for k in extras[:5]])
+        outcomes: dict[str, Outcome] = {}
+        for t in inputs:
+            if t not in result:
+                outcomes[t] = Failed(MissingBatchResult(
+                    f"batch method {batch.fn_name} returned no result for task {t}"))
+                continue
+            value = result[t]
+            outcomes[t] = Failed(value, _format(value)) if isinstance(value, BaseException) \
+                else Completed(value)
+        return outcomes, len(extras)
+
+    async def _call(
+        self,
+        fn: Callable[..., Any] | None,
+        args: Sequence[Any],
+        is_async: bool,
+        timeout: float | None,
+        cancelled: _Cancellation,
+        *,
+        single: TaskContext | None = None,
+        batch_contexts: Mapping[str, TaskContext] | None = None,
+    ) -> Any:
+        assert fn is not None
+        if is_async and timeout is None:
+            # Awaited right here, in the unit's own task (and so its own copy of the context):
+            # no task of its own to create and schedule.
+            if single is not None:
+                set_task_context(single)
+            if batch_contexts is not None:
+                set_batch_contexts(batch_contexts)
+            try:
+                return await fn(*args)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        ctx = contextvars.copy_context()
+        if single is not None:
+            ctx.run(set_task_context, single)
+        if batch_contexts is not None:
+            ctx.run(set_batch_contexts, batch_contexts)
+        loop = asyncio.get_running_loop()
+        call: asyncio.Future[Any]
+        started: asyncio.Future[None] | None = None
+        if is_async:
+            call = asyncio.ensure_future(loop.create_task(fn(*args), context=ctx))
+        elif timeout is None:
+            call = loop.run_in_executor(self._pool, ctx.run, fn, *args)
+        else:
+            # The deadline of a sync handler starts when a pool thread starts it, not while it
+            # queues behind a thread still held by an earlier handler that timed out.
+            started = loop.create_future()
+            call = loop.run_in_executor(self._pool, _run_started, loop, started, ctx, fn, args)
+        try:
+            if timeout is None:
+                return await call
+            if started is not None:
+                await asyncio.wait({started, call}, return_when=asyncio.FIRST_COMPLETED)
+            # Only our own deadline is a TaskTimeout: a handler's own TimeoutError stays itself.
+            done, _ = await asyncio.wait({call}, timeout=timeout)
+            if not done:
+                call.cancel()
+                cancelled.set()  # a sync handler sees it; its late result is discarded
+                if not is_async:
+                    self.abandoned_threads += 1
+                    call.add_done_callback(self._thread_returned)
+                    self._log.warning(
+                        "handler.still_running", handler=fn.__name__, timeout=timeout,
+                        abandoned_threads=self.abandoned_threads,
+                    )
+                raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s")
+            return call.result()
+        except asyncio.CancelledError:
+            cancelled.set()
+            call.cancel()
+            raise
+
+    def _thread_returned(self, _: asyncio.Future[Any]) -> None:
+        self.abandoned_threads -= 1
+
+    def _context(
+        self, p: Pending, batch_id: str | None, log: Any, cancelled: _Cancellation
+    ) -> TaskContext:
+        task = p.task
+        return TaskContext(
+            task_id=task.task_id,
+            service=self.service,
+            method=task.method,
+            batch_key=key_text(task.batch_key()),
+            meta=task.meta,
+            tags=tuple(task.tags),
+            retry_index=task.retry_index,
+            retry_sequence=task.retry_sequence,
+            batch_id=batch_id,
+            worker_name=self.worker_name,
+            redelivery_count=p.msg.redelivery_count,
+            logger=log,
+            cancelled=cancelled.event(),
+        )
+
+
+class _Cancellation:
+    """A unit's cancellation flag; the ``threading.Event`` that handlers see (through their
+    TaskContext) is only made if one asks for it."""
+
+    __slots__ = ("_event", "_is_set")
+
+    def __init__(self) -> None:
+        self._event: threading.Event | None = None
+        self._is_set = False
+
+    def event(self) -> threading.Event:
+        if self._event is None:
+            self._event = threading.Event()
+            if self._is_set:
+                self._event.set()
+        return self._event
+
+    def set(self) -> None:
+        self._is_set = True
+        if self._event is not None:
+            self._event.set()
+
+
+class _BatchContexts(Mapping[str, TaskContext]):
+    """The TaskContexts of a batch, built on first access: most batch methods never ask for
+    one, and building them all cost more than the rest of the executor's work per task."""
+
+    __slots__ = ("_built", "_index", "_items", "_make")
+
+    def __init__(
+        self, items: Sequence[Pending], make: Callable[[Pending], TaskContext],
+        index: dict[str, Pending] | None = None,
+    ) -> None:
+        self._items = items
+        self._make = make
+        self._index = index
+        self._built: dict[str, TaskContext] = {}
+
+    def _pending(self) -> dict[str, Pending]:
+        if self._index is None:
+            self._index = {p.task.task_id: p for p in self._items}
+        return self._index
+
+    def __getitem__(self, task_id: str) -> TaskContext:
+        context = self._built.get(task_id)
+        if context is None:
+            context = self._built[task_id] = self._make(self._pending()[task_id])
+        return context
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pending())
+
+    def __len__(self) -> int:
+        return len(self._pending())
+
+    def subset(self, task_ids: Iterable[str]) -> _BatchContexts:
+        index = self._pending()
+        part = _BatchContexts((), self._make, {t: index[t] for t in task_ids})
+        part._built = self._built  # one context per task, whichever half asks
+        return part
+
+
+def _batch_inputs(
+    method: MethodDefinition, items: Sequence[Pending]
+) -> tuple[dict[str, Any], dict[str, Outcome]]:
+    """The batch method's input per task; a task whose input cannot be built fails alone."""
+    batch = method.batch
+    assert batch is not None
+    if len(method.param_names) == 1:  # the input is the argument itself
+        return {p.task.task_id: p.args[0] for p in items}, {}
+    wrap = batch.wrap
+    try:
+        return {p.task.task_id: wrap(p.args) for p in items}, {}
+    except Exception:
+        pass
+    inputs: dict[str, Any] = {}
+    failed: dict[str, Outcome] = {}
+    for p in items:
+        try:
+            inputs[p.task.task_id] = wrap(p.args)
+        except Exception as exc:
+            failed[p.task.task_id] = Failed(DecodeError(
+                f"arguments of {method.qualified} cannot make the input of "
+                f"{batch.fn_name}: {exc!r}"), traceback.format_exc())
+    return inputs, failed
+
+
+def _run_started(
+    loop: asyncio.AbstractEventLoop,
+    started: asyncio.Future[None],
+    ctx: contextvars.Context,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+) -> Any:
+    """In a pool thread: tell the loop the handler starts now, then run it."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_set_started, started)
+    return ctx.run(fn, *args)
+
+
+def _set_started(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
+
+
+def _format(error: BaseException) -> str | None:
+    if error.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(error))

@@ -1,0 +1,150 @@
+"""Outcomes: what one unit's tasks became -> the messages to publish, per topic. Pure: no I/O,
+no metrics; the executor publishes the plan, counts it, logs it, then acks.
+
+Per task (DESIGN §1, §3.4-5): completed -> the dialect's completion messages (a reply if someone
+waits); failed -> the retry policy decides: a retry (the next attempt, delayed), or failed for
+good (failure reply + dead letter). An output that cannot be encoded fails its task.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from infinitic_py.errors import DecodeError
+from infinitic_py.retry import RetryPolicy
+from infinitic_py.transport.base import OutgoingMessage
+from infinitic_py.wire import Dialect, Publish
+from infinitic_py.worker.routing import Pending, Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: BaseException
+    trace: str | None = None
+
+
+Outcome = Completed | Failed
+COMPLETED_NONE = Completed(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    task: Any
+    error: BaseException
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    task_id: str | None
+    reason: str
+    error: BaseException
+    retry_index: int
+
+
+@dataclass(slots=True)
+class Plan:
+    """The messages a unit's outcomes publish, and what they tell the ledger and the metrics."""
+
+    by_topic: dict[str, list[OutgoingMessage]] = field(default_factory=dict)
+    # One entry per task: the replies it sent (empty: none), None if it was retried. None for
+    # the whole plan when nothing was published at all.
+    replies: list[Sequence[Publish] | None] | None = None
+    completed: int = 0
+    failed: list[str] = field(default_factory=list)  # error type of each failed attempt
+    retries: list[Retry] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    def add(self, publishes: Sequence[Publish]) -> None:
+        by_topic = self.by_topic
+        for p in publishes:
+            msgs = by_topic.get(p.topic)
+            if msgs is None:
+                by_topic[p.topic] = [p.message]
+            else:
+                msgs.append(p.message)
+
+
+def started(items: Sequence[Pending], dialect: Dialect[Any]) -> Plan:
+    """What a dialect publishes when a unit's tasks start running (usually nothing)."""
+    plan = Plan()
+    if not dialect.announces_start:
+        return plan
+    for p in items:
+        plan.add(dialect.started(p.task))
+    return plan
+
+
+def plan_outcomes(
+    items: Sequence[Pending],
+    outcomes: Sequence[Outcome],
+    policy: RetryPolicy,
+    dialect: Dialect[Any],
+    worker: str,
+) -> Plan:
+    """One outcome per item, in order."""
+    if all(type(o) is Completed for o in outcomes) and all(
+            map(dialect.completes_silently, [p.task for p in items])):
+        return Plan(completed=len(items))  # the hot path: nothing to publish
+    plan = Plan()
+    replies: list[Sequence[Publish] | None] = []
+    for p, outcome in zip(items, outcomes, strict=True):
+        task = p.task
+        if type(outcome) is Completed:
+            try:
+                sent = dialect.completed(task, outcome.output, worker)
+            except (TypeError, msgspec.EncodeError) as exc:
+                outcome = Failed(exc, traceback.format_exc())
+            else:
+                plan.completed += 1
+                if sent:
+                    plan.add(sent)
+                replies.append([r for r in sent if r.reply] if sent else ())
+                continue
+        assert isinstance(outcome, Failed)
+        error = outcome.error
+        plan.failed.append(type(error).__name__)
+        undecodable = isinstance(error, DecodeError)
+        delay = None if undecodable else policy.next_delay(task.retry_index, type(error))
+        if delay is not None:
+            plan.add(dialect.retried(task, error, outcome.trace, delay, worker))
+            plan.retries.append(Retry(task, error, delay))
+            replies.append(None)
+            continue
+        reason = ("retries_exhausted" if policy.is_retryable(type(error)) and not undecodable
+                  else "not_retryable")
+        sent = dialect.failed(task, error, outcome.trace, reason, p.msg.data, worker)
+        plan.add(sent)
+        plan.dead.append(DeadLetter(task.task_id, reason, error, task.retry_index))
+        replies.append([r for r in sent if r.reply])
+    if plan.by_topic:
+        plan.replies = replies
+    return plan
+
+
+def plan_rejection(rejection: Rejection, dialect: Dialect[Any], service: str,
+                   worker: str) -> Plan:
+    """A message that can never run: its dead letter (and a failure reply if it decoded and
+    someone waits)."""
+    plan = Plan()
+    task = rejection.task
+    if task is None:
+        plan.add(dialect.undecodable(rejection.msg, rejection.error, service, worker))
+        plan.dead.append(DeadLetter(
+            rejection.msg.properties.get("taskId"), rejection.reason, rejection.error, 0))
+        return plan
+    plan.add(dialect.failed(task, rejection.error, None, rejection.reason, rejection.msg.data,
+                            worker))
+    plan.dead.append(DeadLetter(task.task_id, rejection.reason, rejection.error,
+                                task.retry_index))
+    return plan

@@ -1,0 +1,78 @@
+"""Ledger: backpressure and duplicate memory in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+from infinitic_py.transport.base import OutgoingMessage
+from infinitic_py.wire import Publish
+from infinitic_py.worker.ledger import CopyAction, Ledger
+
+from .parts import REPLIES, message, routed
+
+
+def test_room_and_release() -> None:
+    ledger = Ledger(3)
+    ledger.hold(3)
+    assert ledger.full and ledger.room == 0
+    ledger.release(1)
+    assert not ledger.full and ledger.room == 1
+
+
+async def test_wait_for_room_wakes_on_release() -> None:
+    ledger = Ledger(1)
+    ledger.hold(1)
+    waiting = asyncio.ensure_future(ledger.wait_for_room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ledger.release(1)
+    await asyncio.wait_for(waiting, 1)
+
+
+def test_a_copy_of_a_running_attempt_waits() -> None:
+    ledger = Ledger(10)
+    fresh, copies = ledger.admit(routed(message("a"), message("a")))
+    assert len(fresh) == 1 and len(copies) == 1
+    assert ledger.verdict(copies[0]).action is CopyAction.WAIT
+
+
+def test_settled_attempts_are_answered_from_memory() -> None:
+    ledger = Ledger(10)
+    items = routed(message("quiet"), message("asked", reply_to=REPLIES))
+    fresh, _ = ledger.admit(items)
+    ledger.hold(2)
+    reply = Publish(REPLIES, OutgoingMessage(b"reply"), reply=True)
+    ledger.settle(fresh, ack=True, replies=[(), [reply]])
+    assert ledger.held == 0
+    _, copies = ledger.admit(routed(message("quiet"), message("asked", reply_to="other")))
+    quiet, asked = (ledger.verdict(c) for c in copies)
+    assert quiet.action is CopyAction.ACK
+    assert asked.action is CopyAction.REPLY
+    assert [(r.topic, r.message.data) for r in asked.replies] == [("other", b"reply")]
+
+
+def test_a_copy_asking_elsewhere_without_a_kept_reply_runs_again() -> None:
+    ledger = Ledger(10)
+    fresh, _ = ledger.admit(routed(message("r", reply_to=REPLIES)))
+    ledger.settle(fresh, ack=True, replies=[None])  # retried: no reply kept
+    _, copies = ledger.admit(routed(message("r", reply_to="elsewhere")))
+    assert ledger.verdict(copies[0]).action is CopyAction.RERUN
+    _, again = ledger.admit(routed(message("r")))
+    assert ledger.verdict(again[0]).action is CopyAction.WAIT  # now running
+
+
+def test_given_back_attempts_are_forgotten() -> None:
+    ledger = Ledger(10)
+    fresh, _ = ledger.admit(routed(message("n")))
+    ledger.settle(fresh, ack=False)
+    fresh, copies = ledger.admit(routed(message("n")))
+    assert len(fresh) == 1 and not copies
+
+
+def test_large_replies_are_not_kept() -> None:
+    ledger = Ledger(10, keep_reply_bytes=4)
+    fresh, _ = ledger.admit(routed(message("big", reply_to=REPLIES)))
+    big = Publish(REPLIES, OutgoingMessage(b"0123456789"), reply=True)
+    ledger.settle(fresh, ack=True, replies=[[big]])
+    _, copies = ledger.admit(routed(message("big", reply_to=REPLIES)))
+    assert ledger.verdict(copies[0]).action is CopyAction.ACK  # same caller: it has it

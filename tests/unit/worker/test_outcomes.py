@@ -1,0 +1,62 @@
+"""Outcomes: a unit's outcomes -> messages per topic (pure)."""
+
+from __future__ import annotations
+
+from infinitic_py.errors import DecodeError
+from infinitic_py.retry import NO_RETRY, RetryPolicy
+from infinitic_py.wire import native as wire
+from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, plan_outcomes
+from infinitic_py.worker.routing import Rejection
+
+from .parts import REPLIES, message, routed
+
+DIALECT = wire.NativeDialect()
+DLQ = "persistent://public/default/task-executor-dlq:Jobs"
+TOPIC = "persistent://public/default/task-executor:Jobs"
+
+
+def test_completed_without_callers_publish_nothing() -> None:
+    plan = plan_outcomes(routed(message("a"), message("b")), [COMPLETED_NONE] * 2, NO_RETRY,
+                         DIALECT, "w")
+    assert plan.by_topic == {} and plan.replies is None and plan.completed == 2
+
+
+def test_one_outcome_per_task_in_order() -> None:
+    items = routed(message("a", reply_to=REPLIES), message("b"), message("c", reply_to=REPLIES))
+    plan = plan_outcomes(items, [Completed(1), Failed(ValueError("x")), Completed(object())],
+                         NO_RETRY, DIALECT, "w")
+    replies = [wire.decode_reply(m.data) for m in plan.by_topic[REPLIES]]
+    assert [(type(r).__name__, r.task_id) for r in replies] == [
+        ("TaskCompleted", "a"), ("TaskFailedReply", "c")]  # c's output cannot be encoded
+    assert len(plan.by_topic[DLQ]) == 2
+    assert plan.completed == 1 and plan.failed == ["ValueError", "TypeError"]
+    assert plan.replies is not None and [len(r or ()) for r in plan.replies] == [1, 0, 1]
+
+
+def test_a_retryable_failure_is_republished_delayed() -> None:
+    policy = RetryPolicy(maximum_retries=2, minimum_seconds=1, maximum_seconds=1,
+                         random_factor=0)
+    plan = plan_outcomes(routed(message("a", meta={"batchKey": "k"})),
+                         [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
+    (retry,) = plan.by_topic[TOPIC]
+    assert retry.deliver_after == 1 and retry.partition_key == "k"
+    decoded = wire.decode_execute(retry.data)
+    assert (decoded.retry_index, decoded.retry_sequence) == (1, 1)
+    assert plan.replies == [None] and [r.delay for r in plan.retries] == [1]
+
+
+def test_decode_errors_are_never_retried() -> None:
+    policy = RetryPolicy(maximum_retries=5)
+    plan = plan_outcomes(routed(message("a")), [Failed(DecodeError("bad"))], policy, DIALECT,
+                         "w")
+    assert [d.reason for d in plan.dead] == ["not_retryable"] and not plan.retries
+
+
+def test_a_rejection_is_dead_lettered() -> None:
+    from infinitic_py.worker.outcomes import plan_rejection
+
+    msg = message("u", "nope", reply_to=REPLIES)
+    plan = plan_rejection(Rejection(msg, "unknown_method", DecodeError("no"),
+                                    wire.decode_execute(msg.data)), DIALECT, "Jobs", "w")
+    assert set(plan.by_topic) == {REPLIES, DLQ}
+    assert wire.decode_dead_letter(plan.by_topic[DLQ][0].data).reason == "unknown_method"
