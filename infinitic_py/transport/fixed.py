@@ -10,6 +10,7 @@ from collections.abc import Callable
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
+    Partitioner,
     Producer,
     SubscriptionType,
     Transport,
@@ -32,7 +33,8 @@ class FixedTransport(Transport):
         self.consumer = consumer
         self._producers = producers
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
         return self._producers(topic)
 
     async def subscribe(

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.observability import Metrics
-from infinitic_py.producers import ProducerCache
+from infinitic_py.producers import ProducerCache, dialect_producers
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import (
@@ -81,10 +81,8 @@ class ServiceExecutor:
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
         self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
         self._slots = asyncio.Semaphore(settings.concurrency)
-        schema = self._dialect.producer_schema
         self._producers = ProducerCache(
-            lambda topic: transport.create_producer(topic, schema=schema(topic)),
-            _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
+            dialect_producers(transport, self._dialect), _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
         self._consumers = Consumers(self._subscriptions, settings.consumer,
                                     f"{settings.worker_name}-{self.service}", self._log)
         self._receivers: list[asyncio.Task[None]] = []

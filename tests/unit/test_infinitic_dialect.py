@@ -1,17 +1,17 @@
-"""The draft InfiniticDialect on golden JVM messages: topics, schemas, decode, outcomes."""
+"""The InfiniticDialect on golden JVM messages: topics, schemas, decode, outcomes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from infinitic_py.transport.base import ReceivedMessage
+from infinitic_py.wire import Undecodable
 from infinitic_py.wire.infinitic import envelopes as env
 from infinitic_py.wire.infinitic import values
-from infinitic_py.wire.infinitic._seam import Undecodable
 from infinitic_py.wire.infinitic.dialect import InfiniticDialect
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
 
@@ -22,16 +22,9 @@ SAMPLE = (
 NS = "persistent://public/infinitic"
 
 
-class _Native:
-    def __init__(self, version: int) -> None:
-        self.version = version
-
-    def int_schema_version(self) -> int:
-        return self.version
-
-
-def _received(data: bytes, version: int = 0, topic: str = f"{NS}/task-executor:BenchService-partition-1") -> ReceivedMessage:
-    return ReceivedMessage(data, {}, 0, topic, SimpleNamespace(_message=_Native(version)))
+def _received(data: bytes, writer: str | None = None,
+              topic: str = f"{NS}/task-executor:BenchService-partition-1") -> ReceivedMessage:
+    return ReceivedMessage(data, {}, 0, topic, None, writer)
 
 
 def _golden() -> bytes:
@@ -56,30 +49,21 @@ def test_topics_subscriptions_and_schemas() -> None:
     assert dialect.producer_schema(f"{NS}/other") is None
 
 
-def test_decode_reads_by_the_writer_version_and_decodes_args_with_the_method_types() -> None:
-    asked: list[tuple[str, int]] = []
-
-    def writer(topic: str, version: int) -> str:
-        asked.append((topic, version))
-        return definition(Envelope.TASK_EXECUTOR)
-
-    dialect = InfiniticDialect("public", "infinitic", writer_definition=writer)
-    task = dialect.decode(_received(_golden(), version=0))
+def test_decode_reads_with_the_writer_schema_and_decodes_args_with_the_method_types() -> None:
+    dialect = InfiniticDialect("public", "infinitic")
+    assert all(s.writer_schemas for s in dialect.subscriptions("BenchService"))
+    task = dialect.decode(_received(_golden(), definition(Envelope.TASK_EXECUTOR)))
     assert isinstance(task, env.ExecuteTask)
-    assert asked == [(f"{NS}/task-executor:BenchService-partition-1", 0)]
     assert (task.method, task.retry_index, task.reply_to, task.batch_key()) == ("echo", 0, None, None)
-    assert dialect.decode_args(task, SimpleNamespace(param_types=(str,))) == ("m1",)
+    assert dialect.decode_args(task, cast(Any, SimpleNamespace(param_types=(str,)))) == ("m1",)
     with pytest.raises(TypeError, match="argument 0"):
-        dialect.decode_args(task, SimpleNamespace(param_types=(int,)))
+        dialect.decode_args(task, cast(Any, SimpleNamespace(param_types=(int,))))
 
 
-def test_garbage_and_unknown_writer_versions_are_undecodable() -> None:
-    def no_writer(topic: str, version: int) -> str:
-        raise LookupError(f"no schema version {version}")
-
-    dialect = InfiniticDialect("public", "infinitic", writer_definition=no_writer)
-    assert isinstance(dialect.decode(_received(b"garbage", version=-1)), Undecodable)
-    assert isinstance(dialect.decode(_received(_golden(), version=3)), Undecodable)
+def test_garbage_and_unusable_writer_schemas_are_undecodable() -> None:
+    dialect = InfiniticDialect("public", "infinitic")
+    assert isinstance(dialect.decode(_received(b"garbage")), Undecodable)
+    assert isinstance(dialect.decode(_received(_golden(), '{"type": "record"')), Undecodable)
     letters = dialect.undecodable(_received(b"garbage"), ValueError("x"), "BenchService", "w")
     assert [(p.topic, p.message.data) for p in letters] == [(f"{NS}/task-executor-dlq:BenchService", b"garbage")]
 

@@ -1,15 +1,14 @@
-"""DRAFT ``InfiniticDialect``: Infinitic 0.18's wire on the executor's seam (pure, no I/O).
-
-Shaped after ``infinitic_py.wire.Dialect`` of the worker redesign (issue 13); the coordinator adapts
-it at merge (``_seam`` holds stand-ins for ``Publish`` / ``Subscription`` / ``Undecodable``).
+"""``InfiniticDialect``: Infinitic 0.18's wire on the executor's seam (``wire.Dialect``; pure).
 
 Per service ``S`` in ``persistent://<tenant>/<namespace>/`` (Infinitic's tenant and namespace):
 
 - consumes ``task-executor:<S>`` with subscription ``task-executor-subscription`` (Shared; DLQ
   ``task-executor-dlq:<S>``). With ``handlers=True`` it also lists ``task-retry:<S>`` (role
-  ``"retry"``) and ``task-events:<S>`` (role ``"events"``) for a worker that plays Infinitic's retry
-  and event handlers (the executor does not handle those roles yet: deployment B of WIRE.md keeps
-  them in a JVM worker with ``concurrency: 0``);
+  ``"retry"``: forwarded to ``task-executor:<S>`` unchanged, as the JVM's retry handler does) and
+  ``task-events:<S>`` (role ``"events"``: Infinitic's task event handler, ``handler.on_event``:
+  completions / failures to the waiting workflow, keyed and partitioned as the JVM does, or to
+  the waiting client), relayed by ``worker/relay.py``; without it a JVM worker of ``S`` plays
+  them (e.g. with ``concurrency: 0``);
 - ``started``: one ``TaskStartedEvent`` on ``task-events:<S>``;
 - ``completed``: one ``TaskCompletedEvent`` (the output as JSON for the JVM's declared type);
 - ``retried``: the next attempt on ``task-retry:<S>`` delivered after ``delay`` (or straight to
@@ -18,20 +17,26 @@ Per service ``S`` in ``persistent://<tenant>/<namespace>/`` (Infinitic's tenant 
   no dead letter, as the JVM (its DLQ holds only messages the broker gave up redelivering);
 - ``undecodable``: the original payload on ``task-executor-dlq:<S>``.
 
-Every producer must carry ``producer_schema(topic)`` (the JVM's exact Avro definition). Decoding
-needs the message's writer schema version; see ``TRANSPORT NEEDS`` below.
+Every producer carries ``producer_schema(topic)`` (the JVM's exact Avro definition: no new schema
+version appears); each message is read with its writer schema (``ReceivedMessage.writer_schema``,
+resolved by the transport: the subscriptions ask for it), or the 0.18.4 schema when it has none.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
+from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
+from infinitic_py.wire import Publish, Subscription, Undecodable
 from infinitic_py.wire.infinitic import envelopes, outcomes, values
-from infinitic_py.wire.infinitic._seam import Publish, Subscription, Undecodable
+from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
+
+if TYPE_CHECKING:
+    from infinitic_py.service import MethodDefinition
 
 EXECUTOR_SUBSCRIPTION = "task-executor-subscription"
 RETRY_SUBSCRIPTION = "task-retry-subscription"
@@ -47,44 +52,16 @@ _SCHEMA_BY_PREFIX = {
     "task-tag": Envelope.TASK_TAG,
 }
 
-# TRANSPORT NEEDS (phase 2): a received message's writer schema version, and the writer
-# definition of a version not seen yet (``registry.WriterSchemas``: one lookup per topic and
-# version, ever). Until ``ReceivedMessage`` has a ``schema_version`` field, the version is read
-# from the Pulsar message in ``handle``; a message without one (memory transport, or a producer
-# without schema) is read with the 0.18.4 schema.
-SchemaVersionOf = Callable[[ReceivedMessage], int | None]
-WriterDefinition = Callable[[str, int], str]
-
-
-def _version_from_handle(message: ReceivedMessage) -> int | None:
-    version = getattr(message, "schema_version", None)
-    if version is not None:
-        return int(version)
-    native = getattr(message.handle, "_message", None)
-    if native is None or not hasattr(native, "int_schema_version"):
-        return None
-    raw = int(native.int_schema_version())
-    return None if raw < 0 else raw
-
-
 class InfiniticDialect:
     """Infinitic 0.18 envelopes on Infinitic's topics (see the module docstring)."""
 
     name = "infinitic"
     announces_start = True
 
-    def __init__(
-        self,
-        tenant: str,
-        namespace: str,
-        *,
-        writer_definition: WriterDefinition | None = None,
-        schema_version_of: SchemaVersionOf = _version_from_handle,
-        handlers: bool = False,
-    ) -> None:
+    def __init__(self, tenant: str, namespace: str, *, handlers: bool = False,
+                 partitions: int = 3) -> None:
         self.tenant, self.namespace, self.handlers = tenant, namespace, handlers
-        self._writer_definition = writer_definition
-        self._schema_version_of = schema_version_of
+        self.partitions = partitions  # of the topics it creates where missing
 
     # --- topics ---------------------------------------------------------------------------
 
@@ -97,12 +74,31 @@ class InfiniticDialect:
                 self.topic("task-executor", service),
                 EXECUTOR_SUBSCRIPTION,
                 dead_letter_topic=self.dead_letter_topic(service),
+                writer_schemas=True,
             )
         ]
         if self.handlers:
-            subs.append(Subscription(self.topic("task-retry", service), RETRY_SUBSCRIPTION, "retry"))
-            subs.append(Subscription(self.topic("task-events", service), EVENTS_SUBSCRIPTION, "events"))
+            subs.append(Subscription(self.topic("task-retry", service), RETRY_SUBSCRIPTION,
+                                     "retry", writer_schemas=True))
+            subs.append(Subscription(self.topic("task-events", service), EVENTS_SUBSCRIPTION,
+                                     "events", writer_schemas=True))
         return tuple(subs)
+
+    def topics(self, service: str) -> Mapping[str, int]:
+        """Infinitic namespaces have auto topic creation off: the service's topics, created as
+        the JVM does (partitioned) where missing; the DLQ non-partitioned."""
+        wanted = {self.topic(p, service): self.partitions
+                  for p in ("task-executor", "task-retry", "task-events")}
+        wanted[self.dead_letter_topic(service)] = 0
+        return wanted
+
+    def partitioner(self, topic: str) -> Partitioner | None:
+        """``workflow-engine:<W>`` is keyed by workflow id and partitioned as the Java client
+        does (``JavaStringHash``): the JVM engine expects one workflow on one partition."""
+        found = _PREFIX.match(topic)
+        if found and found["prefix"] == "workflow-engine":
+            return handler_role.java_partition
+        return None
 
     def dead_letter_topic(self, service: str) -> str:
         return self.topic("task-executor-dlq", service)
@@ -117,16 +113,12 @@ class InfiniticDialect:
 
     def decode(self, message: ReceivedMessage) -> envelopes.ExecuteTask | Undecodable:
         try:
-            writer = None
-            version = self._schema_version_of(message)
-            if version is not None and self._writer_definition is not None:
-                writer = self._writer_definition(message.topic, version)
-            return envelopes.decode_execute_task(message.data, writer)
+            return envelopes.decode_execute_task(message.data, message.writer_schema)
         except Exception as exc:  # WireDecodeError, or a writer schema that cannot be had
             return Undecodable(exc)
 
-    def decode_args(self, task: envelopes.ExecuteTask, method: Any) -> tuple[Any, ...]:
-        """``method``: a ``MethodDefinition`` (its ``param_types``). Raises ``ValueMappingError``."""
+    def decode_args(self, task: envelopes.ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
+        """Raises ``ValueMappingError`` (the task then fails: never a crashed worker)."""
         return tuple(values.decode_args(task.method_parameters, tuple(method.param_types)))
 
     # --- out ------------------------------------------------------------------------------
@@ -175,3 +167,25 @@ class InfiniticDialect:
     ) -> Sequence[Publish]:
         properties = {"reason": "undecodable", "errorType": type(error).__name__}
         return (Publish(self.dead_letter_topic(service), OutgoingMessage(message.data, properties)),)
+
+    # --- relays (handlers=True) -----------------------------------------------------------
+
+    def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        if role == "retry":  # Infinitic's retry handler: the delayed attempt, unchanged
+            service = _entity(message.topic)
+            return (Publish(self.topic("task-executor", service), OutgoingMessage(message.data)),)
+        if role == "events":  # Infinitic's task event handler
+            event = envelopes.decode_task_event(message.data, message.writer_schema)
+            now_ms = int(time.time() * 1000)
+            return tuple(
+                Publish(self.topic(out.prefix, out.entity),
+                        OutgoingMessage(out.payload, partition_key=out.key))
+                for out in handler_role.on_event(event, now_ms, worker)
+            )
+        raise ValueError(f"InfiniticDialect relays no {role!r} subscription")
+
+
+def _entity(topic: str) -> str:
+    """``persistent://t/ns/task-retry:S-partition-1`` -> ``S``."""
+    local = topic.rsplit("/", 1)[-1].split(":", 1)[1]
+    return re.sub(r"-partition-\d+$", "", local)
