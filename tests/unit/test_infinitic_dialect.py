@@ -6,10 +6,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
 import pytest
 
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Undecodable
+from infinitic_py.worker.routing import attempt_key
 from infinitic_py.wire.infinitic import envelopes as env
 from infinitic_py.wire.infinitic import values
 from infinitic_py.wire.infinitic.dialect import InfiniticDialect
@@ -108,3 +110,37 @@ def test_retried_sends_the_next_attempt_then_the_retried_event() -> None:
     assert isinstance(retried, env.TaskRetriedEvent) and retried.task_retry_delay == 2000
     now, _ = dialect.retried(task, ValueError("v"), None, 0.0, "w")
     assert now.topic == f"{NS}/task-executor:BenchService" and not now.message.deliver_after
+
+
+def test_a_retried_attempt_is_a_new_attempt_for_the_ledger() -> None:
+    """Infinitic keeps the task id over retries: the attempt key must still differ, or the
+    worker's ledger takes the retry for a copy of the settled attempt (and drops it)."""
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    again = dialect.decode(_received(retry.message.data))
+    assert isinstance(again, env.ExecuteTask) and again.task_id == task.task_id
+    assert attempt_key(again) != attempt_key(task)
+    manual = msgspec.structs.replace(task, task_retry_sequence=1, task_retry_index=0)
+    assert len({attempt_key(t) for t in (task, again, manual)}) == 3
+
+
+def test_relays_forward_retries_and_turn_events_into_workflow_engine_messages() -> None:
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    (forward,) = dialect.relay("retry", _received(retry.message.data,
+                                                  topic=f"{NS}/task-retry:BenchService-partition-2"), "w")
+    assert forward.topic == f"{NS}/task-executor:BenchService"
+    assert forward.message.data == retry.message.data and not forward.message.deliver_after
+    (completed,) = dialect.completed(task, "m1", "w")
+    relayed = dialect.relay("events", _received(completed.message.data), "w")
+    requester = task.requester
+    if isinstance(requester, env.WorkflowRequester):
+        (out,) = relayed
+        assert out.topic == f"{NS}/workflow-engine:{requester.workflow_name}"
+        assert out.message.partition_key == requester.workflow_id
+        assert dialect.partitioner(out.topic) is not None
+    assert dialect.partitioner(f"{NS}/task-events:BenchService") is None
+    assert dialect.topics("S") == {f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3,
+                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0}
+    with pytest.raises(ValueError):
+        dialect.relay("events", _received(b"garbage"), "w")

@@ -127,7 +127,11 @@ class ExecuteTask(msgspec.Struct, rename="camel"):
 
     @property
     def retry_sequence(self) -> int:
-        return self.task_retry_sequence
+        """Unique per attempt, as the seam requires ((task id, retry sequence) names one attempt:
+        the worker's ledger tells copies from new attempts by it). Infinitic keeps the task id
+        and ``taskRetrySequence`` over automatic retries and bumps ``taskRetryIndex`` (reset by
+        a manual retry, which bumps the sequence): both, packed."""
+        return (self.task_retry_sequence << 20) | self.task_retry_index
 
     @property
     def reply_to(self) -> str | None:
