@@ -56,8 +56,11 @@ class BenchService:
             self.batches.append((frozenset(c.meta.get("batchKey") for c in contexts.values()),
                                  len(messages)))
             self.attempts.extend((c.retry_index, None) for c in contexts.values())
-        self._check(min(c.retry_index for c in contexts.values()))
-        return dict(messages)
+        if self.refuse:
+            raise PermissionError("refused by Python")  # the whole batch fails
+        # a per-task failure: an exception as the task's value
+        return {t: ValueError("first attempts fail") if contexts[t].retry_index < self.fail_first
+                else m for t, m in messages.items()}
 
 
 def _worker(broker: BrokerInfo, namespace: str, service: BenchService, *,
