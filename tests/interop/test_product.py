@@ -50,7 +50,7 @@ class BenchService:
         return message
 
     @echo.batch(max_messages=50, max_seconds=0.2)
-    async def echo_batch(self, messages: dict[str, str]) -> dict[str, str]:
+    async def echo_batch(self, messages: dict[str, str]) -> dict[str, str | ValueError]:
         contexts = batch_contexts()
         with self._lock:
             self.batches.append((frozenset(c.meta.get("batchKey") for c in contexts.values()),

@@ -11,11 +11,11 @@ import pytest
 
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Undecodable
-from infinitic_py.worker.routing import attempt_key
 from infinitic_py.wire.infinitic import envelopes as env
 from infinitic_py.wire.infinitic import values
 from infinitic_py.wire.infinitic.dialect import InfiniticDialect
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
+from infinitic_py.worker.routing import attempt_key
 
 SAMPLE = (
     Path(__file__).resolve().parents[2].parent

@@ -1,7 +1,5 @@
-"""Pulsar schema-registry glue for Infinitic's topics (pulsar-client 3.x native API).
-
-What the transport must offer the Infinitic dialect (phase 2: a ``schema`` option on producer and
-consumer creation):
+"""Pulsar schema-registry glue for Infinitic's topics with pulsar-client directly (the proofs in
+``tests/interop/test_schema_registry.py``; the product uses ``transport/pulsar_schemas.py``):
 
 - **produce** with ``InfiniticSchema(envelope)``: an AVRO ``SchemaInfo`` whose definition is the
   byte-exact string the JVM registers. The broker then finds the JVM's schema (same hash) and no
@@ -28,6 +26,7 @@ from typing import Any
 import _pulsar
 import pulsar
 
+from infinitic_py.transport.pulsar_schemas import RawAvroSchema
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
 
 # JVM SchemaInfo properties (Pulsar's AvroSchema adds them; they do not enter the schema hash)
@@ -35,32 +34,13 @@ JVM_SCHEMA_PROPERTIES = {"__alwaysAllowNull": "true", "__jsr310ConversionEnabled
 _PARTITION = re.compile(r"-partition-\d+$")
 
 
-class InfiniticSchema(pulsar.schema.Schema):  # type: ignore[misc]
-    """The AVRO schema of an Infinitic envelope, registered with the JVM's exact definition.
-
-    ``encode`` / ``decode`` pass the Avro bytes through: the codec (``envelopes``) does the Avro
-    work, with the writer schema of each message. ``Schema.__init__`` is skipped on purpose: it
-    would register ``json.dumps(definition, indent=True)``, a different string, hence a new
-    schema version on every Infinitic topic.
-    """
+class InfiniticSchema(RawAvroSchema):
+    """The AVRO schema of an Infinitic envelope, registered with the JVM's exact definition
+    (the transport's ``RawAvroSchema``: bytes pass through, the codec does the Avro work)."""
 
     def __init__(self, envelope: Envelope) -> None:
-        self._record_cls = bytes
-        self._client = None
+        super().__init__(definition(envelope))
         self.envelope = envelope
-        self._schema_info = _pulsar.SchemaInfo(_pulsar.SchemaType.AVRO, "", definition(envelope))
-
-    def encode(self, obj: bytes) -> bytes:
-        if not isinstance(obj, bytes):
-            raise TypeError(f"InfiniticSchema sends encoded envelopes (bytes), got {type(obj)}")
-        return obj
-
-    def decode(self, data: bytes) -> bytes:
-        return data
-
-    def decode_message(self, msg: Any) -> bytes:
-        data: bytes = msg.data()
-        return data
 
     def __str__(self) -> str:
         return f"InfiniticSchema({self.envelope.value})"
