@@ -116,11 +116,12 @@ class JvmRunner:
     """``bench.MainKt`` in a subprocess; its output goes to ``log`` (read it on failure)."""
 
     def __init__(
-        self, project: Path, config: Path, log: Path, *args: str, env: dict[str, str], main: str = "bench.MainKt"
+        self, project: Path, config: Path, log: Path, *args: str, env: dict[str, str], main: str = "bench.MainKt",
+        jvm_options: Sequence[str] = ("-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
     ) -> None:
         self.log = log
         cmd = [
-            "java", "-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "java", *jvm_options,
             "-cp", f"{project / 'target' / 'classes'}:{project / 'lib'}/*",
             main, f"config={config}", *args,
         ]  # fmt: skip

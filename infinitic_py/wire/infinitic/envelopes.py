@@ -14,12 +14,22 @@ from __future__ import annotations
 import functools
 import io
 import json
+import struct
+from collections.abc import Callable
 from typing import Any, Literal
 
 import fastavro
 import msgspec
 
-from infinitic_py.wire.infinitic.schemas import Envelope, definition, parsed, reader_schema
+from infinitic_py.wire.infinitic.avro_reader import compile_reader
+from infinitic_py.wire.infinitic.avro_writer import compile_writer
+from infinitic_py.wire.infinitic.schemas import (
+    Envelope,
+    definition,
+    normalize,
+    parsed,
+    reader_schema,
+)
 
 INFINITIC_VERSION = "0.18.4"  # what Python writes in the envelopes' `version` fields
 
@@ -213,17 +223,47 @@ _CLIENT_SLOTS: dict[type[Any], tuple[str, str]] = {
 # --- Avro binary <-> plain dicts -------------------------------------------------------------
 
 
+@functools.cache
+def _writer(envelope: Envelope) -> Callable[[Any], bytes]:
+    return compile_writer(normalize(json.loads(definition(envelope))))
+
+
 def write_envelope(envelope: Envelope, record: dict[str, Any]) -> bytes:
-    """Avro binary of an envelope record (plain dicts with the Avro field names)."""
-    out = io.BytesIO()
+    """Avro binary of an envelope record (plain dicts with the Avro field names), with the
+    compiled writer (``avro_writer``: fastavro's bytes, without its per-union validation)."""
     try:
-        fastavro.schemaless_writer(out, reader_schema(envelope), record)
-    except (ValueError, TypeError, KeyError) as exc:  # a bug here, not a user mistake
+        return _writer(envelope)(record)
+    except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:  # a bug here
         raise ValueError(f"cannot encode {envelope.value}: {exc}") from exc
+
+
+def write_envelope_fastavro(envelope: Envelope, record: dict[str, Any]) -> bytes:
+    """The same with fastavro (the reference the compiled writer is checked against)."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, reader_schema(envelope), record)
     return out.getvalue()
 
 
+@functools.cache
+def _reader(envelope: Envelope) -> Callable[[bytes], Any]:
+    return compile_reader(normalize(json.loads(definition(envelope))))
+
+
 def _read(envelope: Envelope, payload: bytes, writer_definition: str | None) -> dict[str, Any]:
+    if writer_definition is None or writer_definition == definition(envelope):
+        try:  # the usual case: written with our own schema (compiled reader)
+            record = _reader(envelope)(payload)
+        except Exception as exc:  # EOFError, IndexError, ValueError, UnicodeDecodeError ...
+            raise WireDecodeError(f"not a {envelope.value} payload: {exc!r}") from exc
+        if not isinstance(record, dict):
+            raise WireDecodeError(f"not a {envelope.value} payload")
+        return record
+    return _read_fastavro(envelope, payload, writer_definition)
+
+
+def _read_fastavro(envelope: Envelope, payload: bytes,
+                   writer_definition: str | None) -> dict[str, Any]:
+    """The same with fastavro (another writer schema: Avro schema resolution)."""
     reader = reader_schema(envelope)
     writer = reader
     if writer_definition is not None and writer_definition != definition(envelope):
