@@ -16,10 +16,9 @@ Per task, in order (as Infinitic's ``TaskExecutor`` does):
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import traceback
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,11 +40,17 @@ from infinitic_py.wire.infinitic.envelopes import (
 
 def uuid7() -> str:
     """A UUIDv7 string (time-ordered, as Infinitic's ``IdGenerator`` makes message ids)."""
+    # random.getrandbits, not os.urandom + uuid.UUID: two of these per task (the ids need to be
+    # unique, not secret; ``random`` reseeds in a forked child)
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+    rand = _bits(74)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64
     value |= 0b10 << 62 | rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_bits = random.getrandbits
 
 
 def _common(task: ExecuteTask, emitter_name: str, meta: Mapping[str, bytes] | None) -> dict[str, Any]:
