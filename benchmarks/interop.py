@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Env
 from infinitic_py import task
@@ -86,7 +87,7 @@ def missing() -> str | None:
     return jvm.missing()
 
 
-async def run_python(env: Env, n: int) -> tuple[float, int]:
+async def run_python(env: Env, n: int, profiler: Any = None) -> tuple[float, int]:
     from infinitic_py.wire.infinitic import envelopes, outcomes, values
     from infinitic_py.wire.infinitic.dialect import EXECUTOR_SUBSCRIPTION, InfiniticDialect
     from tests.interop.namespaces import create_infinitic_namespace, drop_namespace
@@ -118,9 +119,13 @@ async def run_python(env: Env, n: int) -> tuple[float, int]:
         worker.add_service(BenchService(stats), name=SERVICE, wire="infinitic",
                            namespace=namespace, concurrency=4)
         await worker.start()
+        if profiler is not None:
+            profiler.enable()
         try:
             await asyncio.wait_for(stats.done.wait(), 600)
         finally:
+            if profiler is not None:
+                profiler.disable()
             await worker.stop(grace=10.0)
         assert stats.first_start is not None
         return n / (stats.last_end - stats.first_start), stats.batches
