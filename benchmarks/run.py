@@ -2,7 +2,7 @@
 measured in the same run. Prints a table and writes ``bench-results/results.json``.
 
     deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
-      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,interop
+      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,bulk,interop
                         (default: all but interop, which needs Java + the Infinitic jar)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
       --repeats R       runs per throughput figure, the median is kept (default 3; the executor
@@ -43,7 +43,10 @@ Method (each section's module docstring has the details):
 5. memory (``benchmarks.memory``): peak RSS of an ``infinitic-py worker`` process while 100,000
    tasks flow through a slow batch method with ``max_buffered_messages`` 10,000, at 10,000 and at
    100,000 tasks processed. Ratio: 100k / 10k (the cap holds if <= 1.2).
-7. interop (``benchmarks.interop``, opt-in): the Python executor on Infinitic's wire vs the JVM
+7. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
+   ``atomic=True`` (one message carrying them all); baseline: the same ``many()`` without it
+   (1,000 messages in producer batches), alternated on the same client.
+8. interop (``benchmarks.interop``, opt-in): the Python executor on Infinitic's wire vs the JVM
    Infinitic executor (example runner ``mode=isolated``), same broker, batch settings and run.
 6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
    its arguments. Ratio: JSON time / MessagePack time.
@@ -70,6 +73,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks.baseline import BaselineResult, run_baseline
+from benchmarks.bulk import run_bulk
 from benchmarks.common import Env, percentile
 from benchmarks.e2e import run_infinitic, run_raw
 from benchmarks.executor_bench import ExecutorResult, run_executor
@@ -84,7 +88,7 @@ from infinitic_py.observability import configure_logging
 
 # (max_messages, sync batch method): the executor rows.
 EXECUTOR_ROWS = ((1, False), (10, False), (100, False), (100, True), (1000, False))
-SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "interop")
+SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "bulk", "interop")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # interop is opt-in (``--only interop``): it needs the JVM
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "results.json"
 T = TypeVar("T")
@@ -348,6 +352,17 @@ class Bench:
                              result.hwm_mib(m), "MiB", result.hwm_mib(previous),
                              f"peak at {previous:,}"))
             previous = m
+
+    async def bulk(self) -> None:
+        result = await run_bulk(self.env, 1000, max(5, 3 * self.repeats))
+        self.add(Row("bulk", "many() of 1,000, atomic=True (one message)",
+                     result.atomic_tasks_per_s, "tasks/s", result.plain_tasks_per_s,
+                     "many() of 1,000, plain",
+                     note="dispatch only, until the broker confirmed; plain runs: "
+                          + ", ".join(_fmt(v) for v in result.plain_runs),
+                     extra={"atomic_runs": result.atomic_runs,
+                            "plain_runs": result.plain_runs}))
+
 
 def _fmt(value: float) -> str:
     if math.isnan(value):

@@ -38,6 +38,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from infinitic_py.priority import BANDS, band_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
 
 Doc = dict[str, Any]
@@ -458,7 +459,8 @@ def check_set(
                     f"{WORKER_SUBSCRIPTION!r}",
                 )
             tenant, namespace = pcfg.get("tenant", "public"), pcfg.get("namespace", "default")
-            topics = {service_topic(tenant, namespace, n) for n in names if n}
+            topics = {service_topic(tenant, namespace, band_service(n, band))
+                      for n in names if n for band in BANDS}  # every priority band's topic
             if meta["topic"] not in topics:
                 # Service names may come from autoscaling.keda.services; the shape must still hold.
                 prefix = service_topic(tenant, namespace, "")

@@ -99,7 +99,9 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
     from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
+    from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
+    from infinitic_py.topics import service_topic
     from infinitic_py.worker.from_config import batch_limits, retry_policy
 
     config = load_config(path)
@@ -119,6 +121,11 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         batched = [n for n, tm in task_methods(cls).items() if tm.batch_spec]
         print(f"ok    service {definition.name}: methods {sorted(definition.methods)}, "
               f"batched {batched or 'none'}, concurrency {svc.concurrency}")
+        tenant, namespace = config.pulsar.tenant, config.pulsar.namespace
+        bands = ", ".join(
+            f"{b.name.lower()} {service_topic(tenant, namespace, band_service(definition.name, b))}"
+            for b in BANDS)
+        print(f"ok    service {definition.name}: priority bands (consumed high first) {bands}")
         plans.append((definition.name, svc.concurrency, largest))
     if offline or is_memory(config.pulsar.url):
         print("skip  broker checks (offline or memory:// transport)")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from infinitic_py.transport.base import TransportError
+
 
 class InfiniticError(Exception):
     """Base class of infinitic-py's own errors."""
@@ -67,3 +72,17 @@ class ResultTimeout(InfiniticError, TimeoutError):
 
 class ClientClosed(InfiniticError):
     """The client was closed while a result was awaited or a dispatch was attempted."""
+
+
+class DispatchFailed(InfiniticError, TransportError):
+    """A dispatch (``send``, ``many``) failed at the broker. ``sent``: the task ids the broker
+    confirmed (they exist and will run: ``deferreds`` are their Deferreds, still awaiting
+    results); ``unsent``: every other task id (not published, or in flight and unconfirmed
+    when the send failed). An atomic ``many()`` never leaves a part behind: ``sent`` is empty."""
+
+    def __init__(self, message: str, sent: Sequence[str], unsent: Sequence[str],
+                 deferreds: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.sent: tuple[str, ...] = tuple(sent)
+        self.unsent: tuple[str, ...] = tuple(unsent)
+        self.deferreds: list[Any] = list(deferreds)

@@ -235,6 +235,10 @@ class Metrics:
         self.contract_errors = Counter(
             p + "contract_errors_total", "Unknown task ids returned by a batch method (dropped).",
             sm, registry=r)
+        self.units_started = Counter(
+            p + "units_started_total",
+            "Units (a single task, or a batch) that took a concurrency slot, by priority band "
+            "(high / normal / low: each band is its own topic).", ("service", "band"), registry=r)
         self.decode_errors = Counter(
             p + "decode_errors_total", "Messages that could not be decoded.", ("service",),
             registry=r)

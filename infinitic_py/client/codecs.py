@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_origin
 
 import msgspec
 
+from infinitic_py.priority import DEFAULT_PRIORITY
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import native as wire
@@ -39,7 +40,7 @@ class ClientCodec(Protocol):
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int) -> tuple[str, OutgoingMessage]:
         """(task id, the message); raises ``TypeError`` for arguments that cannot be sent."""
         ...
 
@@ -73,7 +74,7 @@ class NativeCodec:
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int) -> tuple[str, OutgoingMessage]:
         try:
             encoded = wire.encode_value(positional)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -85,8 +86,8 @@ class NativeCodec:
                 raise TypeError(f"{definition.qualified}(): {exc}") from None
         task = wire.ExecuteTask(
             task_id=call.task_id or uuid.uuid4().hex, service=service, method=method,
-            args=encoded, meta=dict(meta), tags=tags, reply_to=reply_to, emitted_at=now,
-            first_emitted_at=now)
+            args=encoded, meta=dict(meta), tags=tags, priority=priority, reply_to=reply_to,
+            emitted_at=now, first_emitted_at=now)
         return task.task_id, wire.task_message(task, deliver_after=delay)
 
     def decode_reply(self, message: ReceivedMessage) -> wire.Reply | None:
@@ -170,7 +171,9 @@ class InfiniticCodec:
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int) -> tuple[str, OutgoingMessage]:
+        if priority != DEFAULT_PRIORITY:
+            raise ValueError("priorities are a native-wire feature (Infinitic has none)")
         try:
             args = [self._values.encode_value(a) for a in positional]
         except (TypeError, msgspec.EncodeError) as exc:

@@ -25,7 +25,8 @@ import structlog
 
 from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
-from infinitic_py.errors import ClientClosed
+from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
 from infinitic_py.transport import create_transport
@@ -35,12 +36,14 @@ from infinitic_py.transport.base import (
     ConsumerSettings,
     OutgoingMessage,
     Producer,
+    SendFailed,
     SubscriptionType,
     Transport,
     TransportError,
 )
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import native as wire
+from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
 from infinitic_py.wire.native import Reply
 
 T = TypeVar("T")
@@ -64,6 +67,7 @@ class AsyncClient:
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
+        max_bulk_bytes: int = MAX_BULK_BYTES,
         wire: str = "native",
         admin_url: str | None = None,
         parameter_types: Mapping[str, Sequence[str]] | None = None,
@@ -78,6 +82,7 @@ class AsyncClient:
         self._transport = transport
         self._own_transport = transport is None
         self.max_producers = max_producers
+        self.max_bulk_bytes = max_bulk_bytes  # an atomic many() must fit one broker message
         # One producer per service; a client may dispatch to any number of services (by name):
         # at most ``max_producers`` of them once idle, the least recently used closed first.
         self._producers = ProducerCache(self._create_producer, max_producers)
@@ -166,20 +171,23 @@ class AsyncClient:
         method: str,
         definition: MethodDefinition | None,
         calls: Sequence[Call],
+        atomic: bool = False,
     ) -> list[Deferred[Any]]:
         self._check_open()
         now = wire.now()
         want_results = stub.results
         reply_to = self.response_topic if want_results else None
         task_ids: list[str] = []
+        priorities: list[int] = []
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
         for index, call in enumerate(calls):
             try:
-                task_id, message = self._build(stub, method, definition, call, reply_to, now)
-            except TypeError as exc:
+                task_id, priority, message = self._build(stub, method, definition, call,
+                                                         reply_to, now)
+            except (TypeError, ValueError) as exc:
                 where = f"item {index}: " if len(calls) > 1 else ""
-                raise TypeError(f"{where}{exc}") from None
+                raise type(exc)(f"{where}{exc}") from None
             if task_id in seen:
                 raise ValueError(f"item {index}: task_id {task_id!r} appears twice")
             if want_results and task_id in self._waiting:
@@ -189,13 +197,24 @@ class AsyncClient:
                 )
             seen.add(task_id)
             task_ids.append(task_id)
+            priorities.append(priority)
             out.append(message)
+        bands: dict[Band, list[int]] = {}  # each priority band is its own topic
+        for index, priority in enumerate(priorities):
+            bands.setdefault(band_of(priority), []).append(index)
+        if atomic and self._codec.name != "native":
+            raise ValueError(f"atomic many() is a native-wire feature (wire={self._codec.name})")
+        if atomic:  # one message: persisted whole or not at all (wire/bulk.py)
+            if len(bands) > 1:
+                raise ValueError("an atomic many() is one message on one topic: give all its "
+                                 "tasks priorities of one band (0-3, 4-6 or 7-9)")
+            out = [bulk_message(out, self.max_bulk_bytes)]
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
         decoder = definition.output_decoder if definition is not None else None
         for task_id in task_ids:
-            future: asyncio.Future[wire.Reply] | None = None
+            future: asyncio.Future[Reply] | None = None
             if want_results:
                 future = asyncio.get_running_loop().create_future()
                 self._waiting[task_id] = future
@@ -203,18 +222,33 @@ class AsyncClient:
             if future is not None:
                 weakref.finalize(deferred, self._forget, task_id, future)
             deferreds.append(deferred)
+        sent: set[int] = set()  # indexes the broker confirmed (a plain many())
         try:
             await self.start()
             if want_results:
                 await self._ensure_responses()
-            with self._producers.using(stub.name):
-                producer = await self._producers.get(stub.name)
-                await producer.send_many(out)
-        except BaseException:
-            for deferred in deferreds:
-                if deferred._future is not None:
+            for band in sorted(bands, reverse=True):  # the highest band first
+                key = band_service(stub.name, band)
+                indexes = bands[band]
+                with self._producers.using(key):
+                    producer = await self._producers.get(key)
+                    if atomic:
+                        await producer.send_many(out)
+                        continue
+                    try:
+                        await producer.send_many(
+                            out if len(bands) == 1 else [out[i] for i in indexes])
+                    except SendFailed as exc:
+                        sent.update(indexes[j] for j in exc.sent)
+                        raise
+                sent.update(indexes)
+        except BaseException as exc:
+            for index, deferred in enumerate(deferreds):
+                if deferred._future is not None and index not in sent:
                     self._forget(deferred.task_id, deferred._future)
-            raise
+            if not isinstance(exc, TransportError):
+                raise
+            raise _dispatch_failed(exc, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -241,7 +275,8 @@ class AsyncClient:
         call: Call,
         reply_to: str | None,
         now: float,
-    ) -> tuple[str, OutgoingMessage]:
+    ) -> tuple[str, int, OutgoingMessage]:
+        """(task id, priority, message): the codec encodes."""
         if definition is not None:
             positional = definition.bind_args(call.args, dict(call.kwargs))
         else:
@@ -253,9 +288,12 @@ class AsyncClient:
             positional = tuple(call.args)
         meta = {**stub.meta, **(call.meta or {})}
         check_batch_key(meta)
-        return self._codec.build(
+        priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
+        task_id, message = self._codec.build(
             stub.name, method, definition, call, positional, meta,
-            (*stub.tags, *(call.tags or ())), reply_to, self.name, _delay_of(call), now)
+            (*stub.tags, *(call.tags or ())), reply_to, self.name, _delay_of(call), now,
+            priority)
+        return task_id, priority, message
 
     async def _create_producer(self, service: str) -> Producer:
         assert self._transport is not None
@@ -334,6 +372,22 @@ class AsyncClient:
                     self.replies_unmatched += 1
             with contextlib.suppress(TransportError):
                 await consumer.acknowledge([msg])
+
+
+def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
+                     deferreds: Sequence[Deferred[Any]], atomic: bool) -> DispatchFailed:
+    """The one error of a failed dispatch, naming what exists and what does not."""
+    done = [ids[i] for i in sorted(sent)]
+    rest = [task_id for i, task_id in enumerate(ids) if i not in sent]
+    if atomic:
+        what = f"atomic dispatch of {len(ids)} tasks failed: nothing was dispatched"
+    elif not done:
+        what = f"dispatch of {len(ids)} task(s) failed: none was confirmed by the broker"
+    else:
+        what = (f"dispatch of {len(ids)} tasks failed part-way: {len(done)} were sent "
+                f"(error.sent / error.deferreds), {len(rest)} were not confirmed (error.unsent)")
+    return DispatchFailed(f"{what} ({exc})", done, rest,
+                          [deferreds[i] for i in sorted(sent)])
 
 
 def _delay_of(call: Call) -> float | None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import msgspec
 
 from infinitic_py.errors import ResultTimeout, TaskFailed
+from infinitic_py.priority import check_priority
 from infinitic_py.service import MethodDefinition, TaskMethod
 from infinitic_py.wire import native as wire
 
@@ -30,7 +31,8 @@ class Call:
 
     ``meta`` is merged over the stub's meta (``batchKey`` included), ``delay`` (seconds) or
     ``run_at`` (an aware datetime) postpone delivery, ``task_id`` is the caller-chosen id (the
-    idempotency key), ``tags`` are added to the stub's tags.
+    idempotency key), ``tags`` are added to the stub's tags, ``priority`` is 0 (lowest) to 9
+    (highest), default 5 (``infinitic_py.priority``: three bands, each its own topic).
     """
 
     args: tuple[Any, ...]
@@ -40,6 +42,7 @@ class Call:
     run_at: datetime | None
     task_id: str | None
     tags: Sequence[str] | None
+    priority: int | None
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class Call:
         run_at: datetime | None = None,
         task_id: str | None = None,
         tags: Sequence[str] | None = None,
+        priority: int | None = None,
         **kwargs: Any,
     ) -> None:
         object.__setattr__(self, "args", args)
@@ -58,6 +62,7 @@ class Call:
         object.__setattr__(self, "run_at", run_at)
         object.__setattr__(self, "task_id", task_id)
         object.__setattr__(self, "tags", tags)
+        object.__setattr__(self, "priority", priority)
 
     @classmethod
     def build(
@@ -70,11 +75,13 @@ class Call:
         run_at: datetime | None = None,
         task_id: str | None = None,
         tags: Sequence[str] | None = None,
+        priority: int | None = None,
     ) -> Call:
         """A Call with the task's keyword arguments as a mapping: for a task parameter named
         like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
         ``Call(...)`` would take as the option."""
-        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags)
+        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+                   priority=priority)
         object.__setattr__(call, "kwargs", dict(kwargs or {}))
         return call
 
@@ -154,6 +161,7 @@ class StubMethod(Generic[P, R]):
             run_at=o.run_at if o else None,
             task_id=o.task_id if o else None,
             tags=o.tags if o else None,
+            priority=o.priority if o else None,
         )
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
@@ -166,20 +174,30 @@ class StubMethod(Generic[P, R]):
         run_at: datetime | None = None,
         task_id: str | None = None,
         tags: Sequence[str] | None = None,
+        priority: int | None = None,
     ) -> StubMethod[P, R]:
         """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
+        if priority is not None:
+            check_priority(priority)
         return StubMethod(self._stub, self._name, self._definition,
-                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags))
+                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+                               priority=priority))
 
-    async def many(self, items: Iterable[Any]) -> list[Deferred[R]]:
+    async def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[Deferred[R]]:
         """Dispatch many tasks in one producer flush; returns the Deferreds in order.
 
         Each item is a ``Call(...)`` (arguments + per-item options), a tuple of positional
         arguments, or — for a one-parameter method — the argument itself. Every item is validated
         before anything is sent: one bad item rejects the whole call.
+
+        ``atomic=True``: every task is dispatched or none (one broker message carries them all,
+        so it must fit ``AsyncClient.max_bulk_bytes``, and every item has the same delay). A
+        broker failure raises ``DispatchFailed`` saying nothing was dispatched. Without it, a
+        failure part-way raises ``DispatchFailed`` whose ``sent`` / ``unsent`` name the tasks.
         """
         calls = [self._as_call(item) for item in items]
-        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls)
+        return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls,
+                                                  atomic)
 
     def _as_call(self, item: Any) -> Call:
         if isinstance(item, Call):

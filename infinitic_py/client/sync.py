@@ -44,9 +44,10 @@ class SyncStubMethod(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> SyncDeferred[R]:
         return SyncDeferred(self._client._run(self._method(*args, **kwargs)), self._client)
 
-    def many(self, items: Iterable[Any]) -> list[SyncDeferred[R]]:
+    def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[SyncDeferred[R]]:
         items = list(items)
-        return [SyncDeferred(d, self._client) for d in self._client._run(self._method.many(items))]
+        return [SyncDeferred(d, self._client)
+                for d in self._client._run(self._method.many(items, atomic=atomic))]
 
     def options(self, **options: Any) -> SyncStubMethod[P, R]:
         return SyncStubMethod(self._method.options(**options), self._client)

@@ -38,6 +38,16 @@ class TransportError(Exception):
     """The broker could not do what was asked (connection lost, timeout, publish refused...)."""
 
 
+class SendFailed(TransportError):
+    """``send_many`` failed part-way: ``sent`` are the indexes of the messages the broker
+    confirmed (persisted); every other one is unconfirmed (not published, or in flight when the
+    send failed: it may exist)."""
+
+    def __init__(self, message: str, sent: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.sent: tuple[int, ...] = tuple(sent)
+
+
 class ConsumerClosed(TransportError):
     """``receive`` was called on (or was waiting in) a consumer that has been closed."""
 
@@ -162,7 +172,8 @@ class Producer(abc.ABC):
     @abc.abstractmethod
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish many messages in as few round trips as the transport allows; returns once all
-        are persisted. Raises ``TransportError`` if any failed (some may have been persisted)."""
+        are persisted. Raises ``TransportError`` if any failed (some may have been persisted:
+        ``SendFailed.sent`` lists the confirmed ones where the transport knows them)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

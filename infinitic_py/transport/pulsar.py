@@ -43,6 +43,7 @@ from infinitic_py.transport.base import (
     OutgoingMessage,
     Partitioner,
     Producer,
+    SendFailed,
     SubscriptionType,
     Transport,
     TransportError,
@@ -78,7 +79,7 @@ _NATIVE_CLOSE_TIMEOUT = 5.0
 class _Countdown:
     """Completes one asyncio future after ``n`` native callbacks (from any thread)."""
 
-    __slots__ = ("_error", "_future", "_lock", "_loop", "_loop_thread", "_remaining")
+    __slots__ = ("_error", "_future", "_lock", "_loop", "_loop_thread", "_remaining", "failed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int, loop_thread: int) -> None:
         self._loop = loop
@@ -86,6 +87,7 @@ class _Countdown:
         self._future: asyncio.Future[None] = loop.create_future()
         self._remaining = n
         self._error: Any = None
+        self.failed: list[int] = []  # indexes whose callback reported an error
         self._lock = threading.Lock()
         if n == 0:
             self._future.set_result(None)
@@ -93,6 +95,14 @@ class _Countdown:
     @property
     def future(self) -> asyncio.Future[None]:
         return self._future
+
+    def callback(self, index: int) -> Callable[..., None]:
+        """The callback of the ``index``-th message (records it if it fails)."""
+        def done(result: Any, *_: Any) -> None:
+            if result != _OK:
+                self.failed.append(index)  # list.append is atomic; read after the future
+            self(result)
+        return done
 
     def __call__(self, result: Any, *_: Any) -> None:
         with self._lock:
@@ -132,15 +142,23 @@ class PulsarProducer(Producer):
         me = threading.get_ident()
         # Windows of at most max_pending keep the native queue from filling (which would block
         # the event loop in send_async); within a window everything is in flight at once.
+        # A failure raises SendFailed with the indexes the broker confirmed (the earlier
+        # windows, and the messages of the failing window whose callback said Ok).
         for start in range(0, len(messages), self._max_pending):
             window = messages[start : start + self._max_pending]
             countdown = _Countdown(loop, len(window), me)
             try:
-                for message in window:
-                    self._native.send_async(_build(message), countdown)
+                for i, message in enumerate(window):
+                    self._native.send_async(_build(message), countdown.callback(i))
             except Exception as exc:  # pulsar raises its own exception types synchronously
-                raise TransportError(f"cannot publish to {self._topic}: {exc}") from exc
-            await countdown.future
+                raise SendFailed(f"cannot publish to {self._topic}: {exc}",
+                                 range(start)) from exc
+            try:
+                await countdown.future
+            except TransportError as exc:
+                failed = set(countdown.failed)
+                raise SendFailed(str(exc), [*range(start), *(
+                    start + i for i in range(len(window)) if i not in failed)]) from exc
 
     async def close(self) -> None:
         try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from infinitic_py.priority import BANDS, DEFAULT_PRIORITY, band_of, band_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
@@ -48,6 +49,7 @@ class ExecuteTask(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     reply_to: str | None = None  # response topic of the dispatching client, if it awaits
     emitted_at: float = 0.0  # epoch seconds when the client (or the retry) emitted it
     first_emitted_at: float = 0.0  # epoch seconds of the very first dispatch
+    priority: int = DEFAULT_PRIORITY  # 0-9 (infinitic_py.priority); absent on the wire if 5
 
     def batch_key(self) -> str | bytes | None:
         value = self.meta.get(META_BATCH_KEY)
@@ -157,9 +159,13 @@ class NativeDialect:
         self.namespace = namespace
 
     def subscriptions(self, service: str) -> Sequence[Subscription]:
-        return (Subscription(service_topic(self.tenant, self.namespace, service),
-                             WORKER_SUBSCRIPTION,
-                             dead_letter_topic=self.dead_letter_topic(service)),)
+        """The normal band's topic first (``task-executor:<S>``), then the high and low ones."""
+        dlq = self.dead_letter_topic(service)
+        bands = sorted(BANDS, key=lambda b: b.suffix != "")  # normal first, then high, low
+        return tuple(Subscription(service_topic(self.tenant, self.namespace,
+                                                band_service(service, band)),
+                                  WORKER_SUBSCRIPTION, dead_letter_topic=dlq)
+                     for band in bands)
 
     def dead_letter_topic(self, service: str) -> str:
         return dead_letter_topic(self.tenant, self.namespace, service)
@@ -207,7 +213,8 @@ class NativeDialect:
         retry = msgspec.structs.replace(
             task, retry_index=task.retry_index + 1, retry_sequence=task.retry_sequence + 1,
             emitted_at=now())
-        topic = service_topic(self.tenant, self.namespace, task.service)
+        topic = service_topic(self.tenant, self.namespace,
+                              band_service(task.service, band_of(task.priority)))
         return (Publish(topic, task_message(retry, deliver_after=delay)),)
 
     def failed(self, task: ExecuteTask, error: BaseException, trace: str | None, reason: str,

@@ -17,6 +17,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Subscription
+from infinitic_py.wire.bulk import split_settlement
 
 CLOSE_TIMEOUT = 5.0  # seconds for a consumer close during shutdown
 
@@ -52,7 +53,13 @@ class Consumers:
         return settings
 
     async def settle(self, msgs: Sequence[ReceivedMessage], *, ack: bool) -> None:
-        """Ack (outcomes are durable) or nack (they are not) messages on their consumers."""
+        """Ack (outcomes are durable) or nack (they are not) messages on their consumers. A task
+        of an atomic bulk settles its part; the bulk itself once its last part settles."""
+        msgs, bulks = split_settlement(msgs, ack)
+        for bulk in bulks:
+            await self.settle([bulk.parent], ack=bulk.ack)
+        if not msgs:
+            return
         if self._only is not None:
             await self._settle(self._only, msgs, ack)
             return
@@ -76,7 +83,9 @@ class Consumers:
     def _consumer_of(self, msg: ReceivedMessage) -> Consumer:
         consumer = self._by_topic.get(msg.topic)
         if consumer is None:  # a partition of a consumed topic: "<topic>-partition-<n>"
-            consumer = self._by_topic[msg.topic.rsplit("-partition-", 1)[0]]
+            consumer = self._by_topic.get(msg.topic.rsplit("-partition-", 1)[0])
+        if consumer is None:  # a transport naming topics its own way: the first topic's
+            consumer = next(iter(self._by_topic.values()))
         return consumer
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.observability import Metrics
+from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
 from infinitic_py.producers import ProducerCache, dialect_producers
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
@@ -39,6 +40,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Dialect, key_text
+from infinitic_py.wire.bulk import expand as expand_bulks
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
@@ -46,6 +48,7 @@ from infinitic_py.worker.consumers import Consumers
 from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.invoke import Invoker
 from infinitic_py.worker.ledger import CopyAction, Ledger
+from infinitic_py.worker.priority import PrioritySlots
 from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -80,7 +83,9 @@ class ServiceExecutor:
         self._ledger = Ledger(settings.max_buffered_messages)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
         self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
+            settings.concurrency, counters={b: self._metrics.units_started.labels(
+                service=self.service, band=b.name.lower()) for b in Band})
         self._producers = ProducerCache(
             dialect_producers(transport, self._dialect), _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
         self._consumers = Consumers(self._subscriptions, settings.consumer,
@@ -192,6 +197,7 @@ class ServiceExecutor:
             if self._stopping:
                 consumer.negative_acknowledge(msgs)  # they go back to the next worker
                 return
+            msgs = expand_bulks(msgs)  # an atomic bulk -> its tasks (settled as one: Consumers)
             ledger.hold(len(msgs))
             try:
                 routed, rejected = self._router.route_many(msgs)
@@ -278,7 +284,8 @@ class ServiceExecutor:
         timeout = method.timeout if method.timeout is not None else self.settings.timeout
         settled = False
         try:
-            async with self._slots:
+            async with self._slots.take(band_of(getattr(items[0].task, "priority",
+                                                        DEFAULT_PRIORITY))):
                 self._in_flight += 1
                 try:
                     started = outcomes.started(items, self._dialect)

@@ -16,6 +16,7 @@ import msgspec
 
 from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import DecodeError
+from infinitic_py.priority import DEFAULT_PRIORITY, NORMAL_RANGE, band_of
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Dialect, Task, Undecodable
@@ -105,5 +106,8 @@ class Router:
                 continue
             key = task.task_id if not task.retry_sequence else (task.task_id, task.retry_sequence)
             group = (task.method, task.batch_key()) if task.meta else route.unkeyed
+            priority = getattr(task, "priority", DEFAULT_PRIORITY)
+            if priority not in NORMAL_RANGE:  # another band: never batched with the normal one
+                group = (task.method + band_of(priority).suffix, group[1])
             routed.append(Pending(msg, task, args, key, route, group))
         return routed, rejected

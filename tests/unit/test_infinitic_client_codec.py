@@ -44,7 +44,7 @@ def test_build_sends_a_client_waiting_execute_task_on_infinitic_topics() -> None
     definition = describe_class(Echo)["echo"]
     call = Call.build(("hi", 2), {})
     task_id, message = codec.build("Echo", "echo", definition, call, ("hi", 2), {"batchKey": "k"},
-                                   (), "reply", "me", None, 0.0)
+                                   (), "reply", "me", None, 0.0, 5)
     sent = env.decode_execute_task(message.data)
     assert sent.task_id == task_id and sent.client_waiting and sent.task_name == "Echo"
     assert sent.method_parameter_types == ["java.lang.String", "long"]
