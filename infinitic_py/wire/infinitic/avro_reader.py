@@ -16,6 +16,8 @@ Read = Callable[[bytes, int], tuple[Any, int]]
 def _long(data: bytes, pos: int) -> tuple[int, int]:
     b = data[pos]
     pos += 1
+    if not b & 0x80:  # one byte
+        return (b >> 1) ^ -(b & 1), pos
     n = b & 0x7F
     shift = 7
     while b & 0x80:
@@ -161,6 +163,21 @@ class _Compiler:
             else:
                 names.append(None)
         tagged = sum(n is not None for n in names) > 1  # fastavro: (name, record) only then
+        if len(branches) == 2 and "null" in branches:  # [null, X] / [X, null]
+            null_at = branches.index("null")
+            other = readers[1 - null_at]
+            other_name = names[1 - null_at]
+
+            def optional(data: bytes, pos: int) -> tuple[Any, int]:
+                i = data[pos]
+                if i == null_at << 1:
+                    return None, pos + 1
+                if i != (1 - null_at) << 1:
+                    raise ValueError(f"union index {i} out of range")
+                value, end = other(data, pos + 1)
+                return ((other_name, value) if tagged and other_name else value), end
+
+            return optional
 
         def union(data: bytes, pos: int) -> tuple[Any, int]:
             i, pos = _long(data, pos)

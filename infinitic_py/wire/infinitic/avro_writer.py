@@ -26,6 +26,9 @@ _PRIMITIVE_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _long(out: bytearray, value: int) -> None:
+    if 0 <= value < 64:  # one byte (most ints here: indexes, lengths, retry counters)
+        out.append(value << 1)
+        return
     n = (value << 1) ^ (value >> 63)
     while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -35,7 +38,11 @@ def _long(out: bytearray, value: int) -> None:
 
 def _string(out: bytearray, value: str) -> None:
     data = value.encode()
-    _long(out, len(data))
+    size = len(data)
+    if size < 64:
+        out.append(size << 1)
+    else:
+        _long(out, size)
     out += data
 
 
@@ -138,6 +145,20 @@ class _Compiler:
 
     def _union(self, branches: list[Any]) -> Write:
         writers = [self.compile(b) for b in branches]
+        if len(branches) == 2 and "null" in branches:  # [null, X] / [X, null]: no choice to make
+            null_at = branches.index("null")
+            other_at = 1 - null_at
+            other = writers[other_at]
+            null_byte, other_byte = null_at << 1, other_at << 1
+
+            def optional(out: bytearray, value: Any) -> None:
+                if value is None:
+                    out.append(null_byte)
+                else:
+                    out.append(other_byte)
+                    other(out, value)
+
+            return optional
         names = [b if isinstance(b, str) else b.get("type") if b.get("type") not in
                  ("record", "error", "enum") else self._full(b) for b in branches]
         by_name = {n: i for i, n in enumerate(names) if isinstance(n, str)}
