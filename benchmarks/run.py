@@ -2,8 +2,8 @@
 measured in the same run. Prints a table and writes ``bench-results/results.json``.
 
     deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
-      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,bulk,interop
-                        (default: all but interop, which needs Java + the Infinitic jar)
+      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,bulk,fleet,
+                        interop (default: all but interop, which needs Java + the Infinitic jar)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
       --repeats R       runs per throughput figure, the median is kept (default 3; the executor
                         rows take max(R, 5) pairs of runs, made odd, 1 if R is 1)
@@ -50,6 +50,12 @@ Method (each section's module docstring has the details):
    Infinitic executor (example runner ``mode=isolated``), same broker, batch settings and run.
 6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
    its arguments. Ratio: JSON time / MessagePack time.
+8. fleet (``benchmarks.fleet``): 1, 2 and 4 ``infinitic-py worker`` processes on one service,
+   20 batch keys, 2,000 tasks/s offered (20,000 tasks a row; 6,000 with --quick), max_messages
+   100, max_seconds 2. Value: mean batch; ratio: to the 1-worker row's (the fill a fleet keeps);
+   the note gives the busiest worker's share of the tasks over its fair share, the tasks per
+   worker, keys seen on several workers and tasks/s. Rows for key_shared with many() and single
+   dispatches, shared, the mixed-key producer batches of before issue 15, key_spread, a hot key.
 
 The broker and this process share the machine: throughput figures move by +-10% between runs,
 hence medians of ``--repeats`` runs. Every run uses fresh topics and deletes them at the end.
@@ -78,6 +84,8 @@ from benchmarks.common import Env, percentile
 from benchmarks.e2e import run_infinitic, run_raw
 from benchmarks.executor_bench import ExecutorResult, run_executor
 from benchmarks.executor_local import LocalResult, run_executor_local
+from benchmarks.fleet import CASES as FLEET_CASES
+from benchmarks.fleet import run_fleet
 from benchmarks.flush import FlushResult, run_flush
 from benchmarks.interop import run_interop
 from benchmarks.memory import run_memory
@@ -88,7 +96,7 @@ from infinitic_py.observability import configure_logging
 
 # (max_messages, sync batch method): the executor rows.
 EXECUTOR_ROWS = ((1, False), (10, False), (100, False), (100, True), (1000, False))
-SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "bulk", "interop")
+SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "bulk", "fleet", "interop")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # interop is opt-in (``--only interop``): it needs the JVM
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "results.json"
 T = TypeVar("T")
@@ -116,10 +124,12 @@ class Sizes:
     flush: int = 150
     flush_load: int = 100_000
     memory: tuple[int, ...] = (10_000, 100_000, 200_000)
+    fleet: int = 20_000
+    fleet_rate: float = 2_000.0
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(20_000, 20_000, 5_000, 5_000, 40, 20_000, (5_000, 20_000, 40_000))
+        return cls(20_000, 20_000, 5_000, 5_000, 40, 20_000, (5_000, 20_000, 40_000), 6_000)
 
 
 def _ratio(value: float, baseline: float | None) -> float | None:
@@ -353,6 +363,26 @@ class Bench:
                              f"peak at {previous:,}"))
             previous = m
 
+    async def fleet(self) -> None:
+        n, rate = self.sizes.fleet, self.sizes.fleet_rate
+        single_fill: float | None = None
+        for case in FLEET_CASES:
+            r = await run_fleet(self.env, case, n, rate)
+            gc.collect()
+            if case.workers == 1:
+                single_fill = r.mean_batch
+            hot = f", hot key on {r.hot_workers} worker(s)" if case.hot else ""
+            self.add(Row(
+                "fleet", case.label, r.mean_batch, "tasks/batch",
+                None if case.workers == 1 else single_fill,
+                "" if case.workers == 1 else "1-worker fill",
+                note=("" if r.complete else "INCOMPLETE ")
+                + f"busiest worker x{r.max_share:.2f} of its fair share (tasks {r.shares()}); "
+                f"keys on >1 worker {r.keys_on_several}{hot}; {_fmt(r.tasks_per_s)} tasks/s",
+                extra={"per_worker": r.per_worker, "max_share": r.max_share,
+                       "tasks_per_s": r.tasks_per_s, "batches": r.batches,
+                       "keys_on_several": r.keys_on_several, "n": n, "rate": rate}))
+
     async def bulk(self) -> None:
         result = await run_bulk(self.env, 1000, max(5, 3 * self.repeats))
         self.add(Row("bulk", "many() of 1,000, atomic=True (one message)",
@@ -409,6 +439,14 @@ def _checks(rows: list[Row]) -> list[str]:
     if busy:
         out.append(f"{'PASS' if busy.value < 50 else 'MISS'}  ... with a busy loop: "
                    f"{busy.value:.1f} ms (target < 50 ms)")
+    for label in ("4 workers, key_shared, many() of 100", "4 workers, key_shared, single dispatches"):
+        row = find(label)
+        if row and row.ratio is not None:
+            share = float(row.extra.get("max_share", 0))
+            ok = row.ratio >= 0.9 and share <= 1.5
+            out.append(f"{'PASS' if ok else 'MISS'}  fleet {label}: fill {row.ratio:.2f} of one "
+                       f"worker's (target >= 0.9), busiest worker x{share:.2f} of its fair share "
+                       "(target <= 1.5; a hash draw with 20 keys, see the note)")
     memory = [r for r in rows if r.section == "memory" and r.ratio is not None]
     for r in memory:
         out.append(f"{'PASS' if r.ratio is not None and r.ratio <= 1.2 else 'MISS'}  "

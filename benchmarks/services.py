@@ -10,7 +10,7 @@ import sys
 import time
 
 from benchmarks.common import Order
-from infinitic_py import task
+from infinitic_py import get_context, task
 
 
 class NoopService:
@@ -109,3 +109,22 @@ class FlushService:
             self.started[task_id] = now
         if len(self.started) >= self.expected:
             self.all_started.set()
+
+
+class FleetService:
+    """``fleet``: a batched no-op that appends ``<worker> <size> <key,key,...>`` per batch to
+    ``$RECORD_FILE`` (``$FLEET_WORKER`` names the process), for the fleet benchmark."""
+
+    def __init__(self) -> None:
+        self.who = os.environ.get("FLEET_WORKER") or str(os.getpid())
+        self.path = os.environ["RECORD_FILE"]
+
+    @task
+    def fleet(self, order: Order) -> None:
+        return None
+
+    @fleet.batch(max_messages=100, max_seconds=2.0)
+    def fleet_batch(self, orders: dict[str, Order]) -> None:
+        keys = sorted({get_context(t).batch_key or "" for t in orders})
+        with open(self.path, "a") as f:
+            f.write(f"{self.who} {len(orders)} {','.join(keys)}\n")

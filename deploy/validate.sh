@@ -2,7 +2,9 @@
 # Offline checks of everything under deploy/ and helm/ (run by `make deploy-check`):
 #   1. hadolint on deploy/Dockerfile, shellcheck on this script
 #   2. helm lint --strict of the chart with its default values, ci/hpa-values.yaml
-#      (HPA + ServiceMonitor + PDB) and ci/keda-values.yaml (KEDA ScaledObject)
+#      (HPA on CPU, memory and the ready backlog + ServiceMonitor + PDB), ci/keda-values.yaml
+#      (KEDA ScaledObject: prometheus trigger on the ready backlog, from zero) and
+#      ci/keda-pulsar-values.yaml (KEDA's pulsar trigger on msgBacklog)
 #   3. helm template of those three value sets, plus value sets that must be refused
 #      (HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
 #   4. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
@@ -134,12 +136,14 @@ step "shellcheck deploy/validate.sh"
 echo "ok"
 
 # name -> values files (space separated, relative to the chart), and the kinds it must render.
-SETS=(default hpa keda)
-declare -A VALUES=([default]="" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml")
+SETS=(default hpa keda keda-pulsar)
+declare -A VALUES=([default]="" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml"
+  [keda-pulsar]="ci/keda-pulsar-values.yaml")
 declare -A EXPECT=(
   [default]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
   [hpa]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,HorizontalPodAutoscaler,ServiceMonitor"
   [keda]="ConfigMap,Deployment,Service,PodDisruptionBudget,ScaledObject"
+  [keda-pulsar]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,ScaledObject"
 )
 
 values_args() {
@@ -195,7 +199,16 @@ refuse "hpa and keda together" "mutually exclusive" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
 refuse "terminationGracePeriodSeconds <= shutdown grace" "must be greater than" \
   --set config.worker.shutdown_grace_seconds=45
-refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enabled=true
+refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enabled=true \
+  --set autoscaling.keda.prometheus.serverAddress=http://prometheus:9090
+refuse "a KEDA prometheus trigger without a server" "serverAddress" \
+  -f "$CHART/ci/keda-values.yaml" --set autoscaling.keda.prometheus.serverAddress=
+refuse "a ready-backlog scaler without the gauges" "backlog_poll_seconds" \
+  -f "$CHART/ci/keda-values.yaml" --set config.worker.backlog_poll_seconds=0
+refuse "an HPA ready-backlog metric without the gauges" "backlog_poll_seconds" \
+  -f "$CHART/ci/hpa-values.yaml" --set config.worker.backlog_poll_seconds=0
+refuse "an HPA ready-backlog metric for a service without a name" "has no name" \
+  --set autoscaling.hpa.enabled=true --set autoscaling.hpa.readyBacklog.enabled=true
 refuse "an unknown worker config key" "additional properties" --set config.worker.shutdown_grace=1
 refuse "an unknown subscription type" "subscription_type" \
   --set config.pulsar.consumer.subscription_type=exclusive

@@ -56,6 +56,18 @@ PULSAR_TRIGGER_KNOWN = PULSAR_TRIGGER_REQUIRED | {
     "endpointParams",
     "unsafeSsl",
 }
+# KEDA prometheus scaler trigger metadata (keda.sh/docs/2.16/scalers/prometheus).
+PROMETHEUS_TRIGGER_REQUIRED = {"serverAddress", "query", "threshold"}
+PROMETHEUS_TRIGGER_KNOWN = PROMETHEUS_TRIGGER_REQUIRED | {
+    "activationThreshold",
+    "namespace",
+    "customHeaders",
+    "ignoreNullValues",
+    "unsafeSsl",
+    "authModes",
+    "queryParameters",
+}
+READY_BACKLOG_METRIC = "infinitic_backlog_ready_messages"
 
 
 class Problems:
@@ -427,13 +439,17 @@ def check_set(
     if autoscaled and "replicas" in deploy["spec"]:
         problems.error(dwhere, "spec.replicas is set although an autoscaler owns the replica count")
 
-    # -- KEDA pulsar triggers
+    # -- KEDA prometheus (ready backlog) and pulsar triggers
     for where, doc in by_kind.get("ScaledObject", []):
         names = [s.get("name") for s in config.get("services", [])]
         for i, trig in enumerate(doc["spec"].get("triggers", [])):
             at = f"{where} triggers[{i}]"
+            if trig.get("type") == "prometheus":
+                check_prometheus_trigger(at, trig.get("metadata") or {}, names, wcfg,
+                                         problems)
+                continue
             if trig.get("type") != "pulsar":
-                problems.error(at, f"type {trig.get('type')!r}, expected 'pulsar'")
+                problems.error(at, f"type {trig.get('type')!r}, expected 'prometheus' or 'pulsar'")
                 continue
             meta = trig.get("metadata") or {}
             missing_keys = PULSAR_TRIGGER_REQUIRED - set(meta)
@@ -471,6 +487,35 @@ def check_set(
                     )
                     continue
             problems.ok(at, f"pulsar backlog of {meta['subscription']} on {meta['topic']}")
+
+
+def check_prometheus_trigger(
+    at: str, meta: dict[str, Any], names: list[Any], worker_cfg: dict[str, Any],
+    problems: Problems,
+) -> None:
+    """A KEDA prometheus trigger on the workers' ready-backlog gauge of one of the services."""
+    missing_keys = PROMETHEUS_TRIGGER_REQUIRED - set(meta)
+    unknown = set(meta) - PROMETHEUS_TRIGGER_KNOWN
+    if missing_keys or unknown:
+        problems.error(at, f"missing {sorted(missing_keys)} / unknown {sorted(unknown)} metadata keys")
+        return
+    for k in ("threshold", "activationThreshold"):
+        if k in meta and not re.fullmatch(r"\d+(\.\d+)?", meta[k]):
+            problems.error(at, f"{k} {meta[k]!r} is not a number string")
+    if not re.match(r"https?://[^/]", meta["serverAddress"]):
+        problems.error(at, f"serverAddress {meta['serverAddress']!r} is not an http(s) URL")
+    match = re.fullmatch(r'max\(' + READY_BACKLOG_METRIC + r'\{service="([^"]+)"(,[^}]*)?\}\)',
+                         meta["query"])
+    if match is None:
+        problems.error(at, f"query {meta['query']!r} is not max({READY_BACKLOG_METRIC}{{service=...}})")
+        return
+    if names and all(names) and match.group(1) not in names:
+        problems.error(at, f"query names service {match.group(1)!r}, not one of {names}")
+        return
+    if float(worker_cfg.get("backlog_poll_seconds", 15.0)) <= 0:
+        problems.error(at, "worker.backlog_poll_seconds is 0: the workers export no backlog gauge")
+        return
+    problems.ok(at, f"prometheus: ready backlog of service {match.group(1)}")
 
 
 def main(argv: list[str] | None = None) -> int:

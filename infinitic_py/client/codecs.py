@@ -40,7 +40,8 @@ class ClientCodec(Protocol):
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float, priority: int) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int, *, spread: int = 1,
+              spread_by: str | None = None) -> tuple[str, OutgoingMessage]:
         """(task id, the message); raises ``TypeError`` for arguments that cannot be sent."""
         ...
 
@@ -74,7 +75,8 @@ class NativeCodec:
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float, priority: int) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int, *, spread: int = 1,
+              spread_by: str | None = None) -> tuple[str, OutgoingMessage]:
         try:
             encoded = wire.encode_value(positional)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -88,7 +90,8 @@ class NativeCodec:
             task_id=call.task_id or uuid.uuid4().hex, service=service, method=method,
             args=encoded, meta=dict(meta), tags=tags, priority=priority, reply_to=reply_to,
             emitted_at=now, first_emitted_at=now)
-        return task.task_id, wire.task_message(task, deliver_after=delay)
+        return task.task_id, wire.task_message(task, deliver_after=delay, spread=spread,
+                                               spread_by=spread_by)
 
     def decode_reply(self, message: ReceivedMessage) -> wire.Reply | None:
         return wire.decode_reply(message.data)
@@ -171,7 +174,8 @@ class InfiniticCodec:
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
               positional: tuple[Any, ...], meta: Mapping[str, Any], tags: tuple[str, ...],
               reply_to: str | None, client: str, delay: float | None,
-              now: float, priority: int) -> tuple[str, OutgoingMessage]:
+              now: float, priority: int, *, spread: int = 1,
+              spread_by: str | None = None) -> tuple[str, OutgoingMessage]:
         if priority != DEFAULT_PRIORITY:
             raise ValueError("priorities are a native-wire feature (Infinitic has none)")
         try:

@@ -26,6 +26,7 @@ import structlog
 from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.keys import check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
@@ -71,6 +72,7 @@ class AsyncClient:
         wire: str = "native",
         admin_url: str | None = None,
         parameter_types: Mapping[str, Sequence[str]] | None = None,
+        key_spread: int | Mapping[str, int] = 1,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -78,6 +80,8 @@ class AsyncClient:
         self.name = name or f"client-{uuid.uuid4().hex[:12]}"
         self.results = results
         self.subscription_type = subscription_type
+        # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
+        self.key_spread = check_key_spread(key_spread)
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
@@ -181,10 +185,12 @@ class AsyncClient:
         priorities: list[int] = []
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
+        spread = spread_for(self.key_spread, stub.name)
         for index, call in enumerate(calls):
             try:
-                task_id, priority, message = self._build(stub, method, definition, call,
-                                                         reply_to, now)
+                task_id, priority, message = self._build(
+                    stub, method, definition, call, reply_to, now, spread,
+                    task_ids[0] if atomic and task_ids else None)
             except (TypeError, ValueError) as exc:
                 where = f"item {index}: " if len(calls) > 1 else ""
                 raise type(exc)(f"{where}{exc}") from None
@@ -275,6 +281,8 @@ class AsyncClient:
         call: Call,
         reply_to: str | None,
         now: float,
+        spread: int = 1,
+        spread_by: str | None = None,
     ) -> tuple[str, int, OutgoingMessage]:
         """(task id, priority, message): the codec encodes."""
         if definition is not None:
@@ -292,7 +300,7 @@ class AsyncClient:
         task_id, message = self._codec.build(
             stub.name, method, definition, call, positional, meta,
             (*stub.tags, *(call.tags or ())), reply_to, self.name, _delay_of(call), now,
-            priority)
+            priority, spread=spread, spread_by=spread_by)
         return task_id, priority, message
 
     async def _create_producer(self, service: str) -> Producer:

@@ -107,6 +107,8 @@ class WorkerSettings(_Section, frozen=True):
     log_level: LogLevel = "info"
     gc_gen0_threshold: _NonNegativeInt = 10000
     """Generation-0 threshold of Python's cyclic GC in the worker process (Python's default is 700); 0 keeps Python's. The worker also freezes its startup objects (see infinitic_py/gc_tuning.py)."""
+    backlog_poll_seconds: _NonNegativeFloat = 15.0
+    """How often the worker reads its services' ready and delayed backlog from the admin API (``pulsar.admin_url``) for the ``infinitic_backlog_*`` gauges autoscalers use; 0 disables it."""
 
     def resolved_name(self) -> str:
         return self.name if self.name else socket.gethostname()

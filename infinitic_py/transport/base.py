@@ -120,8 +120,17 @@ class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
             self._redelivery_count = self._read_redelivery_count()
         return self._redelivery_count
 
+    @property
+    def partition_key(self) -> str | None:
+        """The key the message was published with (``None`` without one); the worker republishes
+        a retry with it, so a retry keeps its key (or its ``key_spread`` sub-key)."""
+        return self._read_partition_key()
+
     def _read_properties(self) -> Mapping[str, str]:
         return {}
+
+    def _read_partition_key(self) -> str | None:
+        return None
 
     def _read_redelivery_count(self) -> int:
         return 0

@@ -86,6 +86,10 @@ class _PulsarMessage(ReceivedMessage, gc=False):
     def _read_redelivery_count(self) -> int:
         return int(self.handle.redelivery_count())
 
+    def _read_partition_key(self) -> str | None:
+        key: str = self.handle.partition_key()
+        return key or None
+
 
 class PulsarConsumer(Consumer):
     """A consumer whose messages reach the event loop in chunks.

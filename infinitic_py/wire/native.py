@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from infinitic_py.keys import routing_key
 from infinitic_py.priority import BANDS, DEFAULT_PRIORITY, band_of, band_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
@@ -141,12 +142,17 @@ def properties_for(task: ExecuteTask) -> dict[str, str]:
     return props
 
 
-def task_message(task: ExecuteTask, deliver_after: float | None = None) -> OutgoingMessage:
+def task_message(task: ExecuteTask, deliver_after: float | None = None, *,
+                 spread: int = 1, spread_by: str | None = None) -> OutgoingMessage:
     """The message that carries ``task`` (a dispatch or a retry): properties, and the batch key
-    as partition key (Key_Shared affinity). The one place a task becomes a message."""
-    props = properties_for(task)
-    return OutgoingMessage(encode(task), props, deliver_after=deliver_after,
-                           partition_key=props.get(PROP_BATCH_KEY))
+    as partition key (Key_Shared affinity), or with ``spread`` > 1 one of the key's ``spread``
+    sub-keys (a client's ``key_spread``: infinitic_py/keys.py), chosen by the task id or by
+    ``spread_by`` (an atomic bulk's tasks share the first one's sub-key, so a one-key bulk keeps
+    a key). The one place a task becomes a message. (A retry keeps the key its message came
+    with: worker/outcomes.py.)"""
+    return OutgoingMessage(encode(task), properties_for(task), deliver_after=deliver_after,
+                           partition_key=routing_key(task.batch_key(), spread_by or task.task_id,
+                                                     spread))
 
 
 class NativeDialect:

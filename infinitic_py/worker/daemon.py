@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from infinitic_py.admin import PulsarAdmin
+from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import ConfigError, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
@@ -25,6 +27,7 @@ from infinitic_py.health import HealthServer
 from infinitic_py.observability import Metrics
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
+from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import ConsumerSettings, Transport
 from infinitic_py.transport.urls import is_memory
@@ -47,6 +50,8 @@ class Worker:
     ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
     ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
     disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS),
+    ``admin_url`` (start-up checks, and the backlog gauges every ``backlog_interval`` seconds;
+    0 disables them: infinitic_py/backlog.py).
     ``gc_gen0_threshold`` (``None`` leaves the process's GC alone; else ``run()`` applies the
     worker GC tuning of ``gc_tuning`` before it starts; ``from_config`` sets it from
     ``worker.gc_gen0_threshold`` and applies it at once, its services imported).
@@ -67,6 +72,7 @@ class Worker:
         metrics: Metrics | None = None,
         transport_options: Mapping[str, Any] | None = None,
         admin_url: str | None = None,
+        backlog_interval: float = 15.0,
         gc_gen0_threshold: int | None = None,
     ) -> None:
         self.url = url
@@ -81,6 +87,8 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
+        self.backlog_interval = backlog_interval
+        self._backlog: BacklogGauges | None = None
         self.gc_gen0_threshold = gc_gen0_threshold
         self._gc_tuned = False
         # What each service runs with, decided once at add_service: (definition, settings).
@@ -208,6 +216,11 @@ class Worker:
         self._started = True
         if self.admin_url:
             await self._check_broker_limits()
+            if self.backlog_interval > 0:
+                self._backlog = BacklogGauges.start(
+                    PulsarAdmin(self.admin_url, timeout=5.0),
+                    {e.service: e.topics for e in self._executors}, WORKER_SUBSCRIPTION,
+                    self.metrics.registry, interval=self.backlog_interval)
         log.info(
             "worker.started",
             worker=self.name,
@@ -281,6 +294,9 @@ class Worker:
         log.info("worker.stopped", worker=self.name)
 
     async def _close_all(self, grace: float) -> None:
+        if self._backlog is not None:
+            await self._backlog.stop()
+            self._backlog = None
         await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
         self._executors.clear()
         await asyncio.gather(*(r.stop() for r in self._relays), return_exceptions=True)

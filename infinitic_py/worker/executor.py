@@ -112,6 +112,11 @@ class ServiceExecutor:
         return bool(self._receivers) and not any(r.done() for r in self._receivers)
 
     @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics this executor consumes (the first: ``topic``)."""
+        return tuple(s.topic for s in self._subscriptions)
+
+    @property
     def held(self) -> int:
         return self._ledger.held
 

@@ -107,6 +107,7 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
         transport_options=transport_options(config),
         admin_url=None if is_memory(config.pulsar.url) else config.pulsar.admin_url,
         gc_gen0_threshold=w.gc_gen0_threshold,
+        backlog_interval=w.backlog_poll_seconds,
     )
     for service in config.services:
         cls = service.load_class()

@@ -8,6 +8,7 @@ good (failure reply + dead letter). An output that cannot be encoded fails its t
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import msgspec
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import RetryPolicy
-from infinitic_py.transport.base import OutgoingMessage
+from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import Dialect, Publish
 from infinitic_py.worker.routing import Pending, Rejection
 
@@ -117,7 +118,8 @@ def plan_outcomes(
         undecodable = isinstance(error, DecodeError)
         delay = None if undecodable else policy.next_delay(task.retry_index, type(error))
         if delay is not None:
-            plan.add(dialect.retried(task, error, outcome.trace, delay, worker))
+            plan.add(keeping_key(dialect.retried(task, error, outcome.trace, delay, worker),
+                                 p.msg))
             plan.retries.append(Retry(task, error, delay))
             replies.append(None)
             continue
@@ -130,6 +132,19 @@ def plan_outcomes(
     if plan.by_topic:
         plan.replies = replies
     return plan
+
+
+def keeping_key(publishes: Sequence[Publish], msg: ReceivedMessage) -> Sequence[Publish]:
+    """A retry republished to the topic its message came from keeps the key that message came
+    with: a client's ``key_spread`` sub-key (``"<key>#<i>"``, infinitic_py/keys.py) is not in
+    the task, and a retry under the bare batch key would move to another worker of a Key_Shared
+    subscription."""
+    key = msg.partition_key
+    if key is None:
+        return publishes
+    home = msg.topic.rsplit("-partition-", 1)[0]
+    return [dataclasses.replace(p, message=dataclasses.replace(p.message, partition_key=key))
+            if p.topic == home and p.message.partition_key != key else p for p in publishes]
 
 
 def plan_rejection(rejection: Rejection, dialect: Dialect[Any], service: str,

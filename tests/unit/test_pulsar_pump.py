@@ -162,3 +162,10 @@ def test_an_unanswered_close_does_not_hold_the_process_exit() -> None:
     finally:
         released.set()
         runner.join(timeout=10)
+
+
+def test_batching_type_is_checked() -> None:
+    from infinitic_py.transport.pulsar import PulsarTransport
+
+    with pytest.raises(ValueError, match="batching_type"):
+        PulsarTransport("pulsar://127.0.0.1:1", batching_type="by_key")

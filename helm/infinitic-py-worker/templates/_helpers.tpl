@@ -100,6 +100,23 @@ Fails when it would not leave the worker its full drain grace before SIGKILL.
 {{- toJson $names }}
 {{- end }}
 
+{{/* Service names for the HPA's ready-backlog metrics: autoscaling.hpa.readyBacklog.services, or
+every config.services[].name. */}}
+{{- define "infinitic-py-worker.hpaBacklogServices" -}}
+{{- $names := list }}
+{{- if .Values.autoscaling.hpa.readyBacklog.services }}
+{{- $names = .Values.autoscaling.hpa.readyBacklog.services }}
+{{- else }}
+{{- range $i, $s := .Values.config.services }}
+{{- if not $s.name }}
+{{- fail (printf "autoscaling.hpa.readyBacklog: config.services[%d] (%s) has no name; set config.services[%d].name or list the service names in autoscaling.hpa.readyBacklog.services" $i (index $s "class") $i) }}
+{{- end }}
+{{- $names = append $names $s.name }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
 {{/* Cross-field checks that values.schema.json cannot express. Rendered by deployment.yaml. */}}
 {{- define "infinitic-py-worker.validate" -}}
 {{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled }}
@@ -109,13 +126,27 @@ Fails when it would not leave the worker its full drain grace before SIGKILL.
 {{- if gt (.Values.autoscaling.hpa.minReplicas | int) (.Values.autoscaling.hpa.maxReplicas | int) }}
 {{- fail "autoscaling.hpa.minReplicas must not exceed autoscaling.hpa.maxReplicas" }}
 {{- end }}
-{{- if and (not .Values.autoscaling.hpa.targetCPUUtilizationPercentage) (not .Values.autoscaling.hpa.targetMemoryUtilizationPercentage) }}
-{{- fail "autoscaling.hpa: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage" }}
+{{- if and (not .Values.autoscaling.hpa.targetCPUUtilizationPercentage) (not .Values.autoscaling.hpa.targetMemoryUtilizationPercentage) (not .Values.autoscaling.hpa.readyBacklog.enabled) }}
+{{- fail "autoscaling.hpa: set targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage and/or readyBacklog.enabled" }}
+{{- end }}
+{{- if and .Values.autoscaling.hpa.readyBacklog.enabled (eq (toString .Values.config.worker.backlog_poll_seconds) "0") }}
+{{- fail "autoscaling.hpa.readyBacklog needs the workers' backlog gauges: config.worker.backlog_poll_seconds must not be 0" }}
 {{- end }}
 {{- end }}
 {{- if .Values.autoscaling.keda.enabled }}
 {{- if gt (.Values.autoscaling.keda.minReplicaCount | int) (.Values.autoscaling.keda.maxReplicaCount | int) }}
 {{- fail "autoscaling.keda.minReplicaCount must not exceed autoscaling.keda.maxReplicaCount" }}
+{{- end }}
+{{- if eq .Values.autoscaling.keda.trigger "prometheus" }}
+{{- if not .Values.autoscaling.keda.prometheus.serverAddress }}
+{{- fail "autoscaling.keda.trigger is prometheus: set autoscaling.keda.prometheus.serverAddress (the Prometheus that scrapes the workers' infinitic_backlog_ready_messages)" }}
+{{- end }}
+{{- if eq (toString .Values.config.worker.backlog_poll_seconds) "0" }}
+{{- fail "autoscaling.keda.trigger is prometheus, which needs the workers' backlog gauges: config.worker.backlog_poll_seconds must not be 0" }}
+{{- end }}
+{{- if not .Values.config.pulsar.admin_url }}
+{{- fail "autoscaling.keda.trigger is prometheus: the workers read the backlog from config.pulsar.admin_url, which is null" }}
+{{- end }}
 {{- end }}
 {{- if not (or .Values.autoscaling.keda.adminURL .Values.config.pulsar.admin_url) }}
 {{- fail "autoscaling.keda: set autoscaling.keda.adminURL or config.pulsar.admin_url (KEDA reads the subscription backlog from the Pulsar admin API)" }}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import NO_RETRY, RetryPolicy
+from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import native as wire
 from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, plan_outcomes
 from infinitic_py.worker.routing import Rejection
@@ -60,3 +61,28 @@ def test_a_rejection_is_dead_lettered() -> None:
                                     wire.decode_execute(msg.data)), DIALECT, "Jobs", "w")
     assert set(plan.by_topic) == {REPLIES, DLQ}
     assert wire.decode_dead_letter(plan.by_topic[DLQ][0].data).reason == "unknown_method"
+
+
+class _Keyed(ReceivedMessage, gc=False):
+    """A received message whose partition key is its handle (as a transport reads it)."""
+
+    def _read_partition_key(self) -> str | None:
+        key: str | None = self.handle
+        return key
+
+
+def test_a_retry_keeps_the_key_its_message_came_with() -> None:
+    # A client's key_spread sub-key is not in the task: the retry must keep it, or a Key_Shared
+    # subscription moves the retry to the worker of the bare batch key.
+    policy = RetryPolicy(maximum_retries=2, minimum_seconds=1, maximum_seconds=1,
+                         random_factor=0)
+    base = message("a", meta={"batchKey": "k"})
+    for topic in (TOPIC, TOPIC + "-partition-3"):
+        keyed = _Keyed(base.data, {}, 0, topic, "k#3")
+        plan = plan_outcomes(routed(keyed), [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
+        (retry,) = plan.by_topic[TOPIC]
+        assert retry.partition_key == "k#3" and retry.deliver_after == 1
+    # Published elsewhere (another dialect's retry topic), a retry keeps the dialect's own key.
+    elsewhere = _Keyed(base.data, {}, 0, "persistent://public/default/other", "k#3")
+    plan = plan_outcomes(routed(elsewhere), [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
+    assert [m.partition_key for m in plan.by_topic[TOPIC]] == ["k"]
