@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Offline checks of everything under deploy/ and helm/ (run by `make deploy-check`):
 #   1. hadolint on deploy/Dockerfile, shellcheck on this script
-#   2. helm lint --strict of the chart with its default values, ci/hpa-values.yaml
+#   2. helm lint --strict of the chart with its default values plus the required service class
+#      (ci/minimal-values.yaml), ci/hpa-values.yaml
 #      (HPA on CPU, memory and the ready backlog + ServiceMonitor + PDB), ci/keda-values.yaml
 #      (KEDA ScaledObject: prometheus trigger on the ready backlog, from zero) and
 #      ci/keda-pulsar-values.yaml (KEDA's pulsar trigger on msgBacklog)
 #   3. helm template of those three value sets, plus value sets that must be refused
-#      (HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
+#      (no service class; HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
 #   4. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
 #      Kubernetes JSON schemas (strict), CRD models for ServiceMonitor/ScaledObject,
 #      terminationGracePeriodSeconds > worker.shutdown_grace_seconds, cross-references.
@@ -137,8 +138,8 @@ echo "ok"
 
 # name -> values files (space separated, relative to the chart), and the kinds it must render.
 SETS=(default hpa keda keda-pulsar)
-declare -A VALUES=([default]="" [hpa]="ci/hpa-values.yaml" [keda]="ci/keda-values.yaml"
-  [keda-pulsar]="ci/keda-pulsar-values.yaml")
+declare -A VALUES=([default]="ci/minimal-values.yaml" [hpa]="ci/hpa-values.yaml"
+  [keda]="ci/keda-values.yaml" [keda-pulsar]="ci/keda-pulsar-values.yaml")
 declare -A EXPECT=(
   [default]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
   [hpa]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,HorizontalPodAutoscaler,ServiceMonitor"
@@ -195,11 +196,16 @@ refuse() {
   echo "ok: refuses $what"
   REFUSED=$((REFUSED + 1))
 }
+MINIMAL=(-f "$CHART/ci/minimal-values.yaml")
+refuse "the defaults without a service class" "config.services is empty"
+refuse "a service without a class" "class" \
+  --set 'config.services[0].name=x'
 refuse "hpa and keda together" "mutually exclusive" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
 refuse "terminationGracePeriodSeconds <= shutdown grace" "must be greater than" \
-  --set config.worker.shutdown_grace_seconds=45
-refuse "a KEDA service without a name" "has no name" --set autoscaling.keda.enabled=true \
+  "${MINIMAL[@]}" --set config.worker.shutdown_grace_seconds=45
+refuse "a KEDA service without a name" "has no name" "${MINIMAL[@]}" \
+  --set autoscaling.keda.enabled=true \
   --set autoscaling.keda.prometheus.serverAddress=http://prometheus:9090
 refuse "a KEDA prometheus trigger without a server" "serverAddress" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.keda.prometheus.serverAddress=
@@ -207,12 +213,14 @@ refuse "a ready-backlog scaler without the gauges" "backlog_poll_seconds" \
   -f "$CHART/ci/keda-values.yaml" --set config.worker.backlog_poll_seconds=0
 refuse "an HPA ready-backlog metric without the gauges" "backlog_poll_seconds" \
   -f "$CHART/ci/hpa-values.yaml" --set config.worker.backlog_poll_seconds=0
-refuse "an HPA ready-backlog metric for a service without a name" "has no name" \
+refuse "an HPA ready-backlog metric for a service without a name" "has no name" "${MINIMAL[@]}" \
   --set autoscaling.hpa.enabled=true --set autoscaling.hpa.readyBacklog.enabled=true
-refuse "an unknown worker config key" "additional properties" --set config.worker.shutdown_grace=1
-refuse "an unknown subscription type" "subscription_type" \
+refuse "an unknown worker config key" "additional properties" "${MINIMAL[@]}" \
+  --set config.worker.shutdown_grace=1
+refuse "an unknown subscription type" "subscription_type" "${MINIMAL[@]}" \
   --set config.pulsar.consumer.subscription_type=exclusive
-refuse "existingSecret without auth_plugin" "auth_plugin is null" --set existingSecret=pulsar-auth
+refuse "existingSecret without auth_plugin" "auth_plugin is null" "${MINIMAL[@]}" \
+  --set existingSecret=pulsar-auth
 
 step "schemas and consistency (deploy/k8s + rendered chart)"
 k8s_files="$("$PYTHON" -c '

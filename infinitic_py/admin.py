@@ -175,6 +175,23 @@ class PulsarAdmin:
             return (0, 0)
         return (int(sub.get("msgBacklog", 0)), int(sub.get("unackedMessages", 0)))
 
+    def topics(self, tenant: str, namespace: str) -> list[str]:
+        """Persistent topics of a namespace (full names; partitions listed one by one)."""
+        path = f"/admin/v2/persistent/{_seg(tenant)}/{_seg(namespace)}"
+        return [str(t) for t in self.get_json(path) or []]
+
+    def delete_topic(self, topic: str, *, force: bool = True) -> bool:
+        """Delete a topic (``force``: even with subscriptions, producers or consumers attached).
+        ``False`` when it did not exist."""
+        suffix = "?force=true" if force else ""
+        try:
+            self._request("DELETE", _topic_path(topic) + suffix)
+        except PulsarAdminError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     # -- limits that decide whether a consumer can stall -----------------------------------------
 
     def namespace_max_unacked_per_consumer(self, tenant: str, namespace: str) -> int | None:

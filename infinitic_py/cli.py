@@ -1,8 +1,10 @@
 """``infinitic-py``: ``worker`` (run until SIGTERM), ``check`` (config, services, broker, limits),
-``dispatch`` (send a task from the shell).
+``dispatch`` (send a task from the shell), ``status`` and ``dlq`` (operator tools, ``ops/``).
 
-Exit codes: 0 ok; 1 a check failed (broker unreachable, a limit that will stall the consumer,
-a task that failed); 2 the configuration or a service definition is wrong (one readable line).
+Exit codes: 0 ok; 1 a check failed or a runtime error (broker unreachable, a limit that will
+stall the consumer, a task that failed, no result in time); 2 the configuration, a service
+definition or the command line is wrong. Every failure is one readable line on stderr; ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from infinitic_py.errors import ConfigError, InfiniticError, ServiceDefinitionError, TaskFailed
+from infinitic_py.errors import (
+    ConfigError,
+    ForcedShutdown,
+    InfiniticError,
+    ServiceDefinitionError,
+    TaskFailed,
+)
 from infinitic_py.transport.urls import is_memory
 
 EXIT_OK = 0
@@ -24,16 +32,24 @@ EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
+    from infinitic_py.ops.commands import BROKER_HELP, add_broker_options, add_commands
+
     parser = argparse.ArgumentParser(
         prog="infinitic-py", description="Batched tasks over Apache Pulsar: worker and tools."
     )
+    parser.add_argument("--version", action="version", version=f"infinitic-py {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="show the traceback of a failure instead of one line")
+    parents = [common]
     sub = parser.add_subparsers(dest="command", required=True)
 
-    worker = sub.add_parser("worker", help="run a worker until SIGTERM / SIGINT")
+    worker = sub.add_parser("worker", help="run a worker until SIGTERM / SIGINT", parents=parents)
     worker.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
 
     check = sub.add_parser(
-        "check", help="validate config, import services, check signatures, broker and limits"
+        "check", help="validate config, import services, check signatures, broker and limits",
+        parents=parents,
     )
     check.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
     check.add_argument("--offline", action="store_true", help="skip the broker checks")
@@ -41,22 +57,31 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 on warnings too, not only on errors"
     )
 
-    dispatch = sub.add_parser("dispatch", help="dispatch a task from the shell")
+    dispatch = sub.add_parser("dispatch", help="dispatch a task from the shell", parents=parents,
+                              description="Dispatch one task. " + BROKER_HELP)
     dispatch.add_argument("service", help="service name (e.g. EmailService)")
     dispatch.add_argument("method", help="task method (e.g. send)")
     dispatch.add_argument(
         "args", nargs="?", default="[]", help="JSON array of positional arguments (default [])"
     )
-    dispatch.add_argument("--url", default=os.environ.get("PULSAR_URL", "pulsar://127.0.0.1:6650"))
-    dispatch.add_argument("--tenant", default=os.environ.get("PULSAR_TENANT", "public"))
-    dispatch.add_argument("--namespace", default=os.environ.get("PULSAR_NAMESPACE", "default"))
     dispatch.add_argument("--batch-key", help="meta batchKey")
     dispatch.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     dispatch.add_argument("--task-id", help="caller-chosen task id (idempotency key)")
     dispatch.add_argument("--delay", type=float, help="seconds before delivery")
     dispatch.add_argument("--wait", action="store_true", help="wait for and print the result")
     dispatch.add_argument("--timeout", type=float, default=60.0, help="with --wait (seconds)")
+    add_broker_options(dispatch)
+    add_commands(sub, parents)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("infinitic-py")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,17 +94,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args.config)
         if args.command == "check":
             return _check(args.config, offline=args.offline, strict=args.strict)
+        if args.command in ("dlq", "status"):
+            from infinitic_py.ops.commands import run
+
+            return run(args)
         return asyncio.run(_dispatch(args))
-    except (ConfigError, ServiceDefinitionError) as exc:
-        print(f"infinitic-py: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except ServiceDefinitionError as exc:
+        if args.debug:
+            raise
+        print(f"infinitic-py: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # one line naming what to fix (ops/failures.py), or --debug
+        from infinitic_py.ops.failures import describe
+
+        if args.debug:
+            raise
+        line, code = describe(exc, args.command)
+        print(f"infinitic-py: {line}", file=sys.stderr)
+        return code
 
 
 def _worker(path: str | None) -> int:
     from infinitic_py.config import load_config
     from infinitic_py.observability import configure_logging
+    from infinitic_py.ops.failures import port_in_use
     from infinitic_py.worker import Worker
 
     config = load_config(path)
@@ -87,6 +127,19 @@ def _worker(path: str | None) -> int:
     worker = Worker.from_config(config)  # imports the services, then tunes the GC
     try:
         worker.run()
+    except OSError as exc:
+        if not port_in_use(exc):
+            raise
+        w = config.worker
+        print(f"infinitic-py: worker.http_port {w.http_port} is already in use on {w.http_host}: "
+              "set worker.http_port (or INFINITIC_WORKER__HTTP_PORT) to a free port, or 0 to "
+              "disable the HTTP server", file=sys.stderr)
+        return EXIT_CONFIG
+    except ForcedShutdown as exc:
+        # Exit now: a sync handler may still hold a pool thread, which a normal exit would join.
+        print(f"infinitic-py worker: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     except InfiniticError as exc:
         if isinstance(exc, ConfigError | ServiceDefinitionError):
             raise
@@ -230,6 +283,12 @@ def _broker_reachable(url: str, config: Any) -> bool:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     from infinitic_py.client import AsyncClient, Call
+    from infinitic_py.observability import configure_logging
+    from infinitic_py.ops.commands import settings_of
+    from infinitic_py.ops.failures import probe_broker
+
+    configure_logging("auto", "error")  # stderr, errors only: a failure is one line
+    settings = settings_of(args)
 
     try:
         positional = json.loads(args.args)
@@ -245,8 +304,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
         meta[key] = value
     if args.batch_key:
         meta["batchKey"] = args.batch_key
-    async with AsyncClient(args.url, tenant=args.tenant, namespace=args.namespace,
-                           results=args.wait) as client:
+    # A wrong address fails at once (not in the client's reconnect loop), and a broker that
+    # accepts connections but never answers is bounded by --connect-timeout.
+    await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
+    options = settings.transport_options()
+    if options:
+        options["operation_timeout_seconds"] = max(1, int(args.connect_timeout))
+    async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,
+                           results=args.wait, transport_options=options,
+                           admin_url=settings.pulsar.admin_url) as client:
         stub = client.service(args.service)
         (deferred,) = await getattr(stub, args.method).many(
             [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]

@@ -70,6 +70,11 @@ class ResultTimeout(InfiniticError, TimeoutError):
     """``Deferred.result(timeout=...)`` ran out of time; the task may still complete later."""
 
 
+class ForcedShutdown(InfiniticError):
+    """A second SIGTERM / SIGINT during the drain: held messages were nacked, the worker stops
+    without waiting for running handlers."""
+
+
 class ClientClosed(InfiniticError):
     """The client was closed while a result was awaited or a dispatch was attempted."""
 

@@ -19,7 +19,18 @@ from typing import Any, Final, Literal, TextIO
 
 import prometheus_client
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+# ops (issue 16): no `*_created` series (one per labelled counter and histogram: noise).
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 __all__ = [
     "CONTENT_TYPE",
@@ -202,14 +213,17 @@ class Metrics:
             p + "tasks_completed_total", "Tasks whose result was published and acked.", sm,
             registry=r)
         self.tasks_failed = Counter(
-            p + "tasks_failed_total", "Task attempts that failed (before any retry decision).",
+            p + "tasks_failed_total",
+            "Failed task attempts, by error type: one per attempt, whether it is then retried or "
+            "dead-lettered (a task retried twice then completed counts 2).",
             (*sm, "error_type"), registry=r)
         self.tasks_retried = Counter(
             p + "tasks_retried_total", "Tasks republished for a retry.", sm, registry=r)
         self.tasks_dead_lettered = Counter(
             p + "tasks_dead_lettered_total",
-            "Tasks sent to the dead-letter topic (retries exhausted, undecodable...).",
-            ("service", "reason"), registry=r)
+            "Tasks sent to the dead-letter topic, by reason (retries_exhausted, not_retryable, "
+            "unknown_method, undecodable); method is empty for an undecodable message.",
+            ("service", "method", "reason"), registry=r)
         self.batch_size = Histogram(
             p + "batch_size", "Messages per flushed batch.", sm, buckets=_SIZE_BUCKETS,
             registry=r)
@@ -247,6 +261,9 @@ class Metrics:
             "Copies of recently settled task attempts (redeliveries, re-dispatched task ids), by "
             "what was done: acked, replied (the kept reply sent again) or rerun.",
             ("service", "action"), registry=r)
+        if registry is None:  # ops (issue 16): process_* and python_* series of this process
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
 
     def observe_flush(
         self,

@@ -2,12 +2,16 @@
 ``capacity`` of them once idle. Topics come and go (a worker publishes to each client's reply
 topic, a client dispatches to any service by name): beyond the capacity the least recently used
 producers that no publish is using, and that are not pinned, are closed (by the cache itself, in
-the background: the one place producers are evicted)."""
+the background: the one place producers are evicted). With ``max_idle``, ``sweep()`` also closes
+those unused for that many seconds: a reply producer kept open on a client's response topic would
+recreate the topic (empty) when the client deletes it at close, as pulsar-client reconnects a
+producer whose topic was deleted."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +35,9 @@ class ProducerCache:
         create: Callable[[str], Awaitable[Producer]],
         capacity: int,
         pinned: Collection[str] = (),
+        *,
+        max_idle: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"max_producers must be >= 1, got {capacity}")
@@ -39,8 +46,12 @@ class ProducerCache:
         self._pinned = pinned
         self._producers: OrderedDict[str, Producer] = OrderedDict()  # least recently used first
         self._users: dict[str, int] = {}  # publishes using a key right now
+        self._used_at: dict[str, float] = {}
+        self.max_idle = max_idle
+        self._clock = clock
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -72,8 +83,26 @@ class ProducerCache:
                     producer = await self._create(key)
                     self._producers[key] = producer
         self._producers.move_to_end(key)
+        if self.max_idle is not None:
+            self._used_at[key] = self._clock()
         self._trim()
         return producer
+
+    def sweep(self) -> int:
+        """Close the producers unused for ``max_idle`` seconds (not in use, not pinned); returns
+        how many. The least recently used come first, so this stops at the first recent one."""
+        if self.max_idle is None:
+            return 0
+        horizon = self._clock() - self.max_idle
+        evicted = 0
+        for key in list(self._producers):
+            if key in self._users or key in self._pinned:
+                continue
+            if self._used_at.get(key, horizon) > horizon:
+                break
+            self._evict(key)
+            evicted += 1
+        return evicted
 
     async def publish(self, by_topic: Mapping[str, Sequence[OutgoingMessage]]) -> None:
         """Publish every message, each topic's in order, topics concurrently; returns once all
@@ -87,8 +116,17 @@ class ProducerCache:
                 for producer, msgs in zip(producers, by_topic.values(), strict=True)
             ))
 
+    def sweep_every(self, interval: float) -> None:
+        """``sweep()`` now, then every ``interval`` seconds until ``close()``."""
+        self.sweep()
+        self._sweeper = asyncio.get_running_loop().call_later(
+            interval, self.sweep_every, interval)
+
     async def close(self) -> None:
         """Close every producer (and wait for evicted ones still closing)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         producers = list(self._producers.values())
         self._producers.clear()
         for producer in producers:
@@ -106,9 +144,14 @@ class ProducerCache:
             if key in self._users or key in self._pinned:
                 continue
             excess -= 1
-            closing = asyncio.get_running_loop().create_task(_close(self._producers.pop(key)))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._evict(key)
+
+    def _evict(self, key: str) -> None:
+        """Close ``key``'s producer in the background (``close()`` waits for it)."""
+        self._used_at.pop(key, None)
+        closing = asyncio.get_running_loop().create_task(_close(self._producers.pop(key)))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
 
 async def _close(producer: Producer) -> None:

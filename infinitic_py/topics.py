@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 WORKER_SUBSCRIPTION = "infinitic-py-worker"
+# The durable subscription that keeps dead letters (created by the worker and by the `dlq`
+# commands, read by `infinitic-py dlq`): a topic without a subscription keeps nothing.
+DLQ_SUBSCRIPTION = "infinitic-py-dlq"
 SERVICE_TOPIC_PREFIX = "task-executor:"
 DLQ_TOPIC_PREFIX = "task-executor-dlq:"
 RESPONSE_TOPIC_PREFIX = "response:"

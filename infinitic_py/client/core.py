@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 
 import structlog
 
+from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
+from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
 from infinitic_py.keys import check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
@@ -70,10 +72,14 @@ class AsyncClient:
         max_producers: int = DEFAULT_MAX_PRODUCERS,
         max_bulk_bytes: int = MAX_BULK_BYTES,
         wire: str = "native",
-        admin_url: str | None = None,
         parameter_types: Mapping[str, Sequence[str]] | None = None,
         key_spread: int | Mapping[str, int] = 1,
+        admin_url: str | None = AUTO,
     ) -> None:
+        """``admin_url``: the broker's admin REST API, used to delete the response topic at
+        close and to say once when no worker consumes a service dispatched to (see
+        ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
+        ``None``: neither (the response topic then stays on the broker)."""
         self.url = url
         self.tenant = tenant
         self.namespace = namespace
@@ -97,14 +103,19 @@ class AsyncClient:
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._closed = False
         # wire="infinitic": Infinitic 0.18 requests to JVM services (``parameter_types``:
-        # {"Service.method": JVM class names}; ``admin_url`` creates ``response:<name>``, as
+        # {"Service.method": JVM class names}; the admin API creates ``response:<name>``, as
         # Infinitic namespaces have auto topic creation off)
         self._codec: ClientCodec = make_codec(wire, tenant, namespace, parameter_types)
-        self.admin_url = admin_url
         self.response_topic = self._codec.response_topic(self.name)
         self.replies_received = 0  # replies that reached this client's response topic
         self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
         self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
+        # ops (issue 16): response topic deletion at close, one "no worker" warning per service.
+        resolved_admin = None if is_memory(url) else resolve_admin_url(url, admin_url)
+        self._admin = (ClientAdmin(resolved_admin, self._transport_options)
+                       if resolved_admin else None)
+        self.admin_url = resolved_admin
+        self._admin_tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
         await self.start()
@@ -162,6 +173,11 @@ class AsyncClient:
         await self._producers.close()
         if self._transport is not None and self._own_transport:
             await self._transport.close()
+        # ops (issue 16): no response topic is left behind (see client_admin).
+        for pending in list(self._admin_tasks):
+            pending.cancel()
+        if self._admin is not None and self._responses is not None:
+            await self._admin.delete_topic(self.response_topic, self.name)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -204,6 +220,8 @@ class AsyncClient:
             seen.add(task_id)
             task_ids.append(task_id)
             priorities.append(priority)
+            if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
+                message = tracing.injected(message)
             out.append(message)
         bands: dict[Band, list[int]] = {}  # each priority band is its own topic
         for index, priority in enumerate(priorities):
@@ -215,6 +233,8 @@ class AsyncClient:
                 raise ValueError("an atomic many() is one message on one topic: give all its "
                                  "tasks priorities of one band (0-3, 4-6 or 7-9)")
             out = [bulk_message(out, self.max_bulk_bytes)]
+            if tracing.ENABLED:  # its tasks inherit the bulk's trace (wire/bulk.py)
+                out = [tracing.injected(out[0])]
         # Register the futures before the first await: a concurrent dispatch of the same
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
@@ -316,8 +336,14 @@ class AsyncClient:
             # E.g. workers are connected with another subscription type (key_shared):
             # then the subscription exists, which is all that is needed here.
             log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
-        return await self._transport.create_producer(
+        producer = await self._transport.create_producer(
             topic, schema=self._codec.producer_schema(topic))
+        if self._admin is not None and self._codec.name == "native":
+            # ops (issue 16): say once when no worker consumes it (infinitic-py's subscription)
+            check = asyncio.create_task(self._admin.check_workers(topic, service, self.name))
+            self._admin_tasks.add(check)
+            check.add_done_callback(self._admin_tasks.discard)
+        return producer
 
     async def _ensure_responses(self) -> None:
         if self._responses is not None:

@@ -125,7 +125,9 @@ def expand(msgs: list[ReceivedMessage]) -> list[ReceivedMessage]:
             continue
         tracker = BulkTracker(msg, len(parts))
         count = msg.redelivery_count
-        out.extend(ReceivedMessage(part, {}, count, msg.topic, tracker) for part in parts)
+        # Each task inherits the bulk's other properties (the caller's trace context, issue 16).
+        props = {k: v for k, v in msg.properties.items() if k != PROP_BULK}
+        out.extend(ReceivedMessage(part, props, count, msg.topic, tracker) for part in parts)
     return out
 
 

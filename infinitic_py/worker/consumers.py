@@ -4,15 +4,18 @@ dialect says), acks / nacks routed back to the consumer that received each messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 
 import structlog
 
+from infinitic_py.topics import DLQ_SUBSCRIPTION
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
     ReceivedMessage,
+    SubscriptionType,
     Transport,
     TransportError,
 )
@@ -24,11 +27,16 @@ CLOSE_TIMEOUT = 5.0  # seconds for a consumer close during shutdown
 
 class Consumers:
     def __init__(self, subscriptions: Sequence[Subscription], settings: ConsumerSettings,
-                 consumer_name: str, log: structlog.stdlib.BoundLogger) -> None:
+                 consumer_name: str, log: structlog.stdlib.BoundLogger, *,
+                 keep_dead_letters: str | None = None) -> None:
+        """``keep_dead_letters``: a dead-letter topic to give its durable ``DLQ_SUBSCRIPTION``
+        before subscribing (a topic without a subscription keeps nothing; `infinitic-py dlq`
+        reads that one)."""
         self._subscriptions = subscriptions
         self._settings = settings
         self._consumer_name = consumer_name
         self._log = log
+        self._keep_dead_letters = keep_dead_letters
         self._by_topic: dict[str, Consumer] = {}
         self._only: Consumer | None = None  # the usual case: one topic
 
@@ -36,6 +44,10 @@ class Consumers:
         return iter(self._by_topic.values())
 
     async def subscribe(self, transport: Transport) -> None:
+        if self._keep_dead_letters is not None:
+            with contextlib.suppress(TransportError):  # e.g. it exists with another type
+                await transport.ensure_subscription(self._keep_dead_letters, DLQ_SUBSCRIPTION,
+                                                    SubscriptionType.SHARED)
         for sub in self._subscriptions:
             self._by_topic[sub.topic] = await transport.subscribe(
                 sub.topic, sub.subscription, self._settings_for(sub))

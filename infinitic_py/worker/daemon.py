@@ -21,7 +21,7 @@ import structlog
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits
-from infinitic_py.errors import ConfigError, ServiceDefinitionError
+from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
 from infinitic_py.health import HealthServer
 from infinitic_py.observability import Metrics
@@ -192,6 +192,12 @@ class Worker:
         self._transport = create_transport(self.url, **self._transport_options)
         try:
             await self._create_topics()
+            # ops (issue 16): the HTTP port first, so a port in use fails before any consuming.
+            if self.http_port is not None:
+                self._health = HealthServer(
+                    self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
+                )
+                await self._health.start()
             for definition, settings, dialect in self._services:
                 executor = ServiceExecutor(
                     definition, self._transport, settings, metrics=self.metrics, dialect=dialect
@@ -205,11 +211,6 @@ class Worker:
                                   settings.consumer, self.name)
                     await relay.start()
                     self._relays.append(relay)
-            if self.http_port is not None:
-                self._health = HealthServer(
-                    self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
-                )
-                await self._health.start()
         except BaseException:
             await self._close_all(grace=0.0)
             raise
@@ -322,12 +323,15 @@ class Worker:
         """Start, wait for SIGTERM / SIGINT, drain, return."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        force = asyncio.Event()
         received: list[str] = []
 
         def on_signal(sig: signal.Signals) -> None:
             received.append(sig.name)
-            if len(received) > 1:
-                log.warning("worker.signal_again", signal=sig.name, note="already draining")
+            if len(received) > 1:  # ops (issue 16): a second signal exits at once
+                log.warning("worker.forced_exit", signal=sig.name,
+                            note="second signal: nacking held messages, not waiting for handlers")
+                force.set()
             stop.set()
 
         installed = []
@@ -341,10 +345,28 @@ class Worker:
             await self.start()
             await stop.wait()
             log.info("worker.signal", signal=received[0], grace=self.shutdown_grace)
-            await self.stop()
+            await self._stop_unless_forced(force)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    async def _stop_unless_forced(self, force: asyncio.Event) -> None:
+        """The graceful drain, cut short when ``force`` is set: every executor then nacks what it
+        holds at once, and ``ForcedShutdown`` is raised once the (now quick) stop returns."""
+        stopping = asyncio.ensure_future(self.stop())
+        forced = asyncio.ensure_future(force.wait())
+        await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if stopping.done():
+            stopping.result()
+            return
+        held = sum(executor.abort() for executor in self._executors)
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), 10.0)
+        except TimeoutError:
+            stopping.cancel()
+        raise ForcedShutdown(
+            f"forced exit on a second signal: {held} held message(s) nacked (they are redelivered)")
 
     def run(self) -> None:
         """Blocking: tune the GC (``gc_gen0_threshold``), run until SIGTERM / SIGINT, then drain

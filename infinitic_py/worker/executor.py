@@ -55,6 +55,9 @@ from infinitic_py.worker.settings import ExecutorSettings
 
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
+# A reply producer unused this long is closed, so that a client deleting its response topic at
+# close does not see it recreated by this producer's reconnect (issue 16).
+_REPLY_PRODUCER_IDLE = 30.0
 
 
 class ServiceExecutor:
@@ -88,9 +91,12 @@ class ServiceExecutor:
             settings.concurrency, counters={b: self._metrics.units_started.labels(
                 service=self.service, band=b.name.lower()) for b in Band})
         self._producers = ProducerCache(
-            dialect_producers(transport, self._dialect), _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic))
+            dialect_producers(transport, self._dialect), _MAX_PRODUCERS,
+            pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic),
+            max_idle=_REPLY_PRODUCER_IDLE)
         self._consumers = Consumers(self._subscriptions, settings.consumer,
-                                    f"{settings.worker_name}-{self.service}", self._log)
+                                    f"{settings.worker_name}-{self.service}", self._log,
+                                    keep_dead_letters=self.dlq_topic)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -124,6 +130,7 @@ class ServiceExecutor:
         """Subscribe and start consuming; returns once the consumers are connected."""
         self._loop = asyncio.get_running_loop()
         await self._consumers.subscribe(self._transport)
+        self._producers.sweep_every(_REPLY_PRODUCER_IDLE / 2)  # until the producers' close()
         self._metrics.buffered_messages.labels(service=self.service).set_function(
             lambda: self._ledger.held)  # read at scrape time: nothing to update on the hot path
         self._metrics.batches_in_flight.labels(service=self.service).set_function(
@@ -178,6 +185,13 @@ class ServiceExecutor:
         await self._producers.close()
         self._invoker.shutdown()
         self._log.info("executor.stopped", held=self._ledger.held)
+
+    def abort(self) -> int:
+        """Forced shutdown (a second signal): cancel every unit now (each nacks its messages, even
+        one publishing its outcomes: its tasks may run again). Returns how many were held."""
+        for unit in list(self._units):
+            unit.cancel()
+        return self._ledger.held
 
     # ------------------------------------------------------------------ receive, route
 

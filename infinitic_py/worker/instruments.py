@@ -39,7 +39,7 @@ class ServiceInstruments:
 
     def record_dead(self, plan: Plan, log: Any) -> None:
         for dead in plan.dead:
-            self._metrics.tasks_dead_lettered.labels(service=self.service,
+            self._metrics.tasks_dead_lettered.labels(service=self.service, method=dead.method,
                                                      reason=dead.reason).inc()
             if dead.reason == "undecodable":
                 self._metrics.decode_errors.labels(service=self.service).inc()

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from infinitic_py import tracing
 from infinitic_py.context import TaskContext, set_batch_contexts, set_task_context
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
 from infinitic_py.service import MethodDefinition
@@ -52,6 +53,20 @@ class Invoker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(
+        self,
+        method: MethodDefinition,
+        items: Sequence[Pending],
+        batch_id: str | None,
+        timeout: float | None,
+        log: Any,
+    ) -> Invocation:
+        if tracing.ENABLED:  # the otel extra: one span per unit, linked to each task's trace
+            return await tracing.run_batch(self.service, method.name, batch_id, items,
+                                           functools.partial(self._run, method, items, batch_id,
+                                                             timeout, log))
+        return await self._run(method, items, batch_id, timeout, log)
+
+    async def _run(
         self,
         method: MethodDefinition,
         items: Sequence[Pending],

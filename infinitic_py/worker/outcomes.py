@@ -4,13 +4,15 @@ no metrics; the executor publishes the plan, counts it, logs it, then acks.
 Per task (DESIGN §1, §3.4-5): completed -> the dialect's completion messages (a reply if someone
 waits); failed -> the retry policy decides: a retry (the next attempt, delayed), or failed for
 good (failure reply + dead letter). An output that cannot be encoded fails its task.
+Retries and dead letters keep the trace properties (``tracing.carried``) of the message they come
+from, whatever the dialect: a retried or replayed task stays in its caller's trace.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ import msgspec
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import RetryPolicy
+from infinitic_py.tracing import carried
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import Dialect, Publish
 from infinitic_py.worker.routing import Pending, Rejection
@@ -48,6 +51,7 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     task_id: str | None
+    method: str  # empty for a message that did not decode
     reason: str
     error: BaseException
     retry_index: int
@@ -118,16 +122,16 @@ def plan_outcomes(
         undecodable = isinstance(error, DecodeError)
         delay = None if undecodable else policy.next_delay(task.retry_index, type(error))
         if delay is not None:
-            plan.add(keeping_key(dialect.retried(task, error, outcome.trace, delay, worker),
-                                 p.msg))
+            plan.add(_carry(keeping_key(dialect.retried(task, error, outcome.trace, delay,
+                                                        worker), p.msg), p.msg.properties))
             plan.retries.append(Retry(task, error, delay))
             replies.append(None)
             continue
         reason = ("retries_exhausted" if policy.is_retryable(type(error)) and not undecodable
                   else "not_retryable")
         sent = dialect.failed(task, error, outcome.trace, reason, p.msg.data, worker)
-        plan.add(sent)
-        plan.dead.append(DeadLetter(task.task_id, reason, error, task.retry_index))
+        plan.add(_carry(sent, p.msg.properties))
+        plan.dead.append(DeadLetter(task.task_id, task.method, reason, error, task.retry_index))
         replies.append([r for r in sent if r.reply])
     if plan.by_topic:
         plan.replies = replies
@@ -154,12 +158,24 @@ def plan_rejection(rejection: Rejection, dialect: Dialect[Any], service: str,
     plan = Plan()
     task = rejection.task
     if task is None:
-        plan.add(dialect.undecodable(rejection.msg, rejection.error, service, worker))
-        plan.dead.append(DeadLetter(
-            rejection.msg.properties.get("taskId"), rejection.reason, rejection.error, 0))
+        properties = rejection.msg.properties
+        plan.add(_carry(dialect.undecodable(rejection.msg, rejection.error, service, worker),
+                        properties))
+        plan.dead.append(DeadLetter(properties.get("taskId"), properties.get("method", ""),
+                                    rejection.reason, rejection.error, 0))
         return plan
-    plan.add(dialect.failed(task, rejection.error, None, rejection.reason, rejection.msg.data,
-                            worker))
-    plan.dead.append(DeadLetter(task.task_id, rejection.reason, rejection.error,
+    plan.add(_carry(dialect.failed(task, rejection.error, None, rejection.reason,
+                                   rejection.msg.data, worker), rejection.msg.properties))
+    plan.dead.append(DeadLetter(task.task_id, task.method, rejection.reason, rejection.error,
                                 task.retry_index))
     return plan
+
+
+def _carry(publishes: Sequence[Publish], received: Mapping[str, str]) -> Sequence[Publish]:
+    """``publishes`` with the trace properties of the ``received`` message added to each one
+    that is not a reply (a retry, a dead letter, an event): the one place a trace is carried."""
+    trace = carried(received)
+    if not trace:
+        return publishes
+    return [p if p.reply else dataclasses.replace(p, message=dataclasses.replace(
+        p.message, properties={**trace, **p.message.properties})) for p in publishes]

@@ -178,7 +178,7 @@ def exercise(m: Metrics) -> None:
     m.tasks_completed.labels("Email", "send").inc(2)
     m.tasks_failed.labels("Email", "send", "ValueError").inc()
     m.tasks_retried.labels("Email", "send").inc()
-    m.tasks_dead_lettered.labels("Email", "retries_exhausted").inc()
+    m.tasks_dead_lettered.labels("Email", "send", "retries_exhausted").inc()
     m.observe_flush("Email", "send", size=3, max_messages=4, reason="time", waits=[0.1, 0.2, 0.3])
     m.handler_duration_seconds.labels("Email", "send").observe(0.05)
     m.batches_in_flight.labels("Email").set(1)
@@ -359,6 +359,17 @@ async def test_works_with_a_real_http_client() -> None:
         status, body = await asyncio.to_thread(fetch, "/metrics")
         assert status == 200 and b"# HELP infinitic_" in body
         assert (await asyncio.to_thread(fetch, "/missing"))[0] == 404
+
+
+def test_process_and_python_series_and_no_created_series() -> None:
+    m = Metrics()
+    exercise(m)
+    text = m.render().decode()
+    assert "\nprocess_resident_memory_bytes " in text
+    assert "\npython_info{" in text and "\npython_gc_collections_total{" in text
+    assert "_created" not in text
+    assert ('infinitic_tasks_dead_lettered_total{method="send",reason="retries_exhausted",'
+            'service="Email"} 1.0') in text
 
 
 async def test_healthz_is_503_while_the_event_loop_is_stuck() -> None:

@@ -159,3 +159,13 @@ every config.services[].name. */}}
 {{- fail "config.pulsar.auth_params and existingSecret are both set: keep the auth parameters in the Secret only" }}
 {{- end }}
 {{- end }}
+
+{{/* The image ships no service: the user's service class is required (a clear render-time error). */}}
+{{- define "infinitic-py-worker.requireServices" -}}
+{{- if not .Values.config.services }}
+{{- fail "config.services is empty: set your service class, e.g. --set 'config.services[0].class=mycompany.billing:InvoiceService' (module:Class, importable in the image)" }}
+{{- end }}
+{{- range $i, $s := .Values.config.services }}
+{{- $_ := required (printf "config.services[%d].class is required: your service class as module:Class" $i) (index $s "class") }}
+{{- end }}
+{{- end }}

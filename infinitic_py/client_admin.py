@@ -1,0 +1,84 @@
+"""What a client asks of the broker's admin API: delete its response topic at close, and say
+once when it dispatches to a service no worker consumes.
+
+Why delete rather than let the topic expire: a persistent response topic with a durable
+subscription is what makes a reply survive a client reconnect, but it would stay on the broker
+forever (Pulsar's inactive-topic deletion is off by default for topics with subscriptions, and a
+non-persistent topic loses the replies sent while the client reconnects). So the client keeps a
+persistent topic while it lives and deletes it (``?force=true``) when it closes. The admin URL
+is ``AsyncClient(admin_url=...)``; by default Pulsar's default admin port on the broker's host
+(``http://HOST:8080``, ``https://HOST:8443`` for ``pulsar+ssl``). A failed delete is logged once
+(``client.response_topic_left``) and never raises: the topic is then left for ``infinitic-py
+status`` to show. Both calls are bounded by a short timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+from infinitic_py.topics import WORKER_SUBSCRIPTION
+
+__all__ = ["AUTO", "ClientAdmin", "resolve_admin_url"]
+
+AUTO: Final = "auto"
+_TIMEOUT = 3.0
+# The stdlib logger, not structlog's default (which prints to stdout): a client lives inside the
+# caller's program, whose stdout is its own. configure_logging() formats these records too.
+log = logging.getLogger("infinitic_py.client")
+
+
+def resolve_admin_url(url: str, admin_url: str | None) -> str | None:
+    """``admin_url`` as given, or derived from the service URL when it is ``"auto"``."""
+    if admin_url != AUTO:
+        return admin_url
+    from infinitic_py.ops.settings import default_admin_url
+
+    return default_admin_url(url)
+
+
+def _token(options: Mapping[str, Any]) -> str | None:
+    params = options.get("auth_params")
+    plugin = str(options.get("auth_plugin") or "")
+    if params and "token" in plugin.lower():
+        return str(params).removeprefix("token:")
+    return None
+
+
+class ClientAdmin:
+    """The admin calls of one client (all best effort, bounded, off the event loop)."""
+
+    def __init__(self, admin_url: str, transport_options: Mapping[str, Any]) -> None:
+        self._admin = PulsarAdmin(admin_url, auth_token=_token(transport_options),
+                                  timeout=_TIMEOUT)
+        self._warned: set[str] = set()
+
+    async def delete_topic(self, topic: str, client: str) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._admin.delete_topic, topic), 2 * _TIMEOUT)
+        except (PulsarAdminError, TimeoutError, OSError) as exc:
+            log.warning(
+                "client.response_topic_left client=%s topic=%s admin_url=%s error=%s fix=pass "
+                "AsyncClient(admin_url=...) (the broker's admin REST URL)",
+                client, topic, self._admin.admin_url, str(exc) or "timeout")
+
+    async def check_workers(self, topic: str, service: str, client: str) -> None:
+        """Log once per service when no worker is connected to its topic (tasks then wait)."""
+        if service in self._warned:
+            return
+        self._warned.add(service)
+        try:
+            stats = await asyncio.wait_for(
+                asyncio.to_thread(self._admin.topic_stats, topic), 2 * _TIMEOUT)
+        except (PulsarAdminError, TimeoutError, OSError):
+            return
+        sub = (stats.get("subscriptions") or {}).get(WORKER_SUBSCRIPTION)
+        consumers = sub.get("consumers") if isinstance(sub, dict) else None
+        if not consumers:
+            log.warning(
+                "client.no_worker client=%s service=%s: no worker consumes this service now; its "
+                "tasks wait on %s until one starts (a mistyped service name? `infinitic-py "
+                "status` lists services)", client, service, topic)

@@ -1,0 +1,270 @@
+"""The operator subcommands: ``dlq list | show | replay | purge``, ``status``, and ``dispatch``'s
+broker options. ``cli.py`` registers them (``add_commands``) and calls ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from infinitic_py.errors import ConfigError
+from infinitic_py.ops.settings import ToolSettings, load_tool_settings
+
+__all__ = ["BROKER_HELP", "add_broker_options", "add_commands", "run", "settings_of"]
+
+BROKER_HELP = (
+    "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG; only "
+    "its `pulsar` section is used), then INFINITIC_PULSAR__URL, INFINITIC_PULSAR__ADMIN_URL, "
+    "INFINITIC_PULSAR__TENANT, INFINITIC_PULSAR__NAMESPACE, INFINITIC_PULSAR__AUTH_PLUGIN, "
+    "INFINITIC_PULSAR__AUTH_PARAMS, INFINITIC_PULSAR__TLS_*, then the flags below. "
+    "$PULSAR_URL is read when nothing else sets the URL."
+)
+_CONNECT_TIMEOUT = 10.0
+
+
+def add_broker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker (see the description for the environment)")
+    group.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
+    group.add_argument("--url", help="pulsar://HOST:PORT (pulsar.url)")
+    group.add_argument("--admin-url", help="http://HOST:8080 (pulsar.admin_url)")
+    group.add_argument("--tenant", help="pulsar.tenant (default public)")
+    group.add_argument("--namespace", help="pulsar.namespace (default default)")
+    group.add_argument("--connect-timeout", type=float, default=_CONNECT_TIMEOUT,
+                       help=f"seconds to reach the broker (default {_CONNECT_TIMEOUT:g})")
+
+
+def settings_of(args: argparse.Namespace) -> ToolSettings:
+    return load_tool_settings(args.config, url=args.url, admin_url=args.admin_url,
+                              tenant=args.tenant, namespace=args.namespace)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (all given must hold)")
+    group.add_argument("--method", help="task method")
+    group.add_argument("--error-type", help="exception class name, e.g. ValueError")
+    group.add_argument("--reason", help="retries_exhausted, not_retryable, undecodable, "
+                                        "unknown_method, max_redeliveries")
+    group.add_argument("--batch-key", help="meta batchKey (hex for bytes keys)")
+    group.add_argument("--task-id", help="one task")
+    group.add_argument("--since", help="failed at or after: 30m, 2h, 1d, ISO 8601 or epoch")
+    group.add_argument("--until", help="failed before: same forms as --since")
+
+
+def add_commands(
+    sub: Any, parents: list[argparse.ArgumentParser]
+) -> None:
+    """Register ``dlq`` and ``status`` on the CLI's subparsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    dlq = sub.add_parser(
+        "dlq", help="list, show, replay or purge a service's dead letters", parents=parents,
+        description="Dead letters of a service (task-executor-dlq:<Service>), read through the "
+                    "durable subscription infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
+    actions = dlq.add_subparsers(dest="dlq_action", required=True)
+    for name, text in (
+        ("list", "list dead letters (nothing is consumed)"),
+        ("show", "everything about one task's dead letter(s): error, traceback, arguments"),
+        ("replay", "republish the tasks as new attempts, then delete their dead letters"),
+        ("purge", "delete dead letters (a dry run unless --yes)"),
+    ):
+        action = actions.add_parser(name, help=text, description=f"{text}. {BROKER_HELP}",
+                                    parents=parents)
+        action.add_argument("service", help="service name, e.g. EmailService")
+        if name == "show":
+            action.add_argument("task_id", help="the task's id")
+        else:
+            _filters(action)
+        if name == "replay":
+            action.add_argument("--to-service", metavar="NAME",
+                                help="replay to another service name (e.g. a fixed version)")
+            action.add_argument("--dry-run", action="store_true",
+                                help="show what would be replayed, change nothing")
+        if name == "purge":
+            action.add_argument("--yes", action="store_true", help="really delete")
+        action.add_argument("--json", action="store_true", help="JSON output")
+        add_broker_options(action)
+
+    status = sub.add_parser(
+        "status", help="services of the namespace: backlog, workers, dead letters, rates",
+        parents=parents, description="Services of a namespace from the admin API. " + BROKER_HELP)
+    status.add_argument("--service", action="append", help="only this service (repeatable)")
+    status.add_argument("--json", action="store_true", help="JSON output")
+    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+                        help="refresh every SECONDS (default 2) until Ctrl-C")
+    add_broker_options(status)
+
+
+def run(args: argparse.Namespace) -> int:
+    from infinitic_py.observability import configure_logging
+
+    configure_logging("auto", "error")  # stderr, errors only: stdout is the output
+    settings = settings_of(args)
+    if args.command == "status":
+        return _status(args, settings)
+    return asyncio.run(_dlq(args, settings))
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+
+def _admin(settings: ToolSettings, *, required_by: str) -> Any:
+    from infinitic_py.admin import PulsarAdmin
+
+    url = settings.pulsar.admin_url
+    if not url or settings.url.startswith("memory://"):
+        raise ConfigError(f"{required_by} needs the broker's admin API: set pulsar.admin_url "
+                          "(--admin-url or INFINITIC_PULSAR__ADMIN_URL)")
+    return PulsarAdmin(url, auth_token=settings.admin_token(), timeout=10.0)
+
+
+def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
+    from infinitic_py.ops.status import render_status
+    from infinitic_py.ops.status_io import read_status
+
+    admin = _admin(settings, required_by="status")
+    try:
+        while True:
+            status = read_status(admin, settings.tenant, settings.namespace, only=args.service)
+            if args.json:
+                print(json.dumps(status.to_json(), indent=None if args.watch else 2), flush=True)
+            else:
+                if args.watch and sys.stdout.isatty():
+                    print("\033[2J\033[H", end="")
+                print(render_status(status), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)  # a refresh period, not a wait for an event
+    except KeyboardInterrupt:  # Ctrl-C ends a --watch (whether it was reading or waiting)
+        if not args.watch:
+            raise
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# dlq
+
+
+async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
+    from infinitic_py.ops.dlq import LetterFilter, parse_time
+    from infinitic_py.ops.dlq_store import DeadLetterStore
+    from infinitic_py.ops.failures import probe_broker
+    from infinitic_py.transport import create_transport
+
+    if args.dlq_action == "show":
+        selection = LetterFilter(task_id=args.task_id)
+    else:
+        try:
+            selection = LetterFilter(
+                method=args.method, error_type=args.error_type, reason=args.reason,
+                batch_key=args.batch_key, task_id=args.task_id,
+                since=parse_time(args.since) if args.since else None,
+                until=parse_time(args.until) if args.until else None)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
+    admin = None
+    if settings.pulsar.admin_url and not settings.url.startswith("memory://"):
+        from infinitic_py.admin import PulsarAdmin
+
+        admin = PulsarAdmin(settings.pulsar.admin_url, auth_token=settings.admin_token(),
+                            timeout=10.0)
+    options = settings.transport_options()
+    if options:
+        options["operation_timeout_seconds"] = max(1, int(args.connect_timeout))
+    transport = create_transport(settings.url, **options)
+    try:
+        async with DeadLetterStore(transport, settings.tenant, settings.namespace, args.service,
+                                   admin=admin) as store:
+            letters = await store.read()
+            chosen = [x for x in letters if selection.matches(x.view)]
+            handler = _DLQ_ACTIONS[args.dlq_action]
+            return await handler(args, store, letters, chosen)
+    finally:
+        await asyncio.wait_for(transport.close(), 15.0)
+
+
+async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
+    from infinitic_py.ops.dlq import render_table, summary
+
+    views = [x.view for x in chosen]
+    if args.json:
+        print(json.dumps({"service": args.service, "topic": store.topic, "total": len(letters),
+                          "count": len(views), "summary": summary(views),
+                          "letters": [v.to_json() for v in views]}, indent=2))
+        return 0
+    if views:
+        print(render_table(views))
+    counts = summary(views)["error_type"]
+    print(f"{len(views)} dead letter(s) of {args.service}"
+          + (f" (of {len(letters)})" if len(views) != len(letters) else "")
+          + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+    return 0
+
+
+async def _show(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
+    from infinitic_py.ops.dlq import render_show
+
+    if not chosen:
+        print(f"infinitic-py: no dead letter of task {args.task_id} on {store.topic} "
+              f"({len(letters)} letter(s) there)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([x.view.to_json(details=True) for x in chosen], indent=2))
+    else:
+        print("\n\n".join(render_show(x.view) for x in chosen))
+    return 0
+
+
+async def _replay(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
+    from infinitic_py.ops.dlq import render_table
+
+    replayable = [x for x in chosen if x.view.task is not None]
+    skipped = len(chosen) - len(replayable)
+    target = args.to_service or args.service
+    if args.dry_run:
+        if replayable:
+            print(render_table([x.view for x in replayable]))
+        print(f"dry run: would replay {len(replayable)} task(s) to {target}"
+              + (f" ({skipped} without a decodable task skipped)" if skipped else ""))
+        return 0
+    count = await store.replay(replayable, to_service=args.to_service)
+    result = {"service": args.service, "to_service": target, "replayed": count,
+              "skipped": skipped, "task_ids": [x.view.task_id for x in replayable]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"replayed {count} task(s) to {target} as new attempts; their dead letters are "
+              "deleted" + (f"; {skipped} without a decodable task skipped (purge them)"
+                           if skipped else ""))
+    return 0
+
+
+async def _purge(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
+    from infinitic_py.ops.dlq import render_table
+
+    if not args.yes:
+        if args.json:
+            print(json.dumps({"service": args.service, "would_delete": len(chosen),
+                              "deleted": 0, "dry_run": True}))
+        else:
+            if chosen:
+                print(render_table([x.view for x in chosen]))
+            print(f"dry run: would delete {len(chosen)} dead letter(s) of {args.service}; "
+                  "add --yes to delete them")
+        return 0
+    await store.ack(chosen)
+    if args.json:
+        print(json.dumps({"service": args.service, "deleted": len(chosen), "dry_run": False}))
+    else:
+        print(f"deleted {len(chosen)} dead letter(s) of {args.service}")
+    return 0
+
+
+_Action = Callable[[argparse.Namespace, Any, list[Any], list[Any]], Coroutine[Any, Any, int]]
+_DLQ_ACTIONS: dict[str, _Action] = {
+    "list": _list, "show": _show, "replay": _replay, "purge": _purge,
+}

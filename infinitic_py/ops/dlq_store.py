@@ -1,0 +1,185 @@
+"""Reads, replays and purges a service's dead letters through the durable DLQ subscription.
+
+Why a consumer on the durable subscription ``DLQ_SUBSCRIPTION`` (Shared), not the admin API's
+peek (``.../subscription/{sub}/position/N``) or a Reader:
+
+- the worker publishes dead letters with a batching producer, and peek returns whole batch
+  entries (the batch framing would have to be parsed by hand) and cannot skip the letters of a
+  batch that were already acked one by one (replayed or purged);
+- a Reader sees every retained message, acked ones included: a replayed letter would still show;
+- a consumer gets exactly the letters not yet acked, one by one, through the same client, auth
+  and TLS as the worker. ``list`` / ``show`` never ack: closing the consumer hands every letter
+  back to the subscription at once (nothing is consumed). ``replay`` acks a letter only after
+  its new attempt is persisted; ``purge`` acks only with ``--yes``.
+
+Reading stops after ``idle`` seconds without a new letter. The admin API (when an admin URL is
+known) only says whether there is anything at all: the subscription's ``msgBacklog`` counts
+*entries*, and the worker's producer batches several letters into one entry (20 letters read as
+a backlog of 3 here), so it is no count of letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+from infinitic_py.ops.dlq import LetterView, read_letter, replay_message
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
+from infinitic_py.transport.base import (
+    Consumer,
+    ConsumerSettings,
+    OutgoingMessage,
+    ReceivedMessage,
+    SubscriptionType,
+    Transport,
+    TransportError,
+)
+
+__all__ = ["DeadLetterStore", "Letter"]
+
+_CONSUMER_NAME = "infinitic-py-dlq-tool"
+_FIRST_WAIT = 5.0  # seconds for the first letter when the admin API says there are some
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A received dead letter: the message (to ack) and its decoded view."""
+
+    message: ReceivedMessage
+    view: LetterView
+
+
+class DeadLetterStore:
+    """``async with DeadLetterStore(transport, tenant, ns, service, admin=...) as store:``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        tenant: str,
+        namespace: str,
+        service: str,
+        *,
+        admin: PulsarAdmin | None = None,
+        idle: float = 1.5,
+    ) -> None:
+        self._transport = transport
+        self.tenant = tenant
+        self.namespace = namespace
+        self.service = service
+        self.topic = dead_letter_topic(tenant, namespace, service)
+        self._admin = admin
+        self._idle = idle
+        self._consumer: Consumer | None = None
+
+    async def __aenter__(self) -> DeadLetterStore:
+        if not await self._topic_exists():
+            return self  # nothing to read, and no topic made for a mistyped service name
+        self._consumer = await self._transport.subscribe(
+            self.topic, DLQ_SUBSCRIPTION,
+            ConsumerSettings(subscription_type=SubscriptionType.SHARED,
+                             receiver_queue_size=1000, consumer_name=_CONSUMER_NAME),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the consumer: letters read but not acked go back to the subscription."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(TransportError, TimeoutError):
+                await asyncio.wait_for(consumer.close(), 10.0)
+
+    async def _topic_exists(self) -> bool:
+        """``False`` only when the admin API says the dead-letter topic does not exist."""
+        if self._admin is None:
+            return True
+        try:
+            stats = await asyncio.to_thread(self._admin.topic_stats, self.topic)
+        except PulsarAdminError:
+            return True
+        return bool(stats)
+
+    async def backlog(self) -> int | None:
+        """Entries kept on the subscription (0: no letter), from the admin API (``None``
+        without one)."""
+        if self._admin is None:
+            return None
+        try:
+            counts = await asyncio.to_thread(
+                self._admin.subscription_counts, self.topic, DLQ_SUBSCRIPTION)
+        except PulsarAdminError:
+            return None
+        return counts[0]
+
+    async def read(self) -> list[Letter]:
+        """Every letter the subscription holds (none is acked)."""
+        consumer = self._consumer
+        letters: list[Letter] = []
+        if consumer is None:  # no dead-letter topic
+            return letters
+        backlog = await self.backlog()
+        if backlog == 0:
+            return letters
+        wait = _FIRST_WAIT if backlog else self._idle
+        while True:
+            try:
+                msgs = await asyncio.wait_for(consumer.receive_many(1000), wait)
+            except TimeoutError:
+                break
+            letters += [Letter(m, self._view(m)) for m in msgs]
+            wait = self._idle
+        return letters
+
+    def _view(self, msg: ReceivedMessage) -> LetterView:
+        return read_letter(msg.data, msg.properties, service=self.service,
+                           published_at=_publish_time(msg))
+
+    async def ack(self, letters: Sequence[Letter]) -> None:
+        if letters:
+            assert self._consumer is not None
+            await self._consumer.acknowledge([x.message for x in letters])
+
+    async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:
+        """Republish each letter's task as a new attempt; ack the letters once every new attempt
+        is persisted. Returns how many were replayed. Raises TransportError (nothing acked)."""
+        by_topic: dict[str, list[OutgoingMessage]] = {}
+        for letter in letters:
+            attempt, message = replay_message(letter.view, to_service=to_service)
+            topic = service_topic(self.tenant, self.namespace, attempt.service)
+            by_topic.setdefault(topic, []).append(message)
+        for topic, messages in by_topic.items():
+            # As the client does: the workers' subscription first, so the tasks are kept even
+            # when no worker of that service runs yet.
+            with contextlib.suppress(TransportError):
+                await self._transport.ensure_subscription(
+                    topic, WORKER_SUBSCRIPTION, SubscriptionType.SHARED)
+            producer = await self._transport.create_producer(topic)
+            try:
+                await producer.send_many(messages)
+            finally:
+                with contextlib.suppress(TransportError, TimeoutError):
+                    await asyncio.wait_for(producer.close(), 10.0)
+        await self.ack(letters)
+        return len(letters)
+
+
+def _publish_time(msg: ReceivedMessage) -> float | None:
+    """Publish time of a Pulsar message (its native handle has one); ``None`` otherwise."""
+    stamp: Any = getattr(msg.handle, "publish_timestamp", None)
+    if not callable(stamp):
+        return None
+    try:
+        return float(stamp()) / 1000.0
+    except Exception:
+        return None

@@ -1,0 +1,186 @@
+"""``infinitic-py status``: a namespace's services from the broker's topic stats (pure).
+
+Input: the namespace's persistent topic names and each relevant topic's admin stats
+(``GET /admin/v2/persistent/{t}/{ns}/{topic}/stats``). Per service (``task-executor:<S>``):
+
+- ``ready``: ``msgBacklogNoDelayed`` of the workers' subscription (deliverable now, received
+  by a worker or not); ``delayed``: ``msgBacklog - msgBacklogNoDelayed`` (retries and
+  ``delay=`` tasks not yet due; the broker counts them only once a consumer has connected);
+  ``backlog``: ``msgBacklog`` (both); ``unacked``: held by workers right now;
+- ``workers``: the subscription's consumers with their own unacked counts and rates;
+- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>``, ``None``
+  when that topic has no such subscription (then dead letters are not kept);
+- ``state``: ``no worker subscription`` (tasks sent there are not kept), ``no worker
+  connected`` (tasks wait), ``ok``, or ``blocked`` (a consumer reached the broker's unacked limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    DLQ_TOPIC_PREFIX,
+    RESPONSE_TOPIC_PREFIX,
+    SERVICE_TOPIC_PREFIX,
+    WORKER_SUBSCRIPTION,
+)
+
+__all__ = ["ConsumerStatus", "NamespaceStatus", "ServiceStatus", "build_status", "render_status"]
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    name: str
+    unacked: int
+    rate_out: float
+    blocked: bool
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    topic: str
+    state: str
+    worker_subscription: bool
+    subscription_type: str | None
+    backlog: int
+    ready: int
+    delayed: int
+    unacked: int
+    rate_in: float
+    rate_out: float
+    dead_letters: int | None
+    workers: list[ConsumerStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NamespaceStatus:
+    tenant: str
+    namespace: str
+    services: list[ServiceStatus]
+    response_topics: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def local_name(topic: str) -> str:
+    return topic.rsplit("/", 1)[-1]
+
+
+def relevant_topics(topics: Sequence[str]) -> list[str]:
+    """The topics whose stats ``build_status`` needs (service and dead-letter topics)."""
+    return [t for t in topics
+            if local_name(t).startswith((SERVICE_TOPIC_PREFIX, DLQ_TOPIC_PREFIX))]
+
+
+def build_status(
+    tenant: str,
+    namespace: str,
+    topics: Sequence[str],
+    stats: Mapping[str, Mapping[str, Any]],
+) -> NamespaceStatus:
+    by_local = {local_name(t): t for t in topics}
+    services = sorted(
+        name[len(SERVICE_TOPIC_PREFIX):] for name in by_local
+        if name.startswith(SERVICE_TOPIC_PREFIX)
+    )
+    # A dead-letter topic whose service topic is gone still shows (its letters need care).
+    services += sorted(
+        name[len(DLQ_TOPIC_PREFIX):] for name in by_local
+        if name.startswith(DLQ_TOPIC_PREFIX)
+        and SERVICE_TOPIC_PREFIX + name[len(DLQ_TOPIC_PREFIX):] not in by_local
+    )
+    rows = []
+    for service in services:
+        topic = by_local.get(SERVICE_TOPIC_PREFIX + service, "")
+        dlq = by_local.get(DLQ_TOPIC_PREFIX + service)
+        rows.append(_service_status(
+            service, topic, stats.get(topic, {}), stats.get(dlq, {}) if dlq else None))
+    responses = sorted(t for name, t in by_local.items() if name.startswith(RESPONSE_TOPIC_PREFIX))
+    return NamespaceStatus(tenant, namespace, rows, responses)
+
+
+def _service_status(
+    service: str,
+    topic: str,
+    topic_stats: Mapping[str, Any],
+    dlq_stats: Mapping[str, Any] | None,
+) -> ServiceStatus:
+    sub = (topic_stats.get("subscriptions") or {}).get(WORKER_SUBSCRIPTION)
+    dead: int | None = None
+    if dlq_stats is not None:
+        dlq_sub = (dlq_stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION)
+        if isinstance(dlq_sub, Mapping):
+            dead = _int(dlq_sub.get("msgBacklog"))
+    if not isinstance(sub, Mapping):
+        return ServiceStatus(
+            service=service, topic=topic,
+            state="no worker subscription" if topic else "no service topic",
+            worker_subscription=False, subscription_type=None, backlog=0, ready=0, delayed=0,
+            unacked=0, rate_in=_float(topic_stats.get("msgRateIn")), rate_out=0.0,
+            dead_letters=dead,
+        )
+    backlog = _int(sub.get("msgBacklog"))
+    ready = _int(sub.get("msgBacklogNoDelayed", backlog))
+    workers = [
+        ConsumerStatus(
+            name=str(c.get("consumerName") or "?"),
+            unacked=_int(c.get("unackedMessages")),
+            rate_out=round(_float(c.get("msgRateOut")), 2),
+            blocked=bool(c.get("blockedConsumerOnUnackedMsgs", False)),
+        )
+        for c in sub.get("consumers") or [] if isinstance(c, Mapping)
+    ]
+    blocked = bool(sub.get("blockedSubscriptionOnUnackedMsgs")) or any(w.blocked for w in workers)
+    state = "blocked" if blocked else "ok" if workers else "no worker connected"
+    return ServiceStatus(
+        service=service, topic=topic, state=state, worker_subscription=True,
+        subscription_type=str(sub["type"]) if sub.get("type") else None,
+        backlog=backlog, ready=ready, delayed=max(0, backlog - ready),
+        unacked=_int(sub.get("unackedMessages")),
+        rate_in=round(_float(topic_stats.get("msgRateIn")), 2),
+        rate_out=round(_float(sub.get("msgRateOut")), 2),
+        dead_letters=dead, workers=workers,
+    )
+
+
+def render_status(status: NamespaceStatus) -> str:
+    header = ("SERVICE", "WORKERS", "READY", "DELAYED", "UNACKED", "DEAD", "IN/s", "OUT/s",
+              "STATE")
+    rows = [
+        (s.service, str(len(s.workers)), str(s.ready), str(s.delayed), str(s.unacked),
+         "not kept" if s.dead_letters is None else str(s.dead_letters),
+         f"{s.rate_in:.1f}", f"{s.rate_out:.1f}", s.state)
+        for s in status.services
+    ]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = [f"namespace {status.tenant}/{status.namespace}: {len(status.services)} service(s)"]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in rows]
+    for s in status.services:
+        for w in s.workers:
+            lines.append(f"  {s.service} <- {w.name}: unacked {w.unacked}, "
+                         f"out {w.rate_out:.1f}/s{' BLOCKED on unacked limit' if w.blocked else ''}")
+    if status.response_topics:
+        lines.append(f"{len(status.response_topics)} client response topic(s) "
+                     f"(deleted when their client closes)")
+    return "\n".join(lines)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0

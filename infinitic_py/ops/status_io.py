@@ -1,0 +1,27 @@
+"""Reads what ``status`` shows from the admin API (one topic list, one stats call per topic)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from infinitic_py.admin import PulsarAdmin
+from infinitic_py.ops.status import NamespaceStatus, build_status, local_name, relevant_topics
+from infinitic_py.topics import DLQ_TOPIC_PREFIX, SERVICE_TOPIC_PREFIX
+
+__all__ = ["read_status"]
+
+
+def read_status(
+    admin: PulsarAdmin, tenant: str, namespace: str, *, only: Sequence[str] | None = None
+) -> NamespaceStatus:
+    topics = admin.topics(tenant, namespace)
+    wanted = relevant_topics(topics)
+    if only:
+        names = {p + s for s in only for p in (SERVICE_TOPIC_PREFIX, DLQ_TOPIC_PREFIX)}
+        wanted = [t for t in wanted if local_name(t) in names]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        stats: dict[str, Any] = dict(zip(wanted, pool.map(admin.topic_stats, wanted), strict=True))
+    status = build_status(tenant, namespace, topics if not only else wanted, stats)
+    return status

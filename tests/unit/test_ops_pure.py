@@ -1,0 +1,111 @@
+"""The pure parts of the operator tools: dead letters decoded, filtered and replayed; status rows
+built from admin stats; times parsed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infinitic_py.ops.dlq import LetterFilter, parse_time, read_letter, replay_message
+from infinitic_py.ops.status import build_status
+from infinitic_py.topics import DLQ_SUBSCRIPTION, WORKER_SUBSCRIPTION
+from infinitic_py.wire import native as wire
+
+
+def _task(**changes: object) -> wire.ExecuteTask:
+    task = wire.ExecuteTask(task_id="t1", service="Email", method="send",
+                            args=wire.encode_value(["a@b.c"]), meta={"batchKey": "k1"},
+                            tags=("x",), retry_index=3, retry_sequence=3,
+                            reply_to="persistent://public/default/response:client-1",
+                            emitted_at=10.0, first_emitted_at=5.0)
+    return msgspec.structs.replace(task, **changes)
+
+
+def _letter(task: wire.ExecuteTask, **changes: object) -> bytes:
+    letter = wire.DeadLetter(reason="retries_exhausted", error_type="SmtpError", message="down",
+                             traceback="Traceback...", retry_index=task.retry_index,
+                             task_id=task.task_id, service=task.service, method=task.method,
+                             payload=wire.encode(task), failed_at=1000.0, worker="w1")
+    return wire.encode(msgspec.structs.replace(letter, **changes))
+
+
+def test_a_dead_letter_decodes_with_its_task_and_batch_key() -> None:
+    view = read_letter(_letter(_task()), {"traceparent": "00-abc"}, service="Email",
+                       published_at=None)
+    assert (view.reason, view.error_type, view.batch_key, view.method) == (
+        "retries_exhausted", "SmtpError", "k1", "send")
+    assert view.task is not None and view.task.task_id == "t1"
+    assert view.to_json(details=True)["args"] == ["a@b.c"]
+
+
+def test_a_task_moved_by_pulsars_dead_letter_policy_reads_as_max_redeliveries() -> None:
+    view = read_letter(wire.encode(_task()), {}, service="Email", published_at=1234.0)
+    assert view.reason == "max_redeliveries" and view.failed_at == 1234.0
+    garbage = read_letter(b"\x00\x01", {"taskId": "t9"}, service="Email", published_at=None)
+    assert garbage.reason == "unreadable" and garbage.task_id == "t9" and garbage.task is None
+    with pytest.raises(ValueError, match="cannot be replayed"):
+        replay_message(garbage)
+
+
+def test_replay_is_a_new_attempt_with_the_trace_kept() -> None:
+    view = read_letter(_letter(_task()), {"traceparent": "00-abc", "reason": "x"},
+                       service="Email", published_at=None)
+    attempt, message = replay_message(view, to_service="EmailV2", now=50.0)
+    props = message.properties
+    assert (attempt.service, attempt.retry_index, attempt.retry_sequence) == ("EmailV2", 0, 4)
+    assert attempt.reply_to is None and attempt.emitted_at == 50.0
+    assert attempt.first_emitted_at == 5.0 and attempt.meta == {"batchKey": "k1"}
+    assert props["traceparent"] == "00-abc" and props["batchKey"] == "k1"
+    assert "reason" not in props
+
+
+def test_filters() -> None:
+    view = read_letter(_letter(_task()), {}, service="Email", published_at=None)
+    assert LetterFilter().matches(view) and LetterFilter().is_empty()
+    assert LetterFilter(error_type="SmtpError", method="send", batch_key="k1").matches(view)
+    assert not LetterFilter(error_type="ValueError").matches(view)
+    assert LetterFilter(since=1000.0, until=1000.5).matches(view)
+    assert not LetterFilter(since=1000.5).matches(view)
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.sampled_from("smhdw"))
+def test_relative_times_are_that_long_ago(amount: int, unit: str) -> None:
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    assert parse_time(f"{amount}{unit}", now=1e9) == 1e9 - amount * seconds
+
+
+def test_absolute_times() -> None:
+    assert parse_time("1970-01-01T00:01:00Z") == 60.0
+    assert parse_time("1970-01-01T00:01:00") == 60.0  # UTC unless it says otherwise
+    assert parse_time("123.5") == 123.5
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time("yesterday")
+
+
+def test_status_rows_from_admin_stats() -> None:
+    base = "persistent://public/default/"
+    topics = [base + "task-executor:Email", base + "task-executor-dlq:Email",
+              base + "task-executor:Ghost", base + "task-executor-dlq:Gone",
+              base + "response:client-1", base + "other"]
+    stats: dict[str, dict[str, Any]] = {
+        base + "task-executor:Email": {"msgRateIn": 3.0, "subscriptions": {WORKER_SUBSCRIPTION: {
+            "msgBacklog": 10, "msgBacklogNoDelayed": 7, "unackedMessages": 4, "type": "Shared",
+            "msgRateOut": 2.5, "consumers": [
+                {"consumerName": "w1", "unackedMessages": 4, "msgRateOut": 2.5}]}}},
+        base + "task-executor-dlq:Email": {"subscriptions": {DLQ_SUBSCRIPTION: {"msgBacklog": 2}}},
+        base + "task-executor:Ghost": {"subscriptions": {}},
+        base + "task-executor-dlq:Gone": {"subscriptions": {}},
+    }
+    status = build_status("public", "default", topics, stats)
+    rows = {s.service: s for s in status.services}
+    email = rows["Email"]
+    assert (email.ready, email.delayed, email.backlog, email.unacked) == (7, 3, 10, 4)
+    assert (email.state, email.dead_letters, email.workers[0].name) == ("ok", 2, "w1")
+    assert rows["Ghost"].state == "no worker subscription"
+    assert rows["Gone"].state == "no service topic" and rows["Gone"].dead_letters is None
+    assert status.response_topics == [base + "response:client-1"]
+    assert status.to_json()["services"][0]["service"] == "Email"
