@@ -151,7 +151,12 @@ def _worker(path: str | None) -> int:
 def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
-    from infinitic_py.limits import buffer_findings, check_slots_against_limit, check_unacked_limit
+    from infinitic_py.limits import (
+        buffer_findings,
+        byte_findings,
+        check_slots_against_limit,
+        check_unacked_limit,
+    )
     from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
     from infinitic_py.topics import service_topic
@@ -221,6 +226,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
                 tenant=p.tenant, namespace=p.namespace, service=name,
             ),
             *buffer_findings(concurrency, max_messages, buffered, service=name),
+            *byte_findings(rq, config.worker.max_buffered_bytes, service=name),
         ]
         for finding in findings:
             tag = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}[finding.level]

@@ -56,6 +56,7 @@ __all__ = [
     "LimitSource",
     "UnackedBudget",
     "buffer_findings",
+    "byte_findings",
     "check_slots_against_limit",
     "check_subscription_unacked_limit",
     "check_unacked_limit",
@@ -67,6 +68,7 @@ __all__ = [
 
 DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER: Final = 50_000
 DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION: Final = 200_000
+DEFAULT_BROKER_MAX_MESSAGE_BYTES: Final = 5 * 1024 * 1024  # the broker's maxMessageSize
 
 FindingLevel = Literal["ok", "warn", "error"]
 LimitSource = Literal["topic", "namespace", "broker", "assumed broker default"]
@@ -369,6 +371,35 @@ def buffer_findings(
         f"{who}worker.max_buffered_messages {max_buffered_messages} >= concurrency x "
         f"max_messages {full}.",
     )]
+
+
+def byte_findings(
+    receiver_queue_size: int,
+    max_buffered_bytes: int,
+    *,
+    max_message_bytes: int = DEFAULT_BROKER_MAX_MESSAGE_BYTES,
+    service: str | None = None,
+) -> list[LimitFinding]:
+    """Payload memory per service: the worker holds at most ``max_buffered_bytes`` (plus one run
+    of received messages), and pulsar-client prefetches ``receiver_queue_size`` messages whatever
+    their size (its consumer has no byte cap), so the worst case adds ``receiver_queue_size x
+    max_message_bytes``. ``warn`` when that prefetch alone can exceed the byte cap by 4x or more
+    and the cap was lowered below the default: the cap would then not bound memory."""
+    who = f"service {service!r}: " if service else ""
+    prefetch = receiver_queue_size * max_message_bytes
+    mib = 1024 * 1024
+    text = (f"{who}payload memory <= worker.max_buffered_bytes {max_buffered_bytes // mib} MiB "
+            f"+ receiver_queue_size {receiver_queue_size} x message size (at most "
+            f"{max_message_bytes // mib} MiB, the broker's maxMessageSize: "
+            f"{prefetch // mib} MiB)")
+    if max_buffered_bytes < 256 * mib and prefetch >= 4 * max_buffered_bytes:
+        fit = max(1, max_buffered_bytes // max_message_bytes)
+        return [LimitFinding(
+            "warn", "prefetch-over-byte-cap", text + ": the prefetch, bounded by count only, "
+            "can hold more than the byte cap.",
+            (f"for large messages set pulsar.consumer.receiver_queue_size <= {max(fit, 4)}",),
+        )]
+    return [LimitFinding("ok", "bytes-ok", text + ".")]
 
 
 def check_slots_against_limit(

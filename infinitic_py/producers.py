@@ -122,6 +122,32 @@ class ProducerCache:
         self._sweeper = asyncio.get_running_loop().call_later(
             interval, self.sweep_every, interval)
 
+    async def publish_each(
+        self, by_topic: Mapping[str, Sequence[OutgoingMessage]]
+    ) -> dict[str, TransportError]:
+        """Like ``publish``, but a failure is pinned to its topic: every topic is published
+        (concurrently), and the topics whose publish failed are returned with their error
+        (empty: all persisted). Raises only what is not a ``TransportError`` (a bug, a
+        cancellation)."""
+        if not by_topic:
+            return {}
+        with self.using(*by_topic):
+            results = await asyncio.gather(
+                *(self._send(topic, msgs) for topic, msgs in by_topic.items()),
+                return_exceptions=True,
+            )
+        failures: dict[str, TransportError] = {}
+        for topic, result in zip(by_topic, results, strict=True):
+            if isinstance(result, TransportError):
+                failures[topic] = result
+            elif isinstance(result, BaseException):
+                raise result
+        return failures
+
+    async def _send(self, topic: str, msgs: Sequence[OutgoingMessage]) -> None:
+        producer = await self.get(topic)
+        await producer.send_many(msgs)
+
     async def close(self) -> None:
         """Close every producer (and wait for evicted ones still closing)."""
         if self._sweeper is not None:

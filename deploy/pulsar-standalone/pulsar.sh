@@ -3,8 +3,10 @@
 # BookKeeper (embedded bookie), RocksDB metadata, jars resolved from Maven Central. No Docker.
 #
 #   pulsar.sh fetch    resolve the broker jars into .cache/pulsar/<version>/lib (once; marker file)
-#   pulsar.sh up       start the broker in the background and wait until it is ready (idempotent)
+#   pulsar.sh up       start the broker in the background and wait until it is ready (idempotent);
+#                      a fresh, empty broker: `up --keep-data` starts on the previous run's data
 #   pulsar.sh down     stop the broker this script started (TERM, then KILL after a deadline)
+#   pulsar.sh restart  stop the broker and start it again KEEPING its data (topics, backlogs)
 #   pulsar.sh status   say what runs (exit 0 ready, 1 running but not ready, 3 not running)
 #   pulsar.sh wait     wait until the broker on the configured ports is ready
 #   pulsar.sh url      print the service URL (pulsar://127.0.0.1:6650); `admin-url` the admin URL
@@ -18,6 +20,8 @@
 #   PULSAR_VERSION            try another Pulsar release than pom.xml's (e.g. 4.0.7)
 #   PULSAR_MEM                heap flags (default "-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g")
 #   PULSAR_EXTRA_OPTS         extra JVM flags
+#   PULSAR_RUN_DIR            run directory (default .cache/pulsar-run): a second broker from the
+#                             same checkout (other ports) needs its own
 #   PULSAR_AUTO_STOP=1        mark a broker `up` starts as session-owned (.cache/pulsar-run/auto-stop):
 #                             with-broker.sh and tests/integration stop it when the last user leaves
 #
@@ -45,7 +49,7 @@ CACHE="$ROOT/.cache"
 DIST_DIR="$CACHE/pulsar/$PULSAR_VERSION"
 LIB_DIR="$DIST_DIR/lib"
 MARKER="$DIST_DIR/.fetched"
-RUN_DIR="$CACHE/pulsar-run"
+RUN_DIR="${PULSAR_RUN_DIR:-$CACHE/pulsar-run}"
 PIDFILE="$RUN_DIR/pulsar.pid"
 LOG="$RUN_DIR/logs/pulsar.log"
 MAIN_CLASS=org.apache.pulsar.PulsarStandaloneStarter
@@ -244,6 +248,8 @@ cmd_wait() {
 }
 
 cmd_up() {
+  local keep_data=0
+  if [[ "${1:-}" == "--keep-data" ]]; then keep_data=1; fi
   cmd_fetch
   mkdir -p "$RUN_DIR"
   exec 9>"$RUN_DIR/.lock" # one `up`/`down` at a time in this checkout
@@ -270,7 +276,13 @@ cmd_up() {
 
   # Fresh state every start: --wipe-data would only clear the bookie and keep the RocksDB metadata
   # (dangling ledger ids), and a leftover data/standalone/zookeeper silently switches modes.
-  rm -rf "$RUN_DIR/data" "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/auto-stop"
+  # --keep-data (restart) keeps data/ (metadata and bookie together, so they stay consistent).
+  if [[ "$keep_data" == 1 ]]; then
+    [[ -d "$RUN_DIR/data/metadata" ]] || log "no previous data in $RUN_DIR/data: starting empty"
+    rm -rf "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/auto-stop"
+  else
+    rm -rf "$RUN_DIR/data" "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/auto-stop"
+  fi
   mkdir -p "$RUN_DIR/data" "$RUN_DIR/tmp" "$RUN_DIR/conf" "$RUN_DIR/logs"
   # with-broker.sh and the test fixture set PULSAR_AUTO_STOP=1: the last session using this
   # broker stops it. A broker started by hand (`make pulsar-up`) has no marker and stays up.
@@ -377,14 +389,15 @@ cmd_status() {
 
 case "${1:-}" in
   fetch) cmd_fetch ;;
-  up | start) cmd_up ;;
+  up | start) cmd_up "${2:-}" ;;
   down | stop) cmd_down ;;
+  restart) cmd_down && cmd_up --keep-data ;;
   status) cmd_status ;;
   wait) cmd_wait ;;
   url) echo "$SERVICE_URL" ;;
   admin-url) echo "$ADMIN_URL" ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -65,6 +65,8 @@ class PulsarConfig(_Section, frozen=True):
     tls_trust_certs_file: str | None = None
     tls_allow_insecure_connection: bool = False
     tls_validate_hostname: bool = True
+    connect_timeout_seconds: _PositiveFloat = 120.0
+    """How long a starting worker keeps trying to reach the broker (with backoff, one log line per attempt) before it exits with a one-line error."""
     consumer: ConsumerConfig = msgspec.field(default_factory=ConsumerConfig)
     producer: ProducerConfig = msgspec.field(default_factory=ProducerConfig)
 
@@ -99,6 +101,10 @@ class WorkerSettings(_Section, frozen=True):
     """Consumer name and log field; defaults to the hostname (see :meth:`resolved_name`)."""
     max_buffered_messages: _PositiveInt = 10000
     """Cap on messages the worker holds (received, not yet acked or nacked) per service, across all its groups (the broker limit is per consumer, one per service)."""
+    max_buffered_bytes: _PositiveInt = 256 * 1024 * 1024
+    """Cap on the bytes of those messages (their payloads) per service: the worker stops pulling at either cap."""
+    max_hung_handlers: _NonNegativeInt | None = None
+    """Sync handlers left running past their timeout whose threads a service replaces; beyond that it is not ready (/readyz 503). Default: max(8, 4 x concurrency)."""
     shutdown_grace_seconds: _NonNegativeFloat = 30.0
     http_host: str = "0.0.0.0"
     http_port: _Port = 9090

@@ -47,7 +47,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--method", help="task method")
     group.add_argument("--error-type", help="exception class name, e.g. ValueError")
     group.add_argument("--reason", help="retries_exhausted, not_retryable, undecodable, "
-                                        "unknown_method, max_redeliveries")
+                                        "unknown_method, invalid_envelope, "
+                                        "reply_unpublishable, max_redeliveries")
     group.add_argument("--batch-key", help="meta batchKey (hex for bytes keys)")
     group.add_argument("--task-id", help="one task")
     group.add_argument("--since", help="failed at or after: 30m, 2h, 1d, ISO 8601 or epoch")

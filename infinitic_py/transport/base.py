@@ -68,6 +68,8 @@ class ConsumerSettings:
     nack_redelivery_delay: float = 1.0
     max_redeliveries: int | None = None
     dead_letter_topic: str | None = None
+    # Created on dead_letter_topic along with it, so the broker keeps what lands there.
+    dead_letter_subscription: str | None = None
     consumer_name: str | None = None
     # Start at the earliest unacked message when the subscription is new.
     initial_position_earliest: bool = True

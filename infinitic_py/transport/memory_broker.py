@@ -402,6 +402,11 @@ class MemoryBroker:
         self, subscription: Subscription, settings: ConsumerSettings, entry: Entry
     ) -> list[Subscription]:
         topic = settings.dead_letter_topic or f"{subscription.topic}-{subscription.name}-DLQ"
+        if settings.dead_letter_subscription:  # as Pulsar's initialSubscriptionName
+            subscriptions = self._topic_locked(topic).subscriptions
+            if settings.dead_letter_subscription not in subscriptions:
+                subscriptions[settings.dead_letter_subscription] = Subscription(
+                    topic, settings.dead_letter_subscription, SubscriptionType.SHARED)
         properties = {
             **entry.properties,
             REAL_TOPIC_PROPERTY: subscription.topic,

@@ -327,6 +327,7 @@ class PulsarTransport(Transport):
             args["dead_letter_policy"] = pulsar.ConsumerDeadLetterPolicy(
                 max_redeliver_count=settings.max_redeliveries,
                 dead_letter_topic=settings.dead_letter_topic,
+                initial_subscription_name=settings.dead_letter_subscription,
             )
         try:
             native = await self._client.subscribe(topic, subscription, **args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Final, Literal
 
 MEMORY_SCHEME: Final = "memory"
@@ -36,3 +37,19 @@ def redact_url(url: str) -> str:
     if sep and "@" in authority:
         return f"{scheme}://{REDACTED}@{authority.rsplit('@', 1)[1]}{slash}{tail}"
     return url
+
+
+def broker_addresses(url: str) -> list[tuple[str, int]]:
+    """``(host, port)`` of each broker a ``pulsar://`` / ``pulsar+ssl://`` URL names (several
+    may be comma-separated); ``[]`` for other transports (nothing to probe)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in PULSAR_SCHEMES:
+        return []
+    default = 6651 if scheme == "pulsar+ssl" else 6650
+    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    out: list[tuple[str, int]] = []
+    for part in hosts.split(","):
+        parsed = urllib.parse.urlsplit(f"//{part}")
+        if parsed.hostname:
+            out.append((parsed.hostname, parsed.port or default))
+    return out

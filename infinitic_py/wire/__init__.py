@@ -104,7 +104,11 @@ class Publish:
 
 
 class Dialect(Protocol[T]):
-    """A message format, as the executor sees it. Every method is pure."""
+    """A message format, as the executor sees it. Every method is pure.
+
+    Optional attribute ``reply_prefix: str``: what every reply topic of this dialect starts
+    with; the worker then dead-letters a task whose ``reply_to`` is no such topic
+    (``worker.envelope_rules``) instead of publishing where the broker would refuse it."""
 
     name: str
 

@@ -19,7 +19,12 @@ import msgspec
 
 from infinitic_py.keys import routing_key
 from infinitic_py.priority import BANDS, DEFAULT_PRIORITY, band_of, band_service
-from infinitic_py.topics import WORKER_SUBSCRIPTION, dead_letter_topic, service_topic
+from infinitic_py.topics import (
+    RESPONSE_TOPIC_PREFIX,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
 
@@ -86,7 +91,8 @@ Reply = TaskCompleted | TaskFailedReply
 class DeadLetter(msgspec.Struct, kw_only=True):
     """What lands on ``task-executor-dlq:<Service>``: enough to understand and replay the task."""
 
-    reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method"
+    reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method" |
+    # "invalid_envelope" | "reply_unpublishable"
     error_type: str
     message: str
     traceback: str | None
@@ -163,6 +169,9 @@ class NativeDialect:
     def __init__(self, tenant: str = "public", namespace: str = "default") -> None:
         self.tenant = tenant
         self.namespace = namespace
+        # What every reply topic a task may name starts with (the worker's envelope rules
+        # dead-letter a task whose reply_to is no such topic: the broker would refuse it).
+        self.reply_prefix = f"persistent://{tenant}/{namespace}/{RESPONSE_TOPIC_PREFIX}"
 
     def subscriptions(self, service: str) -> Sequence[Subscription]:
         """The normal band's topic first (``task-executor:<S>``), then the high and low ones."""

@@ -1,10 +1,14 @@
 """Consumers: the subscriptions one service's executor consumes (one or more topics, as its
-dialect says), acks / nacks routed back to the consumer that received each message."""
+dialect says), acks / nacks routed back to the consumer that received each message.
+
+Dead letters are the last copy of a failed task: before subscribing, every dead-letter topic the
+worker (or the broker's dead-letter policy, ``dead_letter_subscription``) writes to gets the
+durable subscription ``DLQ_SUBSCRIPTION`` (a topic with no subscription keeps nothing once its
+ledger rolls over; Pulsar keeps what a subscription has not acked)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 
@@ -29,9 +33,10 @@ class Consumers:
     def __init__(self, subscriptions: Sequence[Subscription], settings: ConsumerSettings,
                  consumer_name: str, log: structlog.stdlib.BoundLogger, *,
                  keep_dead_letters: str | None = None) -> None:
-        """``keep_dead_letters``: a dead-letter topic to give its durable ``DLQ_SUBSCRIPTION``
-        before subscribing (a topic without a subscription keeps nothing; `infinitic-py dlq`
-        reads that one)."""
+        """``keep_dead_letters``: the dead-letter topic the worker writes to. It, and the
+        dead-letter topic of each subscription (where the broker's dead-letter policy moves
+        messages), get the durable ``DLQ_SUBSCRIPTION`` before subscribing (a topic without a
+        subscription keeps nothing; `infinitic-py dlq` reads that one)."""
         self._subscriptions = subscriptions
         self._settings = settings
         self._consumer_name = consumer_name
@@ -44,10 +49,15 @@ class Consumers:
         return iter(self._by_topic.values())
 
     async def subscribe(self, transport: Transport) -> None:
-        if self._keep_dead_letters is not None:
-            with contextlib.suppress(TransportError):  # e.g. it exists with another type
-                await transport.ensure_subscription(self._keep_dead_letters, DLQ_SUBSCRIPTION,
+        kept = {self._keep_dead_letters} | {
+            self._settings_for(sub).dead_letter_topic for sub in self._subscriptions}
+        for topic in sorted(t for t in kept if t):
+            try:
+                await transport.ensure_subscription(topic, DLQ_SUBSCRIPTION,
                                                     SubscriptionType.SHARED)
+            except TransportError as exc:  # e.g. it exists with another type
+                self._log.warning("dead_letters.subscription_failed", topic=topic,
+                                  error=str(exc))
         for sub in self._subscriptions:
             self._by_topic[sub.topic] = await transport.subscribe(
                 sub.topic, sub.subscription, self._settings_for(sub))
@@ -60,6 +70,8 @@ class Consumers:
             settings = dataclasses.replace(settings, dead_letter_topic=sub.dead_letter_topic)
         if sub.writer_schemas and not settings.writer_schemas:
             settings = dataclasses.replace(settings, writer_schemas=True)
+        if settings.dead_letter_topic and not settings.dead_letter_subscription:
+            settings = dataclasses.replace(settings, dead_letter_subscription=DLQ_SUBSCRIPTION)
         if settings.consumer_name is None:
             settings = dataclasses.replace(settings, consumer_name=self._consumer_name)
         return settings

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -33,6 +34,7 @@ from infinitic_py.transport.base import ConsumerSettings, Transport
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
+from infinitic_py.worker.connect import connect_with_backoff
 from infinitic_py.worker.executor import ServiceExecutor
 from infinitic_py.worker.relay import Relay
 from infinitic_py.worker.settings import ExecutorSettings
@@ -47,8 +49,11 @@ class Worker:
     """Consumes the topics of the services added to it and executes their tasks.
 
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
-    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` (per service),
-    ``shutdown_grace`` (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
+    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` and ``max_buffered_bytes`` (per
+    service: the worker stops pulling at either), ``max_hung_handlers`` (per service: sync
+    handlers past their timeout whose threads are replaced; beyond, not ready),
+    ``connect_timeout`` (seconds a start keeps trying to reach the broker), ``shutdown_grace``
+    (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
     disables it), ``transport_options`` (passed to the transport, e.g. Pulsar auth/TLS),
     ``admin_url`` (start-up checks, and the backlog gauges every ``backlog_interval`` seconds;
     0 disables them: infinitic_py/backlog.py).
@@ -66,6 +71,9 @@ class Worker:
         name: str | None = None,
         consumer: ConsumerSettings | None = None,
         max_buffered_messages: int = 10_000,
+        max_buffered_bytes: int = 256 * 1024 * 1024,
+        max_hung_handlers: int | None = None,
+        connect_timeout: float = 120.0,
         shutdown_grace: float = 30.0,
         http_host: str = "0.0.0.0",
         http_port: int | None = None,
@@ -81,6 +89,9 @@ class Worker:
         self.name = name or socket.gethostname()
         self.consumer_settings = consumer or ConsumerSettings()
         self.max_buffered_messages = max_buffered_messages
+        self.max_buffered_bytes = max_buffered_bytes
+        self.max_hung_handlers = max_hung_handlers
+        self.connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
         self.http_host = http_host
         self.http_port = http_port
@@ -98,6 +109,7 @@ class Worker:
         self._executors: list[ServiceExecutor] = []
         self._health: HealthServer | None = None
         self._started = False
+        self._connecting = False
 
     # ------------------------------------------------------------------ configuration
 
@@ -135,8 +147,9 @@ class Worker:
         settings = ExecutorSettings(
             tenant=tenant or self.tenant, namespace=namespace or self.namespace,
             concurrency=concurrency, retry=retry, timeout=timeout,
-            max_buffered_messages=self.max_buffered_messages, consumer=self.consumer_settings,
-            worker_name=self.name)
+            max_buffered_messages=self.max_buffered_messages,
+            max_buffered_bytes=self.max_buffered_bytes, max_hung_handlers=self.max_hung_handlers,
+            consumer=self.consumer_settings, worker_name=self.name)
         dialect = make_dialect(wire, settings.tenant, settings.namespace,
                                event_handler=event_handler)
         self._services.append((definition, settings, dialect))
@@ -172,6 +185,8 @@ class Worker:
         return self._health
 
     def ready(self) -> tuple[bool, str]:
+        if self._connecting:
+            return False, "connecting to the broker"
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
@@ -180,6 +195,9 @@ class Worker:
         idle += [f"{r.service} (relay)" for r in self._relays if not r.consuming]
         if idle:
             return False, f"not consuming: {', '.join(idle)}"
+        problems = [p for p in (e.health_problem() for e in self._executors) if p]
+        if problems:
+            return False, "; ".join(problems)
         return True, "ok"
 
     async def start(self) -> None:
@@ -189,31 +207,23 @@ class Worker:
         if not self._services:
             raise ConfigError("no service registered: call add_service() before start()")
         names = [d.name for d, *_ in self._services]
-        self._transport = create_transport(self.url, **self._transport_options)
+        self._connecting = True
         try:
-            await self._create_topics()
-            # ops (issue 16): the HTTP port first, so a port in use fails before any consuming.
+            # Served from the start (/healthz 200, /readyz 503 while connecting); and so a
+            # port in use fails before any consuming (ops, issue 16).
             if self.http_port is not None:
                 self._health = HealthServer(
                     self.metrics, host=self.http_host, port=self.http_port, ready=self.ready
                 )
                 await self._health.start()
-            for definition, settings, dialect in self._services:
-                executor = ServiceExecutor(
-                    definition, self._transport, settings, metrics=self.metrics, dialect=dialect
-                )
-                await executor.start()
-                self._executors.append(executor)
-                relayed = [s for s in dialect.subscriptions(definition.name)
-                           if s.role != "execute"]
-                if relayed:
-                    relay = Relay(definition.name, relayed, self._transport, dialect,
-                                  settings.consumer, self.name)
-                    await relay.start()
-                    self._relays.append(relay)
+            await connect_with_backoff(
+                self._connect, url=self.url,
+                timeout=self.connect_timeout, log=log)
         except BaseException:
             await self._close_all(grace=0.0)
             raise
+        finally:
+            self._connecting = False
         self._started = True
         if self.admin_url:
             await self._check_broker_limits()
@@ -246,6 +256,29 @@ class Worker:
         admin = PulsarAdmin(self.admin_url, timeout=10.0)
         for topic, partitions in wanted.items():
             await asyncio.to_thread(admin.ensure_topic, topic, partitions)
+
+    async def _connect(self) -> None:
+        """One attempt to connect: a transport, every service subscribed. A failure leaves
+        nothing open (the next attempt starts afresh)."""
+        self._transport = create_transport(self.url, **self._transport_options)
+        try:
+            await self._create_topics()
+            for definition, settings, dialect in self._services:
+                executor = ServiceExecutor(
+                    definition, self._transport, settings, metrics=self.metrics, dialect=dialect
+                )
+                await executor.start()
+                self._executors.append(executor)
+                relayed = [s for s in dialect.subscriptions(definition.name)
+                           if s.role != "execute"]
+                if relayed:
+                    relay = Relay(definition.name, relayed, self._transport, dialect,
+                                  settings.consumer, self.name)
+                    await relay.start()
+                    self._relays.append(relay)
+        except BaseException:
+            await self._close_services(grace=0.0)
+            raise
 
     async def _check_broker_limits(self) -> None:
         """Warn (never fail) when this worker can reach maxUnackedMessagesPerConsumer: the broker
@@ -298,13 +331,16 @@ class Worker:
         if self._backlog is not None:
             await self._backlog.stop()
             self._backlog = None
+        await self._close_services(grace)
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
+
+    async def _close_services(self, grace: float) -> None:
         await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
         self._executors.clear()
         await asyncio.gather(*(r.stop() for r in self._relays), return_exceptions=True)
         self._relays.clear()
-        if self._health is not None:
-            await self._health.stop()
-            self._health = None
         if self._transport is not None:
             try:
                 await asyncio.wait_for(self._transport.close(), 10.0)
@@ -342,8 +378,19 @@ class Worker:
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         try:
-            await self.start()
-            await stop.wait()
+            # A signal while still connecting ends the start (nothing to drain yet).
+            starting = asyncio.ensure_future(self.start())
+            signalled = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                signalled.cancel()
+                log.info("worker.signal", signal=received[0], note="stopped while connecting")
+                return
+            starting.result()  # a failed start raises here
+            await signalled
             log.info("worker.signal", signal=received[0], grace=self.shutdown_grace)
             await self._stop_unless_forced(force)
         finally:

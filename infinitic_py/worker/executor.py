@@ -11,8 +11,10 @@ every decision is made by a part that never calls back into it (DESIGN §1, §5)
   one outcome per task. A dialect's "started" messages are published while the code runs, and
   are durable before the outcomes are published.
 - settle: ``outcomes`` turns them into messages per topic; they are published and confirmed
-  *before* the unit's messages are acked; if they cannot be, every message of the unit is nacked
-  (the broker redelivers; its dead-letter policy bounds the loop). The ledger closes the books.
+  *before* the unit's messages are acked. A reply topic the broker refuses fails only the tasks
+  replying there (dead-lettered, ``reply_unpublishable``); if the worker's own topics (service,
+  retry, dead-letter) cannot take them, every message of the unit is nacked (the broker
+  redelivers; its dead-letter policy bounds the loop). The ledger closes the books.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.invoke import Invoker
 from infinitic_py.worker.ledger import CopyAction, Ledger
 from infinitic_py.worker.priority import PrioritySlots
+from infinitic_py.worker.publish import publish_plan
 from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -61,15 +64,9 @@ _REPLY_PRODUCER_IDLE = 30.0
 
 
 class ServiceExecutor:
-    def __init__(
-        self,
-        definition: ServiceDefinition,
-        transport: Transport,
-        settings: ExecutorSettings,
-        *,
-        metrics: Metrics | None = None,
-        dialect: Dialect[Any] | None = None,
-    ) -> None:
+    def __init__(self, definition: ServiceDefinition, transport: Transport,
+                 settings: ExecutorSettings, *, metrics: Metrics | None = None,
+                 dialect: Dialect[Any] | None = None) -> None:
         self.definition = definition
         self.service = definition.name
         self.settings = settings
@@ -84,9 +81,10 @@ class ServiceExecutor:
         self.topic = self._subscriptions[0].topic
         self.dlq_topic = self._dialect.dead_letter_topic(self.service)
         self._router = Router(definition, self._dialect)
-        self._ledger = Ledger(settings.max_buffered_messages)
+        self._ledger = Ledger(settings.max_buffered_messages, settings.max_buffered_bytes)
         self._accumulator: BatchAccumulator[GroupKey, Pending] = BatchAccumulator()
-        self._invoker = Invoker(self.service, settings.worker_name, 2 * settings.concurrency)
+        self._invoker = Invoker.for_service(self.service, settings)
+        self.health_problem = self._invoker.health_problem  # readiness: None or why not
         self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
             settings.concurrency, counters={b: self._metrics.units_started.labels(
                 service=self.service, band=b.name.lower()) for b in Band})
@@ -218,7 +216,7 @@ class ServiceExecutor:
                 consumer.negative_acknowledge(msgs)  # they go back to the next worker
                 return
             msgs = expand_bulks(msgs)  # an atomic bulk -> its tasks (settled as one: Consumers)
-            ledger.hold(len(msgs))
+            ledger.hold(len(msgs), sum([len(m.data) for m in msgs]))
             try:
                 routed, rejected = self._router.route_many(msgs)
             except Exception:  # a bug of ours must not stop consuming: give the run back
@@ -332,7 +330,7 @@ class ServiceExecutor:
             assert unit is not None
             self._settling.add(unit)
             try:
-                await self._producers.publish(plan.by_topic)
+                await publish_plan(self._producers, items, plan, self._dialect, self.settings)
                 settled = True  # the outcomes are durable: from here on, the books close
                 try:
                     self._instruments.record(plan, method.name, log)
@@ -372,7 +370,7 @@ class ServiceExecutor:
                                        self.settings.worker_name)
         await self._publish_then_settle(rejection.msg, plan.by_topic)
         self._instruments.record_dead(plan, self._log)
-        self._ledger.release(1)
+        self._ledger.release(1, len(rejection.msg.data))
 
     async def _answer_copy(self, copy: Pending) -> None:
         """A copy of an attempt running or settled: the ledger says what to do with it."""
@@ -388,7 +386,7 @@ class ServiceExecutor:
             await self._publish_then_settle(copy.msg, by_topic)
         else:  # ACK, or WAIT: the running copy settles; this one comes back after the nack
             await self._consumers.settle([copy.msg], ack=verdict.action is CopyAction.ACK)
-        self._ledger.release(1)
+        self._ledger.release(1, len(copy.msg.data))
 
     def _on_rerun(self, p: Pending) -> None:
         route = p.route
@@ -413,7 +411,7 @@ class ServiceExecutor:
 
     async def _give_back_run(self, msgs: Sequence[ReceivedMessage]) -> None:
         await self._consumers.settle(msgs, ack=False)
-        self._ledger.release(len(msgs))
+        self._ledger.release(len(msgs), sum(len(m.data) for m in msgs))
 
     async def _give_back(self, items: Sequence[Pending]) -> None:
         await self._consumers.settle([p.msg for p in items], ack=False)

@@ -1,5 +1,6 @@
-"""Invoke: calling user code. Sync handlers run in this part's thread pool, async ones are
-awaited; timeouts, task contexts (built only when a handler asks), the batch contract, and
+"""Invoke: calling user code. Sync handlers run in this part's ``HandlerPool`` (long-lived daemon
+threads fed by a queue; a handler that overruns its timeout is abandoned and its thread replaced,
+up to ``max_hung``; past that the service is not ready), async ones are awaited; timeouts, task contexts (built only when a handler asks), the batch contract, and
 failure isolation (a failing batch is split in halves when the method asks for it).
 
 ``Invoker.run`` ALWAYS returns one outcome per task, in the order of the tasks: whatever the user
@@ -15,7 +16,7 @@ import functools
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,10 @@ from infinitic_py.context import TaskContext, set_batch_contexts, set_task_conte
 from infinitic_py.errors import DecodeError, MissingBatchResult, TaskTimeout
 from infinitic_py.service import MethodDefinition
 from infinitic_py.wire import key_text
+from infinitic_py.worker.handler_pool import HandlerPool
 from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, Outcome
 from infinitic_py.worker.routing import Pending
+from infinitic_py.worker.settings import ExecutorSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +40,36 @@ class Invocation:
 
 
 class Invoker:
-    """Calls one service's handlers. ``threads``: the pool size for sync handlers (twice the
-    concurrency: the extra threads only stand in for threads still held by sync handlers that
-    timed out, whose results are discarded)."""
+    """Calls one service's handlers. ``threads``: the threads that run sync handlers (the
+    concurrency); ``max_hung``: how many threads held by handlers past their timeout (or the
+    shutdown grace) are replaced (their results are discarded)."""
 
-    def __init__(self, service: str, worker_name: str, threads: int) -> None:
+    def __init__(self, service: str, worker_name: str, threads: int, max_hung: int = 8) -> None:
         self.service = service
         self.worker_name = worker_name
-        self._pool = ThreadPoolExecutor(max_workers=threads,
-                                        thread_name_prefix=f"infinitic-{service}")
-        self.abandoned_threads = 0
+        self._pool = HandlerPool(threads, max_hung, name=f"infinitic-{service}")
         self._log = structlog.get_logger("infinitic_py.executor").bind(service=service)
 
+    @classmethod
+    def for_service(cls, service: str, settings: ExecutorSettings) -> Invoker:
+        """One thread per unit of concurrency; ``max_hung_handlers`` replaced when hung."""
+        return cls(service, settings.worker_name, settings.concurrency,
+                   settings.hung_handlers_cap)
+
+    @property
+    def hung(self) -> int:
+        """Sync handlers still running that nobody waits for any more."""
+        return self._pool.hung
+
+    def health_problem(self) -> str | None:
+        """Why this service cannot run handlers normally now (readiness), or None."""
+        if self._pool.healthy:
+            return None
+        return (f"{self._pool.hung} sync handlers of {self.service} hung past their timeout "
+                f"(more than {self._pool.max_hung} cannot be replaced)")
+
     def shutdown(self) -> None:
+        """Never waits for a handler still running (its daemon thread ends with the process)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(
@@ -190,15 +210,18 @@ class Invoker:
         loop = asyncio.get_running_loop()
         call: asyncio.Future[Any]
         started: asyncio.Future[None] | None = None
+        threaded: Future[Any] | None = None  # the pool's future of a sync handler
         if is_async:
             call = asyncio.ensure_future(loop.create_task(fn(*args), context=ctx))
         elif timeout is None:
-            call = loop.run_in_executor(self._pool, ctx.run, fn, *args)
+            threaded = self._pool.submit(ctx.run, fn, *args)
+            call = asyncio.wrap_future(threaded, loop=loop)
         else:
             # The deadline of a sync handler starts when a pool thread starts it, not while it
-            # queues behind a thread still held by an earlier handler that timed out.
+            # waits for a thread.
             started = loop.create_future()
-            call = loop.run_in_executor(self._pool, _run_started, loop, started, ctx, fn, args)
+            threaded = self._pool.submit(_run_started, loop, started, ctx, fn, args)
+            call = asyncio.wrap_future(threaded, loop=loop)
         try:
             if timeout is None:
                 return await call
@@ -209,22 +232,20 @@ class Invoker:
             if not done:
                 call.cancel()
                 cancelled.set()  # a sync handler sees it; its late result is discarded
-                if not is_async:
-                    self.abandoned_threads += 1
-                    call.add_done_callback(self._thread_returned)
+                if threaded is not None:
+                    self._pool.abandon(threaded)  # its thread is replaced (HandlerPool)
                     self._log.warning(
                         "handler.still_running", handler=fn.__name__, timeout=timeout,
-                        abandoned_threads=self.abandoned_threads,
+                        hung_threads=self._pool.hung, max_hung=self._pool.max_hung,
                     )
                 raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s")
             return call.result()
         except asyncio.CancelledError:
             cancelled.set()
             call.cancel()
+            if threaded is not None:
+                self._pool.abandon(threaded)
             raise
-
-    def _thread_returned(self, _: asyncio.Future[Any]) -> None:
-        self.abandoned_threads -= 1
 
     def _context(
         self, p: Pending, batch_id: str | None, log: Any, cancelled: _Cancellation

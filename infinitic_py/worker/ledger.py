@@ -1,5 +1,6 @@
 """Ledger: what the worker holds, runs and has settled. The one owner of backpressure (messages
-held, against the buffer cap) and of duplicate memory (attempts running now, attempts settled
+held and their payload bytes, against the two buffer caps: the receive loop stops pulling at
+either; one run of received messages may cross the byte cap) and of duplicate memory (attempts running now, attempts settled
 recently with the replies they sent).
 
 A copy of an attempt that is running is given back (nacked: it returns after the nack delay); a
@@ -54,6 +55,7 @@ class Ledger:
     def __init__(
         self,
         max_held: int,
+        max_bytes: int = 256 * 1024 * 1024,
         *,
         recent_capacity: int = RECENT_CAPACITY,
         recent_bytes: int = RECENT_REPLY_BYTES,
@@ -61,8 +63,12 @@ class Ledger:
     ) -> None:
         if max_held < 1:
             raise ValueError("max_buffered_messages must be >= 1")
+        if max_bytes < 1:
+            raise ValueError("max_buffered_bytes must be >= 1")
         self.max_held = max_held
+        self.max_bytes = max_bytes
         self.held = 0  # messages received and not yet acked / nacked
+        self.held_bytes = 0  # ... and their payload bytes
         self._room = asyncio.Event()
         self._room.set()
         self._running: set[AttemptKey] = set()
@@ -79,18 +85,23 @@ class Ledger:
 
     @property
     def full(self) -> bool:
-        return self.held >= self.max_held
+        """At either cap: messages or bytes."""
+        return self.held >= self.max_held or self.held_bytes >= self.max_bytes
 
-    def hold(self, count: int) -> None:
+    def hold(self, count: int, size: int = 0) -> None:
+        """``count`` messages of ``size`` payload bytes in all were received."""
         self.held += count
+        self.held_bytes += size
 
-    def release(self, count: int) -> None:
+    def release(self, count: int, size: int = 0) -> None:
+        """``count`` messages of ``size`` bytes were acked or nacked."""
         self.held -= count
-        if not self._room.is_set() and self.held < self.max_held:
+        self.held_bytes -= size
+        if not self._room.is_set() and not self.full:
             self._room.set()
 
     async def wait_for_room(self) -> None:
-        if self.held >= self.max_held:
+        if self.full:
             self._room.clear()
             await self._room.wait()
 
@@ -149,7 +160,7 @@ class Ledger:
         or None when the attempt was retried. None for the whole unit: nothing was published."""
         keys = [p.key for p in items]
         self._running.difference_update(keys)
-        self.release(len(items))
+        self.release(len(items), sum([len(p.msg.data) for p in items]))
         if not ack:
             return
         recent = self._recent

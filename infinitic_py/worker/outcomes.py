@@ -4,6 +4,12 @@ no metrics; the executor publishes the plan, counts it, logs it, then acks.
 Per task (DESIGN §1, §3.4-5): completed -> the dialect's completion messages (a reply if someone
 waits); failed -> the retry policy decides: a retry (the next attempt, delayed), or failed for
 good (failure reply + dead letter). An output that cannot be encoded fails its task.
+
+Publishing is per topic (``ProducerCache.publish_each``): when only reply topics of some tasks
+failed (the broker refuses them), ``isolate_reply_failures`` makes those tasks' outcome a dead
+letter (``reply_unpublishable``) and the others stand; a failure of any other topic (the
+service topic, its retry or dead-letter topic: the broker itself) nacks the whole unit.
+
 Retries and dead letters keep the trace properties (``tracing.carried``) of the message they come
 from, whatever the dialect: a retried or replayed task stays in its caller's trace.
 """
@@ -69,6 +75,7 @@ class Plan:
     failed: list[str] = field(default_factory=list)  # error type of each failed attempt
     retries: list[Retry] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    dead_lettered: set[int] = field(default_factory=set)  # indexes of the items dead-lettered
 
     def add(self, publishes: Sequence[Publish]) -> None:
         by_topic = self.by_topic
@@ -132,10 +139,53 @@ def plan_outcomes(
         sent = dialect.failed(task, error, outcome.trace, reason, p.msg.data, worker)
         plan.add(_carry(sent, p.msg.properties))
         plan.dead.append(DeadLetter(task.task_id, task.method, reason, error, task.retry_index))
+        plan.dead_lettered.add(len(replies))
         replies.append([r for r in sent if r.reply])
     if plan.by_topic:
         plan.replies = replies
     return plan
+
+
+REPLY_UNPUBLISHABLE = "reply_unpublishable"  # the dead letter's reason
+
+
+class ReplyUnpublishable(Exception):
+    """The broker refused the task's reply topic: the error recorded in its dead letter."""
+
+
+def isolate_reply_failures(
+    items: Sequence[Pending],
+    plan: Plan,
+    failures: Mapping[str, BaseException],
+    dialect: Dialect[Any],
+    worker: str,
+) -> Plan | None:
+    """After ``plan`` was published with ``failures`` (topic -> error): None when a topic that is
+    no task's reply topic failed (the broker itself: the unit must be nacked). Else the dead
+    letters of the tasks whose reply could not be published (already retried or dead-lettered
+    ones keep their outcome), and ``plan.replies`` updated: nothing was answered to them (a
+    copy must not be answered from memory)."""
+    replies_to = {p.task.reply_to for p in items if p.task.reply_to}
+    if any(topic not in replies_to for topic in failures):
+        return None
+    letters = Plan()
+    replies = plan.replies
+    for index, p in enumerate(items):
+        task = p.task
+        failure = failures.get(task.reply_to) if task.reply_to else None
+        if failure is None:
+            continue
+        if replies is not None and replies[index] is not None:
+            replies[index] = ()
+        if (replies is not None and replies[index] is None) or index in plan.dead_lettered:
+            continue  # its outcome (the retry, the dead letter) is published
+        error = ReplyUnpublishable(f"the broker refused reply topic {task.reply_to}: {failure}")
+        letters.add(_carry([r for r in dialect.failed(task, error, None, REPLY_UNPUBLISHABLE,
+                                                      p.msg.data, worker) if not r.reply],
+                           p.msg.properties))
+        letters.dead.append(DeadLetter(task.task_id, task.method, REPLY_UNPUBLISHABLE, error,
+                                       task.retry_index))
+    return letters
 
 
 def keeping_key(publishes: Sequence[Publish], msg: ReceivedMessage) -> Sequence[Publish]:

@@ -20,6 +20,7 @@ from infinitic_py.priority import DEFAULT_PRIORITY, NORMAL_RANGE, band_of
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Dialect, Task, Undecodable
+from infinitic_py.worker.envelope_rules import INVALID_ENVELOPE, EnvelopeRules
 
 GroupKey = tuple[str, str | bytes | None]  # (method, batch key)
 # One attempt of a task: its id for a first attempt (a str caches its hash), (task id, retry
@@ -59,8 +60,10 @@ class Pending(msgspec.Struct, gc=False):
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A message that can never run. ``reason``: ``undecodable``, ``unknown_method`` or
-    ``not_retryable`` (arguments that do not match the signature)."""
+    """A message that can never run. ``reason``: ``undecodable``, ``invalid_envelope`` (a field
+    the worker acts on is out of bounds: ``task`` is then ``EnvelopeRules.sanitized``: no reply
+    topic the broker would refuse, this service's name), ``unknown_method`` or ``not_retryable`` (arguments that do not match the
+    signature)."""
 
     msg: ReceivedMessage
     reason: str
@@ -69,9 +72,11 @@ class Rejection:
 
 
 class Router:
-    def __init__(self, definition: ServiceDefinition, dialect: Dialect[Any]) -> None:
+    def __init__(self, definition: ServiceDefinition, dialect: Dialect[Any],
+                 rules: EnvelopeRules | None = None) -> None:
         self.service = definition.name
         self._dialect = dialect
+        self.rules = rules if rules is not None else EnvelopeRules.of(definition.name, dialect)
         self.routes: dict[str, MethodRoute] = {
             name: MethodRoute(name, method, method.batch.limits if method.batch else None,
                               (name, None))
@@ -87,10 +92,17 @@ class Router:
         decode = self._dialect.decode
         decode_args = self._dialect.decode_args
         routes = self.routes
+        rules = self.rules
+        problem = rules.problem
         for msg in msgs:
             task = decode(msg)
             if isinstance(task, Undecodable):
                 rejected.append(Rejection(msg, "undecodable", task.error))
+                continue
+            invalid = problem(task)
+            if invalid is not None:
+                rejected.append(Rejection(msg, INVALID_ENVELOPE, DecodeError(invalid),
+                                          rules.sanitized(task)))
                 continue
             route = routes.get(task.method)
             if route is None:

@@ -17,11 +17,26 @@ class ExecutorSettings:
     retry: RetryPolicy | None = None  # service default; a method's own policy wins
     timeout: float | None = None  # service default; a method's own timeout wins
     max_buffered_messages: int = 10_000
+    max_buffered_bytes: int = 256 * 1024 * 1024  # payload bytes held (received, not settled)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
     worker_name: str = "worker"
+    # Sync handlers left running past their timeout whose threads are replaced; beyond that the
+    # service is not ready. None: max(8, 4 x concurrency).
+    max_hung_handlers: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_buffered_messages < 1:
             raise ValueError("max_buffered_messages must be >= 1")
+        if self.max_buffered_bytes < 1:
+            raise ValueError("max_buffered_bytes must be >= 1")
+        if self.max_hung_handlers is not None and self.max_hung_handlers < 0:
+            raise ValueError("max_hung_handlers must be >= 0")
+
+    @property
+    def hung_handlers_cap(self) -> int:
+        """``max_hung_handlers``, its default resolved."""
+        if self.max_hung_handlers is None:
+            return max(8, 4 * self.concurrency)
+        return self.max_hung_handlers

@@ -107,7 +107,7 @@ class GatedTransport(FixedTransport):
 def _message(n: int) -> ReceivedMessage:
     execute = wire.ExecuteTask(
         task_id=f"t{n}", service="Echo", method="echo", args=wire.encode_value((Job(n),)),
-        reply_to="persistent://public/default/replies",
+        reply_to="persistent://public/default/response:replies",
     )
     return ReceivedMessage(wire.encode(execute), {}, 0, "topic", None)
 

@@ -10,6 +10,8 @@ from infinitic_py.worker.ledger import CopyAction, Ledger
 
 from .parts import REPLIES, message, routed
 
+OTHER = "persistent://public/default/response:other"
+
 
 def test_room_and_release() -> None:
     ledger = Ledger(3)
@@ -44,18 +46,18 @@ def test_settled_attempts_are_answered_from_memory() -> None:
     reply = Publish(REPLIES, OutgoingMessage(b"reply"), reply=True)
     ledger.settle(fresh, ack=True, replies=[(), [reply]])
     assert ledger.held == 0
-    _, copies = ledger.admit(routed(message("quiet"), message("asked", reply_to="other")))
+    _, copies = ledger.admit(routed(message("quiet"), message("asked", reply_to=OTHER)))
     quiet, asked = (ledger.verdict(c) for c in copies)
     assert quiet.action is CopyAction.ACK
     assert asked.action is CopyAction.REPLY
-    assert [(r.topic, r.message.data) for r in asked.replies] == [("other", b"reply")]
+    assert [(r.topic, r.message.data) for r in asked.replies] == [(OTHER, b"reply")]
 
 
 def test_a_copy_asking_elsewhere_without_a_kept_reply_runs_again() -> None:
     ledger = Ledger(10)
     fresh, _ = ledger.admit(routed(message("r", reply_to=REPLIES)))
     ledger.settle(fresh, ack=True, replies=[None])  # retried: no reply kept
-    _, copies = ledger.admit(routed(message("r", reply_to="elsewhere")))
+    _, copies = ledger.admit(routed(message("r", reply_to=OTHER)))
     assert ledger.verdict(copies[0]).action is CopyAction.RERUN
     _, again = ledger.admit(routed(message("r")))
     assert ledger.verdict(again[0]).action is CopyAction.WAIT  # now running
@@ -76,3 +78,28 @@ def test_large_replies_are_not_kept() -> None:
     ledger.settle(fresh, ack=True, replies=[[big]])
     _, copies = ledger.admit(routed(message("big", reply_to=REPLIES)))
     assert ledger.verdict(copies[0]).action is CopyAction.ACK  # same caller: it has it
+
+
+def test_the_byte_cap_fills_the_ledger_as_the_count_cap_does() -> None:
+    ledger = Ledger(100, max_bytes=1000)
+    ledger.hold(2, 999)
+    assert not ledger.full and ledger.room == 98
+    ledger.hold(1, 1)
+    assert ledger.full  # at the byte cap, far below the count cap
+    items = routed(message("a"))
+    fresh, _ = ledger.admit(items)
+    ledger.hold(1, len(fresh[0].msg.data))
+    ledger.settle(fresh, ack=True)  # releases its own bytes
+    assert ledger.held_bytes == 1000 and ledger.full
+    ledger.release(1, 500)
+    assert not ledger.full and ledger.held == 2
+
+
+async def test_a_receive_loop_waiting_at_the_byte_cap_wakes_when_bytes_are_released() -> None:
+    ledger = Ledger(100, max_bytes=10)
+    ledger.hold(1, 64)
+    waiting = asyncio.ensure_future(ledger.wait_for_room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ledger.release(1, 64)
+    await asyncio.wait_for(waiting, 5)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import NO_RETRY, RetryPolicy
-from infinitic_py.transport.base import ReceivedMessage
+from infinitic_py.transport.base import ReceivedMessage, TransportError
 from infinitic_py.wire import native as wire
-from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, plan_outcomes
+from infinitic_py.worker.outcomes import (
+    COMPLETED_NONE,
+    REPLY_UNPUBLISHABLE,
+    Completed,
+    Failed,
+    isolate_reply_failures,
+    plan_outcomes,
+)
 from infinitic_py.worker.routing import Rejection
 
 from .parts import REPLIES, message, routed
@@ -61,6 +68,50 @@ def test_a_rejection_is_dead_lettered() -> None:
                                     wire.decode_execute(msg.data)), DIALECT, "Jobs", "w")
     assert set(plan.by_topic) == {REPLIES, DLQ}
     assert wire.decode_dead_letter(plan.by_topic[DLQ][0].data).reason == "unknown_method"
+
+
+REFUSED = "persistent://public/default/response:gone"
+
+
+def test_a_refused_reply_topic_dead_letters_only_the_tasks_replying_there() -> None:
+    items = routed(message("ok", reply_to=REPLIES), message("lost", reply_to=REFUSED),
+                   message("quiet"))
+    plan = plan_outcomes(items, [Completed(1), Completed(2), Completed(3)], NO_RETRY, DIALECT,
+                         "w")
+    letters = isolate_reply_failures(items, plan, {REFUSED: TransportError("refused")},
+                                     DIALECT, "w")
+    assert letters is not None
+    assert list(letters.by_topic) == [DLQ]  # no second try at the refused topic
+    (letter,) = [wire.decode_dead_letter(m.data) for m in letters.by_topic[DLQ]]
+    assert (letter.task_id, letter.reason) == ("lost", REPLY_UNPUBLISHABLE)
+    assert REFUSED in letter.message
+    assert [d.task_id for d in letters.dead] == ["lost"]
+    assert plan.replies is not None and [len(r or ()) for r in plan.replies] == [1, 0, 0]
+
+
+def test_a_failure_of_any_other_topic_nacks_the_unit() -> None:
+    items = routed(message("ok", reply_to=REPLIES), message("bad"))
+    plan = plan_outcomes(items, [Completed(1), Failed(ValueError("x"))], NO_RETRY, DIALECT, "w")
+    assert isolate_reply_failures(items, plan, {DLQ: TransportError("down")}, DIALECT,
+                                  "w") is None
+    assert isolate_reply_failures(items, plan, {REPLIES: TransportError("x"),
+                                                TOPIC: TransportError("down")},
+                                  DIALECT, "w") is None
+
+
+def test_a_retried_or_dead_lettered_task_keeps_its_outcome_when_its_reply_fails() -> None:
+    policy = RetryPolicy(maximum_retries=2, minimum_seconds=1, maximum_seconds=1,
+                         random_factor=0)
+    items = routed(message("retried", reply_to=REFUSED), message("done", reply_to=REFUSED))
+    plan = plan_outcomes(items, [Failed(RuntimeError("boom")), Completed(1)], policy, DIALECT,
+                         "w")
+    letters = isolate_reply_failures(items, plan, {REFUSED: TransportError("x")}, DIALECT, "w")
+    assert letters is not None and [d.task_id for d in letters.dead] == ["done"]
+    assert plan.replies == [None, ()]
+    failed = routed(message("failed", reply_to=REFUSED))
+    plan = plan_outcomes(failed, [Failed(ValueError("x"))], NO_RETRY, DIALECT, "w")
+    letters = isolate_reply_failures(failed, plan, {REFUSED: TransportError("x")}, DIALECT, "w")
+    assert letters is not None and letters.by_topic == {} and plan.replies == [()]
 
 
 class _Keyed(ReceivedMessage, gc=False):

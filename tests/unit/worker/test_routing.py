@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.transport.base import ReceivedMessage
+from infinitic_py.wire import native as wire
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker.routing import Pending, Rejection, Router
 
@@ -45,3 +46,24 @@ def test_rejections_carry_their_reason_and_keep_the_order_of_the_run() -> None:
     assert isinstance(rejected[1].error, DecodeError)
     assert "no task method 'nope'" in str(rejected[1].error)
     assert "do not match its signature" in str(rejected[2].error)
+
+
+def test_an_envelope_the_worker_may_not_act_on_is_rejected_alone() -> None:
+    other_service = wire.ExecuteTask(task_id="o", service="Other", method="double",
+                                     args=wire.encode_value((Job(1),)))
+    bad_reply = "persistent://elsewhere/default/response:c1"
+    routed, rejected = route(
+        message("good"),
+        ReceivedMessage(wire.encode(other_service), {}, 0, "topic", None),
+        message("negative", retry_index=-1),
+        message("refused", reply_to=bad_reply),
+        message("good2", reply_to="persistent://public/default/response:c1"),
+    )
+    assert [p.task.task_id for p in routed] == ["good", "good2"]
+    assert [(r.task.task_id, r.reason) for r in rejected] == [
+        ("o", "invalid_envelope"), ("negative", "invalid_envelope"),
+        ("refused", "invalid_envelope")]
+    assert "Other" in str(rejected[0].error) and "retry_index" in str(rejected[1].error)
+    assert isinstance(rejected[2].error, DecodeError) and bad_reply in str(rejected[2].error)
+    assert rejected[2].task.reply_to is None  # never answered where the broker would refuse
+    assert rejected[1].task.reply_to is None and rejected[0].task.service == "Jobs"  # its letter: our dead-letter topic

@@ -1,0 +1,80 @@
+"""Reaching the broker at start: retried with backoff until a deadline, one log line per attempt.
+
+A worker may start before its broker (a deploy, a broker restart): it keeps trying, says so once
+per attempt (``worker.connecting``), and gives up with ``BrokerUnreachable`` (a one-line error,
+non-zero exit from the CLI) once ``timeout`` seconds have passed.
+
+Each attempt first opens a TCP connection to the URL's host(s) (cheap, and quiet: pulsar-client
+would log its own connection errors, and a subscribe it gives up on could still complete later,
+leaving a consumer behind), then runs ``attempt`` (subscribing every service), whose
+``TransportError`` is retried too. The deadline is checked between attempts: one that started
+before it may finish after it (by at most the client's operation timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from infinitic_py.errors import InfiniticError
+from infinitic_py.transport.base import TransportError
+from infinitic_py.transport.urls import broker_addresses, redact_url
+
+__all__ = ["BrokerUnreachable", "broker_addresses", "connect_with_backoff"]
+
+T = TypeVar("T")
+_FIRST_DELAY = 0.5
+_MAX_DELAY = 10.0
+_PROBE_TIMEOUT = 3.0
+
+
+class BrokerUnreachable(InfiniticError):
+    """The broker could not be reached before the connect deadline."""
+
+
+async def _reachable(addresses: list[tuple[str, int]]) -> str | None:
+    """``None`` if one of ``addresses`` accepts a TCP connection, else why not."""
+    errors = []
+    for host, port in addresses:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                               _PROBE_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            errors.append(f"{host}:{port}: {exc or 'timeout'}")
+            continue
+        writer.close()
+        return None
+    return "; ".join(errors)
+
+
+async def connect_with_backoff(
+    attempt: Callable[[], Awaitable[T]], *, url: str, timeout: float, log: Any,
+) -> T:
+    """``attempt()``'s result once the broker at ``url`` answers; retried (exponential backoff,
+    ``_FIRST_DELAY`` to ``_MAX_DELAY`` s) on an unreachable broker or a ``TransportError``;
+    ``BrokerUnreachable`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    addresses = broker_addresses(url)
+    shown = redact_url(url)
+    delay = _FIRST_DELAY
+    number = 0
+    while True:
+        number += 1
+        problem = await _reachable(addresses) if addresses else None
+        if problem is None:
+            try:
+                return await attempt()
+            except TransportError as exc:
+                problem = str(exc)
+        left = deadline - loop.time()
+        if left <= 0:
+            raise BrokerUnreachable(
+                f"broker {shown} not reachable within {timeout:g}s "
+                f"(pulsar.connect_timeout_seconds); last error: {problem}")
+        wait = min(delay, left)
+        log.warning("worker.connecting", url=shown, attempt=number, error=problem,
+                    retry_in=round(wait, 2))
+        await asyncio.sleep(wait)  # the backoff itself, not a wait for an event
+        delay = min(delay * 2, _MAX_DELAY)

@@ -1,0 +1,160 @@
+"""HandlerPool: the threads that run sync handlers, which a hung handler cannot hold.
+
+A thread cannot be killed: a sync handler that overruns its timeout keeps its thread until it
+returns. With a fixed pool (``ThreadPoolExecutor``) a few such handlers held every thread, so
+normal tasks queued behind them, and the interpreter waited for them at exit (its pool threads
+are joined), far past the shutdown grace period. Here:
+
+- threads are daemon threads: the process exits without waiting for a handler still running;
+- a caller that stops waiting (timeout, shutdown) calls ``abandon(future)``: the thread running
+  it no longer counts toward ``size``, and a replacement is started for the next call, so
+  ``size`` threads stay available. When an abandoned call finally returns, its thread serves
+  again (or ends, if the pool already has ``size`` others);
+- at most ``max_hung`` abandoned threads are replaced (``size + max_hung`` threads at most):
+  past that fewer than ``size`` threads serve, and ``healthy`` turns False, which the worker
+  reports as not ready.
+
+A ``concurrent.futures.Executor``: ``loop.run_in_executor(pool, ...)`` works as with any pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from queue import SimpleQueue
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = ["HandlerPool"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Work:
+    __slots__ = ("abandoned", "args", "fn", "future", "kwargs", "running")
+
+    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.running = False
+        self.abandoned = False
+
+
+class HandlerPool(Executor):
+    def __init__(self, size: int, max_hung: int, name: str = "handler") -> None:
+        if size < 1 or max_hung < 0:
+            raise ValueError(f"size must be >= 1 and max_hung >= 0, got {size}, {max_hung}")
+        self.size = size
+        self.max_hung = max_hung
+        self._name = name
+        self._queue: SimpleQueue[_Work | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for work (or about to)
+        self._pending = 0  # calls queued, not yet taken by a thread
+        self._works: dict[Future[Any], _Work] = {}
+        self._threads = 0
+        self._hung = 0
+        self._shutdown = False
+        self._ids = itertools.count(1)
+
+    @property
+    def hung(self) -> int:
+        """Threads running a call nobody waits for any more."""
+        return self._hung
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @property
+    def healthy(self) -> bool:
+        """False once more than ``max_hung`` threads are hung: fewer than ``size`` threads are
+        left to run handlers, and calls may wait for one."""
+        return self._hung <= self.max_hung
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        work = _Work(future, fn, args, kwargs)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to a HandlerPool after shutdown")
+            self._works[future] = work
+            self._queue.put(work)
+            self._pending += 1
+            if self._idle >= self._pending:
+                return future  # an idle thread takes it
+            if self._threads < self.size + min(self._hung, self.max_hung):
+                self._threads += 1
+                threading.Thread(target=self._serve, name=f"{self._name}-{next(self._ids)}",
+                                 daemon=True).start()
+        return future
+
+    def abandon(self, future: Future[Any]) -> None:
+        """The caller no longer waits for ``future``: not started, it never starts; running,
+        its thread stops counting toward ``size`` (a replacement may start)."""
+        with self._lock:
+            work = self._works.get(future)
+            if work is None or work.abandoned:
+                return
+            if not work.running:
+                future.cancel()
+                return
+            work.abandoned = True
+            self._hung += 1
+
+    def _serve(self) -> None:
+        queue = self._queue
+        while True:
+            with self._lock:
+                self._idle += 1
+            work = queue.get()
+            with self._lock:
+                self._idle -= 1
+                if work is None:
+                    self._threads -= 1
+                    return
+                self._pending -= 1
+                if not work.future.set_running_or_notify_cancel():
+                    self._works.pop(work.future, None)
+                    continue
+                work.running = True
+            try:
+                result = work.fn(*work.args, **work.kwargs)
+            except BaseException as exc:
+                outcome: tuple[bool, Any] = (False, exc)
+            else:
+                outcome = (True, result)
+            with self._lock:
+                self._works.pop(work.future, None)
+                leave = False
+                if work.abandoned:
+                    self._hung -= 1
+                    if self._threads - self._hung > self.size:  # replaced meanwhile
+                        self._threads -= 1
+                        leave = True
+            if outcome[0]:
+                work.future.set_result(outcome[1])
+            else:
+                work.future.set_exception(outcome[1])
+            del work, outcome
+            if leave:
+                return
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the idle threads; never waits for a running handler (``wait`` is ignored:
+        a hung handler would hold the caller)."""
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            if cancel_futures:
+                for work in list(self._works.values()):
+                    if not work.running:
+                        work.future.cancel()
+            for _ in range(self._threads):
+                self._queue.put(None)

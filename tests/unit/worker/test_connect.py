@@ -1,0 +1,45 @@
+"""connect: broker addresses from a URL, backoff until a deadline (pure parts, no broker)."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from infinitic_py.transport.base import TransportError
+from infinitic_py.worker.connect import BrokerUnreachable, broker_addresses, connect_with_backoff
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("pulsar://127.0.0.1:6650", [("127.0.0.1", 6650)]),
+    ("pulsar+ssl://broker.example", [("broker.example", 6651)]),
+    ("pulsar://a:1,b:2", [("a", 1), ("b", 2)]),
+    ("memory://x", []),
+])
+def test_broker_addresses(url: str, expected: list[tuple[str, int]]) -> None:
+    assert broker_addresses(url) == expected
+
+
+async def test_retries_transport_errors_then_gives_up_with_one_line() -> None:
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        raise TransportError("broker says no")
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(BrokerUnreachable) as info:
+        await connect_with_backoff(attempt, url="memory://x", timeout=1.2, log=structlog.get_logger())
+    assert "\n" not in str(info.value) and "broker says no" in str(info.value)
+    assert calls >= 2 and len([e for e in logs if e["event"] == "worker.connecting"]) == calls - 1
+
+
+async def test_returns_the_first_success() -> None:
+    failures = [TransportError("not yet")]
+
+    async def attempt() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    assert await connect_with_backoff(attempt, url="memory://x", timeout=10,
+                                      log=structlog.get_logger()) == "ok"
