@@ -43,12 +43,10 @@ Method (each section's module docstring has the details):
 5. memory (``benchmarks.memory``): peak RSS of an ``infinitic-py worker`` process while 100,000
    tasks flow through a slow batch method with ``max_buffered_messages`` 10,000, at 10,000 and at
    100,000 tasks processed. Ratio: 100k / 10k (the cap holds if <= 1.2).
-7. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
+6. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
    ``atomic=True`` (one message carrying them all); baseline: the same ``many()`` without it
    (1,000 messages in producer batches), alternated on the same client.
-8. interop (``benchmarks.interop``, opt-in): the Python executor on Infinitic's wire vs the JVM
-   Infinitic executor (example runner ``mode=isolated``), same broker, batch settings and run.
-6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
+7. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
    its arguments. Ratio: JSON time / MessagePack time.
 8. fleet (``benchmarks.fleet``): 1, 2 and 4 ``infinitic-py worker`` processes on one service,
    20 batch keys, 2,000 tasks/s offered (20,000 tasks a row; 6,000 with --quick), max_messages
@@ -56,6 +54,8 @@ Method (each section's module docstring has the details):
    the note gives the busiest worker's share of the tasks over its fair share, the tasks per
    worker, keys seen on several workers and tasks/s. Rows for key_shared with many() and single
    dispatches, shared, the mixed-key producer batches of before issue 15, key_spread, a hot key.
+9. interop (``benchmarks.interop``, opt-in): the Python executor on Infinitic's wire vs the JVM
+   Infinitic executor (example runner ``mode=isolated``), same broker, batch settings and run.
 
 The broker and this process share the machine: throughput figures move by +-10% between runs,
 hence medians of ``--repeats`` runs. Every run uses fresh topics and deletes them at the end.

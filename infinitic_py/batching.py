@@ -1,9 +1,19 @@
 """BatchLimits: when a group of batched tasks is flushed (shared by the service definitions, the
-config and the worker's accumulator)."""
+config and the worker's accumulator), and FlushReason: why one was."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+__all__ = ["BatchLimits", "FlushReason"]
+
+
+class FlushReason(enum.StrEnum):
+    SIZE = "size"
+    TIME = "time"
+    SHUTDOWN = "shutdown"
+    MEMORY = "memory"
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,13 +265,12 @@ def _token(config: Any) -> str | None:
 
 
 def _broker_reachable(url: str, config: Any) -> bool:
-    from infinitic_py.worker.from_config import transport_options
-
     async def probe() -> bool:
         from infinitic_py.topics import service_topic
         from infinitic_py.transport.pulsar import PulsarTransport
 
-        transport = PulsarTransport(url, **transport_options(config), operation_timeout_seconds=10)
+        transport = PulsarTransport(url, **config.pulsar.transport_options(),
+                                    operation_timeout_seconds=10)
         try:
             topic = service_topic(config.pulsar.tenant, config.pulsar.namespace,
                                   "infinitic-py-check")

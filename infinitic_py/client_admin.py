@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+from infinitic_py.priority import split_band
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 
 __all__ = ["AUTO", "ClientAdmin", "resolve_admin_url"]
@@ -66,7 +67,9 @@ class ClientAdmin:
                 client, topic, self._admin.admin_url, str(exc) or "timeout")
 
     async def check_workers(self, topic: str, service: str, client: str) -> None:
-        """Log once per service when no worker is connected to its topic (tasks then wait)."""
+        """Log once per service when no worker is connected to its topic (tasks then wait).
+        ``service`` may name a priority band's topic (``S:high``): the warning names ``S``."""
+        service = split_band(service)[0]
         if service in self._warned:
             return
         self._warned.add(service)

@@ -222,7 +222,8 @@ class Metrics:
         self.tasks_dead_lettered = Counter(
             p + "tasks_dead_lettered_total",
             "Tasks sent to the dead-letter topic, by reason (retries_exhausted, not_retryable, "
-            "unknown_method, undecodable); method is empty for an undecodable message.",
+            "unknown_method, undecodable, invalid_envelope, reply_unpublishable); method is "
+            "empty for an undecodable message.",
             ("service", "method", "reason"), registry=r)
         self.batch_size = Histogram(
             p + "batch_size", "Messages per flushed batch.", sm, buckets=_SIZE_BUCKETS,
@@ -259,7 +260,8 @@ class Metrics:
         self.duplicates = Counter(
             p + "duplicates_total",
             "Copies of recently settled task attempts (redeliveries, re-dispatched task ids), by "
-            "what was done: acked, replied (the kept reply sent again) or rerun.",
+            "what was done: acked, replied (the kept reply sent again), rerun, or wait (the "
+            "same attempt is running: nacked, it comes back later).",
             ("service", "action"), registry=r)
         if registry is None:  # ops (issue 16): process_* and python_* series of this process
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):

@@ -61,3 +61,12 @@ def band_service(service: str, band: Band) -> str:
     """The service name whose topic holds ``band``: ``service_topic(t, ns, band_service(...))``
     is the band's topic."""
     return service + band.suffix
+
+
+def split_band(name: str) -> tuple[str, Band]:
+    """The service and band of a band's service name (``band_service``'s inverse):
+    ``"S:high"`` -> ``("S", Band.HIGH)``, ``"S"`` -> ``("S", Band.NORMAL)``."""
+    for band in (Band.HIGH, Band.LOW):
+        if name.endswith(band.suffix) and len(name) > len(band.suffix):
+            return name[: -len(band.suffix)], band
+    return name, Band.NORMAL

@@ -28,3 +28,13 @@ def dead_letter_topic(tenant: str, namespace: str, service: str) -> str:
 def response_topic(tenant: str, namespace: str, client_name: str) -> str:
     """Where the results of tasks dispatched by one client come back."""
     return _full(tenant, namespace, RESPONSE_TOPIC_PREFIX + client_name)
+
+
+PARTITION_SUFFIX = "-partition-"
+
+
+def unpartitioned(topic: str) -> str:
+    """The topic a partition belongs to: ``"<topic>-partition-<n>"`` -> ``"<topic>"`` (a
+    non-partitioned topic is returned as it is). Pulsar names a message's topic by partition."""
+    base, sep, index = topic.rpartition(PARTITION_SUFFIX)
+    return base if sep and index.isdigit() else topic

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from infinitic_py.errors import ConfigError
-from infinitic_py.transport.urls import REDACTED, redact_url
+from infinitic_py.transport.urls import REDACTED, is_memory, redact_url
 
 SubscriptionTypeName = Literal["shared", "key_shared"]
 Compression = Literal["none", "lz4", "zlib", "zstd", "snappy"]
@@ -75,6 +75,24 @@ class PulsarConfig(_Section, frozen=True):
         if self.auth_params is None or isinstance(self.auth_params, str):
             return self.auth_params
         return json.dumps(self.auth_params, sort_keys=True)
+
+    def transport_options(self) -> dict[str, Any]:
+        """Client options for ``create_transport`` (auth, TLS, producer tuning); none for
+        ``memory://`` (the in-process transport takes none). The one place they are built: the
+        worker (``worker.from_config``) and the CLI tools (``ops.settings``) use it."""
+        if is_memory(self.url):
+            return {}
+        return {
+            "auth_plugin": self.auth_plugin,
+            "auth_params": self.auth_params_string(),
+            "tls_trust_certs_file": self.tls_trust_certs_file,
+            "tls_allow_insecure_connection": self.tls_allow_insecure_connection,
+            "tls_validate_hostname": self.tls_validate_hostname,
+            "batching_max_messages": self.producer.batching_max_messages,
+            "batching_max_publish_delay_ms": self.producer.batching_max_publish_delay_ms,
+            "send_timeout_seconds": self.producer.send_timeout_seconds,
+            "compression": self.producer.compression,
+        }
 
     def __repr__(self) -> str:
         parts = []

@@ -222,31 +222,45 @@ async def _show(args: argparse.Namespace, store: Any, letters: list[Any], chosen
 
 async def _replay(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
     from infinitic_py.ops.dlq import render_table
+    from infinitic_py.ops.dlq_store import whole_bulks
 
-    replayable = [x for x in chosen if x.view.task is not None]
-    skipped = len(chosen) - len(replayable)
+    whole, partial = whole_bulks(chosen)
+    replayable = [x for x in whole if x.view.task is not None]
+    skipped = len(whole) - len(replayable)
     target = args.to_service or args.service
     if args.dry_run:
         if replayable:
             print(render_table([x.view for x in replayable]))
         print(f"dry run: would replay {len(replayable)} task(s) to {target}"
-              + (f" ({skipped} without a decodable task skipped)" if skipped else ""))
+              + (f" ({skipped} without a decodable task skipped)" if skipped else "")
+              + _partial_note(partial))
         return 0
     count = await store.replay(replayable, to_service=args.to_service)
     result = {"service": args.service, "to_service": target, "replayed": count,
-              "skipped": skipped, "task_ids": [x.view.task_id for x in replayable]}
+              "skipped": skipped, "skipped_partial_bulk": len(partial),
+              "task_ids": [x.view.task_id for x in replayable]}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"replayed {count} task(s) to {target} as new attempts; their dead letters are "
               "deleted" + (f"; {skipped} without a decodable task skipped (purge them)"
-                           if skipped else ""))
+                           if skipped else "") + _partial_note(partial))
     return 0
+
+
+def _partial_note(partial: list[Any]) -> str:
+    """One line on the letters left alone: tasks of an atomic bulk only partly selected."""
+    if not partial:
+        return ""
+    return (f"; {len(partial)} task(s) of an atomic bulk skipped: the bulk is one dead-letter "
+            "message, settled only with all its tasks selected (use a filter matching them all)")
 
 
 async def _purge(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
     from infinitic_py.ops.dlq import render_table
+    from infinitic_py.ops.dlq_store import whole_bulks
 
+    chosen, partial = whole_bulks(chosen)
     if not args.yes:
         if args.json:
             print(json.dumps({"service": args.service, "would_delete": len(chosen),
@@ -255,13 +269,15 @@ async def _purge(args: argparse.Namespace, store: Any, letters: list[Any], chose
             if chosen:
                 print(render_table([x.view for x in chosen]))
             print(f"dry run: would delete {len(chosen)} dead letter(s) of {args.service}; "
-                  "add --yes to delete them")
+                  "add --yes to delete them" + _partial_note(partial))
         return 0
     await store.ack(chosen)
     if args.json:
-        print(json.dumps({"service": args.service, "deleted": len(chosen), "dry_run": False}))
+        print(json.dumps({"service": args.service, "deleted": len(chosen), "dry_run": False,
+                          "skipped_partial_bulk": len(partial)}))
     else:
-        print(f"deleted {len(chosen)} dead letter(s) of {args.service}")
+        print(f"deleted {len(chosen)} dead letter(s) of {args.service}"
+              + _partial_note(partial))
     return 0
 
 

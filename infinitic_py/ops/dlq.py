@@ -32,6 +32,7 @@ import msgspec
 from infinitic_py.tracing import carried
 from infinitic_py.transport.base import OutgoingMessage
 from infinitic_py.wire import native as wire
+from infinitic_py.wire.bulk import bulk_parts
 
 __all__ = [
     "LetterFilter",
@@ -39,6 +40,7 @@ __all__ = [
     "format_time",
     "parse_time",
     "read_letter",
+    "read_letters",
     "render_show",
     "render_table",
     "replay_message",
@@ -69,6 +71,7 @@ class LetterView:
     task: wire.ExecuteTask | None
     properties: Mapping[str, str] = field(default_factory=dict)
     redeliveries: int = 0  # how often the tools saw this letter before (informative)
+    bulk_size: int = 0  # tasks of the atomic bulk this letter came in (0: not a bulk)
 
     def to_json(self, *, details: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,6 +86,8 @@ class LetterView:
             "failed_at": format_time(self.failed_at),
             "worker": self.worker,
         }
+        if self.bulk_size:
+            out["bulk_size"] = self.bulk_size
         if details:
             out["traceback"] = self.traceback
             out["args"] = _args_of(self.task)
@@ -90,6 +95,40 @@ class LetterView:
             out["tags"] = list(self.task.tags) if self.task is not None else None
             out["properties"] = dict(self.properties)
         return out
+
+
+_MAX_REDELIVERIES_MESSAGE = (
+    "nacked more than max_redeliveries times: no worker could settle it (outcomes not "
+    "publishable, or the worker crashed holding it)")
+
+
+def read_letters(
+    data: bytes, properties: Mapping[str, str], *, service: str, published_at: float | None
+) -> list[LetterView]:
+    """Decode one message of a dead-letter topic into its letters (never raises): one letter,
+    or one ``max_redeliveries`` letter per task of an atomic bulk Pulsar dead-lettered whole."""
+    parts = bulk_parts(data)
+    if parts:
+        tasks = [_task_of(part) for part in parts]
+        if all(task is not None for task in tasks):
+            when = published_at if published_at is not None else 0.0
+            size = len(parts)
+            message = (_MAX_REDELIVERIES_MESSAGE
+                       + f"; one of an atomic bulk of {size} tasks (one message: replay or "
+                       "purge selects all of them or none)")
+            return [_max_redeliveries(task, message, when, dict(properties), size)
+                    for task in tasks if task is not None]
+    return [read_letter(data, properties, service=service, published_at=published_at)]
+
+
+def _max_redeliveries(task: wire.ExecuteTask, message: str, when: float,
+                      props: dict[str, str], bulk_size: int = 0) -> LetterView:
+    return LetterView(
+        reason=REASON_MAX_REDELIVERIES, error_type="MaxRedeliveries", message=message,
+        traceback=None, retry_index=task.retry_index, task_id=task.task_id,
+        service=task.service, method=task.method, batch_key=_key_of(task),
+        failed_at=when, worker=None, task=task, properties=props, bulk_size=bulk_size,
+    )
 
 
 def read_letter(
@@ -113,14 +152,7 @@ def read_letter(
     task = _task_of(data)
     when = published_at if published_at is not None else 0.0
     if task is not None:
-        return LetterView(
-            reason=REASON_MAX_REDELIVERIES, error_type="MaxRedeliveries",
-            message="nacked more than max_redeliveries times: no worker could settle it "
-                    "(outcomes not publishable, or the worker crashed holding it)",
-            traceback=None, retry_index=task.retry_index, task_id=task.task_id,
-            service=task.service, method=task.method, batch_key=_key_of(task),
-            failed_at=when, worker=None, task=task, properties=props,
-        )
+        return _max_redeliveries(task, _MAX_REDELIVERIES_MESSAGE, when, props)
     return LetterView(
         reason=REASON_UNREADABLE, error_type="Unreadable",
         message=f"neither a dead letter nor a task ({len(data)} bytes)", traceback=None,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
-from infinitic_py.ops.dlq import LetterView, read_letter, replay_message
+from infinitic_py.ops.dlq import LetterView, read_letters, replay_message
 from infinitic_py.topics import (
     DLQ_SUBSCRIPTION,
     WORKER_SUBSCRIPTION,
@@ -44,7 +44,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 
-__all__ = ["DeadLetterStore", "Letter"]
+__all__ = ["DeadLetterStore", "Letter", "whole_bulks"]
 
 _CONSUMER_NAME = "infinitic-py-dlq-tool"
 _FIRST_WAIT = 5.0  # seconds for the first letter when the admin API says there are some
@@ -52,10 +52,34 @@ _FIRST_WAIT = 5.0  # seconds for the first letter when the admin API says there 
 
 @dataclass(frozen=True)
 class Letter:
-    """A received dead letter: the message (to ack) and its decoded view."""
+    """A received dead letter: the message (to ack) and its decoded view. The tasks of an
+    atomic bulk dead-lettered by Pulsar are several letters sharing one message."""
 
     message: ReceivedMessage
     view: LetterView
+
+
+def whole_bulks(chosen: Sequence[Letter]) -> tuple[list[Letter], list[Letter]]:
+    """``chosen`` split into the letters that can be settled (acked) and those of a bulk message
+    only some of whose tasks are chosen: acking that message would delete the others too, so
+    they are left alone (selected again with a filter matching the whole bulk)."""
+    counts: dict[int, int] = {}
+    for letter in chosen:
+        counts[id(letter.message)] = counts.get(id(letter.message), 0) + 1
+    whole: list[Letter] = []
+    partial: list[Letter] = []
+    for letter in chosen:
+        size = letter.view.bulk_size
+        (partial if size and counts[id(letter.message)] < size else whole).append(letter)
+    return whole, partial
+
+
+def _messages(letters: Sequence[Letter]) -> list[ReceivedMessage]:
+    """Each message once (a bulk's letters share one)."""
+    seen: dict[int, ReceivedMessage] = {}
+    for letter in letters:
+        seen.setdefault(id(letter.message), letter.message)
+    return list(seen.values())
 
 
 class DeadLetterStore:
@@ -137,18 +161,20 @@ class DeadLetterStore:
                 msgs = await asyncio.wait_for(consumer.receive_many(1000), wait)
             except TimeoutError:
                 break
-            letters += [Letter(m, self._view(m)) for m in msgs]
+            letters += [Letter(m, view) for m in msgs for view in self._views(m)]
             wait = self._idle
         return letters
 
-    def _view(self, msg: ReceivedMessage) -> LetterView:
-        return read_letter(msg.data, msg.properties, service=self.service,
-                           published_at=_publish_time(msg))
+    def _views(self, msg: ReceivedMessage) -> list[LetterView]:
+        return read_letters(msg.data, msg.properties, service=self.service,
+                            published_at=_publish_time(msg))
 
     async def ack(self, letters: Sequence[Letter]) -> None:
+        """Delete the letters' messages. Give only ``whole_bulks`` letters: acking one letter of
+        a bulk deletes every task of it."""
         if letters:
             assert self._consumer is not None
-            await self._consumer.acknowledge([x.message for x in letters])
+            await self._consumer.acknowledge(_messages(letters))
 
     async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:
         """Republish each letter's task as a new attempt; ack the letters once every new attempt

@@ -45,21 +45,8 @@ class ToolSettings:
         return self.pulsar.namespace
 
     def transport_options(self) -> dict[str, Any]:
-        """Client options for ``create_transport`` (auth, TLS, producer tuning)."""
-        p = self.pulsar
-        if p.url.startswith("memory://"):
-            return {}
-        return {
-            "auth_plugin": p.auth_plugin,
-            "auth_params": p.auth_params_string(),
-            "tls_trust_certs_file": p.tls_trust_certs_file,
-            "tls_allow_insecure_connection": p.tls_allow_insecure_connection,
-            "tls_validate_hostname": p.tls_validate_hostname,
-            "batching_max_messages": p.producer.batching_max_messages,
-            "batching_max_publish_delay_ms": p.producer.batching_max_publish_delay_ms,
-            "send_timeout_seconds": p.producer.send_timeout_seconds,
-            "compression": p.producer.compression,
-        }
+        """Client options for ``create_transport`` (``PulsarConfig.transport_options``)."""
+        return self.pulsar.transport_options()
 
     def admin_token(self) -> str | None:
         return admin_token(self.pulsar)

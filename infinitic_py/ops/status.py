@@ -10,16 +10,22 @@ Input: the namespace's persistent topic names and each relevant topic's admin st
 - ``workers``: the subscription's consumers with their own unacked counts and rates;
 - ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>``, ``None``
   when that topic has no such subscription (then dead letters are not kept);
+- priority bands (``task-executor:<S>:high`` / ``:low``, ``priority.py``) are folded into their
+  service: its ready / delayed / backlog / unacked and rates are the sums over its band topics
+  (as the backlog gauges are), ``bands`` holds each band's own counts when it has more than one
+  topic, and ``workers`` are those of its normal-band topic (a worker consumes every band);
 - ``state``: ``no worker subscription`` (tasks sent there are not kept), ``no worker
   connected`` (tasks wait), ``ok``, or ``blocked`` (a consumer reached the broker's unacked limit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infinitic_py.priority import BANDS, Band, band_service, split_band
 from infinitic_py.topics import (
     DLQ_SUBSCRIPTION,
     DLQ_TOPIC_PREFIX,
@@ -28,7 +34,15 @@ from infinitic_py.topics import (
     WORKER_SUBSCRIPTION,
 )
 
-__all__ = ["ConsumerStatus", "NamespaceStatus", "ServiceStatus", "build_status", "render_status"]
+__all__ = [
+    "BandStatus",
+    "ConsumerStatus",
+    "NamespaceStatus",
+    "ServiceStatus",
+    "build_status",
+    "render_status",
+    "service_topic_names",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,15 @@ class ConsumerStatus:
     unacked: int
     rate_out: float
     blocked: bool
+
+
+@dataclass(frozen=True)
+class BandStatus:
+    topic: str
+    backlog: int
+    ready: int
+    delayed: int
+    unacked: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,7 @@ class ServiceStatus:
     rate_out: float
     dead_letters: int | None
     workers: list[ConsumerStatus] = field(default_factory=list)
+    bands: dict[str, BandStatus] = field(default_factory=dict)  # by band name, if several
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,12 @@ def relevant_topics(topics: Sequence[str]) -> list[str]:
             if local_name(t).startswith((SERVICE_TOPIC_PREFIX, DLQ_TOPIC_PREFIX))]
 
 
+def service_topic_names(service: str) -> list[str]:
+    """The local names of a service's topics: one per priority band, normal first."""
+    return [SERVICE_TOPIC_PREFIX + band_service(service, band)
+            for band in sorted(BANDS, key=lambda b: b.suffix != "")]
+
+
 def build_status(
     tenant: str,
     namespace: str,
@@ -84,24 +114,52 @@ def build_status(
     stats: Mapping[str, Mapping[str, Any]],
 ) -> NamespaceStatus:
     by_local = {local_name(t): t for t in topics}
-    services = sorted(
-        name[len(SERVICE_TOPIC_PREFIX):] for name in by_local
+    services = sorted({
+        split_band(name[len(SERVICE_TOPIC_PREFIX):])[0] for name in by_local
         if name.startswith(SERVICE_TOPIC_PREFIX)
-    )
-    # A dead-letter topic whose service topic is gone still shows (its letters need care).
+    })
+    # A dead-letter topic whose service topics are gone still shows (its letters need care).
     services += sorted(
         name[len(DLQ_TOPIC_PREFIX):] for name in by_local
         if name.startswith(DLQ_TOPIC_PREFIX)
-        and SERVICE_TOPIC_PREFIX + name[len(DLQ_TOPIC_PREFIX):] not in by_local
+        and name[len(DLQ_TOPIC_PREFIX):] not in services
     )
     rows = []
     for service in services:
-        topic = by_local.get(SERVICE_TOPIC_PREFIX + service, "")
         dlq = by_local.get(DLQ_TOPIC_PREFIX + service)
-        rows.append(_service_status(
-            service, topic, stats.get(topic, {}), stats.get(dlq, {}) if dlq else None))
+        dlq_stats = stats.get(dlq, {}) if dlq else None
+        parts = [(name, by_local[name]) for name in service_topic_names(service)
+                 if name in by_local]
+        if not parts:
+            rows.append(_service_status(service, "", {}, dlq_stats))
+            continue
+        bands = [(split_band(name[len(SERVICE_TOPIC_PREFIX):])[1],
+                  _service_status(service, topic, stats.get(topic, {}), dlq_stats))
+                 for name, topic in parts]
+        rows.append(_fold(bands))
     responses = sorted(t for name, t in by_local.items() if name.startswith(RESPONSE_TOPIC_PREFIX))
     return NamespaceStatus(tenant, namespace, rows, responses)
+
+
+def _fold(bands: list[tuple[Band, ServiceStatus]]) -> ServiceStatus:
+    """One service row from its band topics' rows (the first one is the primary: normal band
+    when it exists)."""
+    first = bands[0][1]
+    if len(bands) == 1:
+        return first
+    rows = [row for _, row in bands]
+    blocked = any(row.state == "blocked" for row in rows)
+    return dataclasses.replace(
+        first,
+        state="blocked" if blocked else first.state,
+        worker_subscription=all(row.worker_subscription for row in rows),
+        backlog=sum(r.backlog for r in rows), ready=sum(r.ready for r in rows),
+        delayed=sum(r.delayed for r in rows), unacked=sum(r.unacked for r in rows),
+        rate_in=round(sum(r.rate_in for r in rows), 2),
+        rate_out=round(sum(r.rate_out for r in rows), 2),
+        bands={band.name.lower(): BandStatus(row.topic, row.backlog, row.ready, row.delayed,
+                                             row.unacked) for band, row in bands},
+    )
 
 
 def _service_status(

@@ -7,8 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from infinitic_py.admin import PulsarAdmin
-from infinitic_py.ops.status import NamespaceStatus, build_status, local_name, relevant_topics
-from infinitic_py.topics import DLQ_TOPIC_PREFIX, SERVICE_TOPIC_PREFIX
+from infinitic_py.ops.status import (
+    NamespaceStatus,
+    build_status,
+    local_name,
+    relevant_topics,
+    service_topic_names,
+)
+from infinitic_py.topics import DLQ_TOPIC_PREFIX
 
 __all__ = ["read_status"]
 
@@ -19,7 +25,8 @@ def read_status(
     topics = admin.topics(tenant, namespace)
     wanted = relevant_topics(topics)
     if only:
-        names = {p + s for s in only for p in (SERVICE_TOPIC_PREFIX, DLQ_TOPIC_PREFIX)}
+        # A service's topics: one per priority band, and its dead-letter topic.
+        names = {n for s in only for n in (*service_topic_names(s), DLQ_TOPIC_PREFIX + s)}
         wanted = [t for t in wanted if local_name(t) in names]
     with ThreadPoolExecutor(max_workers=8) as pool:
         stats: dict[str, Any] = dict(zip(wanted, pool.map(admin.topic_stats, wanted), strict=True))

@@ -10,14 +10,13 @@ by parsed equality, and the JVM's ``__alwaysAllowNull`` properties do not count.
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 import _pulsar
 import pulsar
 
-_PARTITION = re.compile(r"-partition-\d+$")
+from infinitic_py.topics import unpartitioned
 
 
 class RawAvroSchema(pulsar.schema.Schema):  # type: ignore[misc]
@@ -49,7 +48,7 @@ class RawAvroSchema(pulsar.schema.Schema):  # type: ignore[misc]
 
 def base_topic(topic: str) -> str:
     """``persistent://t/ns/x-partition-2`` -> ``persistent://t/ns/x`` (schemas live on the base)."""
-    return _PARTITION.sub("", topic)
+    return unpartitioned(topic)
 
 
 class WriterSchemas:

@@ -47,8 +47,14 @@ class BulkTooLarge(ValueError):
     """The encoded bulk does not fit one broker message."""
 
 
-def is_bulk(data: bytes) -> bool:
-    return data[:5] == BULK_MAGIC
+def bulk_parts(data: bytes) -> list[bytes] | None:
+    """The task envelopes of a bulk message; ``None`` when ``data`` is no readable bulk."""
+    if data[:5] != BULK_MAGIC:
+        return None
+    try:
+        return _decoder.decode(memoryview(data)[5:])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def bulk_message(messages: Sequence[OutgoingMessage],
@@ -98,6 +104,15 @@ class BulkTracker:
         return not self.nacked
 
 
+class BulkPart(ReceivedMessage):
+    """A task expanded from a bulk: its ``handle`` is the bulk's ``BulkTracker``, and its
+    partition key is the bulk's (a retry keeps the key, or its ``key_spread`` sub-key)."""
+
+    def _read_partition_key(self) -> str | None:
+        tracker: BulkTracker = self.handle
+        return tracker.parent.partition_key
+
+
 @dataclass(frozen=True, slots=True)
 class ParentSettlement:
     parent: ReceivedMessage
@@ -112,14 +127,7 @@ def expand(msgs: list[ReceivedMessage]) -> list[ReceivedMessage]:
         return msgs
     out: list[ReceivedMessage] = []
     for msg in msgs:
-        if msg.data[:5] != BULK_MAGIC:
-            out.append(msg)
-            continue
-        try:
-            parts = _decoder.decode(memoryview(msg.data)[5:])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            out.append(msg)
-            continue
+        parts = bulk_parts(msg.data)
         if not parts:
             out.append(msg)
             continue
@@ -127,7 +135,7 @@ def expand(msgs: list[ReceivedMessage]) -> list[ReceivedMessage]:
         count = msg.redelivery_count
         # Each task inherits the bulk's other properties (the caller's trace context, issue 16).
         props = {k: v for k, v in msg.properties.items() if k != PROP_BULK}
-        out.extend(ReceivedMessage(part, props, count, msg.topic, tracker) for part in parts)
+        out.extend(BulkPart(part, props, count, msg.topic, tracker) for part in parts)
     return out
 
 

@@ -10,25 +10,17 @@ carries the group's limits (the route knows them): nothing is asked back of the 
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from infinitic_py.batching import BatchLimits
+from infinitic_py.batching import BatchLimits, FlushReason
 
 __all__ = ["Batch", "BatchAccumulator", "BatchLimits", "FlushReason"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
-
-
-class FlushReason(enum.StrEnum):
-    SIZE = "size"
-    TIME = "time"
-    SHUTDOWN = "shutdown"
-    MEMORY = "memory"
 
 
 @dataclass(slots=True)
@@ -97,10 +89,6 @@ class BatchAccumulator(Generic[K, T]):
         """When the earliest open group is due, or None if there is none."""
         self._prune()
         return self._deadlines[0][0] if self._deadlines else None
-
-    def deadline_of(self, key: K) -> float | None:
-        group = self._groups.get(key)
-        return None if group is None else group.deadline
 
     def flush_due(self, now: float) -> list[Batch[K, T]]:
         """Flush every group whose deadline is at or before ``now`` (reason ``time``)."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
-from infinitic_py.topics import DLQ_SUBSCRIPTION
+from infinitic_py.topics import DLQ_SUBSCRIPTION, unpartitioned
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
@@ -107,7 +107,7 @@ class Consumers:
     def _consumer_of(self, msg: ReceivedMessage) -> Consumer:
         consumer = self._by_topic.get(msg.topic)
         if consumer is None:  # a partition of a consumed topic: "<topic>-partition-<n>"
-            consumer = self._by_topic.get(msg.topic.rsplit("-partition-", 1)[0])
+            consumer = self._by_topic.get(unpartitioned(msg.topic))
         if consumer is None:  # a transport naming topics its own way: the first topic's
             consumer = next(iter(self._by_topic.values()))
         return consumer

@@ -20,24 +20,6 @@ if TYPE_CHECKING:
 W = TypeVar("W", bound="Worker")
 
 
-def transport_options(config: WorkerConfig) -> dict[str, Any]:
-    """Options for ``create_transport`` (Pulsar auth / TLS / producer tuning)."""
-    p = config.pulsar
-    if is_memory(p.url):
-        return {}
-    return {
-        "auth_plugin": p.auth_plugin,
-        "auth_params": p.auth_params_string(),
-        "tls_trust_certs_file": p.tls_trust_certs_file,
-        "tls_allow_insecure_connection": p.tls_allow_insecure_connection,
-        "tls_validate_hostname": p.tls_validate_hostname,
-        "batching_max_messages": p.producer.batching_max_messages,
-        "batching_max_publish_delay_ms": p.producer.batching_max_publish_delay_ms,
-        "send_timeout_seconds": p.producer.send_timeout_seconds,
-        "compression": p.producer.compression,
-    }
-
-
 def consumer_settings(config: WorkerConfig) -> ConsumerSettings:
     c = config.pulsar.consumer
     return ConsumerSettings(
@@ -107,7 +89,7 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
         shutdown_grace=w.shutdown_grace_seconds,
         http_host=w.http_host,
         http_port=w.http_port or None,
-        transport_options=transport_options(config),
+        transport_options=config.pulsar.transport_options(),
         admin_url=None if is_memory(config.pulsar.url) else config.pulsar.admin_url,
         gc_gen0_threshold=w.gc_gen0_threshold,
         backlog_interval=w.backlog_poll_seconds,
@@ -135,4 +117,4 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
     return worker
 
 
-__all__ = ["build_worker", "consumer_settings", "transport_options"]
+__all__ = ["build_worker", "consumer_settings"]

@@ -56,11 +56,6 @@ class Invoker:
         return cls(service, settings.worker_name, settings.concurrency,
                    settings.hung_handlers_cap)
 
-    @property
-    def hung(self) -> int:
-        """Sync handlers still running that nobody waits for any more."""
-        return self._pool.hung
-
     def health_problem(self) -> str | None:
         """Why this service cannot run handlers normally now (readiness), or None."""
         if self._pool.healthy:

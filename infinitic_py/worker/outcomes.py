@@ -26,6 +26,7 @@ import msgspec
 
 from infinitic_py.errors import DecodeError
 from infinitic_py.retry import RetryPolicy
+from infinitic_py.topics import unpartitioned
 from infinitic_py.tracing import carried
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import Dialect, Publish
@@ -196,7 +197,7 @@ def keeping_key(publishes: Sequence[Publish], msg: ReceivedMessage) -> Sequence[
     key = msg.partition_key
     if key is None:
         return publishes
-    home = msg.topic.rsplit("-partition-", 1)[0]
+    home = unpartitioned(msg.topic)
     return [dataclasses.replace(p, message=dataclasses.replace(p.message, partition_key=key))
             if p.topic == home and p.message.partition_key != key else p for p in publishes]
 

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from infinitic_py.producers import ProducerCache, dialect_producers
+from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.base import (
     ConsumerClosed,
     ConsumerSettings,
@@ -63,7 +64,7 @@ class Relay:
     def _role(self, msg: ReceivedMessage) -> str:
         role = self._roles.get(msg.topic)
         if role is None:  # a partition of a consumed topic
-            role = self._roles[msg.topic.rsplit("-partition-", 1)[0]]
+            role = self._roles[unpartitioned(msg.topic)]
         return role
 
     async def _loop(self, consumer: Any) -> None:

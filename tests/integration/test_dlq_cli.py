@@ -147,3 +147,51 @@ async def test_dlq_of_an_unknown_service_reads_nothing_and_creates_no_topic(
     assert purge.returncode == 0 and "deleted 0" in purge.stdout
     topics = await asyncio.to_thread(admin.topics, "public", "default")
     assert dead_letter_topic("public", "default", service) not in topics
+
+
+async def test_a_bulk_dead_lettered_by_pulsar_is_replayed_whole(
+    pulsar_broker: BrokerInfo, admin: PulsarAdmin, unique_name: str
+) -> None:
+    """An atomic bulk Pulsar moved to the DLQ (after max_redeliveries) is one message: it lists
+    as one letter per task, and replay acts on it only with every task selected."""
+    from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
+    from infinitic_py.transport import create_transport
+    from infinitic_py.transport.base import OutgoingMessage, SubscriptionType
+    from infinitic_py.wire import native as wire
+    from infinitic_py.wire.bulk import bulk_message
+
+    service = f"DlqBulk{unique_name}"
+    dlq, topic = dead_letter_topic("public", "default", service), service_topic(
+        "public", "default", service)
+    tasks = [wire.ExecuteTask(task_id=f"{unique_name}-{i}", service=service,
+                              method="first" if i == 0 else "run",
+                              args=wire.encode_value(["value", i]), retry_index=2)
+             for i in range(3)]
+    transport = create_transport(pulsar_broker.service_url)
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        await producer.send(bulk_message([OutgoingMessage(wire.encode(t)) for t in tasks]))
+        await producer.close()
+    finally:
+        await transport.close()
+
+    listed = await letters_json(pulsar_broker, service)
+    assert sorted(x["task_id"] for x in listed["letters"]) == [t.task_id for t in tasks]
+    assert {(x["reason"], x["bulk_size"]) for x in listed["letters"]} == {("max_redeliveries", 3)}
+
+    partial = await acli(pulsar_broker, "dlq", "replay", service, "--method", "run")
+    assert partial.returncode == 0, partial.stderr
+    assert "replayed 0 task(s)" in partial.stdout and "2 task(s) of an atomic bulk skipped" in (
+        partial.stdout)
+    assert len((await letters_json(pulsar_broker, service))["letters"]) == 3
+
+    whole = await acli(pulsar_broker, "dlq", "replay", service, "--json")
+    assert whole.returncode == 0, whole.stderr
+    result = json.loads(whole.stdout)
+    assert (result["replayed"], result["skipped_partial_bulk"]) == (3, 0)
+    backlog = await poll(lambda: asyncio.to_thread(admin.subscription_counts, topic,
+                                                   WORKER_SUBSCRIPTION),
+                         lambda counts: counts[0] >= 1, 30)
+    assert backlog[0] >= 1  # entries: the three new attempts, maybe in one producer batch
+    assert (await letters_json(pulsar_broker, service))["letters"] == []

@@ -568,3 +568,15 @@ def test_gc_gen0_threshold_defaults_and_env_override(tmp_path: Path) -> None:
     assert config.worker.gc_gen0_threshold == 0
     message = error_of(path, env={"INFINITIC_WORKER__GC_GEN0_THRESHOLD": "-1"})
     assert "worker.gc_gen0_threshold" in message
+
+
+def test_transport_options_are_built_in_one_place() -> None:
+    from infinitic_py.config.schema import PulsarConfig
+    from infinitic_py.ops.settings import ToolSettings
+
+    assert PulsarConfig(url="memory://x").transport_options() == {}
+    pulsar = PulsarConfig(url="pulsar+ssl://h:6651", auth_plugin="org.x.AuthenticationToken",
+                          auth_params={"token": "t"})
+    options = pulsar.transport_options()
+    assert options["auth_params"] == '{"token": "t"}' and options["tls_validate_hostname"]
+    assert ToolSettings(pulsar, "x.yaml").transport_options() == options

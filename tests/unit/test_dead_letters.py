@@ -9,11 +9,18 @@ import uuid
 import pytest
 
 from infinitic_py.ops.dlq import REASON_MAX_REDELIVERIES as MAX_REDELIVERIES
-from infinitic_py.ops.dlq import read_letter
-from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic, service_topic
-from infinitic_py.transport.base import ConsumerSettings, OutgoingMessage
+from infinitic_py.ops.dlq import read_letter, read_letters
+from infinitic_py.ops.dlq_store import DeadLetterStore, whole_bulks
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
+from infinitic_py.transport.base import ConsumerSettings, OutgoingMessage, SubscriptionType
 from infinitic_py.transport.memory import MemoryTransport, get_broker, reset_broker
 from infinitic_py.wire import native as wire
+from infinitic_py.wire.bulk import bulk_message
 
 
 async def test_a_raw_copy_reads_as_a_dead_letter_with_a_reason() -> None:
@@ -57,3 +64,46 @@ def test_a_worker_letter_reads_as_itself() -> None:
 def test_garbage_still_reads(props: dict[str, str]) -> None:
     letter = read_letter(b"\xc1garbage", props, service="Svc", published_at=None)
     assert letter.service == "Svc" and letter.task is None and letter.reason
+
+
+def _bulk_tasks(n: int) -> list[wire.ExecuteTask]:
+    return [wire.ExecuteTask(task_id=f"b-{i}", service="Svc", method="go" if i else "first",
+                             args=wire.encode_value([i]), retry_index=1) for i in range(n)]
+
+
+def test_a_bulk_moved_by_pulsars_dead_letter_policy_reads_as_one_letter_per_task() -> None:
+    tasks = _bulk_tasks(3)
+    bulk = bulk_message([OutgoingMessage(wire.encode(t)) for t in tasks])
+    views = read_letters(bulk.data, {"traceparent": "00-x"}, service="Svc", published_at=9.0)
+    assert [(v.reason, v.task_id, v.bulk_size, v.failed_at) for v in views] == [
+        (MAX_REDELIVERIES, f"b-{i}", 3, 9.0) for i in range(3)]
+    assert [v.task for v in views] == tasks and views[0].to_json()["bulk_size"] == 3
+    (single,) = read_letters(wire.encode(tasks[0]), {}, service="Svc", published_at=None)
+    assert single.bulk_size == 0 and single.task == tasks[0]
+
+
+async def test_a_dead_lettered_bulk_is_replayed_whole_or_left_alone() -> None:
+    name = f"dlb-{uuid.uuid4().hex[:6]}"
+    transport = MemoryTransport(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    tasks = _bulk_tasks(3)
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        await producer.send(bulk_message([OutgoingMessage(wire.encode(t)) for t in tasks]))
+        async with DeadLetterStore(transport, "public", "default", "Svc", idle=0.3) as store:
+            letters = await store.read()
+            assert [x.view.task_id for x in letters] == ["b-0", "b-1", "b-2"]
+            some = [x for x in letters if x.view.method == "go"]
+            assert whole_bulks(some) == ([], some)  # acking would delete b-0 too
+            whole, partial = whole_bulks(letters)
+            assert (whole, partial) == (letters, [])
+            assert await store.replay(whole) == 3
+        replayed = [wire.decode_execute(m.data)
+                    for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)]
+        assert [(t.task_id, t.retry_index, t.retry_sequence) for t in replayed] == [
+            (f"b-{i}", 0, 1) for i in range(3)]
+        assert get_broker(name).peek(dlq, DLQ_SUBSCRIPTION) == []
+    finally:
+        await transport.close()
+        reset_broker(name)

@@ -90,3 +90,12 @@ async def test_an_atomic_bulk_of_one_key_keeps_a_sub_key() -> None:
     plain = await _sent_keys(atomic=False, key_spread=4)
     assert len(plain) == 8 and len(set(plain)) > 1  # spread over several sub-keys
     assert await _sent_keys(atomic=True, key_spread=1) == ["tenant"]
+
+
+def test_a_partition_names_its_topic() -> None:
+    from infinitic_py.topics import unpartitioned
+
+    base = "persistent://public/default/task-executor:S:high"
+    assert unpartitioned(base + "-partition-3") == base
+    assert unpartitioned(base) == base
+    assert unpartitioned(base + "-partition-x") == base + "-partition-x"

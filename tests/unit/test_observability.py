@@ -391,3 +391,27 @@ async def test_healthz_is_503_while_the_event_loop_is_stuck() -> None:
         thread.join(timeout=5)  # blocks the event loop on purpose, until the probe answers
         assert got == [(503, b"event loop not responding\n")]
         assert await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).status) == 200
+
+
+def test_metric_help_and_readme_name_every_reason_and_action() -> None:
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
+    from infinitic_py.observability import Metrics
+    from infinitic_py.worker.envelope_rules import INVALID_ENVELOPE
+    from infinitic_py.worker.ledger import CopyAction
+    from infinitic_py.worker.outcomes import REPLY_UNPUBLISHABLE
+
+    metrics = Metrics(CollectorRegistry())
+    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines()
+            if line.startswith("| `infinitic_")}
+    reasons = ("retries_exhausted", "not_retryable", "unknown_method", "undecodable",
+               INVALID_ENVELOPE, REPLY_UNPUBLISHABLE)
+    for reason in reasons:
+        assert reason in metrics.tasks_dead_lettered._documentation, reason
+        assert f"`{reason}`" in rows["infinitic_tasks_dead_lettered_total"], reason
+    for action in CopyAction:
+        assert action.value in metrics.duplicates._documentation, action
+        assert f"`{action.value}`" in rows["infinitic_duplicates_total"], action

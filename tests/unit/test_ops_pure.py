@@ -3,6 +3,7 @@ built from admin stats; times parsed."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -10,8 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from infinitic_py.client_admin import ClientAdmin
 from infinitic_py.ops.dlq import LetterFilter, parse_time, read_letter, replay_message
 from infinitic_py.ops.status import build_status
+from infinitic_py.priority import Band, band_service, split_band
 from infinitic_py.topics import DLQ_SUBSCRIPTION, WORKER_SUBSCRIPTION
 from infinitic_py.wire import native as wire
 
@@ -109,3 +112,50 @@ def test_status_rows_from_admin_stats() -> None:
     assert rows["Gone"].state == "no service topic" and rows["Gone"].dead_letters is None
     assert status.response_topics == [base + "response:client-1"]
     assert status.to_json()["services"][0]["service"] == "Email"
+
+
+def test_priority_bands_fold_into_their_service() -> None:
+    base = "persistent://public/default/"
+
+    def sub(backlog: int, ready: int, unacked: int, consumers: int = 1) -> dict[str, Any]:
+        return {"msgRateIn": 1.0, "subscriptions": {WORKER_SUBSCRIPTION: {
+            "msgBacklog": backlog, "msgBacklogNoDelayed": ready, "unackedMessages": unacked,
+            "msgRateOut": 0.5, "consumers": [{"consumerName": f"w{i}"} for i in range(consumers)]}}}
+
+    topics = [base + "task-executor:Email", base + "task-executor:Email:high",
+              base + "task-executor:Email:low", base + "task-executor:Solo:high"]
+    stats = {topics[0]: sub(10, 7, 1), topics[1]: sub(5, 5, 2), topics[2]: sub(3, 1, 0),
+             topics[3]: sub(4, 4, 0, consumers=0)}
+    status = build_status("public", "default", topics, stats)
+    assert [s.service for s in status.services] == ["Email", "Solo"]
+    email, solo = status.services
+    assert (email.backlog, email.ready, email.delayed, email.unacked) == (18, 13, 5, 3)
+    assert (email.topic, len(email.workers), email.rate_in) == (topics[0], 1, 3.0)
+    assert {k: (b.backlog, b.ready) for k, b in email.bands.items()} == {
+        "normal": (10, 7), "high": (5, 5), "low": (3, 1)}
+    assert status.to_json()["services"][0]["bands"]["high"]["topic"] == topics[1]
+    assert (solo.topic, solo.ready, solo.state, solo.bands) == (
+        topics[3], 4, "no worker connected", {})
+
+
+def test_split_band_inverts_band_service() -> None:
+    for band in Band:
+        assert split_band(band_service("Email", band)) == ("Email", band)
+    assert split_band(":high") == (":high", Band.NORMAL)
+
+
+async def test_the_no_worker_warning_names_the_service_of_a_band(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Admin:
+        def topic_stats(self, topic: str) -> dict[str, Any]:
+            return {"subscriptions": {WORKER_SUBSCRIPTION: {"consumers": []}}}
+
+    admin = ClientAdmin("http://127.0.0.1:1", {})
+    admin._admin = Admin()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="infinitic_py.client"):
+        await admin.check_workers("persistent://public/default/task-executor:Email:high",
+                                  "Email:high", "c1")
+        await admin.check_workers("persistent://public/default/task-executor:Email",
+                                  "Email", "c1")
+    (record,) = [r for r in caplog.records if "client.no_worker" in r.getMessage()]
+    assert "service=Email: no worker" in record.getMessage()

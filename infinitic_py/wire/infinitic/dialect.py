@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable
 from infinitic_py.wire.infinitic import envelopes, outcomes, values
@@ -188,4 +189,4 @@ class InfiniticDialect:
 def _entity(topic: str) -> str:
     """``persistent://t/ns/task-retry:S-partition-1`` -> ``S``."""
     local = topic.rsplit("/", 1)[-1].split(":", 1)[1]
-    return re.sub(r"-partition-\d+$", "", local)
+    return unpartitioned(local)

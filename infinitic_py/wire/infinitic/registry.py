@@ -16,7 +16,6 @@ Verified on Pulsar 4.2.4 (``tests/interop/test_schema_registry.py``): see ``NOTE
 from __future__ import annotations
 
 import json
-import re
 import threading
 import urllib.parse
 import urllib.request
@@ -26,12 +25,12 @@ from typing import Any
 import _pulsar
 import pulsar
 
+from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.pulsar_schemas import RawAvroSchema
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
 
 # JVM SchemaInfo properties (Pulsar's AvroSchema adds them; they do not enter the schema hash)
 JVM_SCHEMA_PROPERTIES = {"__alwaysAllowNull": "true", "__jsr310ConversionEnabled": "true"}
-_PARTITION = re.compile(r"-partition-\d+$")
 
 
 class InfiniticSchema(RawAvroSchema):
@@ -48,7 +47,7 @@ class InfiniticSchema(RawAvroSchema):
 
 def base_topic(topic: str) -> str:
     """``persistent://t/ns/x-partition-2`` -> ``persistent://t/ns/x`` (schemas live on the base)."""
-    return _PARTITION.sub("", topic)
+    return unpartitioned(topic)
 
 
 def native_fetcher(client: pulsar.Client) -> Callable[[str, int], str]:

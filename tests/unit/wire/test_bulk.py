@@ -12,8 +12,8 @@ from infinitic_py.wire.bulk import (
     BulkTooLarge,
     BulkTracker,
     bulk_message,
+    bulk_parts,
     expand,
-    is_bulk,
     split_settlement,
 )
 
@@ -25,7 +25,7 @@ def received(data: bytes, count: int = 0) -> ReceivedMessage:
 @given(st.lists(st.binary(max_size=50), min_size=1, max_size=40))
 def test_round_trip_in_order(bodies: list[bytes]) -> None:
     bulk = bulk_message([OutgoingMessage(b) for b in bodies])
-    assert is_bulk(bulk.data)
+    assert bulk_parts(bulk.data) == bodies
     assert bulk.properties[PROP_BULK] == str(len(bodies))
     parent = received(bulk.data, count=2)
     parts = expand([received(b"\x81plain"), parent, received(b"\x81tail")])
@@ -81,3 +81,17 @@ def test_unreadable_bulk_stays_for_the_dialect() -> None:
     bad = received(b"\xc1IPB1\xff\xff")
     assert expand([bad]) == [bad]
     assert type(bad.handle) is not BulkTracker
+
+
+class _Keyed(ReceivedMessage):
+    def _read_partition_key(self) -> str | None:
+        return "k1#3"
+
+
+def test_tasks_of_a_bulk_keep_its_partition_key() -> None:
+    bulk = bulk_message([OutgoingMessage(b"\x81a", partition_key="k1#3"),
+                         OutgoingMessage(b"\x81b", partition_key="k1#3")])
+    parent = _Keyed(bulk.data, {}, 0, "persistent://public/default/t", object())
+    parts = expand([parent])
+    assert [(p.data, p.partition_key) for p in parts] == [(b"\x81a", "k1#3"), (b"\x81b", "k1#3")]
+    assert expand([received(bulk.data)])[0].partition_key is None
