@@ -292,15 +292,17 @@ async def test_a_transport_error_after_the_outcomes_are_durable_does_not_nack() 
     consumer = OneRunConsumer([message("a", "one")])
     executor = executor_on(consumer)
     settle = executor._consumers.settle
+    acks: list[int] = []
 
     async def failing(msgs: Sequence[ReceivedMessage], *, ack: bool) -> None:
         if ack:
+            acks.append(len(msgs))
             raise TransportError("ack failed")
         await settle(msgs, ack=ack)
 
     executor._consumers.settle = failing  # type: ignore[method-assign]
     await executor.start()
-    await until(lambda: executor.held == 0 and not executor._units)
+    await until(lambda: bool(acks) and not executor._units)
     await settle_down()
     assert not consumer.nacked  # the outcomes are out: a nack would run the task again
     assert executor.held == 0
