@@ -161,6 +161,8 @@ class ProducerCache:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._creating:  # a producer created after this close would stay open
+            await asyncio.wait(set(self._creating.values()), timeout=CLOSE_TIMEOUT)
         producers = list(self._producers.values())
         self._producers.clear()
         for producer in producers:
