@@ -2,7 +2,8 @@
 every decision is made by a part that never calls back into it (DESIGN §1, §5).
 
 - receive: one loop per consumed topic, never cancelled (it ends when its consumer closes); it
-  takes the run of messages the client holds (``receive_many``) up to the ledger's room.
+  takes the run of messages the client holds (``receive_many``) up to the room it reserved in
+  the ledger before waiting (the loops share the ledger: together they never cross its cap).
 - route (``routing``): each message -> a ``Pending`` on its method's route, or a ``Rejection``
   (dead-lettered); the ``ledger`` splits fresh attempts from copies of running / settled ones.
 - launch: a single method's task runs alone; a batched one joins its ``accumulator`` group,
