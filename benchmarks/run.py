@@ -2,8 +2,8 @@
 measured in the same run. Prints a table and writes ``bench-results/results.json``.
 
     deploy/pulsar-standalone/with-broker.sh .venv/bin/python -m benchmarks.run [options]
-      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,fleet
-                        (default: all)
+      --only SECTIONS   comma-separated: wire,baseline,executor,e2e,flush,memory,bulk,fleet,
+                        interop (default: all but interop, which needs Java + the Infinitic jar)
       --quick           smaller N everywhere (a smoke run, figures are noisier)
       --repeats R       runs per throughput figure, the median is kept (default 3; the executor
                         rows take max(R, 5) pairs of runs, made odd, 1 if R is 1)
@@ -46,6 +46,8 @@ Method (each section's module docstring has the details):
 7. bulk (``benchmarks.bulk``): dispatch throughput of ``many()`` of 1,000 tasks with
    ``atomic=True`` (one message carrying them all); baseline: the same ``many()`` without it
    (1,000 messages in producer batches), alternated on the same client.
+8. interop (``benchmarks.interop``, opt-in): the Python executor on Infinitic's wire vs the JVM
+   Infinitic executor (example runner ``mode=isolated``), same broker, batch settings and run.
 6. wire (``benchmarks.wire``): msgspec MessagePack vs JSON, encode + decode of an ExecuteTask and
    its arguments. Ratio: JSON time / MessagePack time.
 8. fleet (``benchmarks.fleet``): 1, 2 and 4 ``infinitic-py worker`` processes on one service,
@@ -85,6 +87,7 @@ from benchmarks.executor_local import LocalResult, run_executor_local
 from benchmarks.fleet import CASES as FLEET_CASES
 from benchmarks.fleet import run_fleet
 from benchmarks.flush import FlushResult, run_flush
+from benchmarks.interop import run_interop
 from benchmarks.memory import run_memory
 from benchmarks.wire import run_wire
 from benchmarks.workerproc import UNCLEAN_EXITS
@@ -93,7 +96,8 @@ from infinitic_py.observability import configure_logging
 
 # (max_messages, sync batch method): the executor rows.
 EXECUTOR_ROWS = ((1, False), (10, False), (100, False), (100, True), (1000, False))
-SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "bulk", "fleet")
+SECTIONS = ("wire", "baseline", "executor", "e2e", "flush", "memory", "bulk", "fleet", "interop")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # interop is opt-in (``--only interop``): it needs the JVM
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results" / "results.json"
 T = TypeVar("T")
 
@@ -322,6 +326,20 @@ class Bench:
                          extra={"handler_start_ms": r.p(r.start_ms, q),
                                 "max_ms": max(r.flush_ms) if r.flush_ms else None}))
 
+    async def interop(self) -> None:
+        quick = self.sizes.executor < 100_000
+        python_n = 20_000 if quick else 50_000
+        workflows, per = (10, 100) if quick else (30, 100)
+        r = await run_interop(self.env, python_n, workflows, per)
+        if r.skipped:
+            print(f"  interop skipped: {r.skipped}", flush=True)
+            return
+        self.add(Row("interop", "Python executor, Infinitic wire (firstStart->lastEnd)",
+                     r.python_tps, "tasks/s", r.jvm_tps, "JVM Infinitic executor",
+                     note=f"N={r.python_n}; JVM K={r.jvm_k} mode=isolated; batch 100/1.0 s, "
+                          "concurrency 4; target >= 10x",
+                     extra={"jvm_line": r.jvm_line}))
+
     async def memory(self) -> None:
         milestones = self.sizes.memory
         result = await run_memory(self.env, milestones)
@@ -439,7 +457,7 @@ def _checks(rows: list[Row]) -> list[str]:
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", metavar="DIR")

@@ -149,6 +149,15 @@ class PulsarAdmin:
 
     # -- topics and subscriptions ----------------------------------------------------------------
 
+    def ensure_topic(self, topic: str, partitions: int) -> None:
+        """Create ``topic`` unless it exists: partitioned with ``partitions`` (> 0), else a
+        non-partitioned one (for namespaces whose auto topic creation is off)."""
+        path = _topic_path(topic)
+        if partitions > 0:
+            _ignore_conflict(lambda: self.put_json(f"{path}/partitions", partitions))
+        else:
+            _ignore_conflict(lambda: self.put_json(path, None))
+
     def topic_stats(self, topic: str) -> dict[str, Any]:
         """Stats of a non-partitioned topic (``persistent://t/ns/local``); ``{}`` if it is missing."""
         try:

@@ -15,10 +15,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.transport.base import OutgoingMessage, Producer, TransportError
+from infinitic_py.transport.base import OutgoingMessage, Producer, Transport, TransportError
+
+if TYPE_CHECKING:
+    from infinitic_py.wire import Dialect
 
 CLOSE_TIMEOUT = 5.0  # seconds for a producer close
 
@@ -202,3 +206,13 @@ async def _close(producer: Producer) -> None:
             await asyncio.wait_for(producer.close(), CLOSE_TIMEOUT)
         except (TransportError, TimeoutError) as exc:
             log.debug("producer.close_failed", topic=producer.topic, error=str(exc) or "timeout")
+
+
+def dialect_producers(transport: Transport, dialect: Dialect[Any]) -> Callable[[str], Awaitable[Producer]]:
+    """Producers as a dialect wants them: its schema and partitioning per topic."""
+
+    def create(topic: str) -> Awaitable[Producer]:
+        return transport.create_producer(topic, schema=dialect.producer_schema(topic),
+                                         partitioner=dialect.partitioner(topic))
+
+    return create

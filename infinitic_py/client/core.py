@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import msgspec
 import structlog
 
 from infinitic_py import tracing
+from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
@@ -32,7 +32,6 @@ from infinitic_py.keys import check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
-from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
     Consumer,
@@ -48,6 +47,7 @@ from infinitic_py.transport.base import (
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
+from infinitic_py.wire.native import Reply
 
 T = TypeVar("T")
 
@@ -71,6 +71,8 @@ class AsyncClient:
         transport_options: Mapping[str, Any] | None = None,
         max_producers: int = DEFAULT_MAX_PRODUCERS,
         max_bulk_bytes: int = MAX_BULK_BYTES,
+        wire: str = "native",
+        parameter_types: Mapping[str, Sequence[str]] | None = None,
         key_spread: int | Mapping[str, int] = 1,
         admin_url: str | None = AUTO,
     ) -> None:
@@ -98,9 +100,13 @@ class AsyncClient:
         self._lock: asyncio.Lock | None = None
         self._responses: Consumer | None = None
         self._response_task: asyncio.Task[None] | None = None
-        self._waiting: dict[str, asyncio.Future[wire.Reply]] = {}
+        self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._closed = False
-        self.response_topic = response_topic(tenant, namespace, self.name)
+        # wire="infinitic": Infinitic 0.18 requests to JVM services (``parameter_types``:
+        # {"Service.method": JVM class names}; the admin API creates ``response:<name>``, as
+        # Infinitic namespaces have auto topic creation off)
+        self._codec: ClientCodec = make_codec(wire, tenant, namespace, parameter_types)
+        self.response_topic = self._codec.response_topic(self.name)
         self.replies_received = 0  # replies that reached this client's response topic
         self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
         self._class_methods: dict[type[Any], dict[str, MethodDefinition]] = {}
@@ -108,6 +114,7 @@ class AsyncClient:
         resolved_admin = None if is_memory(url) else resolve_admin_url(url, admin_url)
         self._admin = (ClientAdmin(resolved_admin, self._transport_options)
                        if resolved_admin else None)
+        self.admin_url = resolved_admin
         self._admin_tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
@@ -190,33 +197,37 @@ class AsyncClient:
         now = wire.now()
         want_results = stub.results
         reply_to = self.response_topic if want_results else None
-        tasks: list[wire.ExecuteTask] = []
+        task_ids: list[str] = []
+        priorities: list[int] = []
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
         spread = spread_for(self.key_spread, stub.name)
         for index, call in enumerate(calls):
             try:
-                task, delay = self._build(stub, method, definition, call, reply_to, now)
+                task_id, priority, message = self._build(
+                    stub, method, definition, call, reply_to, now, spread,
+                    task_ids[0] if atomic and task_ids else None)
             except (TypeError, ValueError) as exc:
                 where = f"item {index}: " if len(calls) > 1 else ""
                 raise type(exc)(f"{where}{exc}") from None
-            if task.task_id in seen:
-                raise ValueError(f"item {index}: task_id {task.task_id!r} appears twice")
-            if want_results and task.task_id in self._waiting:
+            if task_id in seen:
+                raise ValueError(f"item {index}: task_id {task_id!r} appears twice")
+            if want_results and task_id in self._waiting:
                 raise ValueError(
-                    f"item {index}: task_id {task.task_id!r} is already dispatched by this "
+                    f"item {index}: task_id {task_id!r} is already dispatched by this "
                     "client and awaiting its result (await that Deferred)"
                 )
-            seen.add(task.task_id)
-            tasks.append(task)
-            message = wire.task_message(task, deliver_after=delay, spread=spread,
-                                        spread_by=tasks[0].task_id if atomic else None)
+            seen.add(task_id)
+            task_ids.append(task_id)
+            priorities.append(priority)
             if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
                 message = tracing.injected(message)
             out.append(message)
         bands: dict[Band, list[int]] = {}  # each priority band is its own topic
-        for index, task in enumerate(tasks):
-            bands.setdefault(band_of(task.priority), []).append(index)
+        for index, priority in enumerate(priorities):
+            bands.setdefault(band_of(priority), []).append(index)
+        if atomic and self._codec.name != "native":
+            raise ValueError(f"atomic many() is a native-wire feature (wire={self._codec.name})")
         if atomic:  # one message: persisted whole or not at all (wire/bulk.py)
             if len(bands) > 1:
                 raise ValueError("an atomic many() is one message on one topic: give all its "
@@ -228,14 +239,14 @@ class AsyncClient:
         # task id is refused above, never silently takes over a waiting future.
         deferreds: list[Deferred[Any]] = []
         decoder = definition.output_decoder if definition is not None else None
-        for task in tasks:
-            future: asyncio.Future[wire.Reply] | None = None
+        for task_id in task_ids:
+            future: asyncio.Future[Reply] | None = None
             if want_results:
                 future = asyncio.get_running_loop().create_future()
-                self._waiting[task.task_id] = future
-            deferred: Deferred[Any] = Deferred(task.task_id, future, decoder, self)
+                self._waiting[task_id] = future
+            deferred: Deferred[Any] = Deferred(task_id, future, decoder, self)
             if future is not None:
-                weakref.finalize(deferred, self._forget, task.task_id, future)
+                weakref.finalize(deferred, self._forget, task_id, future)
             deferreds.append(deferred)
         sent: set[int] = set()  # indexes the broker confirmed (a plain many())
         try:
@@ -263,7 +274,7 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            raise _dispatch_failed(exc, tasks, sent, deferreds, atomic) from exc
+            raise _dispatch_failed(exc, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -290,56 +301,45 @@ class AsyncClient:
         call: Call,
         reply_to: str | None,
         now: float,
-    ) -> tuple[wire.ExecuteTask, float | None]:
+        spread: int = 1,
+        spread_by: str | None = None,
+    ) -> tuple[str, int, OutgoingMessage]:
+        """(task id, priority, message): the codec encodes."""
         if definition is not None:
             positional = definition.bind_args(call.args, dict(call.kwargs))
-            encoded = wire.encode_value(positional)
-            try:
-                definition.args_decoder.decode(encoded)  # exactly what the worker will decode
-            except msgspec.ValidationError as exc:
-                raise TypeError(f"{definition.qualified}(): {exc}") from None
         else:
             if call.kwargs:
                 raise TypeError(
                     f"{stub.name}.{method}(): keyword arguments need the service class "
                     "(client.service(ServiceClass)) to know the parameter order"
                 )
-            try:
-                encoded = wire.encode_value(call.args)
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise TypeError(f"{stub.name}.{method}(): cannot encode arguments: {exc}") from None
+            positional = tuple(call.args)
         meta = {**stub.meta, **(call.meta or {})}
         check_batch_key(meta)
-        delay = _delay_of(call)
-        task = wire.ExecuteTask(
-            task_id=call.task_id or uuid.uuid4().hex,
-            service=stub.name,
-            method=method,
-            args=encoded,
-            meta=meta,
-            tags=(*stub.tags, *(call.tags or ())),
-            priority=DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority),
-            reply_to=reply_to,
-            emitted_at=now,
-            first_emitted_at=now,
-        )
-        return task, delay
+        priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
+        task_id, message = self._codec.build(
+            stub.name, method, definition, call, positional, meta,
+            (*stub.tags, *(call.tags or ())), reply_to, self.name, _delay_of(call), now,
+            priority, spread=spread, spread_by=spread_by)
+        return task_id, priority, message
 
     async def _create_producer(self, service: str) -> Producer:
         assert self._transport is not None
-        topic = service_topic(self.tenant, self.namespace, service)
+        topic = self._codec.task_topic(service)
         # A topic keeps nothing without a subscription: create the workers' one first so
         # tasks dispatched before any worker started are not dropped.
         try:
             await self._transport.ensure_subscription(
-                topic, WORKER_SUBSCRIPTION, self.subscription_type
+                topic, self._codec.worker_subscription(), self.subscription_type
             )
         except TransportError as exc:
             # E.g. workers are connected with another subscription type (key_shared):
             # then the subscription exists, which is all that is needed here.
             log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
-        producer = await self._transport.create_producer(topic)
-        if self._admin is not None:  # ops (issue 16): say once when no worker consumes it
+        producer = await self._transport.create_producer(
+            topic, schema=self._codec.producer_schema(topic))
+        if self._admin is not None and self._codec.name == "native":
+            # ops (issue 16): say once when no worker consumes it (infinitic-py's subscription)
             check = asyncio.create_task(self._admin.check_workers(topic, service, self.name))
             self._admin_tasks.add(check)
             check.add_done_callback(self._admin_tasks.discard)
@@ -351,6 +351,7 @@ class AsyncClient:
         assert self._lock is not None and self._transport is not None
         async with self._lock:
             if self._responses is None:
+                await self._create_topics()
                 self._responses = await self._transport.subscribe(
                     self.response_topic,
                     self.name,
@@ -358,11 +359,25 @@ class AsyncClient:
                         subscription_type=SubscriptionType.EXCLUSIVE,
                         receiver_queue_size=1000,
                         consumer_name=self.name,
+                        writer_schemas=self._codec.writer_schemas,
                     ),
                 )
                 self._response_task = asyncio.create_task(
                     self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
                 )
+
+    async def _create_topics(self) -> None:
+        topics = self._codec.topics_to_create(self.name)
+        if not topics or is_memory(self.url):
+            return
+        if not self.admin_url:
+            log.debug("client.topics_not_created", topics=sorted(topics))
+            return
+        from infinitic_py.admin import PulsarAdmin
+
+        admin = PulsarAdmin(self.admin_url, timeout=10.0)
+        for topic, partitions in topics.items():
+            await asyncio.to_thread(admin.ensure_topic, topic, partitions)
 
     async def _receive_responses(self, consumer: Consumer) -> None:
         while True:
@@ -375,10 +390,14 @@ class AsyncClient:
                 await asyncio.sleep(0.5)  # reconnect backoff
                 continue
             try:
-                reply = wire.decode_reply(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                reply = self._codec.decode_reply(msg)
+            except Exception as exc:  # unreadable: logged, acked (nothing can wait for it)
                 log.error("client.bad_reply", client=self.name, error=str(exc))
             else:
+                if reply is None:  # a message of no interest (e.g. a workflow answer)
+                    with contextlib.suppress(TransportError):
+                        await consumer.acknowledge([msg])
+                    continue
                 self.replies_received += 1
                 future = self._waiting.pop(reply.task_id, None)
                 if future is not None and not future.done():
@@ -389,10 +408,9 @@ class AsyncClient:
                 await consumer.acknowledge([msg])
 
 
-def _dispatch_failed(exc: TransportError, tasks: Sequence[wire.ExecuteTask], sent: set[int],
+def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
                      deferreds: Sequence[Deferred[Any]], atomic: bool) -> DispatchFailed:
     """The one error of a failed dispatch, naming what exists and what does not."""
-    ids = [t.task_id for t in tasks]
     done = [ids[i] for i in sorted(sent)]
     rest = [task_id for i, task_id in enumerate(ids) if i not in sent]
     if atomic:

@@ -157,6 +157,14 @@ class ServiceConfig(_Section, frozen=True):
     batch: dict[str, BatchConfig] = msgspec.field(default_factory=dict)
     """Per batched method (the task's name ``send`` or its twin's ``send_batch``), overrides of
     its decorator's ``max_messages`` / ``max_seconds``; the loader resolves the name."""
+    wire: Literal["native", "infinitic"] = "native"
+    """Message format: ``native`` (infinitic-py's) or ``infinitic`` (serve Infinitic 0.18 JVM workflows and clients on Infinitic's topics; needs the ``infinitic`` extra)."""
+    tenant: str | None = None
+    """Override of ``pulsar.tenant`` for this service (e.g. Infinitic's tenant)."""
+    namespace: str | None = None
+    """Override of ``pulsar.namespace`` for this service (e.g. Infinitic's namespace)."""
+    event_handler: bool = False
+    """``wire: infinitic`` only: also play Infinitic's task-event and task-retry handlers (no JVM worker of this service needed)."""
 
     def load_class(self) -> type[Any]:
         """Import the service class named by ``class`` (raises ConfigError when it cannot)."""

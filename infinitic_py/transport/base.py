@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+# (partition key, number of partitions) -> partition index
+Partitioner = Callable[[str, int], int]
 
 
 class TransportError(Exception):
@@ -70,6 +73,9 @@ class ConsumerSettings:
     consumer_name: str | None = None
     # Start at the earliest unacked message when the subscription is new.
     initial_position_earliest: bool = True
+    # Resolve each message's writer schema (``ReceivedMessage.writer_schema``) off the event
+    # loop, for topics whose messages carry a schema version (a wire dialect decodes with it).
+    writer_schemas: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,8 @@ class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
     cycle through it would never be collected). Two messages are equal only if they are the
     same object, and a message is hashable (``eq=False``): two deliveries of the same bytes are
     two messages. Built positionally: ``ReceivedMessage(data, properties,
-    redelivery_count, topic, handle)``. A transport whose properties or redelivery count cost a
+    redelivery_count, topic, handle)``; ``writer_schema``: the definition of the schema the
+    message was written with (registry topics, when the consumer asked for it), else None. A transport whose properties or redelivery count cost a
     call of their own may pass ``None`` / ``-1`` and override ``_read_properties`` /
     ``_read_redelivery_count``: they are then read on first access.
     """
@@ -101,6 +108,7 @@ class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
     _redelivery_count: int
     topic: str
     handle: Any
+    writer_schema: str | None = None
 
     @property
     def properties(self) -> Mapping[str, str]:
@@ -188,10 +196,13 @@ class Transport(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
         """A producer of ``topic``. ``schema``: the schema definition (Avro JSON) the topic's
         messages carry in the broker's schema registry (``None``: raw bytes); the messages
-        handed to it are already encoded with it (the wire dialect encodes)."""
+        handed to it are already encoded with it (the wire dialect encodes). ``partitioner``:
+        ``(partition key, partitions) -> partition`` for a partitioned topic whose readers
+        expect a given partitioning of keys (``None``: the transport's own)."""
 
     @abc.abstractmethod
     async def subscribe(

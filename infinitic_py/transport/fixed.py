@@ -14,6 +14,7 @@ from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
     ConsumerSettings,
+    Partitioner,
     Producer,
     ReceivedMessage,
     SubscriptionType,
@@ -58,7 +59,8 @@ class FixedTransport(Transport):
         self._producers = producers
         self._subscribed = False
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
         return self._producers(topic)
 
     async def subscribe(

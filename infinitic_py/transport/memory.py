@@ -63,6 +63,7 @@ from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
     OutgoingMessage,
+    Partitioner,
     Producer,
     ReceivedMessage,
     SubscriptionType,
@@ -219,8 +220,9 @@ class MemoryTransport(Transport):
     def __repr__(self) -> str:
         return f"MemoryTransport(url={self.url!r})"
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> MemoryProducer:
-        # ``schema`` is not checked: the in-process broker keeps bytes, whatever their schema.
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> MemoryProducer:
+        # ``schema`` is not checked, ``partitioner`` not used (no partitions): the in-process broker keeps bytes, whatever their schema.
         self._check_open()
         self.broker._create_topic(topic)
         producer = MemoryProducer(self, topic)

@@ -47,6 +47,7 @@ from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
     OutgoingMessage,
+    Partitioner,
     Producer,
     SendFailed,
     SubscriptionType,
@@ -60,6 +61,7 @@ from infinitic_py.transport.pulsar_consumer import (
     PulsarConsumer,
     close_natively,
 )
+from infinitic_py.transport.pulsar_schemas import RawAvroSchema, WriterSchemas
 
 _CONSUMER_TYPES = {
     SubscriptionType.SHARED: pulsar.ConsumerType.Shared,
@@ -273,14 +275,19 @@ class PulsarTransport(Transport):
         self._consumers: list[PulsarConsumer] = []
         self._producers: list[PulsarProducer] = []
         self._closed = False
+        self._writers: WriterSchemas | None = None
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
-        if schema is not None:
-            # TODO(issue 17): attach the Avro definition (pulsar.schema.AvroSchema(None,
-            # schema_definition)) while sending the dialect's pre-encoded bytes as they are.
-            raise TransportError(f"producers with a schema are not supported yet ({topic})")
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
+        args = dict(self._producer_args)
+        if schema is not None:  # the dialect's pre-encoded bytes, under the given definition
+            args["schema"] = RawAvroSchema(schema)
+        if partitioner is not None:
+            args["message_routing_mode"] = pulsar.PartitionsRoutingMode.CustomPartition
+            args["message_router"] = lambda msg, n: partitioner(msg.partition_key(), n)
+            args["batching_type"] = pulsar.BatchingType.KeyBased
         try:
-            native = await self._client.create_producer(topic, **self._producer_args)
+            native = await self._client.create_producer(topic, **args)
         except Exception as exc:
             raise TransportError(f"cannot create a producer on {topic}: {exc}") from exc
         producer = PulsarProducer(native, topic, self._max_pending)
@@ -326,7 +333,12 @@ class PulsarTransport(Transport):
             native = await self._client.subscribe(topic, subscription, **args)
         except Exception as exc:
             raise TransportError(f"cannot subscribe to {topic} as {subscription}: {exc}") from exc
-        consumer = PulsarConsumer(native, topic, chunk=chunk, ahead=ahead)
+        writers = None
+        if settings.writer_schemas:
+            if self._writers is None:
+                self._writers = WriterSchemas(self._client._client)
+            writers = self._writers
+        consumer = PulsarConsumer(native, topic, chunk=chunk, ahead=ahead, writers=writers)
         self._consumers.append(consumer)
         return consumer
 

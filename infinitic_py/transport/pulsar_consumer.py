@@ -20,6 +20,7 @@ from infinitic_py.transport.base import (
     ReceivedMessage,
     TransportError,
 )
+from infinitic_py.transport.pulsar_schemas import WriterSchemas
 
 _OK = _pulsar.Result.Ok
 _CLOSED_ERRORS = (_pulsar.AlreadyClosed, _pulsar.ConsumerNotInitialized)
@@ -117,8 +118,9 @@ class PulsarConsumer(Consumer):
 
     def __init__(
         self, consumer: pulsar_asyncio.Consumer, topic: str, *, chunk: int = 1,
-        ahead: int | None = None,
+        ahead: int | None = None, writers: WriterSchemas | None = None,
     ) -> None:
+        self._writers = writers  # resolves each message's writer schema, in the pump thread
         self._native: Any = consumer._consumer  # all calls go to the native consumer
         self._topic = topic
         self._closed = False
@@ -224,7 +226,12 @@ class PulsarConsumer(Consumer):
                 )
                 want.clear()  # a failure is retried only when a receive asks again
             else:
-                items = [_PulsarMessage(m.data(), None, -1, topic, m) for m in msgs]
+                if self._writers is None:
+                    items = [_PulsarMessage(m.data(), None, -1, topic, m) for m in msgs]
+                else:
+                    of = self._writers.of
+                    items = [_PulsarMessage(m.data(), None, -1, topic, m, of(m, topic))
+                             for m in msgs]
                 self._sent += len(items)
             try:
                 loop.call_soon_threadsafe(self._deliver, items, failure)

@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
+from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
 
 __all__ = [
     "Dialect",
+    "Partitioner",
     "Publish",
     "Subscription",
     "Task",
@@ -79,14 +80,17 @@ class Undecodable:
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """One topic a service's worker consumes. ``role`` tells the executor what arrives there:
-    ``"execute"`` (tasks to run) is the only role the executor handles today; a dialect may list
-    others (e.g. Infinitic's ``task-retry`` / ``task-events`` handlers) for a worker that plays
-    them."""
+    ``"execute"`` (tasks to run, by the executor); any other role is a *relay* (e.g. Infinitic's
+    ``task-retry`` / ``task-events`` handlers): each message becomes ``Dialect.relay``'s messages
+    (``worker/relay.py``)."""
 
     topic: str
     subscription: str
     role: str = "execute"
     dead_letter_topic: str | None = None  # where the broker moves a message nacked too often
+    # Messages here carry a schema version: the consumer resolves each one's writer schema
+    # (``ReceivedMessage.writer_schema``) for ``decode`` / ``relay``.
+    writer_schemas: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,17 @@ class Dialect(Protocol[T]):
     def producer_schema(self, topic: str) -> str | None:
         """The schema definition (Avro JSON) producers of ``topic`` must carry; None for raw
         bytes."""
+        ...
+
+    def partitioner(self, topic: str) -> Partitioner | None:
+        """How keyed messages of ``topic`` must be spread over its partitions (when its readers
+        expect one partitioning); None: the transport's own."""
+        ...
+
+    def topics(self, service: str) -> Mapping[str, int]:
+        """Topics a worker of ``service`` needs to exist -> partitions (0: non-partitioned).
+        Created where missing (over the admin API) for brokers with auto topic creation off;
+        empty: the broker creates topics itself."""
         ...
 
     # --- in ---------------------------------------------------------------------------------
@@ -161,4 +176,11 @@ class Dialect(Protocol[T]):
     def undecodable(self, message: ReceivedMessage, error: Exception, service: str,
                     worker: str) -> Sequence[Publish]:
         """The dead letter of a message that is not a task."""
+        ...
+
+    # --- relays (subscriptions whose role is not "execute") --------------------------------
+    def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        """What a message received on a relay subscription becomes (empty: nothing, it is
+        acked). Raises when it cannot be read (it is then nacked, and dead-lettered by the
+        broker's policy)."""
         ...

@@ -12,7 +12,7 @@ wrong argument type a clean per-task failure instead of a crash.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -25,7 +25,7 @@ from infinitic_py.topics import (
     dead_letter_topic,
     service_topic,
 )
-from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
+from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
 
 if TYPE_CHECKING:
@@ -184,6 +184,15 @@ class NativeDialect:
 
     def dead_letter_topic(self, service: str) -> str:
         return dead_letter_topic(self.tenant, self.namespace, service)
+
+    def partitioner(self, topic: str) -> Partitioner | None:
+        return None  # the transport's own (Key_Shared affinity needs no given partitioning)
+
+    def topics(self, service: str) -> Mapping[str, int]:
+        return {}  # the broker creates them (auto topic creation)
+
+    def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        raise ValueError(f"the native dialect has no {role!r} subscription")
 
     def producer_schema(self, topic: str) -> str | None:
         return None

@@ -68,6 +68,8 @@ class Consumers:
         settings = self._settings
         if settings.max_redeliveries is not None and not settings.dead_letter_topic:
             settings = dataclasses.replace(settings, dead_letter_topic=sub.dead_letter_topic)
+        if sub.writer_schemas and not settings.writer_schemas:
+            settings = dataclasses.replace(settings, writer_schemas=True)
         if settings.dead_letter_topic and not settings.dead_letter_subscription:
             settings = dataclasses.replace(settings, dead_letter_subscription=DLQ_SUBSCRIPTION)
         if settings.consumer_name is None:

@@ -31,8 +31,12 @@ from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import ConsumerSettings, Transport
+from infinitic_py.transport.urls import is_memory
+from infinitic_py.wire import Dialect
+from infinitic_py.wire.dialects import make_dialect
 from infinitic_py.worker.connect import connect_with_backoff
 from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.relay import Relay
 from infinitic_py.worker.settings import ExecutorSettings
 
 if TYPE_CHECKING:
@@ -99,7 +103,8 @@ class Worker:
         self.gc_gen0_threshold = gc_gen0_threshold
         self._gc_tuned = False
         # What each service runs with, decided once at add_service: (definition, settings).
-        self._services: list[tuple[ServiceDefinition, ExecutorSettings]] = []
+        self._services: list[tuple[ServiceDefinition, ExecutorSettings, Dialect[Any]]] = []
+        self._relays: list[Relay] = []
         self._transport: Transport | None = None
         self._executors: list[ServiceExecutor] = []
         self._health: HealthServer | None = None
@@ -117,10 +122,19 @@ class Worker:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         batch: Mapping[str, BatchLimits | tuple[int, float]] | None = None,
+        wire: str | Dialect[Any] = "native",
+        tenant: str | None = None,
+        namespace: str | None = None,
+        event_handler: bool = False,
     ) -> Worker:
         """Register a service instance. ``batch`` overrides the decorators' limits per batched
         method: ``{"send": BatchLimits(max_messages=100, max_seconds=0.5)}``.
-        Signatures are checked here (once: raises ``ServiceDefinitionError``)."""
+        ``wire``: ``"native"`` (infinitic-py's envelopes), ``"infinitic"`` (serve Infinitic 0.18
+        JVM workflows and clients on Infinitic's topics; ``event_handler=True`` also plays
+        Infinitic's task-event and task-retry handlers, so no JVM worker of this service is
+        needed), or a ``Dialect``. ``tenant`` / ``namespace`` override the worker's for this
+        service (e.g. Infinitic's). Signatures are checked here (once: raises
+        ``ServiceDefinitionError``)."""
         if self._started:
             raise RuntimeError("add_service() must be called before start()")
         limits = {
@@ -128,13 +142,17 @@ class Worker:
             for method, value in (batch or {}).items()
         }
         definition = define_service(instance, name=name, batch_limits=limits)
-        if any(d.name == definition.name for d, _ in self._services):
+        if any(d.name == definition.name for d, *_ in self._services):
             raise ServiceDefinitionError(f"a service is registered twice: {definition.name}")
-        self._services.append((definition, ExecutorSettings(
-            tenant=self.tenant, namespace=self.namespace, concurrency=concurrency, retry=retry,
-            timeout=timeout, max_buffered_messages=self.max_buffered_messages,
+        settings = ExecutorSettings(
+            tenant=tenant or self.tenant, namespace=namespace or self.namespace,
+            concurrency=concurrency, retry=retry, timeout=timeout,
+            max_buffered_messages=self.max_buffered_messages,
             max_buffered_bytes=self.max_buffered_bytes, max_hung_handlers=self.max_hung_handlers,
-            consumer=self.consumer_settings, worker_name=self.name)))
+            consumer=self.consumer_settings, worker_name=self.name)
+        dialect = make_dialect(wire, settings.tenant, settings.namespace,
+                               event_handler=event_handler)
+        self._services.append((definition, settings, dialect))
         return self
 
     @classmethod
@@ -174,6 +192,7 @@ class Worker:
         if not self._transport.is_connected():
             return False, "broker not connected"
         idle = [e.service for e in self._executors if not e.consuming]
+        idle += [f"{r.service} (relay)" for r in self._relays if not r.consuming]
         if idle:
             return False, f"not consuming: {', '.join(idle)}"
         problems = [p for p in (e.health_problem() for e in self._executors) if p]
@@ -187,7 +206,7 @@ class Worker:
             return
         if not self._services:
             raise ConfigError("no service registered: call add_service() before start()")
-        names = [d.name for d, _ in self._services]
+        names = [d.name for d, *_ in self._services]
         self._connecting = True
         try:
             # Served from the start (/healthz 200, /readyz 503 while connecting); and so a
@@ -221,17 +240,42 @@ class Worker:
             http_port=self._health.port if self._health else None,
         )
 
+    async def _create_topics(self) -> None:
+        """Create the topics a dialect needs where the broker does not (Infinitic namespaces
+        have auto topic creation off), over the admin API."""
+        wanted = {t: n for d, _, dialect in self._services
+                  for t, n in dialect.topics(d.name).items()}
+        if not wanted or is_memory(self.url):
+            return
+        if not self.admin_url:
+            log.warning("worker.topics_not_created", topics=sorted(wanted),
+                        reason="no admin_url: they must exist already")
+            return
+        from infinitic_py.admin import PulsarAdmin
+
+        admin = PulsarAdmin(self.admin_url, timeout=10.0)
+        for topic, partitions in wanted.items():
+            await asyncio.to_thread(admin.ensure_topic, topic, partitions)
+
     async def _connect(self) -> None:
         """One attempt to connect: a transport, every service subscribed. A failure leaves
         nothing open (the next attempt starts afresh)."""
         self._transport = create_transport(self.url, **self._transport_options)
         try:
-            for definition, settings in self._services:
+            await self._create_topics()
+            for definition, settings, dialect in self._services:
                 executor = ServiceExecutor(
-                    definition, self._transport, settings, metrics=self.metrics
+                    definition, self._transport, settings, metrics=self.metrics, dialect=dialect
                 )
                 await executor.start()
                 self._executors.append(executor)
+                relayed = [s for s in dialect.subscriptions(definition.name)
+                           if s.role != "execute"]
+                if relayed:
+                    relay = Relay(definition.name, relayed, self._transport, dialect,
+                                  settings.consumer, self.name)
+                    await relay.start()
+                    self._relays.append(relay)
         except BaseException:
             await self._close_services(grace=0.0)
             raise
@@ -295,6 +339,8 @@ class Worker:
     async def _close_services(self, grace: float) -> None:
         await asyncio.gather(*(e.stop(grace) for e in self._executors), return_exceptions=True)
         self._executors.clear()
+        await asyncio.gather(*(r.stop() for r in self._relays), return_exceptions=True)
+        self._relays.clear()
         if self._transport is not None:
             try:
                 await asyncio.wait_for(self._transport.close(), 10.0)

@@ -9,7 +9,8 @@ every decision is made by a part that never calls back into it (DESIGN §1, §5)
 - launch: a single method's task runs alone; a batched one joins its ``accumulator`` group,
   flushed by size, by one timer at the earliest group deadline, at the cap, or at shutdown.
   Each unit takes a slot of the concurrency semaphore, then ``invoke`` calls the user's code:
-  one outcome per task.
+  one outcome per task. A dialect's "started" messages are published while the code runs, and
+  are durable before the outcomes are published.
 - settle: ``outcomes`` turns them into messages per topic; they are published and confirmed
   *before* the unit's messages are acked. A reply topic the broker refuses fails only the tasks
   replying there (dead-lettered, ``reply_unpublishable``); if the worker's own topics (service,
@@ -31,7 +32,7 @@ import structlog
 
 from infinitic_py.observability import Metrics
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
-from infinitic_py.producers import ProducerCache
+from infinitic_py.producers import ProducerCache, dialect_producers
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import (
@@ -88,10 +89,9 @@ class ServiceExecutor:
         self._slots = PrioritySlots(  # higher bands first (worker/priority.py)
             settings.concurrency, counters={b: self._metrics.units_started.labels(
                 service=self.service, band=b.name.lower()) for b in Band})
-        schema = self._dialect.producer_schema
         self._producers = ProducerCache(
-            lambda topic: transport.create_producer(topic, schema=schema(topic)),
-            _MAX_PRODUCERS, pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic),
+            dialect_producers(transport, self._dialect), _MAX_PRODUCERS,
+            pinned=(*(s.topic for s in self._subscriptions), self.dlq_topic),
             max_idle=_REPLY_PRODUCER_IDLE)
         self._consumers = Consumers(self._subscriptions, settings.consumer,
                                     f"{settings.worker_name}-{self.service}", self._log,
@@ -335,19 +335,24 @@ class ServiceExecutor:
             log.debug("batch.flushed", reason=reason.value, batch_key=key_text(batch_key))
         timeout = method.timeout if method.timeout is not None else self.settings.timeout
         settled = False
+        announce: asyncio.Future[None] | None = None
         try:
             async with self._slots.take(band_of(getattr(items[0].task, "priority",
                                                         DEFAULT_PRIORITY))):
                 self._in_flight += 1
                 try:
                     started = outcomes.started(items, self._dialect)
-                    if started.by_topic:
-                        await self._producers.publish(started.by_topic)
+                    if started.by_topic:  # published while the handler runs (one round trip
+                        # less per unit), made durable before the outcomes are published
+                        announce = asyncio.ensure_future(
+                            self._producers.publish(started.by_topic))
                     began = time.perf_counter()
                     invocation = await self._invoker.run(method, items, batch_id, timeout, log)
                     duration = time.perf_counter() - began
                 finally:
                     self._in_flight -= 1
+            if announce is not None:
+                await announce
             inst = self._instruments.methods[method.name]
             inst.handler_duration.observe(duration)
             if invocation.unknown_ids:
@@ -386,6 +391,11 @@ class ServiceExecutor:
             log.exception("unit.crashed")
             if not settled:
                 await self._give_back(items)
+        finally:
+            if announce is not None and not announce.done():
+                announce.cancel()  # the unit ended early: its start announcement is moot
+            elif announce is not None and not announce.cancelled():
+                announce.exception()  # retrieved (a failure was handled above, or moot)
 
     # ------------------------------------------------------------------ give back
 

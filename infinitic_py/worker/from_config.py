@@ -127,6 +127,10 @@ def build_worker(worker_cls: type[W], config: WorkerConfig) -> W:
             retry=retry_policy(service),
             timeout=service.timeout_seconds,
             batch=batch_limits(service, cls),
+            wire=service.wire,
+            tenant=service.tenant,
+            namespace=service.namespace,
+            event_handler=service.event_handler,
         )
     return worker
 

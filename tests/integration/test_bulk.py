@@ -24,6 +24,7 @@ from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
     OutgoingMessage,
+    Partitioner,
     Producer,
     SendFailed,
     SubscriptionType,
@@ -74,8 +75,10 @@ class AbortingTransport(Transport):
         self._inner = inner
         self.url = inner.url
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
-        return AbortingProducer(await self._inner.create_producer(topic, schema=schema))
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
+        return AbortingProducer(await self._inner.create_producer(
+            topic, schema=schema, partitioner=partitioner))
 
     async def subscribe(self, topic: str, subscription: str,
                         settings: ConsumerSettings) -> Consumer:

@@ -18,6 +18,7 @@ from infinitic_py.transport.base import (
     Consumer,
     ConsumerSettings,
     OutgoingMessage,
+    Partitioner,
     Producer,
     SubscriptionType,
     Transport,
@@ -69,7 +70,8 @@ class Recording(Transport):
             topic, asyncio.Event()
         )
 
-    async def create_producer(self, topic: str, *, schema: str | None = None) -> Producer:
+    async def create_producer(self, topic: str, *, schema: str | None = None,
+                              partitioner: Partitioner | None = None) -> Producer:
         if topic not in self.gates:
             self.hold(topic)[0].set()
         gate, sending = self.hold(topic)

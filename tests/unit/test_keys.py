@@ -59,8 +59,9 @@ async def _sent_keys(atomic: bool, key_spread: int) -> list[str | None]:
     sent: list[Any] = []
     create = transport.create_producer
 
-    async def capturing(topic: str, *, schema: str | None = None) -> Any:
-        producer = await create(topic, schema=schema)
+    async def capturing(topic: str, *, schema: str | None = None,
+                        partitioner: Any = None) -> Any:
+        producer = await create(topic, schema=schema, partitioner=partitioner)
         send_many = producer.send_many
 
         async def capture(messages: Any) -> Any:

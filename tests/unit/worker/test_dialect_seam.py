@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -17,7 +17,7 @@ from infinitic_py import task
 from infinitic_py.service import MethodDefinition, define_service
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage, SubscriptionType
 from infinitic_py.transport.memory import MemoryTransport, get_broker, reset_broker
-from infinitic_py.wire import Publish, Subscription, Undecodable
+from infinitic_py.wire import Partitioner, Publish, Subscription, Undecodable
 from infinitic_py.worker.executor import ServiceExecutor
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -50,6 +50,15 @@ class ToyDialect:
 
     def dead_letter_topic(self, service: str) -> str:
         return f"dlq:{service}"
+
+    def partitioner(self, topic: str) -> Partitioner | None:
+        return None
+
+    def topics(self, service: str) -> Mapping[str, int]:
+        return {}
+
+    def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        return ()
 
     def producer_schema(self, topic: str) -> str | None:
         self.schemas.append(topic)

@@ -1,0 +1,191 @@
+"""``InfiniticDialect``: Infinitic 0.18's wire on the executor's seam (``wire.Dialect``; pure).
+
+Per service ``S`` in ``persistent://<tenant>/<namespace>/`` (Infinitic's tenant and namespace):
+
+- consumes ``task-executor:<S>`` with subscription ``task-executor-subscription`` (Shared; DLQ
+  ``task-executor-dlq:<S>``). With ``handlers=True`` it also lists ``task-retry:<S>`` (role
+  ``"retry"``: forwarded to ``task-executor:<S>`` unchanged, as the JVM's retry handler does) and
+  ``task-events:<S>`` (role ``"events"``: Infinitic's task event handler, ``handler.on_event``:
+  completions / failures to the waiting workflow, keyed and partitioned as the JVM does, or to
+  the waiting client), relayed by ``worker/relay.py``; without it a JVM worker of ``S`` plays
+  them (e.g. with ``concurrency: 0``);
+- ``started``: one ``TaskStartedEvent`` on ``task-events:<S>``;
+- ``completed``: one ``TaskCompletedEvent`` (the output as JSON for the JVM's declared type);
+- ``retried``: the next attempt on ``task-retry:<S>`` delivered after ``delay`` (or straight to
+  ``task-executor:<S>`` when ``delay <= 0``, as the JVM does), THEN ``TaskRetriedEvent``;
+- ``failed``: one ``TaskFailedEvent`` (the workflow or client learns it through the event handler);
+  no dead letter, as the JVM (its DLQ holds only messages the broker gave up redelivering);
+- ``undecodable``: the original payload on ``task-executor-dlq:<S>``.
+
+Every producer carries ``producer_schema(topic)`` (the JVM's exact Avro definition: no new schema
+version appears); each message is read with its writer schema (``ReceivedMessage.writer_schema``,
+resolved by the transport: the subscriptions ask for it), or the 0.18.4 schema when it has none.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
+from infinitic_py.wire import Publish, Subscription, Undecodable
+from infinitic_py.wire.infinitic import envelopes, outcomes, values
+from infinitic_py.wire.infinitic import handler as handler_role
+from infinitic_py.wire.infinitic.schemas import Envelope, definition
+
+if TYPE_CHECKING:
+    from infinitic_py.service import MethodDefinition
+
+EXECUTOR_SUBSCRIPTION = "task-executor-subscription"
+RETRY_SUBSCRIPTION = "task-retry-subscription"
+EVENTS_SUBSCRIPTION = "task-events-subscription"
+_PREFIX = re.compile(r"^(?:persistent://[^/]+/[^/]+/)?(?P<prefix>[a-z-]+):")
+_SCHEMA_BY_PREFIX = {
+    "task-executor": Envelope.TASK_EXECUTOR,
+    "task-retry": Envelope.TASK_EXECUTOR,
+    "task-executor-dlq": Envelope.TASK_EXECUTOR,
+    "task-events": Envelope.TASK_EVENTS,
+    "response": Envelope.CLIENT,
+    "workflow-engine": Envelope.WORKFLOW_ENGINE,
+    "task-tag": Envelope.TASK_TAG,
+}
+
+class InfiniticDialect:
+    """Infinitic 0.18 envelopes on Infinitic's topics (see the module docstring)."""
+
+    name = "infinitic"
+    announces_start = True
+
+    def __init__(self, tenant: str, namespace: str, *, handlers: bool = False,
+                 partitions: int = 3) -> None:
+        self.tenant, self.namespace, self.handlers = tenant, namespace, handlers
+        self.partitions = partitions  # of the topics it creates where missing
+
+    # --- topics ---------------------------------------------------------------------------
+
+    def topic(self, prefix: str, entity: str) -> str:
+        return f"persistent://{self.tenant}/{self.namespace}/{prefix}:{entity}"
+
+    def subscriptions(self, service: str) -> Sequence[Subscription]:
+        subs = [
+            Subscription(
+                self.topic("task-executor", service),
+                EXECUTOR_SUBSCRIPTION,
+                dead_letter_topic=self.dead_letter_topic(service),
+                writer_schemas=True,
+            )
+        ]
+        if self.handlers:
+            subs.append(Subscription(self.topic("task-retry", service), RETRY_SUBSCRIPTION,
+                                     "retry", writer_schemas=True))
+            subs.append(Subscription(self.topic("task-events", service), EVENTS_SUBSCRIPTION,
+                                     "events", writer_schemas=True))
+        return tuple(subs)
+
+    def topics(self, service: str) -> Mapping[str, int]:
+        """Infinitic namespaces have auto topic creation off: the service's topics, created as
+        the JVM does (partitioned) where missing; the DLQ non-partitioned."""
+        wanted = {self.topic(p, service): self.partitions
+                  for p in ("task-executor", "task-retry", "task-events")}
+        wanted[self.dead_letter_topic(service)] = 0
+        return wanted
+
+    def partitioner(self, topic: str) -> Partitioner | None:
+        """``workflow-engine:<W>`` is keyed by workflow id and partitioned as the Java client
+        does (``JavaStringHash``): the JVM engine expects one workflow on one partition."""
+        found = _PREFIX.match(topic)
+        if found and found["prefix"] == "workflow-engine":
+            return handler_role.java_partition
+        return None
+
+    def dead_letter_topic(self, service: str) -> str:
+        return self.topic("task-executor-dlq", service)
+
+    def producer_schema(self, topic: str) -> str | None:
+        """The JVM's exact Avro definition for Infinitic topics (None for others)."""
+        found = _PREFIX.match(topic)
+        envelope = _SCHEMA_BY_PREFIX.get(found["prefix"]) if found else None
+        return definition(envelope) if envelope is not None else None
+
+    # --- in -------------------------------------------------------------------------------
+
+    def decode(self, message: ReceivedMessage) -> envelopes.ExecuteTask | Undecodable:
+        try:
+            return envelopes.decode_execute_task(message.data, message.writer_schema)
+        except Exception as exc:  # WireDecodeError, or a writer schema that cannot be had
+            return Undecodable(exc)
+
+    def decode_args(self, task: envelopes.ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
+        """Raises ``ValueMappingError`` (the task then fails: never a crashed worker)."""
+        return tuple(values.decode_args(task.method_parameters, tuple(method.param_types)))
+
+    # --- out ------------------------------------------------------------------------------
+
+    def _event(self, event: envelopes.AnyTaskEvent) -> Publish:
+        return Publish(
+            self.topic("task-events", event.service_name),
+            OutgoingMessage(envelopes.encode_task_event(event)),
+        )
+
+    def started(self, task: envelopes.ExecuteTask) -> Sequence[Publish]:
+        # the seam passes no worker name here: copy the dispatcher's, as the JVM does for every event
+        return (self._event(outcomes.started(task, task.emitter_name)),)
+
+    def completes_silently(self, task: envelopes.ExecuteTask) -> bool:
+        return False  # the JVM's event handler waits for every TaskCompletedEvent
+
+    def completed(self, task: envelopes.ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
+        data = values.encode_value(output)  # raises ValueMappingError (a TypeError)
+        return (self._event(outcomes.completed(task, data, worker)),)
+
+    def retried(
+        self, task: envelopes.ExecuteTask, error: BaseException, trace: str | None, delay: float,
+        worker: str,
+    ) -> Sequence[Publish]:  # fmt: skip
+        failure = outcomes.worker_error(task, error, worker, seconds_before_retry=delay, trace=trace)
+        next_attempt, event = outcomes.retry(task, failure, delay, worker)
+        payload = envelopes.encode_execute_task(next_attempt)
+        if delay > 0:
+            retry = Publish(
+                self.topic("task-retry", task.task_name), OutgoingMessage(payload, deliver_after=delay)
+            )
+        else:
+            retry = Publish(self.topic("task-executor", task.task_name), OutgoingMessage(payload))
+        return (retry, self._event(event))
+
+    def failed(
+        self, task: envelopes.ExecuteTask, error: BaseException, trace: str | None, reason: str,
+        payload: bytes, worker: str,
+    ) -> Sequence[Publish]:  # fmt: skip
+        failure = outcomes.worker_error(task, error, worker, trace=trace)
+        return (self._event(outcomes.failed(task, failure, worker)),)
+
+    def undecodable(
+        self, message: ReceivedMessage, error: Exception, service: str, worker: str
+    ) -> Sequence[Publish]:
+        properties = {"reason": "undecodable", "errorType": type(error).__name__}
+        return (Publish(self.dead_letter_topic(service), OutgoingMessage(message.data, properties)),)
+
+    # --- relays (handlers=True) -----------------------------------------------------------
+
+    def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        if role == "retry":  # Infinitic's retry handler: the delayed attempt, unchanged
+            service = _entity(message.topic)
+            return (Publish(self.topic("task-executor", service), OutgoingMessage(message.data)),)
+        if role == "events":  # Infinitic's task event handler
+            event = envelopes.decode_task_event(message.data, message.writer_schema)
+            now_ms = int(time.time() * 1000)
+            return tuple(
+                Publish(self.topic(out.prefix, out.entity),
+                        OutgoingMessage(out.payload, partition_key=out.key))
+                for out in handler_role.on_event(event, now_ms, worker)
+            )
+        raise ValueError(f"InfiniticDialect relays no {role!r} subscription")
+
+
+def _entity(topic: str) -> str:
+    """``persistent://t/ns/task-retry:S-partition-1`` -> ``S``."""
+    local = topic.rsplit("/", 1)[-1].split(":", 1)[1]
+    return re.sub(r"-partition-\d+$", "", local)

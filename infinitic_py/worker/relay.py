@@ -1,0 +1,106 @@
+"""Relay: a service's subscriptions whose role is not ``"execute"`` (a dialect's handler roles,
+e.g. Infinitic's task-event and task-retry handlers). Each received message becomes the
+dialect's ``relay`` messages; they are published, then the message is acked. A message the
+dialect cannot read is nacked (the broker's dead-letter policy bounds the loop); messages whose
+outcomes cannot be published are nacked too: nothing is acked before its relay is durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from infinitic_py.producers import ProducerCache, dialect_producers
+from infinitic_py.transport.base import (
+    ConsumerClosed,
+    ConsumerSettings,
+    OutgoingMessage,
+    ReceivedMessage,
+    Transport,
+    TransportError,
+)
+from infinitic_py.wire import Dialect, Subscription
+from infinitic_py.worker.consumers import Consumers
+
+_MAX_PRODUCERS = 64
+_RUN = 500  # messages relayed per publish round
+
+
+class Relay:
+    def __init__(self, service: str, subscriptions: Sequence[Subscription], transport: Transport,
+                 dialect: Dialect[Any], settings: ConsumerSettings, worker: str) -> None:
+        self.service = service
+        self._roles = {s.topic: s.role for s in subscriptions}
+        self._dialect = dialect
+        self._worker = worker
+        self._transport = transport
+        self._log = structlog.get_logger("infinitic_py.relay").bind(service=service)
+        self._consumers = Consumers(subscriptions, settings, f"{worker}-{service}-relay",
+                                    self._log)
+        self._producers = ProducerCache(dialect_producers(transport, dialect), _MAX_PRODUCERS)
+        self._loops: list[asyncio.Task[None]] = []
+        self.relayed = 0
+
+    @property
+    def consuming(self) -> bool:
+        return bool(self._loops) and not any(t.done() for t in self._loops)
+
+    async def start(self) -> None:
+        await self._consumers.subscribe(self._transport)
+        self._loops = [asyncio.create_task(self._loop(c), name="relay") for c in self._consumers]
+        self._log.info("relay.started", roles=sorted(set(self._roles.values())))
+
+    async def stop(self) -> None:
+        await self._consumers.close()
+        if self._loops:
+            _, stuck = await asyncio.wait(self._loops, timeout=5.0)
+            for task in stuck:
+                task.cancel()
+        await self._producers.close()
+
+    def _role(self, msg: ReceivedMessage) -> str:
+        role = self._roles.get(msg.topic)
+        if role is None:  # a partition of a consumed topic
+            role = self._roles[msg.topic.rsplit("-partition-", 1)[0]]
+        return role
+
+    async def _loop(self, consumer: Any) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                msgs = await consumer.receive_many(_RUN)
+            except ConsumerClosed:
+                return
+            except TransportError as exc:
+                self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            by_topic: dict[str, list[OutgoingMessage]] = {}
+            done: list[ReceivedMessage] = []
+            bad: list[ReceivedMessage] = []
+            for msg in msgs:
+                try:
+                    publishes = self._dialect.relay(self._role(msg), msg, self._worker)
+                except Exception as exc:  # unreadable: back to the broker (then its DLQ)
+                    self._log.error("relay.unreadable", topic=msg.topic,
+                                    error=f"{type(exc).__name__}: {exc}")
+                    bad.append(msg)
+                    continue
+                for p in publishes:
+                    by_topic.setdefault(p.topic, []).append(p.message)
+                done.append(msg)
+            if bad:
+                await self._consumers.settle(bad, ack=False)
+            try:
+                if by_topic:
+                    await self._producers.publish(by_topic)
+            except TransportError as exc:
+                self._log.error("relay.publish_failed", error=str(exc))
+                await self._consumers.settle(done, ack=False)
+                continue
+            await self._consumers.settle(done, ack=True)
+            self.relayed += len(done)

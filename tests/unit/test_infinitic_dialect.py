@@ -1,0 +1,146 @@
+"""The InfiniticDialect on golden JVM messages: topics, schemas, decode, outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import msgspec
+import pytest
+
+from infinitic_py.transport.base import ReceivedMessage
+from infinitic_py.wire import Undecodable
+from infinitic_py.wire.infinitic import envelopes as env
+from infinitic_py.wire.infinitic import values
+from infinitic_py.wire.infinitic.dialect import InfiniticDialect
+from infinitic_py.wire.infinitic.schemas import Envelope, definition
+from infinitic_py.worker.routing import attempt_key
+
+SAMPLE = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared" / "infinitic" / "samples" / "task-executor-BenchService-EXECUTE_TASK-1.bin"
+)
+NS = "persistent://public/infinitic"
+
+
+def _received(data: bytes, writer: str | None = None,
+              topic: str = f"{NS}/task-executor:BenchService-partition-1") -> ReceivedMessage:
+    return ReceivedMessage(data, {}, 0, topic, None, writer)
+
+
+def _golden() -> bytes:
+    if not SAMPLE.is_file():
+        pytest.skip(f"no Infinitic golden sample at {SAMPLE}")
+    return SAMPLE.read_bytes()
+
+
+def test_topics_subscriptions_and_schemas() -> None:
+    dialect = InfiniticDialect("public", "infinitic", handlers=True)
+    subs = dialect.subscriptions("BenchService")
+    assert [(s.topic, s.subscription, s.role) for s in subs] == [
+        (f"{NS}/task-executor:BenchService", "task-executor-subscription", "execute"),
+        (f"{NS}/task-retry:BenchService", "task-retry-subscription", "retry"),
+        (f"{NS}/task-events:BenchService", "task-events-subscription", "events"),
+    ]
+    assert subs[0].dead_letter_topic == f"{NS}/task-executor-dlq:BenchService"
+    assert len(InfiniticDialect("public", "infinitic").subscriptions("S")) == 1
+    assert dialect.producer_schema(f"{NS}/task-retry:S") == definition(Envelope.TASK_EXECUTOR)
+    assert dialect.producer_schema(f"{NS}/task-events:S") == definition(Envelope.TASK_EVENTS)
+    assert dialect.producer_schema("response:c") == definition(Envelope.CLIENT)
+    assert dialect.producer_schema(f"{NS}/other") is None
+
+
+def test_decode_reads_with_the_writer_schema_and_decodes_args_with_the_method_types() -> None:
+    dialect = InfiniticDialect("public", "infinitic")
+    assert all(s.writer_schemas for s in dialect.subscriptions("BenchService"))
+    task = dialect.decode(_received(_golden(), definition(Envelope.TASK_EXECUTOR)))
+    assert isinstance(task, env.ExecuteTask)
+    assert (task.method, task.retry_index, task.reply_to, task.batch_key()) == ("echo", 0, None, None)
+    assert dialect.decode_args(task, cast(Any, SimpleNamespace(param_types=(str,)))) == ("m1",)
+    with pytest.raises(TypeError, match="argument 0"):
+        dialect.decode_args(task, cast(Any, SimpleNamespace(param_types=(int,))))
+
+
+def test_garbage_and_unusable_writer_schemas_are_undecodable() -> None:
+    dialect = InfiniticDialect("public", "infinitic")
+    assert isinstance(dialect.decode(_received(b"garbage")), Undecodable)
+    assert isinstance(dialect.decode(_received(_golden(), '{"type": "record"')), Undecodable)
+    letters = dialect.undecodable(_received(b"garbage"), ValueError("x"), "BenchService", "w")
+    assert [(p.topic, p.message.data) for p in letters] == [(f"{NS}/task-executor-dlq:BenchService", b"garbage")]
+
+
+def _task() -> env.ExecuteTask:
+    dialect = InfiniticDialect("public", "infinitic")
+    task = dialect.decode(_received(_golden()))
+    assert isinstance(task, env.ExecuteTask)
+    return task
+
+
+def _events(publishes: Any) -> list[env.AnyTaskEvent]:
+    return [env.decode_task_event(p.message.data) for p in publishes]
+
+
+def test_started_completed_failed_outcomes_are_task_events() -> None:
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    (started,) = dialect.started(task)
+    assert started.topic == f"{NS}/task-events:BenchService"
+    assert isinstance(_events([started])[0], env.TaskStartedEvent)
+    assert not dialect.completes_silently(task)
+    (done,) = _events(dialect.completed(task, "m1", "py-worker"))
+    assert isinstance(done, env.TaskCompletedEvent) and done.emitter_name == "py-worker"
+    assert values.decode_value(done.return_value, str) == "m1"
+    with pytest.raises(TypeError):
+        dialect.completed(task, object(), "py-worker")
+    (failed,) = _events(dialect.failed(task, KeyError("k"), "trace", "not_retryable", b"", "w"))
+    assert isinstance(failed, env.TaskFailedEvent)
+    assert failed.execution_error.exception is not None
+    assert failed.execution_error.exception.name == "builtins.KeyError"
+    assert failed.execution_error.stack_trace_to_string == "trace"
+
+
+def test_retried_sends_the_next_attempt_then_the_retried_event() -> None:
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    retry, event = dialect.retried(task, ValueError("v"), None, 2.0, "w")
+    assert retry.topic == f"{NS}/task-retry:BenchService" and retry.message.deliver_after == 2.0
+    next_attempt = env.decode_execute_task(retry.message.data)
+    assert next_attempt.task_retry_index == 1 and next_attempt.task_id == task.task_id
+    assert next_attempt.last_error is not None and next_attempt.last_error.seconds_before_retry == 2.0
+    (retried,) = _events([event])
+    assert isinstance(retried, env.TaskRetriedEvent) and retried.task_retry_delay == 2000
+    now, _ = dialect.retried(task, ValueError("v"), None, 0.0, "w")
+    assert now.topic == f"{NS}/task-executor:BenchService" and not now.message.deliver_after
+
+
+def test_a_retried_attempt_is_a_new_attempt_for_the_ledger() -> None:
+    """Infinitic keeps the task id over retries: the attempt key must still differ, or the
+    worker's ledger takes the retry for a copy of the settled attempt (and drops it)."""
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    again = dialect.decode(_received(retry.message.data))
+    assert isinstance(again, env.ExecuteTask) and again.task_id == task.task_id
+    assert attempt_key(again) != attempt_key(task)
+    manual = msgspec.structs.replace(task, task_retry_sequence=1, task_retry_index=0)
+    assert len({attempt_key(t) for t in (task, again, manual)}) == 3
+
+
+def test_relays_forward_retries_and_turn_events_into_workflow_engine_messages() -> None:
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    (forward,) = dialect.relay("retry", _received(retry.message.data,
+                                                  topic=f"{NS}/task-retry:BenchService-partition-2"), "w")
+    assert forward.topic == f"{NS}/task-executor:BenchService"
+    assert forward.message.data == retry.message.data and not forward.message.deliver_after
+    (completed,) = dialect.completed(task, "m1", "w")
+    relayed = dialect.relay("events", _received(completed.message.data), "w")
+    requester = task.requester
+    if isinstance(requester, env.WorkflowRequester):
+        (out,) = relayed
+        assert out.topic == f"{NS}/workflow-engine:{requester.workflow_name}"
+        assert out.message.partition_key == requester.workflow_id
+        assert dialect.partitioner(out.topic) is not None
+    assert dialect.partitioner(f"{NS}/task-events:BenchService") is None
+    assert dialect.topics("S") == {f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3,
+                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0}
+    with pytest.raises(ValueError):
+        dialect.relay("events", _received(b"garbage"), "w")
