@@ -25,7 +25,6 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -235,7 +234,7 @@ class ServiceExecutor:
                 else:
                     self._log.exception("receive.crashed", retry_in=backoff)
                 if msgs:  # give the run back
-                    self._spawn(self._give_back_run(msgs, held))
+                    self._spawn(self._settler.give_back_run(msgs, held))
                 await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -259,7 +258,7 @@ class ServiceExecutor:
                         self._launch(batch)
             except Exception:  # a bug of ours (before p joined a unit): give it back
                 self._log.exception("message.routing_failed")
-                self._spawn(self._give_back([p]))
+                self._spawn(self._settler.give_back([p]))
         if self._ledger.full:  # at the cap: the group due first goes now
             for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
                 self._launch(batch)
@@ -310,7 +309,7 @@ class ServiceExecutor:
             self._start_unit(route.method, batch.items, batch.key[1], batch.reason)
         except Exception:
             self._log.exception("batch.launch_failed", size=len(batch.items))
-            self._spawn(self._give_back(batch.items))
+            self._spawn(self._settler.give_back(batch.items))
 
     def _start_unit(self, method: MethodDefinition, items: list[Pending],
                     batch_key: str | bytes | None, reason: FlushReason) -> None:
@@ -379,29 +378,27 @@ class ServiceExecutor:
                          duration_ms=round(duration * 1000, 2))
         except asyncio.CancelledError:
             if not settled:
-                await self._give_back(items)
+                await self._settler.give_back(items)
             raise
         except TransportError as exc:
             # Cannot make the outcomes durable: give the messages back. Pulsar's dead-letter
             # policy (max redeliveries) stops a batch that can never be published from looping.
             log.error("outcomes.publish_failed", error=str(exc))
             if not settled:
-                await self._give_back(items)
+                await self._settler.give_back(items)
         except Exception:  # a bug of ours: never lose the messages over it
             log.exception("unit.crashed")
             if not settled:
-                await self._give_back(items)
+                await self._settler.give_back(items)
         finally:
             if announce is not None and not announce.done():
                 announce.cancel()  # the unit ended early: its start announcement is moot
             elif announce is not None and not announce.cancelled():
                 announce.exception()  # retrieved (a failure was handled above, or moot)
 
-    # ------------------------------------------------------------------ give back
-
     def _on_rerun(self, p: Pending) -> None:
         if self._stopping:  # the invoker shuts down once the drain ends: back to the broker
-            self._spawn(self._give_back([p]))
+            self._spawn(self._settler.give_back([p]))
             return
         route = p.route
         self._instruments.methods[route.name].received.inc()
@@ -411,14 +408,3 @@ class ServiceExecutor:
         for batch in self._accumulator.add(p.group, p, self._now(), route.limits):
             self._launch(batch)
         self._arm_timer()
-
-    async def _give_back_run(self, msgs: Sequence[ReceivedMessage], held: bool) -> None:
-        try:
-            await self._consumers.settle(msgs, ack=False)
-        finally:
-            if held:
-                self._ledger.release(len(msgs), sum(len(m.data) for m in msgs))
-
-    async def _give_back(self, items: Sequence[Pending]) -> None:
-        await self._consumers.settle([p.msg for p in items], ack=False)
-        self._ledger.settle(items, ack=False)

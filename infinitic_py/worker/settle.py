@@ -1,11 +1,12 @@
-"""Settler: settles the messages that run no unit of their own (a rejection, dead-lettered; a
-copy of an attempt running or settled, answered as the ledger says) and records what a unit's
-published plan did. Exception-safe: whatever fails, a message is acked only after its outcomes
-are durable, nacked otherwise, and its room in the ledger is always released. A part of the
-executor that never calls back into it (DESIGN §1)."""
+"""Settler: gives back (nacks) what did not settle, and settles the messages that run no unit of
+their own (a rejection, dead-lettered; a copy of an attempt running or settled, answered as the
+ledger says); records what a unit's published plan did. Exception-safe: whatever fails, a
+message is acked only after its outcomes are durable, nacked otherwise, and its room in the
+ledger is always released. A part of the executor that never calls back into it (DESIGN §1)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -83,6 +84,21 @@ class Settler:
             await self._nack(copy.msg)
         finally:
             self._ledger.release(1, len(copy.msg.data))
+
+    async def give_back(self, items: Sequence[Pending]) -> None:
+        """Nack the tasks of a unit that did not settle (they run again), close their books."""
+        try:
+            await self._consumers.settle([p.msg for p in items], ack=False)
+        finally:
+            self._ledger.settle(items, ack=False)
+
+    async def give_back_run(self, msgs: Sequence[ReceivedMessage], held: bool) -> None:
+        """Nack a received run that was not routed (its room released if it was ``held``)."""
+        try:
+            await self._consumers.settle(msgs, ack=False)
+        finally:
+            if held:
+                self._ledger.release(len(msgs), sum(len(m.data) for m in msgs))
 
     async def _publish_then_settle(
         self, msg: ReceivedMessage, by_topic: dict[str, list[OutgoingMessage]]
