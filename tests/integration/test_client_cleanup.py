@@ -24,7 +24,8 @@ async def test_100_clients_leave_no_response_topic(
     service = f"Nobody{unique_name}"
     names: list[str] = []
     for _ in range(100):
-        async with AsyncClient(pulsar_broker.service_url) as client:
+        async with AsyncClient(pulsar_broker.service_url,
+                               admin_url=pulsar_broker.admin_url) as client:
             # results=True (the default): the response topic and its subscription exist now.
             await client.service(service).go.many([1])
             names.append(client.name)
@@ -61,7 +62,8 @@ async def test_clients_a_worker_replied_to_leave_no_response_topic(
     names: list[str] = []
     await worker.start()
     try:
-        clients = [AsyncClient(pulsar_broker.service_url) for _ in range(5)]
+        clients = [AsyncClient(pulsar_broker.service_url, admin_url=pulsar_broker.admin_url)
+                   for _ in range(5)]
         for client in clients:
             (d,) = await client.service(service).go.many([7])
             assert await d.result(timeout=30) == 7
