@@ -49,7 +49,7 @@ class ProducerCache:
         self._used_at: dict[str, float] = {}
         self.max_idle = max_idle
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._creating: dict[str, asyncio.Task[Producer]] = {}  # one creation per key
         self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -74,19 +74,31 @@ class ProducerCache:
             self._trim()
 
     async def get(self, key: str) -> Producer:
-        """The producer of ``key``, created (once, under a lock) if missing."""
+        """The producer of ``key``, created once if missing (concurrent callers await the same
+        creation; a creation that hangs delays only the callers of its key)."""
         producer = self._producers.get(key)
         if producer is None:
-            async with self._lock:
-                producer = self._producers.get(key)
-                if producer is None:
-                    producer = await self._create(key)
-                    self._producers[key] = producer
-        self._producers.move_to_end(key)
+            creating = self._creating.get(key)
+            if creating is None:
+                creating = asyncio.get_running_loop().create_task(self._make(key))
+                creating.add_done_callback(_retrieve)
+                self._creating[key] = creating
+            # Shielded: a caller cancelled while waiting does not cancel it for the others.
+            producer = await asyncio.shield(creating)
+        if key in self._producers:  # (it may have been evicted meanwhile, idle)
+            self._producers.move_to_end(key)
         if self.max_idle is not None:
             self._used_at[key] = self._clock()
         self._trim()
         return producer
+
+    async def _make(self, key: str) -> Producer:
+        try:
+            producer = await self._create(key)
+            self._producers[key] = producer
+            return producer
+        finally:
+            del self._creating[key]
 
     def sweep(self) -> int:
         """Close the producers unused for ``max_idle`` seconds (not in use, not pinned); returns
@@ -153,6 +165,8 @@ class ProducerCache:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._creating:  # a producer created after this close would stay open
+            await asyncio.wait(set(self._creating.values()), timeout=CLOSE_TIMEOUT)
         producers = list(self._producers.values())
         self._producers.clear()
         for producer in producers:
@@ -178,6 +192,12 @@ class ProducerCache:
         closing = asyncio.get_running_loop().create_task(_close(self._producers.pop(key)))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
+
+
+def _retrieve(task: asyncio.Task[Producer]) -> None:
+    """Mark a creation's failure seen (its callers may all have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _close(producer: Producer) -> None:

@@ -2,7 +2,8 @@
 every decision is made by a part that never calls back into it (DESIGN §1, §5).
 
 - receive: one loop per consumed topic, never cancelled (it ends when its consumer closes); it
-  takes the run of messages the client holds (``receive_many``) up to the ledger's room.
+  takes the run of messages the client holds (``receive_many``) up to the room it reserved in
+  the ledger before waiting (the loops share the ledger: together they never cross its cap).
 - route (``routing``): each message -> a ``Pending`` on its method's route, or a ``Rejection``
   (dead-lettered); the ``ledger`` splits fresh attempts from copies of running / settled ones.
 - launch: a single method's task runs alone; a batched one joins its ``accumulator`` group,
@@ -24,7 +25,6 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -37,7 +37,6 @@ from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
-    OutgoingMessage,
     ReceivedMessage,
     Transport,
     TransportError,
@@ -55,6 +54,7 @@ from infinitic_py.worker.priority import PrioritySlots
 from infinitic_py.worker.publish import publish_plan
 from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
+from infinitic_py.worker.settle import Settler
 
 _CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
@@ -95,6 +95,9 @@ class ServiceExecutor:
         self._consumers = Consumers(self._subscriptions, settings.consumer,
                                     f"{settings.worker_name}-{self.service}", self._log,
                                     keep_dead_letters=self.dlq_topic)
+        self._settler = Settler(self._producers, self._consumers, self._ledger,
+                                self._instruments, self._dialect, self.service,
+                                settings.worker_name, self._log)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -159,22 +162,23 @@ class ServiceExecutor:
             self._launch(batch)
         self._log.info("executor.draining", open_groups=len(flushed), units=len(self._units),
                        held=self._ledger.held)
-        if self._units:
+        late: set[asyncio.Task[None]] = set()
+        while self._units and not late:  # units spawned during the drain are waited for too
             _, late = await asyncio.wait(set(self._units), timeout=max(0.0, deadline - loop.time()))
-            if late:
-                # A unit still running its handler is cancelled (it nacks its messages); one
-                # already publishing its outcomes gets a little longer to ack them (cancelled
-                # mid-publish, its tasks would run again elsewhere).
-                settling = [u for u in late if u in self._settling]
-                self._log.warning("executor.grace_exceeded", units=len(late), grace=grace,
-                                  settling=len(settling))
-                for unit in late - self._settling:
-                    unit.cancel()
-                _, still = await asyncio.wait(late, timeout=_CLOSE_TIMEOUT)
-                for unit in still:
-                    unit.cancel()
-                if still:
-                    await asyncio.wait(still, timeout=_CLOSE_TIMEOUT)
+        if late:
+            # A unit still running its handler is cancelled (it nacks its messages); one
+            # already publishing its outcomes gets a little longer to ack them (cancelled
+            # mid-publish, its tasks would run again elsewhere).
+            settling = [u for u in late if u in self._settling]
+            self._log.warning("executor.grace_exceeded", units=len(late), grace=grace,
+                              settling=len(settling))
+            for unit in late - self._settling:
+                unit.cancel()
+            _, still = await asyncio.wait(late, timeout=_CLOSE_TIMEOUT)
+            for unit in still:
+                unit.cancel()
+            if still:
+                await asyncio.wait(still, timeout=_CLOSE_TIMEOUT)
         await self._consumers.close()  # ends the receive loops
         if self._receivers:
             _, stuck = await asyncio.wait(self._receivers, timeout=_CLOSE_TIMEOUT)
@@ -195,34 +199,46 @@ class ServiceExecutor:
 
     async def _receive_loop(self, consumer: Consumer) -> None:
         ledger = self._ledger
+        want = 1  # room to reserve: doubles while runs fill it, else twice the last run
         backoff = 0.1
         while True:
             if ledger.full and not self._stopping:
                 await ledger.wait_for_room()
                 continue
+            # Room is reserved before the await (the loops of a service's topics share the
+            # ledger): the message cap is never crossed. A quiet topic's loop holds at most
+            # twice its last run. The byte cap may be crossed by one run per loop.
+            reserved = ledger.reserve(want)
+            msgs: list[ReceivedMessage] = []
+            held = False
             try:
-                # Every message the client already holds, up to the room left: routing a run of
-                # messages costs one await, not one per message.
-                msgs = await consumer.receive_many(max(1, ledger.room))
+                msgs = await consumer.receive_many(max(1, reserved))
+                ledger.unreserve(reserved)
+                want = min(ledger.max_held, 2 * want if len(msgs) >= reserved else 2 * len(msgs))
+                reserved = 0
+                if self._stopping:
+                    consumer.negative_acknowledge(msgs)  # they go back to the next worker
+                    return
+                # An atomic bulk -> its tasks (settled as one: Consumers).
+                tasks = expand_bulks(msgs)
+                ledger.hold(len(tasks), sum([len(m.data) for m in tasks]))
+                msgs, held = tasks, True
+                routed, rejected = self._router.route_many(msgs)
             except ConsumerClosed:
+                ledger.unreserve(reserved)
                 return
-            except TransportError as exc:
-                self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+            except Exception as exc:  # the broker, or a bug of ours: never stop consuming
+                ledger.unreserve(reserved)
+                if isinstance(exc, TransportError):
+                    self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+                else:
+                    self._log.exception("receive.crashed", retry_in=backoff)
+                if msgs:  # give the run back
+                    self._spawn(self._settler.give_back_run(msgs, held))
                 await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            if self._stopping:
-                consumer.negative_acknowledge(msgs)  # they go back to the next worker
-                return
-            msgs = expand_bulks(msgs)  # an atomic bulk -> its tasks (settled as one: Consumers)
-            ledger.hold(len(msgs), sum([len(m.data) for m in msgs]))
-            try:
-                routed, rejected = self._router.route_many(msgs)
-            except Exception:  # a bug of ours must not stop consuming: give the run back
-                self._log.exception("message.routing_failed")
-                self._spawn(self._give_back_run(msgs))
-                continue
             self._on_routed(routed, rejected)
 
     def _on_routed(self, routed: list[Pending], rejected: list[Rejection]) -> None:
@@ -240,9 +256,9 @@ class ServiceExecutor:
                 else:
                     for batch in add(p.group, p, now, route.limits):
                         self._launch(batch)
-            except Exception:  # a bug of ours: give this task back, keep consuming
+            except Exception:  # a bug of ours (before p joined a unit): give it back
                 self._log.exception("message.routing_failed")
-                self._spawn(self._give_back([p]))
+                self._spawn(self._settler.give_back([p]))
         if self._ledger.full:  # at the cap: the group due first goes now
             for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
                 self._launch(batch)
@@ -252,9 +268,13 @@ class ServiceExecutor:
                 inst.received.inc(inst.received_pending)
                 inst.received_pending = 0
         for rejection in rejected:
-            self._spawn(self._reject(rejection))
+            self._spawn(self._settler.reject(rejection))
         for copy in copies:
-            self._spawn(self._answer_copy(copy))
+            verdict = self._settler.triage(copy)
+            if verdict.action is CopyAction.RERUN:  # still held: settled like any other task now
+                self._on_rerun(copy)
+            else:
+                self._spawn(self._settler.answer_copy(copy, verdict))
 
     def _arm_timer(self) -> None:
         """Keep one timer, at the earliest deadline of the open groups."""
@@ -269,8 +289,11 @@ class ServiceExecutor:
 
     def _flush_due(self) -> None:
         self._timer = self._timer_at = None
-        for batch in self._accumulator.flush_due(self._now() + 1e-3):
-            self._launch(batch)
+        try:
+            for batch in self._accumulator.flush_due(self._now() + 1e-3):
+                self._launch(batch)
+        except Exception:  # a bug of ours must not stop the timer
+            self._log.exception("batch.flush_failed")
         self._arm_timer()
 
     def _now(self) -> float:
@@ -279,9 +302,14 @@ class ServiceExecutor:
     # ------------------------------------------------------------------ launch, run
 
     def _launch(self, batch: Batch[GroupKey, Pending]) -> None:
-        route = batch.items[0].route
-        self._instruments.methods[route.name].batch_flushed(batch, self._now())
-        self._start_unit(route.method, batch.items, batch.key[1], batch.reason)
+        """Start a flushed batch's unit; if that fails, give its tasks back (all popped)."""
+        try:
+            route = batch.items[0].route
+            self._instruments.methods[route.name].batch_flushed(batch, self._now())
+            self._start_unit(route.method, batch.items, batch.key[1], batch.reason)
+        except Exception:
+            self._log.exception("batch.launch_failed", size=len(batch.items))
+            self._spawn(self._settler.give_back(batch.items))
 
     def _start_unit(self, method: MethodDefinition, items: list[Pending],
                     batch_key: str | bytes | None, reason: FlushReason) -> None:
@@ -290,7 +318,12 @@ class ServiceExecutor:
     def _spawn(self, coro: Any) -> None:
         unit: asyncio.Task[None] = asyncio.create_task(coro)
         self._units.add(unit)
-        unit.add_done_callback(self._units.discard)
+        unit.add_done_callback(self._unit_done)
+
+    def _unit_done(self, unit: asyncio.Task[None]) -> None:
+        self._units.discard(unit)
+        if not unit.cancelled() and (exc := unit.exception()) is not None:
+            self._log.error("unit.failed", error=repr(exc), exc_info=exc)
 
     async def _run_unit(self, method: MethodDefinition, items: list[Pending],
                         batch_key: str | bytes | None, reason: FlushReason) -> None:
@@ -333,62 +366,40 @@ class ServiceExecutor:
                 await publish_plan(self._producers, items, plan, self._dialect, self.settings)
                 settled = True  # the outcomes are durable: from here on, the books close
                 try:
-                    self._instruments.record(plan, method.name, log)
                     await self._consumers.settle([p.msg for p in items], ack=True)
                 finally:
                     self._ledger.settle(items, ack=True, replies=plan.replies)
             finally:
                 self._settling.discard(unit)
+            self._settler.record(plan, method.name, log)
             if batched and self._stdlog.isEnabledFor(logging.INFO):
                 log.info("batch.completed", reason=reason.value, completed=plan.completed,
                          failed=len(items) - plan.completed,
                          duration_ms=round(duration * 1000, 2))
         except asyncio.CancelledError:
             if not settled:
-                await self._give_back(items)
+                await self._settler.give_back(items)
             raise
         except TransportError as exc:
             # Cannot make the outcomes durable: give the messages back. Pulsar's dead-letter
             # policy (max redeliveries) stops a batch that can never be published from looping.
             log.error("outcomes.publish_failed", error=str(exc))
-            await self._give_back(items)
+            if not settled:
+                await self._settler.give_back(items)
         except Exception:  # a bug of ours: never lose the messages over it
             log.exception("unit.crashed")
             if not settled:
-                await self._give_back(items)
+                await self._settler.give_back(items)
         finally:
             if announce is not None and not announce.done():
                 announce.cancel()  # the unit ended early: its start announcement is moot
             elif announce is not None and not announce.cancelled():
                 announce.exception()  # retrieved (a failure was handled above, or moot)
 
-    # ------------------------------------------------------------------ settle
-
-    async def _reject(self, rejection: Rejection) -> None:
-        """A message that can never run (undecodable, unknown method, bad arguments)."""
-        plan = outcomes.plan_rejection(rejection, self._dialect, self.service,
-                                       self.settings.worker_name)
-        await self._publish_then_settle(rejection.msg, plan.by_topic)
-        self._instruments.record_dead(plan, self._log)
-        self._ledger.release(1, len(rejection.msg.data))
-
-    async def _answer_copy(self, copy: Pending) -> None:
-        """A copy of an attempt running or settled: the ledger says what to do with it."""
-        verdict = self._ledger.verdict(copy)
-        self._instruments.duplicate(verdict.action.value)
-        if verdict.action is CopyAction.RERUN:  # still held: settled like any other task now
-            self._on_rerun(copy)
-            return
-        if verdict.action is CopyAction.REPLY:
-            by_topic: dict[str, list[OutgoingMessage]] = {}
-            for r in verdict.replies:
-                by_topic.setdefault(r.topic, []).append(r.message)
-            await self._publish_then_settle(copy.msg, by_topic)
-        else:  # ACK, or WAIT: the running copy settles; this one comes back after the nack
-            await self._consumers.settle([copy.msg], ack=verdict.action is CopyAction.ACK)
-        self._ledger.release(1, len(copy.msg.data))
-
     def _on_rerun(self, p: Pending) -> None:
+        if self._stopping:  # the invoker shuts down once the drain ends: back to the broker
+            self._spawn(self._settler.give_back([p]))
+            return
         route = p.route
         self._instruments.methods[route.name].received.inc()
         if route.limits is None:
@@ -397,22 +408,3 @@ class ServiceExecutor:
         for batch in self._accumulator.add(p.group, p, self._now(), route.limits):
             self._launch(batch)
         self._arm_timer()
-
-    async def _publish_then_settle(
-        self, msg: ReceivedMessage, by_topic: dict[str, list[OutgoingMessage]]
-    ) -> None:
-        try:
-            await self._producers.publish(by_topic)
-        except TransportError as exc:
-            self._log.error("outcomes.publish_failed", error=str(exc))
-            await self._consumers.settle([msg], ack=False)
-            return
-        await self._consumers.settle([msg], ack=True)
-
-    async def _give_back_run(self, msgs: Sequence[ReceivedMessage]) -> None:
-        await self._consumers.settle(msgs, ack=False)
-        self._ledger.release(len(msgs), sum(len(m.data) for m in msgs))
-
-    async def _give_back(self, items: Sequence[Pending]) -> None:
-        await self._consumers.settle([p.msg for p in items], ack=False)
-        self._ledger.settle(items, ack=False)

@@ -1,7 +1,9 @@
 """Ledger: what the worker holds, runs and has settled. The one owner of backpressure (messages
 held and their payload bytes, against the two buffer caps: the receive loop stops pulling at
-either; one run of received messages may cross the byte cap) and of duplicate memory (attempts running now, attempts settled
-recently with the replies they sent).
+either; room is reserved before a receive, so receive loops sharing the ledger never cross the
+message cap, except by a bulk's expansion; a run may cross the byte cap, its bytes known only
+once received) and of duplicate memory (attempts running now, attempts settled recently with
+the replies they sent).
 
 A copy of an attempt that is running is given back (nacked: it returns after the nack delay); a
 copy of one settled recently is answered from memory (``CopyAction``) instead of running again.
@@ -69,6 +71,7 @@ class Ledger:
         self.max_bytes = max_bytes
         self.held = 0  # messages received and not yet acked / nacked
         self.held_bytes = 0  # ... and their payload bytes
+        self.reserved = 0  # room held by receives under way (not messages yet)
         self._room = asyncio.Event()
         self._room.set()
         self._running: set[AttemptKey] = set()
@@ -81,17 +84,29 @@ class Ledger:
     @property
     def room(self) -> int:
         """How many more messages may be taken in."""
-        return self.max_held - self.held
+        return self.max_held - self.held - self.reserved
 
     @property
     def full(self) -> bool:
         """At either cap: messages or bytes."""
-        return self.held >= self.max_held or self.held_bytes >= self.max_bytes
+        return self.room <= 0 or self.held_bytes >= self.max_bytes
 
     def hold(self, count: int, size: int = 0) -> None:
         """``count`` messages of ``size`` payload bytes in all were received."""
         self.held += count
         self.held_bytes += size
+
+    def reserve(self, most: int) -> int:
+        """Reserve room for up to ``most`` messages before a receive (0: none left); once
+        it returns, the receive ``unreserve``s it all, then ``hold``s what its run took."""
+        taken = max(0, min(self.room, most))
+        self.reserved += taken
+        return taken
+
+    def unreserve(self, count: int) -> None:
+        self.reserved -= count
+        if not self._room.is_set() and not self.full:
+            self._room.set()
 
     def release(self, count: int, size: int = 0) -> None:
         """``count`` messages of ``size`` bytes were acked or nacked."""

@@ -1,0 +1,120 @@
+"""Settler: gives back (nacks) what did not settle, and settles the messages that run no unit of
+their own (a rejection, dead-lettered; a copy of an attempt running or settled, answered as the
+ledger says); records what a unit's published plan did. Exception-safe: whatever fails, a
+message is acked only after its outcomes are durable, nacked otherwise, and its room in the
+ledger is always released. A part of the executor that never calls back into it (DESIGN §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from infinitic_py.producers import ProducerCache
+from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage, TransportError
+from infinitic_py.wire import Dialect
+from infinitic_py.worker import outcomes
+from infinitic_py.worker.consumers import Consumers
+from infinitic_py.worker.instruments import ServiceInstruments
+from infinitic_py.worker.ledger import CopyAction, CopyVerdict, Ledger
+from infinitic_py.worker.routing import Pending, Rejection
+
+
+class Settler:
+    def __init__(self, producers: ProducerCache, consumers: Consumers, ledger: Ledger,
+                 instruments: ServiceInstruments, dialect: Dialect[Any], service: str,
+                 worker_name: str, log: structlog.stdlib.BoundLogger) -> None:
+        self._producers = producers
+        self._consumers = consumers
+        self._ledger = ledger
+        self._instruments = instruments
+        self._dialect = dialect
+        self._service = service
+        self._worker_name = worker_name
+        self._log = log
+
+    def record(self, plan: outcomes.Plan, method: str, log: Any) -> None:
+        """Count what a settled unit did; a failure here is logged, never raised (the unit's
+        messages are acked already)."""
+        try:
+            self._instruments.record(plan, method, log)
+        except Exception:
+            log.exception("instruments.record_failed")
+
+    def triage(self, copy: Pending) -> CopyVerdict:
+        """What to do with a copy (RERUN: the caller runs it again, it is marked running)."""
+        verdict = self._ledger.verdict(copy)
+        try:
+            self._instruments.duplicate(verdict.action.value)
+        except Exception:
+            self._log.exception("instruments.record_failed")
+        return verdict
+
+    async def reject(self, rejection: Rejection) -> None:
+        """A message that can never run (undecodable, unknown method, bad arguments)."""
+        msg = rejection.msg
+        try:
+            plan = outcomes.plan_rejection(rejection, self._dialect, self._service,
+                                           self._worker_name)
+            if await self._publish_then_settle(msg, plan.by_topic):
+                try:
+                    self._instruments.record_dead(plan, self._log)
+                except Exception:
+                    self._log.exception("instruments.record_failed")
+        except Exception:
+            self._log.exception("rejection.settle_failed")
+            await self._nack(msg)
+        finally:
+            self._ledger.release(1, len(msg.data))
+
+    async def answer_copy(self, copy: Pending, verdict: CopyVerdict) -> None:
+        """Answer a copy whose verdict is ACK, REPLY or WAIT (a WAIT copy is nacked: it comes
+        back after the nack delay, once the running attempt has settled)."""
+        try:
+            if verdict.action is CopyAction.REPLY:
+                by_topic: dict[str, list[OutgoingMessage]] = {}
+                for r in verdict.replies:
+                    by_topic.setdefault(r.topic, []).append(r.message)
+                await self._publish_then_settle(copy.msg, by_topic)
+            else:
+                await self._consumers.settle([copy.msg], ack=verdict.action is CopyAction.ACK)
+        except Exception:
+            self._log.exception("copy.settle_failed")
+            await self._nack(copy.msg)
+        finally:
+            self._ledger.release(1, len(copy.msg.data))
+
+    async def give_back(self, items: Sequence[Pending]) -> None:
+        """Nack the tasks of a unit that did not settle (they run again), close their books."""
+        try:
+            await self._consumers.settle([p.msg for p in items], ack=False)
+        finally:
+            self._ledger.settle(items, ack=False)
+
+    async def give_back_run(self, msgs: Sequence[ReceivedMessage], held: bool) -> None:
+        """Nack a received run that was not routed (its room released if it was ``held``)."""
+        try:
+            await self._consumers.settle(msgs, ack=False)
+        finally:
+            if held:
+                self._ledger.release(len(msgs), sum(len(m.data) for m in msgs))
+
+    async def _publish_then_settle(
+        self, msg: ReceivedMessage, by_topic: dict[str, list[OutgoingMessage]]
+    ) -> bool:
+        """Publish, then ack; nack if the publish failed. True: acked."""
+        try:
+            await self._producers.publish(by_topic)
+        except TransportError as exc:
+            self._log.error("outcomes.publish_failed", error=str(exc))
+            await self._consumers.settle([msg], ack=False)
+            return False
+        await self._consumers.settle([msg], ack=True)
+        return True
+
+    async def _nack(self, msg: ReceivedMessage) -> None:
+        try:
+            await self._consumers.settle([msg], ack=False)
+        except Exception:  # the broker redelivers an unsettled message anyway
+            self._log.exception("settle.failed", ack=False)
