@@ -217,14 +217,16 @@ class CountingConsumer(Consumer):
 
 
 class CountingTransport(PulsarTransport):
-    """A PulsarTransport whose next ``subscribe`` returns a :class:`CountingConsumer`."""
+    """A PulsarTransport whose ``subscribe`` to ``topic`` (the service's tasks; not its priority
+    bands) returns a :class:`CountingConsumer`."""
 
     expected = 0
+    topic: str | None = None
     counting: CountingConsumer | None = None
 
     async def subscribe(self, topic: str, subscription: str, settings: Any) -> Consumer:
         inner = await super().subscribe(topic, subscription, settings)
-        if self.counting is not None or self.expected <= 0:
+        if self.counting is not None or self.expected <= 0 or topic != self.topic:
             return inner
         self.counting = CountingConsumer(inner, self.expected)
         return self.counting

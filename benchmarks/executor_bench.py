@@ -85,6 +85,7 @@ async def run_executor(
     await prepublish(env, topic, outgoing(service, "noop", n))
     transport = CountingTransport(env.url, **(transport_options or {}))
     transport.expected = n
+    transport.topic = topic
     definition = define_service(
         SyncNoopService() if sync else NoopService(), name=service,
         batch_limits={"noop": BatchLimits(max_messages, max_seconds)},

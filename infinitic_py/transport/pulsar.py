@@ -297,6 +297,11 @@ class PulsarTransport(Transport):
     async def subscribe(
         self, topic: str, subscription: str, settings: ConsumerSettings
     ) -> Consumer:
+        return await self._open_consumer(topic, subscription, settings)
+
+    async def _open_consumer(
+        self, topic: str, subscription: str, settings: ConsumerSettings
+    ) -> PulsarConsumer:
         args: dict[str, Any] = {
             "consumer_type": _CONSUMER_TYPES[settings.subscription_type],
             "receiver_queue_size": settings.receiver_queue_size,
@@ -345,12 +350,14 @@ class PulsarTransport(Transport):
     async def ensure_subscription(
         self, topic: str, subscription: str, subscription_type: SubscriptionType
     ) -> None:
-        consumer = await self.subscribe(
+        # Not through ``subscribe`` (a subclass may wrap what it returns): this consumer is
+        # opened only to create the subscription, then closed and forgotten.
+        consumer = await self._open_consumer(
             topic, subscription, ConsumerSettings(subscription_type=subscription_type,
                                                   receiver_queue_size=1)
         )
         await consumer.close()
-        self._consumers.remove(consumer)  # type: ignore[arg-type]
+        self._consumers.remove(consumer)
 
     def is_connected(self) -> bool:
         if self._closed:
