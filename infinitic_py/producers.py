@@ -24,7 +24,7 @@ from infinitic_py.transport.base import OutgoingMessage, Producer, Transport, Tr
 if TYPE_CHECKING:
     from infinitic_py.wire import Dialect
 
-CLOSE_TIMEOUT = 5.0  # seconds for a producer close
+CLOSE_TIMEOUT = 5.0  # seconds for a producer / consumer close during shutdown (one value)
 
 log = structlog.get_logger("infinitic_py.producers")
 

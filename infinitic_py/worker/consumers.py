@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
+from infinitic_py.producers import CLOSE_TIMEOUT
 from infinitic_py.topics import DLQ_SUBSCRIPTION, unpartitioned
 from infinitic_py.transport.base import (
     Consumer,
@@ -25,8 +26,6 @@ from infinitic_py.transport.base import (
 )
 from infinitic_py.wire import Subscription
 from infinitic_py.wire.bulk import split_settlement
-
-CLOSE_TIMEOUT = 5.0  # seconds for a consumer close during shutdown
 
 
 class Consumers:

@@ -31,7 +31,7 @@ import structlog
 
 from infinitic_py.observability import Metrics
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of
-from infinitic_py.producers import ProducerCache, dialect_producers
+from infinitic_py.producers import CLOSE_TIMEOUT, ProducerCache, dialect_producers
 from infinitic_py.retry import NO_RETRY
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import (
@@ -56,7 +56,6 @@ from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 from infinitic_py.worker.settle import Settler
 
-_CLOSE_TIMEOUT = 5.0  # seconds for a consumer / producer close during shutdown
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
 # A reply producer unused this long is closed, so that a client deleting its response topic at
 # close does not see it recreated by this producer's reconnect (issue 16).
@@ -174,14 +173,14 @@ class ServiceExecutor:
                               settling=len(settling))
             for unit in late - self._settling:
                 unit.cancel()
-            _, still = await asyncio.wait(late, timeout=_CLOSE_TIMEOUT)
+            _, still = await asyncio.wait(late, timeout=CLOSE_TIMEOUT)
             for unit in still:
                 unit.cancel()
             if still:
-                await asyncio.wait(still, timeout=_CLOSE_TIMEOUT)
+                await asyncio.wait(still, timeout=CLOSE_TIMEOUT)
         await self._consumers.close()  # ends the receive loops
         if self._receivers:
-            _, stuck = await asyncio.wait(self._receivers, timeout=_CLOSE_TIMEOUT)
+            _, stuck = await asyncio.wait(self._receivers, timeout=CLOSE_TIMEOUT)
             for receiver in stuck:
                 receiver.cancel()
         await self._producers.close()
