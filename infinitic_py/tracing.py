@@ -71,7 +71,10 @@ async def run_batch(
     ``items`` are the unit's pending tasks (``.msg.properties``, ``.task.task_id``); ``execute``
     returns a result whose ``outcomes`` are in the same order (an outcome with an ``error``
     attribute is a failure). Links and events are only built for a recording span: with the API
-    alone (no SDK configured) a unit costs one no-op span."""
+    alone (no SDK configured) a unit costs one check: no span is started (nothing would record
+    it; a tracer provider set later is seen by the next unit)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return await execute()
     attributes: dict[str, Any] = {
         "messaging.system": "pulsar",
         "messaging.batch.message_count": len(items),
