@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -551,7 +552,7 @@ def test_any_nonpositive_concurrency_is_one_readable_line(value: int) -> None:
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=20))
 def test_any_unknown_service_key_is_named(key: str) -> None:
-    known = {"class", "name", "concurrency", "timeout_seconds", "retry", "batch"}
+    known = {f.encode_name for f in msgspec.structs.fields(ServiceConfig)}
     if key in known:
         return
     message = dict_error(svc(**{key: 1}))
