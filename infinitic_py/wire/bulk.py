@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 
 import msgspec
 
@@ -119,11 +121,22 @@ class ParentSettlement:
     ack: bool
 
 
+_data = attrgetter("data")
+
+
+def _has_bulk(msgs: list[ReceivedMessage]) -> bool:
+    """Whether a run holds a bulk (a C-level scan: this runs for every run received)."""
+    try:
+        return any(map(bytes.startswith, map(_data, msgs), repeat(BULK_MAGIC)))
+    except TypeError:  # a payload that is not ``bytes`` (a transport's own buffer type)
+        return any(bytes(m.data[:5]) == BULK_MAGIC for m in msgs)
+
+
 def expand(msgs: list[ReceivedMessage]) -> list[ReceivedMessage]:
     """The run of messages with every bulk replaced, in place, by its tasks (the same list when
     it holds no bulk: the hot path). An empty or unreadable bulk stays as it is (the dialect
     then dead-letters it as undecodable)."""
-    if not any(m.data[:5] == BULK_MAGIC for m in msgs):
+    if not _has_bulk(msgs):
         return msgs
     out: list[ReceivedMessage] = []
     for msg in msgs:
@@ -143,7 +156,7 @@ def split_settlement(
     msgs: Sequence[ReceivedMessage], ack: bool
 ) -> tuple[list[ReceivedMessage], list[ParentSettlement]]:
     """Messages to settle as they are, and the bulks whose last part this settles."""
-    if not any(type(m.handle) is BulkTracker for m in msgs):
+    if BulkPart not in set(map(type, msgs)):  # no part of a bulk (the hot path, C-level)
         return list(msgs), []
     plain: list[ReceivedMessage] = []
     parents: list[ParentSettlement] = []

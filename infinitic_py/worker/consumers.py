@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 
 import structlog
 
@@ -26,6 +27,8 @@ from infinitic_py.transport.base import (
 )
 from infinitic_py.wire import Subscription
 from infinitic_py.wire.bulk import split_settlement
+
+_topic_of = attrgetter("topic")
 
 
 class Consumers:
@@ -85,6 +88,9 @@ class Consumers:
             return
         if self._only is not None:
             await self._settle(self._only, msgs, ack)
+            return
+        if len(set(map(_topic_of, msgs))) == 1:  # the usual unit: one topic (C-level check)
+            await self._settle(self._consumer_of(msgs[0]), msgs, ack)
             return
         groups: dict[Consumer, list[ReceivedMessage]] = {}
         for msg in msgs:

@@ -17,6 +17,7 @@ import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from infinitic_py.wire import Publish
 from infinitic_py.worker.recent import RecentOutcomes
@@ -51,6 +52,9 @@ class CopyAction(enum.Enum):
 class CopyVerdict:
     action: CopyAction
     replies: tuple[Publish, ...] = ()  # for REPLY: addressed to the copy's reply topic
+
+
+_key_of = attrgetter("key")  # Pending -> its AttemptKey
 
 
 class Ledger:
@@ -129,8 +133,13 @@ class Ledger:
     def admit(self, routed: list[Pending]) -> tuple[list[Pending], list[Pending]]:
         """Split routed tasks into fresh attempts (now marked running) and copies of attempts
         running or settled (``verdict`` says what to do with each)."""
-        recent, previous = self._recent.generations()
         running = self._running
+        keys = set(map(_key_of, routed))
+        if (len(keys) == len(routed) and running.isdisjoint(keys)
+                and self._recent.isdisjoint(keys)):  # all fresh (the hot path: set operations)
+            running |= keys
+            return routed, []
+        recent, previous = self._recent.generations()
         copies: list[Pending] = []
         fresh: list[Pending] = []
         for p in routed:
@@ -173,7 +182,7 @@ class Ledger:
 
         ``replies`` (acked only), one entry per item: the replies its outcome sent (empty: none),
         or None when the attempt was retried. None for the whole unit: nothing was published."""
-        keys = [p.key for p in items]
+        keys = list(map(_key_of, items))
         self._running.difference_update(keys)
         self.release(len(items), sum([len(p.msg.data) for p in items]))
         if not ack:

@@ -59,6 +59,10 @@ class RecentOutcomes(Generic[K, V]):
         without a method call each. Valid until the next ``add``."""
         return self._current, self._previous
 
+    def isdisjoint(self, keys: set[K]) -> bool:
+        """Whether none of ``keys`` is remembered (C-level: a run of fresh keys at once)."""
+        return self._current.keys().isdisjoint(keys) and self._previous.keys().isdisjoint(keys)
+
     def get(self, key: K, default: V | None = None) -> V | None:
         value = self._current.get(key, default)
         if value is default:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from infinitic_py.transport.base import OutgoingMessage
 from infinitic_py.wire import Publish
 from infinitic_py.worker.ledger import CopyAction, Ledger
@@ -103,3 +106,27 @@ async def test_a_receive_loop_waiting_at_the_byte_cap_wakes_when_bytes_are_relea
     assert not waiting.done()
     ledger.release(1, 64)
     await asyncio.wait_for(waiting, 5)
+
+
+@given(st.lists(st.lists(st.integers(0, 12), max_size=8), max_size=6), st.data())
+def test_admit_splits_runs_as_one_task_at_a_time_would(runs: list[list[int]],
+                                                        data: st.DataObject) -> None:
+    """Whatever the runs (all fresh: the set-operation path; or with copies), ``admit`` splits
+    them as admitting one task at a time would: the first sight of an attempt is fresh, every
+    later one a copy (running, or settled in between)."""
+    ledger = Ledger(1000)
+    seen: set[str] = set()
+    for run in runs:
+        items = routed(*(message(f"t{k}") for k in run)) if run else []
+        fresh, copies = ledger.admit(items)
+        expected_fresh: list[str] = []
+        for k in run:
+            if f"t{k}" not in seen:
+                seen.add(f"t{k}")
+                expected_fresh.append(f"t{k}")
+        assert [p.key for p in fresh] == expected_fresh
+        assert len(fresh) + len(copies) == len(run)
+        settle: bool = data.draw(st.booleans())
+        if fresh and settle:  # settle some: they stay known (settled)
+            ledger.hold(len(fresh))
+            ledger.settle(fresh, ack=True)
