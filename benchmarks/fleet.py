@@ -10,7 +10,9 @@ Figures per row: mean batch as a ratio to the 1-worker row (the fill a fleet kee
 worker's tasks over its fair share (n / N), keys seen on more than one worker, and tasks/s (n over
 first dispatch -> last batch recorded). Which worker owns which key is the broker's hash draw
 over consumer names (random per run here, as pod names are): with 20 keys on 4 workers the
-busiest one often holds 7-11 keys, so the share moves between runs; ``key_spread`` evens it.
+busiest one often holds 7-11 keys, so the share moves between runs; ``key_spread`` evens it
+at a cost in fill, ``key_rotation=100`` (runs of ``max_messages`` tasks per routing key: the
+share is then a draw of 200 runs, not 20 keys) without one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class FleetCase:
     keys: int = 20
     hot: bool = False
     key_spread: int = 1
+    key_rotation: int = 0
     batching_type: str = "key_based"
 
 
@@ -125,7 +128,7 @@ async def _offer(env: Env, service: str, case: FleetCase, n: int, rate: float,
                  records: Path) -> FleetResult:
     subscription = SubscriptionType(case.subscription)
     client = AsyncClient(env.url, results=False, subscription_type=subscription,
-                         key_spread=case.key_spread,
+                         key_spread=case.key_spread, key_rotation=case.key_rotation,
                          transport_options={"batching_type": case.batching_type})
     loop = asyncio.get_running_loop()
     async with client:
@@ -174,4 +177,9 @@ CASES = (
     FleetCase("4 workers, key_shared, hot key (8 in 10 tasks)", 4, hot=True),
     FleetCase("4 workers, key_shared, hot key, key_spread=4", 4, hot=True, key_spread=4),
     FleetCase("4 workers, key_shared, hot key, key_spread=16", 4, hot=True, key_spread=16),
+    FleetCase("4 workers, key_shared, many() of 100, key_rotation=100", 4, key_rotation=100),
+    FleetCase("4 workers, key_shared, single dispatches, key_rotation=100", 4, single=True,
+              key_rotation=100),
+    FleetCase("4 workers, key_shared, hot key, key_rotation=100", 4, hot=True,
+              key_rotation=100),
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
-from infinitic_py.keys import check_key_spread, spread_for
+from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
@@ -74,6 +75,7 @@ class AsyncClient:
         wire: str = "native",
         parameter_types: Mapping[str, Sequence[str]] | None = None,
         key_spread: int | Mapping[str, int] = 1,
+        key_rotation: int | Mapping[str, int] = 0,
         admin_url: str | None = AUTO,
     ) -> None:
         """``admin_url``: the broker's admin REST API, used to delete the response topic at
@@ -88,6 +90,10 @@ class AsyncClient:
         self.subscription_type = subscription_type
         # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
         self.key_spread = check_key_spread(key_spread)
+        # Runs of N tasks per batch key, each run under its own routing key (0: off; an int, or
+        # {service name: int}; N = the method's max_messages): see infinitic_py/keys.py.
+        self.key_rotation = check_key_rotation(key_rotation)
+        self._rotation = KeyRotation()
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
@@ -106,6 +112,8 @@ class AsyncClient:
         # {"Service.method": JVM class names}; the admin API creates ``response:<name>``, as
         # Infinitic namespaces have auto topic creation off)
         self._codec: ClientCodec = make_codec(wire, tenant, namespace, parameter_types)
+        if self._codec.name != "native" and self.key_rotation:
+            raise ValueError(f"key_rotation is a native-wire feature (wire={wire!r})")
         self.response_topic = self._codec.response_topic(self.name)
         self.replies_received = 0  # replies that reached this client's response topic
         self.replies_unmatched = 0  # ... for a task no Deferred here waits for (late / dropped)
@@ -202,6 +210,10 @@ class AsyncClient:
         out: list[OutgoingMessage] = []
         seen: set[str] = set()
         spread = spread_for(self.key_spread, stub.name)
+        rotate = spread_for(self.key_rotation, stub.name, 0)
+        if rotate and spread > 1:
+            raise ValueError(f"{stub.name}: key_spread and key_rotation both set; they are two "
+                             "ways to spread a key over workers, pick one")
         for index, call in enumerate(calls):
             try:
                 task_id, priority, message = self._build(
@@ -220,6 +232,9 @@ class AsyncClient:
             seen.add(task_id)
             task_ids.append(task_id)
             priorities.append(priority)
+            if rotate and message.partition_key is not None:
+                message = dataclasses.replace(message, partition_key=self._rotation.key_for(
+                    stub.name, message.partition_key, rotate))
             if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
                 message = tracing.injected(message)
             out.append(message)

@@ -166,3 +166,22 @@ async def test_key_spread_spreads_a_hot_key(pulsar_broker: BrokerInfo) -> None:
     assert len(hot_owners(spread)) >= 2
     assert spread.max_share(2000) < pinned.max_share(2000)
     assert all(len(b.keys) == 1 for b in spread.batches)
+
+
+async def test_key_rotation_spreads_runs_and_keeps_batches_full(
+        pulsar_broker: BrokerInfo) -> None:
+    """``key_rotation=100`` (= max_messages): each run of 100 tasks of a key reaches one worker
+    and fills one batch there, and the runs of all keys spread over the fleet (each worker's
+    share is a draw of 40 runs, not of 20 keys). A hot key (80% of the tasks) spreads too."""
+    rotated = await run_fleet(pulsar_broker, 4, client_options={"key_rotation": 100})
+    print(f"\nkey_rotation=100: {rotated.describe(N)}")
+    assert all(len(b.ns) == 100 for b in rotated.batches), rotated.describe(N)
+    assert all(len(b.keys) == 1 for b in rotated.batches)
+    assert len(_sum_by_worker(rotated.batches)) == 4, rotated.describe(N)
+    assert rotated.max_share(N) <= 2.0, rotated.describe(N)
+
+    hot = await run_fleet(pulsar_broker, 4, hot=True, client_options={"key_rotation": 100})
+    print(f"hot key, key_rotation=100: {hot.describe(N)}")
+    hot_batches = [b for b in hot.batches if "tenant-hot" in b.keys]
+    assert all(len(b.ns) == 100 for b in hot_batches), hot.describe(N)  # 3,200: 32 full runs
+    assert len({b.who for b in hot_batches}) >= 3, hot.describe(N)

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infinitic_py.keys import check_key_spread, routing_key, spread_for
+from infinitic_py.keys import (
+    KeyRotation,
+    check_key_rotation,
+    check_key_spread,
+    routing_key,
+    spread_for,
+)
 
 
 @given(st.one_of(st.text(min_size=1), st.binary(min_size=1)), st.text(), st.integers(1, 64))
@@ -48,7 +54,46 @@ def test_key_spread_option() -> None:
         check_key_spread({"Email": 0})
 
 
-async def _sent_keys(atomic: bool, key_spread: int) -> list[str | None]:
+@given(st.lists(st.sampled_from(["a", "b", "c"]), max_size=300), st.integers(1, 50))
+def test_key_rotation_publishes_runs_of_every_tasks_per_key(keys: list[str], every: int) -> None:
+    """The n-th task of a key (per service) goes under run n // every: runs of ``every``
+    consecutive tasks of a key share a routing key, whatever the other keys do in between."""
+    rotation = KeyRotation()
+    seen: Counter[str] = Counter()
+    for key in keys:
+        assert rotation.key_for("Svc", key, every) == f"{key}#r{seen[key] // every}"
+        seen[key] += 1
+    assert rotation.key_for("Other", "a", every) == "a#r0"  # a service counts its own
+
+
+def test_key_rotation_forgets_the_least_recent_keys() -> None:
+    rotation = KeyRotation(max_keys=2)
+    for key in ("a", "a", "b", "c"):  # "a" is the least recent once "c" comes
+        rotation.key_for("S", key, 1)
+    assert rotation.key_for("S", "a", 1) == "a#r0"  # forgotten: starts over (any run will do)
+    assert rotation.key_for("S", "c", 1) == "c#r1"
+
+
+def test_key_rotation_option() -> None:
+    assert check_key_rotation(0) == 0 and check_key_rotation(100) == 100
+    assert check_key_rotation({"Email": 100}) == {"Email": 100}
+    assert spread_for({"Email": 100}, "Other", 0) == 0
+    for bad in (-1, True, 1.5, 2_000_000):
+        with pytest.raises(ValueError, match="key_rotation"):
+            check_key_rotation(bad)  # type: ignore[arg-type]
+
+
+async def test_a_client_with_key_rotation_sends_runs_of_keys() -> None:
+    keys = await _sent_keys(atomic=False, key_spread=1, key_rotation=3)
+    assert keys == ["tenant#r0"] * 3 + ["tenant#r1"] * 3 + ["tenant#r2"] * 2
+
+
+async def test_key_spread_and_key_rotation_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="key_spread and key_rotation both set"):
+        await _sent_keys(atomic=False, key_spread=2, key_rotation=3)
+
+
+async def _sent_keys(atomic: bool, key_spread: int, key_rotation: int = 0) -> list[str | None]:
     """The partition keys of what a client sends for a ``many()`` of 8 tasks of one batch key."""
     from typing import Any
 
@@ -74,7 +119,7 @@ async def _sent_keys(atomic: bool, key_spread: int) -> list[str | None]:
     transport.create_producer = capturing  # type: ignore[method-assign]
     try:
         async with AsyncClient("memory://", transport=transport, results=False,
-                               key_spread=key_spread) as client:
+                               key_spread=key_spread, key_rotation=key_rotation) as client:
             calls = [Call(i, meta={"batchKey": "tenant"}) for i in range(8)]
             await client.service("Svc").run.many(calls, atomic=atomic)
     finally:
