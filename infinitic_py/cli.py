@@ -152,6 +152,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
     from infinitic_py.limits import (
+        LimitScope,
         buffer_findings,
         byte_findings,
         check_slots_against_limit,
@@ -215,16 +216,11 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         print("warn  no pulsar.admin_url: limits checked against the broker default (50000)")
     rq, buffered = p.consumer.receiver_queue_size, config.worker.max_buffered_messages
     for name, concurrency, max_messages in plans:
+        scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit,
+                           tenant=p.tenant, namespace=p.namespace, service=name)
         findings = [
-            *check_slots_against_limit(
-                rq, concurrency, max_messages, buffered,
-                broker_limit=broker_limit, namespace_limit=namespace_limit, service=name,
-            ),
-            *check_unacked_limit(
-                rq, concurrency, max_messages, buffered,
-                broker_limit=broker_limit, namespace_limit=namespace_limit,
-                tenant=p.tenant, namespace=p.namespace, service=name,
-            ),
+            *check_slots_against_limit(rq, concurrency, max_messages, buffered, **scope),
+            *check_unacked_limit(rq, concurrency, max_messages, buffered, **scope),
             *buffer_findings(concurrency, max_messages, buffered, service=name),
             *byte_findings(rq, config.worker.max_buffered_bytes, service=name),
         ]
