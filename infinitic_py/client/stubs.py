@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -23,6 +23,18 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+class CallOptions(TypedDict, total=False):
+    """The per-call options of ``Call(...)``, ``Call.build(...)`` and ``stub.method.options(...)``
+    (see ``Call``)."""
+
+    meta: Mapping[str, Any] | None
+    delay: float | None
+    run_at: datetime | None
+    task_id: str | None
+    tags: Sequence[str] | None
+    priority: int | None
 
 
 @dataclass(frozen=True, init=False)
@@ -65,23 +77,15 @@ class Call:
         object.__setattr__(self, "priority", priority)
 
     @classmethod
-    def build(
-        cls,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        priority: int | None = None,
-    ) -> Call:
+    def build(cls, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+              **options: Unpack[CallOptions]) -> Call:
         """A Call with the task's keyword arguments as a mapping: for a task parameter named
         like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
         ``Call(...)`` would take as the option."""
-        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
-                   priority=priority)
+        call = cls(*args, **options)
+        if call.kwargs:  # not an option: Call(...) took it for a task keyword
+            raise TypeError(f"unknown call option(s) {', '.join(sorted(call.kwargs))} (options: "
+                            f"{', '.join(CallOptions.__annotations__)})")
         object.__setattr__(call, "kwargs", dict(kwargs or {}))
         return call
 
@@ -142,46 +146,28 @@ class StubMethod(Generic[P, R]):
         stub: ServiceStub,
         name: str,
         definition: MethodDefinition | None,
-        options: Call | None = None,
+        options: CallOptions | None = None,
     ) -> None:
         self._stub = stub
         self._name = name
         self._definition = definition
-        self._options = options
+        self._options: CallOptions = options or {}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Deferred[R]]:
         return self._dispatch_one(args, kwargs)
 
     async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
-        o = self._options
-        call = Call.build(  # the task's own keywords may be named like the options
-            args, kwargs,
-            meta=o.meta if o else None,
-            delay=o.delay if o else None,
-            run_at=o.run_at if o else None,
-            task_id=o.task_id if o else None,
-            tags=o.tags if o else None,
-            priority=o.priority if o else None,
-        )
+        # build: the task's own keywords may be named like the options
+        call = Call.build(args, kwargs, **self._options)
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
 
-    def options(
-        self,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        priority: int | None = None,
-    ) -> StubMethod[P, R]:
+    def options(self, **options: Unpack[CallOptions]) -> StubMethod[P, R]:
         """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
-        if priority is not None:
-            check_priority(priority)
-        return StubMethod(self._stub, self._name, self._definition,
-                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
-                               priority=priority))
+        call = Call.build(**options)  # checks the option names
+        if call.priority is not None:
+            check_priority(call.priority)
+        return StubMethod(self._stub, self._name, self._definition, options)
 
     async def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[Deferred[R]]:
         """Dispatch many tasks in one producer flush; returns the Deferreds in order.
