@@ -5,10 +5,11 @@ They hand every dispatch to their ``AsyncClient``."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class CallOptions(TypedDict, total=False):
-    """The per-call options of ``Call(...)``, ``Call.build(...)`` and ``stub.method.options(...)``
-    (see ``Call``)."""
-
-    meta: Mapping[str, Any] | None
-    delay: float | None
-    run_at: datetime | None
-    task_id: str | None
-    tags: Sequence[str] | None
-    priority: int | None
 
 
 @dataclass(frozen=True, init=False)
@@ -77,16 +66,30 @@ class Call:
         object.__setattr__(self, "priority", priority)
 
     @classmethod
-    def build(cls, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-              **options: Unpack[CallOptions]) -> Call:
+    def build(
+        cls,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        priority: int | None = None,
+    ) -> Call:
         """A Call with the task's keyword arguments as a mapping: for a task parameter named
         like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
         ``Call(...)`` would take as the option."""
-        call = cls(*args, **options)
-        if call.kwargs:  # not an option: Call(...) took it for a task keyword
-            raise TypeError(f"unknown call option(s) {', '.join(sorted(call.kwargs))} (options: "
-                            f"{', '.join(CallOptions.__annotations__)})")
-        object.__setattr__(call, "kwargs", dict(kwargs or {}))
+        return cls(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+                   priority=priority)._bind(args, kwargs or {})
+
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Call:
+        """This call's options with the task's arguments (the keywords as a mapping: they may be
+        named like an option)."""
+        call = copy.copy(self)
+        object.__setattr__(call, "args", tuple(args))
+        object.__setattr__(call, "kwargs", dict(kwargs))
         return call
 
 
@@ -136,6 +139,7 @@ class Deferred(Generic[R]):
 
 
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+_NO_OPTIONS = Call()
 
 
 class StubMethod(Generic[P, R]):
@@ -146,28 +150,37 @@ class StubMethod(Generic[P, R]):
         stub: ServiceStub,
         name: str,
         definition: MethodDefinition | None,
-        options: CallOptions | None = None,
+        options: Call | None = None,
     ) -> None:
         self._stub = stub
         self._name = name
         self._definition = definition
-        self._options: CallOptions = options or {}
+        self._options = options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Deferred[R]]:
         return self._dispatch_one(args, kwargs)
 
     async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
-        # build: the task's own keywords may be named like the options
-        call = Call.build(args, kwargs, **self._options)
+        call = (self._options or _NO_OPTIONS)._bind(args, kwargs)
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
 
-    def options(self, **options: Unpack[CallOptions]) -> StubMethod[P, R]:
+    def options(
+        self,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        priority: int | None = None,
+    ) -> StubMethod[P, R]:
         """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
-        call = Call.build(**options)  # checks the option names
-        if call.priority is not None:
-            check_priority(call.priority)
-        return StubMethod(self._stub, self._name, self._definition, options)
+        if priority is not None:
+            check_priority(priority)
+        return StubMethod(self._stub, self._name, self._definition,
+                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+                               priority=priority))
 
     async def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[Deferred[R]]:
         """Dispatch many tasks in one producer flush; returns the Deferreds in order.

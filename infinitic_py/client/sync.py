@@ -7,10 +7,10 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, Unpack
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from infinitic_py.client.core import AsyncClient
-from infinitic_py.client.stubs import CallOptions, Deferred, ServiceStub, StubMethod
+from infinitic_py.client.stubs import Deferred, ServiceStub, StubMethod
 from infinitic_py.errors import ClientClosed
 from infinitic_py.service import TaskMethod
 
@@ -49,7 +49,7 @@ class SyncStubMethod(Generic[P, R]):
         return [SyncDeferred(d, self._client)
                 for d in self._client._run(self._method.many(items, atomic=atomic))]
 
-    def options(self, **options: Unpack[CallOptions]) -> SyncStubMethod[P, R]:
+    def options(self, **options: Any) -> SyncStubMethod[P, R]:
         return SyncStubMethod(self._method.options(**options), self._client)
 
 

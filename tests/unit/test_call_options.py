@@ -1,4 +1,4 @@
-"""The per-call options (``CallOptions``): one set of names for ``Call.build``,
+"""The per-call options: the same names for ``Call.build``,
 ``stub.method.options`` and the sync client's ``options``, checked at run time too."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def test_build_takes_the_options_and_rejects_other_names() -> None:
     call = Call.build((1,), {"delay": 3}, tags=["t"], priority=9)
     assert (call.args, call.kwargs, call.tags, call.priority) == ((1,), {"delay": 3}, ["t"], 9)
     bad: dict[str, Any] = {"delya": 2}
-    with pytest.raises(TypeError, match=r"unknown call option.* delya"):
+    with pytest.raises(TypeError, match="delya"):
         Call.build((1,), **bad)
 
 
