@@ -42,9 +42,18 @@ from typing import Any
 
 from infinitic_py.errors import InfiniticError
 
-__all__ = ["PulsarAdmin", "PulsarAdminError"]
+__all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token"]
 
 _DOMAINS = ("persistent", "non-persistent")
+
+
+def bearer_token(auth_plugin: str | None, auth_params: object) -> str | None:
+    """The admin API's bearer token when the client authenticates with a token plugin
+    (``auth_params`` ``token:XYZ`` or ``XYZ``), else ``None``: the one reading of the auth
+    settings for the admin API (``check``, the ops tools, the client's admin calls)."""
+    if auth_params and "token" in (auth_plugin or "").lower():
+        return str(auth_params).removeprefix("token:")
+    return None
 
 
 class PulsarAdminError(InfiniticError):

@@ -149,9 +149,10 @@ def _worker(path: str | None) -> int:
 
 
 def _check(path: str | None, *, offline: bool, strict: bool) -> int:
-    from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+    from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
     from infinitic_py.config import load_config
     from infinitic_py.limits import (
+        LimitScope,
         buffer_findings,
         byte_findings,
         check_slots_against_limit,
@@ -196,7 +197,8 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     print(f"ok    broker {p.url} reachable")
     broker_limit = namespace_limit = None
     if p.admin_url:
-        admin = PulsarAdmin(p.admin_url, auth_token=_token(config))
+        admin = PulsarAdmin(p.admin_url, auth_token=bearer_token(p.auth_plugin,
+                                                                 p.auth_params_string()))
         try:
             broker_limit = admin.broker_max_unacked_per_consumer()
             namespace_limit = admin.namespace_max_unacked_per_consumer(p.tenant, p.namespace)
@@ -215,16 +217,11 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         print("warn  no pulsar.admin_url: limits checked against the broker default (50000)")
     rq, buffered = p.consumer.receiver_queue_size, config.worker.max_buffered_messages
     for name, concurrency, max_messages in plans:
+        scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit,
+                           tenant=p.tenant, namespace=p.namespace, service=name)
         findings = [
-            *check_slots_against_limit(
-                rq, concurrency, max_messages, buffered,
-                broker_limit=broker_limit, namespace_limit=namespace_limit, service=name,
-            ),
-            *check_unacked_limit(
-                rq, concurrency, max_messages, buffered,
-                broker_limit=broker_limit, namespace_limit=namespace_limit,
-                tenant=p.tenant, namespace=p.namespace, service=name,
-            ),
+            *check_slots_against_limit(rq, concurrency, max_messages, buffered, **scope),
+            *check_unacked_limit(rq, concurrency, max_messages, buffered, **scope),
             *buffer_findings(concurrency, max_messages, buffered, service=name),
             *byte_findings(rq, config.worker.max_buffered_bytes, service=name),
         ]
@@ -254,14 +251,6 @@ def _delayed_delivery_notes(admin: Any) -> list[tuple[str, str]]:
     return [("note", f"note  delayed delivery not strict (isDelayedDeliveryDeliverAtTimeStrict="
              f"false, tick {tick} ms): a retry or delay= may arrive up to {tick} ms before its "
              "time; set isDelayedDeliveryDeliverAtTimeStrict=true on the broker if that matters")]
-
-
-def _token(config: Any) -> str | None:
-    params = config.pulsar.auth_params_string()
-    plugin = config.pulsar.auth_plugin or ""
-    if params and "token" in plugin.lower():
-        return str(params).removeprefix("token:")
-    return None
 
 
 def _broker_reachable(url: str, config: Any) -> bool:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
 from infinitic_py.priority import split_band
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 
@@ -41,20 +41,13 @@ def resolve_admin_url(url: str, admin_url: str | None) -> str | None:
     return default_admin_url(url)
 
 
-def _token(options: Mapping[str, Any]) -> str | None:
-    params = options.get("auth_params")
-    plugin = str(options.get("auth_plugin") or "")
-    if params and "token" in plugin.lower():
-        return str(params).removeprefix("token:")
-    return None
-
-
 class ClientAdmin:
     """The admin calls of one client (all best effort, bounded, off the event loop)."""
 
     def __init__(self, admin_url: str, transport_options: Mapping[str, Any]) -> None:
-        self._admin = PulsarAdmin(admin_url, auth_token=_token(transport_options),
-                                  timeout=_TIMEOUT)
+        token = bearer_token(transport_options.get("auth_plugin"),
+                             transport_options.get("auth_params"))
+        self._admin = PulsarAdmin(admin_url, auth_token=token, timeout=_TIMEOUT)
         self._warned: set[str] = set()
 
     async def delete_topic(self, topic: str, client: str) -> None:

@@ -46,13 +46,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Required, TypedDict, Unpack
 
 __all__ = [
     "DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER",
     "DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION",
     "FindingLevel",
     "LimitFinding",
+    "LimitScope",
     "LimitSource",
     "UnackedBudget",
     "buffer_findings",
@@ -186,11 +187,67 @@ def suggested_limit(demand: int) -> int:
     return max(demand + 1, math.ceil(demand * 1.25 / 1000) * 1000)
 
 
-def _source_words(source: LimitSource, per: str) -> str:
-    setting = f"maxUnackedMessagesPer{per}"
-    if source == "assumed broker default":
-        return f"{setting} (Pulsar's default, assumed: the admin API was not consulted)"
-    return f"the {source} {setting}"
+class LimitScope(TypedDict, total=False):
+    """The keywords of the limit checks: the limit as set on the broker, the namespace and the
+    topic (``None``: not set / not known; the most specific one set applies, see
+    ``effective_limit``), the tenant and namespace the fix commands name (default
+    ``public/default``), and the service the messages name (none by default)."""
+
+    broker_limit: Required[int | None]
+    namespace_limit: Required[int | None]
+    topic_limit: int | None
+    tenant: str
+    namespace: str
+    service: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Scoped:
+    """A ``LimitScope`` resolved for one setting (``maxUnackedMessagesPer{per}``)."""
+
+    per: str
+    limit: int
+    source: LimitSource
+    ns: str  # tenant/namespace
+    who: str  # "service 'S': " or ""
+
+    @property
+    def where(self) -> str:
+        setting = f"maxUnackedMessagesPer{self.per}"
+        if self.source == "assumed broker default":
+            return f"{setting} (Pulsar's default, assumed: the admin API was not consulted)"
+        return f"the {self.source} {setting}"
+
+    def below(self, code: str, demand: int, what: str, unlimited: str = "") -> list[LimitFinding]:
+        """The ``ok`` finding when the limit is 0 (unlimited) or ``demand`` (``what``) is below
+        it; empty otherwise."""
+        if self.limit <= 0:
+            return [LimitFinding("ok", f"{code}-unlimited",
+                                 f"{self.who}{self.where} is 0 (unlimited){unlimited}.")]
+        if demand < self.limit:
+            return [LimitFinding("ok", f"{code}-ok",
+                                 f"{self.who}{what} {demand} < {self.where} {self.limit}.")]
+        return []
+
+    def raise_namespace_policy(self, target: int) -> str:
+        return (
+            f"raise the namespace policy to {target}: pulsar-admin namespaces "
+            f"set-max-unacked-messages-per-{self.per.lower()} {self.ns} -c {target} "
+            f"(REST: POST /admin/v2/namespaces/{self.ns}/maxUnackedMessagesPer{self.per} "
+            f"with body {target})."
+        )
+
+
+def _scoped(scope: LimitScope, per: str,
+            default: int = DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER) -> _Scoped:
+    limit, source = effective_limit(scope["broker_limit"], scope["namespace_limit"],
+                                    scope.get("topic_limit"), default=default)
+    ns = f"{scope.get('tenant', 'public')}/{scope.get('namespace', 'default')}"
+    return _Scoped(per, limit, source, ns, _who(scope.get("service")))
+
+
+def _who(service: str | None) -> str:
+    return f"service {service!r}: " if service else ""
 
 
 def check_unacked_limit(
@@ -198,13 +255,7 @@ def check_unacked_limit(
     concurrency: int,
     max_messages: int,
     max_buffered_messages: int,
-    *,
-    broker_limit: int | None,
-    namespace_limit: int | None,
-    topic_limit: int | None = None,
-    tenant: str = "public",
-    namespace: str = "default",
-    service: str | None = None,
+    **scope: Unpack[LimitScope],
 ) -> list[LimitFinding]:
     """Compare one worker's demand on one service's consumer with maxUnackedMessagesPerConsumer.
 
@@ -218,17 +269,12 @@ def check_unacked_limit(
     """
     budget = unacked_budget(receiver_queue_size, concurrency, max_messages, max_buffered_messages)
     demand = budget.demand
-    limit, source = effective_limit(broker_limit, namespace_limit, topic_limit)
-    who = f"service {service!r}: " if service else ""
-    where = _source_words(source, "Consumer")
-    if limit <= 0:
-        return [LimitFinding("ok", "unacked-unlimited",
-                             f"{who}{where} is 0 (unlimited); worst-case demand is {demand}.")]
-    if demand < limit:
-        return [LimitFinding(
-            "ok", "unacked-ok",
-            f"{who}worst-case unacked messages per consumer {demand} < {where} {limit}.",
-        )]
+    at = _scoped(scope, "Consumer")
+    limit, who, where = at.limit, at.who, at.where
+    ok = at.below("unacked", demand, "worst-case unacked messages per consumer",
+                  f"; worst-case demand is {demand}")
+    if ok:
+        return ok
 
     one_batch = receiver_queue_size + min(max_messages, max_buffered_messages)
     level: FindingLevel = "error" if one_batch >= limit else "warn"
@@ -267,32 +313,18 @@ def check_unacked_limit(
         suggestions.append(f"set pulsar.consumer.receiver_queue_size <= {queue_room}.")
     # 3. Raise the limit where it is decided.
     target = suggested_limit(demand)
-    ns = f"{tenant}/{namespace}"
-    if source == "topic":
+    if at.source == "topic":
         suggestions.append(
             f"raise the topic policy: pulsar-admin topicPolicies "
-            f"set-max-unacked-messages-per-consumer persistent://{ns}/<topic> -m {target}."
+            f"set-max-unacked-messages-per-consumer persistent://{at.ns}/<topic> -m {target}."
         )
     else:
-        suggestions.append(
-            f"raise the namespace policy to {target}: pulsar-admin namespaces "
-            f"set-max-unacked-messages-per-consumer {ns} -c {target} "
-            f"(REST: POST /admin/v2/namespaces/{ns}/maxUnackedMessagesPerConsumer "
-            f"with body {target})."
-        )
+        suggestions.append(at.raise_namespace_policy(target))
     return [LimitFinding(level, "unacked-per-consumer", message, tuple(suggestions))]
 
 
 def check_subscription_unacked_limit(
-    demand_per_consumer: int,
-    consumers: int,
-    *,
-    broker_limit: int | None,
-    namespace_limit: int | None,
-    topic_limit: int | None = None,
-    tenant: str = "public",
-    namespace: str = "default",
-    service: str | None = None,
+    demand_per_consumer: int, consumers: int, **scope: Unpack[LimitScope]
 ) -> list[LimitFinding]:
     """Compare a fleet of ``consumers`` workers with maxUnackedMessagesPerSubscription.
 
@@ -303,36 +335,22 @@ def check_subscription_unacked_limit(
     if demand_per_consumer < 0 or consumers < 1:
         raise ValueError("demand_per_consumer must be >= 0 and consumers >= 1")
     demand = demand_per_consumer * consumers
-    limit, source = effective_limit(
-        broker_limit, namespace_limit, topic_limit,
-        default=DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION,
-    )
-    who = f"service {service!r}: " if service else ""
-    where = _source_words(source, "Subscription")
-    if limit <= 0:
-        return [LimitFinding("ok", "subscription-unlimited",
-                             f"{who}{where} is 0 (unlimited).")]
-    if demand < limit:
-        return [LimitFinding(
-            "ok", "subscription-ok",
-            f"{who}worst-case unacked messages of {consumers} worker(s) {demand} < {where} {limit}.",
-        )]
-    ns = f"{tenant}/{namespace}"
-    target = suggested_limit(demand)
-    most = max(1, (limit - 1) // max(1, demand_per_consumer))
+    at = _scoped(scope, "Subscription", DEFAULT_BROKER_MAX_UNACKED_PER_SUBSCRIPTION)
+    ok = at.below("subscription", demand,
+                  f"worst-case unacked messages of {consumers} worker(s)")
+    if ok:
+        return ok
+    most = max(1, (at.limit - 1) // max(1, demand_per_consumer))
     suggestions = (
         f"run at most {most} worker(s) with this configuration, or lower their "
         f"max_buffered_messages / receiver_queue_size.",
-        f"raise the namespace policy to {target}: pulsar-admin namespaces "
-        f"set-max-unacked-messages-per-subscription {ns} -c {target} "
-        f"(REST: POST /admin/v2/namespaces/{ns}/maxUnackedMessagesPerSubscription "
-        f"with body {target}).",
+        at.raise_namespace_policy(suggested_limit(demand)),
     )
     return [LimitFinding(
         "warn", "unacked-per-subscription",
-        f"{who}{consumers} worker(s) x {demand_per_consumer} = {demand} worst-case unacked "
-        f"messages >= {where} {limit}; the broker will stop dispatching to every worker of the "
-        f"service whenever that is reached.",
+        f"{at.who}{consumers} worker(s) x {demand_per_consumer} = {demand} worst-case unacked "
+        f"messages >= {at.where} {at.limit}; the broker will stop dispatching to every worker "
+        f"of the service whenever that is reached.",
         suggestions,
     )]
 
@@ -385,7 +403,7 @@ def byte_findings(
     their size (its consumer has no byte cap), so the worst case adds ``receiver_queue_size x
     max_message_bytes``. ``warn`` when that prefetch alone can exceed the byte cap by 4x or more
     and the cap was lowered below the default: the cap would then not bound memory."""
-    who = f"service {service!r}: " if service else ""
+    who = _who(service)
     prefetch = receiver_queue_size * max_message_bytes
     mib = 1024 * 1024
     text = (f"{who}payload memory <= worker.max_buffered_bytes {max_buffered_bytes // mib} MiB "
@@ -407,11 +425,7 @@ def check_slots_against_limit(
     concurrency: int,
     max_messages: int,
     max_buffered_messages: int,
-    *,
-    broker_limit: int | None,
-    namespace_limit: int | None,
-    topic_limit: int | None = None,
-    service: str | None = None,
+    **scope: Unpack[LimitScope],
 ) -> list[LimitFinding]:
     """The operator's formula, checked as written: ``receiver_queue_size + concurrency ×
     max_messages`` against maxUnackedMessagesPerConsumer.
@@ -421,11 +435,10 @@ def check_slots_against_limit(
     but the concurrency slots can never all run full batches. Either way it is a ``warn`` naming
     both numbers; ``ok`` otherwise (or when the limit is 0, unlimited).
     """
-    limit, source = effective_limit(broker_limit, namespace_limit, topic_limit)
+    at = _scoped(scope, "Consumer")
+    limit, who, where = at.limit, at.who, at.where
     slots = concurrency * max_messages
     asked = receiver_queue_size + slots
-    who = f"service {service!r}: " if service else ""
-    where = _source_words(source, "Consumer")
     if limit <= 0 or asked < limit:
         return [LimitFinding(
             "ok", "slots-ok",
@@ -450,7 +463,6 @@ def check_slots_against_limit(
             f"lower concurrency to <= {fit} (or max_messages) so concurrency x max_messages "
             f"+ receiver_queue_size < {limit}",
             f"raise the limit to {suggested_limit(asked)}: pulsar-admin namespaces "
-            f"set-max-unacked-messages-per-consumer <tenant>/<namespace> -c "
-            f"{suggested_limit(asked)}",
+            f"set-max-unacked-messages-per-consumer {at.ns} -c {suggested_limit(asked)}",
         ),
     )]

@@ -5,6 +5,7 @@ They hand every dispatch to their ``AsyncClient``."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,9 +81,15 @@ class Call:
         """A Call with the task's keyword arguments as a mapping: for a task parameter named
         like an option (``meta``, ``delay``, ``run_at``, ``task_id``, ``tags``), which
         ``Call(...)`` would take as the option."""
-        call = cls(*args, meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
-                   priority=priority)
-        object.__setattr__(call, "kwargs", dict(kwargs or {}))
+        return cls(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+                   priority=priority)._bind(args, kwargs or {})
+
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Call:
+        """This call's options with the task's arguments (the keywords as a mapping: they may be
+        named like an option)."""
+        call = copy.copy(self)
+        object.__setattr__(call, "args", tuple(args))
+        object.__setattr__(call, "kwargs", dict(kwargs))
         return call
 
 
@@ -132,6 +139,7 @@ class Deferred(Generic[R]):
 
 
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+_NO_OPTIONS = Call()
 
 
 class StubMethod(Generic[P, R]):
@@ -153,16 +161,7 @@ class StubMethod(Generic[P, R]):
         return self._dispatch_one(args, kwargs)
 
     async def _dispatch_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred[R]:
-        o = self._options
-        call = Call.build(  # the task's own keywords may be named like the options
-            args, kwargs,
-            meta=o.meta if o else None,
-            delay=o.delay if o else None,
-            run_at=o.run_at if o else None,
-            task_id=o.task_id if o else None,
-            tags=o.tags if o else None,
-            priority=o.priority if o else None,
-        )
+        call = (self._options or _NO_OPTIONS)._bind(args, kwargs)
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
 

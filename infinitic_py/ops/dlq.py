@@ -23,7 +23,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,23 +53,13 @@ REASON_UNREADABLE = "unreadable"
 _any = msgspec.msgpack.Decoder()
 
 
-@dataclass(frozen=True)
-class LetterView:
-    """One dead letter, decoded. ``task`` is the original task when its payload decodes."""
+class LetterView(wire.Failure, kw_only=True, frozen=True):
+    """One dead letter, decoded: its ``Failure`` fields, and ``task``, the original task when its
+    payload decodes."""
 
-    reason: str
-    error_type: str
-    message: str
-    traceback: str | None
-    retry_index: int
-    task_id: str | None
-    service: str
-    method: str | None
     batch_key: str | None
-    failed_at: float
-    worker: str | None
     task: wire.ExecuteTask | None
-    properties: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = msgspec.field(default_factory=dict)
     redeliveries: int = 0  # how often the tools saw this letter before (informative)
     bulk_size: int = 0  # tasks of the atomic bulk this letter came in (0: not a bulk)
 
@@ -142,13 +132,8 @@ def read_letter(
         letter = None
     if letter is not None:
         task = _task_of(letter.payload)
-        return LetterView(
-            reason=letter.reason, error_type=letter.error_type, message=letter.message,
-            traceback=letter.traceback, retry_index=letter.retry_index,
-            task_id=letter.task_id, service=letter.service, method=letter.method,
-            batch_key=_key_of(task), failed_at=letter.failed_at, worker=letter.worker,
-            task=task, properties=props,
-        )
+        failure = {name: getattr(letter, name) for name in wire.Failure.__struct_fields__}
+        return LetterView(**failure, batch_key=_key_of(task), task=task, properties=props)
     task = _task_of(data)
     when = published_at if published_at is not None else 0.0
     if task is not None:

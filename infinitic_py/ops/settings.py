@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infinitic_py.admin import bearer_token
 from infinitic_py.config import PulsarConfig, load_config
 
-__all__ = ["ToolSettings", "admin_token", "default_admin_url", "load_tool_settings"]
+__all__ = ["ToolSettings", "default_admin_url", "load_tool_settings"]
 
 # Stands in for the services a tool does not load (load_config requires at least one).
 _NO_SERVICES = [{"class": "infinitic_py.ops.settings:NoService"}]
@@ -49,7 +50,7 @@ class ToolSettings:
         return self.pulsar.transport_options()
 
     def admin_token(self) -> str | None:
-        return admin_token(self.pulsar)
+        return bearer_token(self.pulsar.auth_plugin, self.pulsar.auth_params_string())
 
 
 def load_tool_settings(
@@ -75,15 +76,6 @@ def load_tool_settings(
     config = load_config(path, env=environ, overrides=overrides)
     source = path or environ.get("INFINITIC_CONFIG") or "<env>"
     return ToolSettings(config.pulsar, source)
-
-
-def admin_token(pulsar: PulsarConfig) -> str | None:
-    """The bearer token for the admin API when the client authenticates with a token."""
-    params = pulsar.auth_params_string()
-    plugin = pulsar.auth_plugin or ""
-    if params and "token" in plugin.lower():
-        return str(params).removeprefix("token:")
-    return None
 
 
 def default_admin_url(service_url: str) -> str | None:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import TypeVar
 
 from infinitic_py.transport.base import (
     Consumer,
@@ -206,6 +207,9 @@ class MemoryConsumer(Consumer):
         self._transport._forget(self)
 
 
+_Member = TypeVar("_Member", MemoryProducer, MemoryConsumer)
+
+
 class MemoryTransport(Transport):
     """A connection to the in-process broker named by ``memory://NAME``."""
 
@@ -214,8 +218,7 @@ class MemoryTransport(Transport):
         self.broker = get_broker(broker_name(url))
         self._closed = False
         self._lock = threading.Lock()
-        self._producers: set[MemoryProducer] = set()
-        self._consumers: set[MemoryConsumer] = set()
+        self._members: set[MemoryProducer | MemoryConsumer] = set()  # made here, open
 
     def __repr__(self) -> str:
         return f"MemoryTransport(url={self.url!r})"
@@ -225,19 +228,14 @@ class MemoryTransport(Transport):
         # ``schema`` is not checked, ``partitioner`` not used (no partitions): the in-process broker keeps bytes, whatever their schema.
         self._check_open()
         self.broker._create_topic(topic)
-        producer = MemoryProducer(self, topic)
-        with self._lock:
-            self._producers.add(producer)
-        return producer
+        return self._track(MemoryProducer(self, topic))
 
     async def subscribe(
         self, topic: str, subscription: str, settings: ConsumerSettings
     ) -> MemoryConsumer:
         self._check_open()
-        consumer = MemoryConsumer(self, self.broker._subscribe(topic, subscription, settings))
-        with self._lock:
-            self._consumers.add(consumer)
-        return consumer
+        return self._track(MemoryConsumer(self, self.broker._subscribe(topic, subscription,
+                                                                      settings)))
 
     async def ensure_subscription(
         self, topic: str, subscription: str, subscription_type: SubscriptionType
@@ -252,20 +250,21 @@ class MemoryTransport(Transport):
         """Close every producer and consumer made by this transport (unacked messages go back)."""
         with self._lock:
             self._closed = True
-            producers, self._producers = self._producers, set()
-            consumers, self._consumers = self._consumers, set()
-        for consumer in consumers:
+            members, self._members = self._members, set()
+        for consumer in [m for m in members if isinstance(m, MemoryConsumer)]:
             await consumer.close()
-        for producer in producers:
+        for producer in [m for m in members if isinstance(m, MemoryProducer)]:
             await producer.close()
 
     def _check_open(self) -> None:
         if self._closed:
             raise TransportError(f"transport {self.url!r} is closed")
 
+    def _track(self, member: _Member) -> _Member:
+        with self._lock:
+            self._members.add(member)
+        return member
+
     def _forget(self, member: MemoryProducer | MemoryConsumer) -> None:
         with self._lock:
-            if isinstance(member, MemoryProducer):
-                self._producers.discard(member)
-            else:
-                self._consumers.discard(member)
+            self._members.discard(member)

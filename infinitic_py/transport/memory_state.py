@@ -29,7 +29,6 @@ DELAYING_TYPES: Final = frozenset({SubscriptionType.SHARED, SubscriptionType.KEY
 
 
 @dataclass(frozen=True, slots=True, order=True)
-
 class MemoryMessageId:
     """Identity of a message: its topic and its position in that topic (1, 2, ...).
 
@@ -69,6 +68,8 @@ class Entry:
 
 @dataclass(slots=True, eq=False)
 class Dispatched:
+    """A message handed to one consumer and not settled yet: which one, and how far it got."""
+
     entry: Entry
     consumer: ConsumerState
     state: State
@@ -145,12 +146,14 @@ def wake_closed(waiters: Sequence[Waiter]) -> None:
         with contextlib.suppress(RuntimeError):
             waiter.loop.call_soon_threadsafe(fail_closed, waiter.future)
 
+
 def position_of(subscription: Subscription, message: ReceivedMessage) -> int:
     """The message's position in ``subscription``'s topic, or 0 if it is not one of its."""
     handle = message.handle
     if isinstance(handle, MemoryMessageId) and handle.topic == subscription.topic:
         return handle.position
     return 0
+
 
 def to_received(entry: Entry) -> ReceivedMessage:
     return ReceivedMessage(

@@ -88,8 +88,9 @@ class TaskFailedReply(msgspec.Struct, tag="failed", kw_only=True):
 Reply = TaskCompleted | TaskFailedReply
 
 
-class DeadLetter(msgspec.Struct, kw_only=True):
-    """What lands on ``task-executor-dlq:<Service>``: enough to understand and replay the task."""
+class Failure(msgspec.Struct, kw_only=True, frozen=True):
+    """Why and when a task failed for good: what a ``DeadLetter`` says, and what the ops tools
+    show of one (``ops.dlq.LetterView``)."""
 
     reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method" |
     # "invalid_envelope" | "reply_unpublishable"
@@ -100,9 +101,14 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     task_id: str | None
     service: str
     method: str | None
-    payload: bytes  # the original message, byte for byte
     failed_at: float
     worker: str | None = None
+
+
+class DeadLetter(Failure, kw_only=True, frozen=True):
+    """What lands on ``task-executor-dlq:<Service>``: enough to understand and replay the task."""
+
+    payload: bytes  # the original message, byte for byte
 
 
 _envelope_encoder = msgspec.msgpack.Encoder()

@@ -284,7 +284,7 @@ class Worker:
         """Warn (never fail) when this worker can reach maxUnackedMessagesPerConsumer: the broker
         would silently stop delivering to it. Read through the admin API, bounded in time."""
         from infinitic_py.admin import PulsarAdmin, PulsarAdminError
-        from infinitic_py.limits import check_slots_against_limit, check_unacked_limit
+        from infinitic_py.limits import LimitScope, check_slots_against_limit, check_unacked_limit
 
         assert self.admin_url is not None
         admin = PulsarAdmin(self.admin_url, timeout=5.0)
@@ -303,16 +303,12 @@ class Worker:
             max_messages = max((m.batch.limits.max_messages
                                 for m in executor.definition.methods.values() if m.batch),
                                default=1)
-            concurrency = executor.settings.concurrency
-            findings = [
-                *check_slots_against_limit(rq, concurrency, max_messages,
-                                           self.max_buffered_messages, broker_limit=broker_limit,
-                                           namespace_limit=namespace_limit),
-                *check_unacked_limit(rq, concurrency, max_messages, self.max_buffered_messages,
-                                     broker_limit=broker_limit, namespace_limit=namespace_limit,
-                                     tenant=self.tenant, namespace=self.namespace,
-                                     service=executor.service),
-            ]
+            plan = (rq, executor.settings.concurrency, max_messages, self.max_buffered_messages)
+            scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit,
+                               tenant=self.tenant, namespace=self.namespace,
+                               service=executor.service)
+            findings = [*check_slots_against_limit(*plan, **scope),
+                        *check_unacked_limit(*plan, **scope)]
             for finding in findings:
                 if finding.level != "ok":
                     log.warning("worker.unacked_limit", service=executor.service,

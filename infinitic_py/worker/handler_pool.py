@@ -57,25 +57,17 @@ class HandlerPool(Executor):
         self._idle = 0  # threads waiting for work (or about to)
         self._pending = 0  # calls queued, not yet taken by a thread
         self._works: dict[Future[Any], _Work] = {}
-        self._threads = 0
-        self._hung = 0
+        # Read-only outside the pool (changed under its lock):
+        self.threads = 0  # threads started and not ended: serving, idle, or hung
+        self.hung = 0  # threads running a call nobody waits for any more
         self._shutdown = False
         self._ids = itertools.count(1)
-
-    @property
-    def hung(self) -> int:
-        """Threads running a call nobody waits for any more."""
-        return self._hung
-
-    @property
-    def threads(self) -> int:
-        return self._threads
 
     @property
     def healthy(self) -> bool:
         """False once more than ``max_hung`` threads are hung: fewer than ``size`` threads are
         left to run handlers, and calls may wait for one."""
-        return self._hung <= self.max_hung
+        return self.hung <= self.max_hung
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -88,8 +80,8 @@ class HandlerPool(Executor):
             self._pending += 1
             if self._idle >= self._pending:
                 return future  # an idle thread takes it
-            if self._threads < self.size + min(self._hung, self.max_hung):
-                self._threads += 1
+            if self.threads < self.size + min(self.hung, self.max_hung):
+                self.threads += 1
                 threading.Thread(target=self._serve, name=f"{self._name}-{next(self._ids)}",
                                  daemon=True).start()
         return future
@@ -105,7 +97,7 @@ class HandlerPool(Executor):
                 future.cancel()
                 return
             work.abandoned = True
-            self._hung += 1
+            self.hung += 1
 
     def _serve(self) -> None:
         queue = self._queue
@@ -116,7 +108,7 @@ class HandlerPool(Executor):
             with self._lock:
                 self._idle -= 1
                 if work is None:
-                    self._threads -= 1
+                    self.threads -= 1
                     return
                 self._pending -= 1
                 if not work.future.set_running_or_notify_cancel():
@@ -133,9 +125,9 @@ class HandlerPool(Executor):
                 self._works.pop(work.future, None)
                 leave = False
                 if work.abandoned:
-                    self._hung -= 1
-                    if self._threads - self._hung > self.size:  # replaced meanwhile
-                        self._threads -= 1
+                    self.hung -= 1
+                    if self.threads - self.hung > self.size:  # replaced meanwhile
+                        self.threads -= 1
                         leave = True
             if outcome[0]:
                 work.future.set_result(outcome[1])
@@ -156,5 +148,5 @@ class HandlerPool(Executor):
                 for work in list(self._works.values()):
                     if not work.running:
                         work.future.cancel()
-            for _ in range(self._threads):
+            for _ in range(self.threads):
                 self._queue.put(None)

@@ -15,6 +15,7 @@ import structlog
 from infinitic_py.producers import ProducerCache, dialect_producers
 from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.base import (
+    Consumer,
     ConsumerClosed,
     ConsumerSettings,
     OutgoingMessage,
@@ -67,41 +68,57 @@ class Relay:
             role = self._roles[unpartitioned(msg.topic)]
         return role
 
-    async def _loop(self, consumer: Any) -> None:
+    async def _loop(self, consumer: Consumer) -> None:
         backoff = 0.1
         while True:
+            msgs: list[ReceivedMessage] = []
             try:
                 msgs = await consumer.receive_many(_RUN)
+                await self._relay(msgs)
             except ConsumerClosed:
                 return
-            except TransportError as exc:
-                self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+            except Exception as exc:  # the broker, or a bug of ours: never stop consuming
+                if isinstance(exc, TransportError):
+                    self._log.warning("receive.failed", error=str(exc), retry_in=backoff)
+                else:
+                    self._log.exception("relay.crashed", count=len(msgs), retry_in=backoff)
+                if msgs:  # give the run back: nothing is acked before its relay is durable
+                    await self._give_back(msgs)
                 await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            by_topic: dict[str, list[OutgoingMessage]] = {}
-            done: list[ReceivedMessage] = []
-            bad: list[ReceivedMessage] = []
-            for msg in msgs:
-                try:
-                    publishes = self._dialect.relay(self._role(msg), msg, self._worker)
-                except Exception as exc:  # unreadable: back to the broker (then its DLQ)
-                    self._log.error("relay.unreadable", topic=msg.topic,
-                                    error=f"{type(exc).__name__}: {exc}")
-                    bad.append(msg)
-                    continue
-                for p in publishes:
-                    by_topic.setdefault(p.topic, []).append(p.message)
-                done.append(msg)
-            if bad:
-                await self._consumers.settle(bad, ack=False)
+
+    async def _give_back(self, msgs: list[ReceivedMessage]) -> None:
+        try:
+            await self._consumers.settle(msgs, ack=False)
+        except Exception:  # the broker redelivers what stays unacked anyway
+            self._log.exception("relay.give_back_failed", count=len(msgs))
+
+    async def _relay(self, msgs: list[ReceivedMessage]) -> None:
+        """Publish the relays of a run, then ack it (nack what cannot be read or published)."""
+        by_topic: dict[str, list[OutgoingMessage]] = {}
+        done: list[ReceivedMessage] = []
+        bad: list[ReceivedMessage] = []
+        for msg in msgs:
             try:
-                if by_topic:
-                    await self._producers.publish(by_topic)
-            except TransportError as exc:
-                self._log.error("relay.publish_failed", error=str(exc))
-                await self._consumers.settle(done, ack=False)
+                publishes = self._dialect.relay(self._role(msg), msg, self._worker)
+            except Exception as exc:  # unreadable: back to the broker (then its DLQ)
+                self._log.error("relay.unreadable", topic=msg.topic,
+                                error=f"{type(exc).__name__}: {exc}")
+                bad.append(msg)
                 continue
-            await self._consumers.settle(done, ack=True)
-            self.relayed += len(done)
+            for p in publishes:
+                by_topic.setdefault(p.topic, []).append(p.message)
+            done.append(msg)
+        if bad:
+            await self._consumers.settle(bad, ack=False)
+        try:
+            if by_topic:
+                await self._producers.publish(by_topic)
+        except TransportError as exc:
+            self._log.error("relay.publish_failed", error=str(exc))
+            await self._consumers.settle(done, ack=False)
+            return
+        await self._consumers.settle(done, ack=True)
+        self.relayed += len(done)

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from infinitic_py.limits import (
     DEFAULT_BROKER_MAX_UNACKED_PER_CONSUMER,
     LimitFinding,
+    LimitScope,
     buffer_findings,
+    check_slots_against_limit,
     check_subscription_unacked_limit,
     check_unacked_limit,
     effective_limit,
@@ -111,6 +113,24 @@ def test_subscription_limit_for_a_fleet() -> None:
     assert any("at most 18 worker(s)" in s for s in warn.suggestions)
     assert any("set-max-unacked-messages-per-subscription public/default" in s
                for s in warn.suggestions)
+
+
+def test_one_scope_serves_every_check() -> None:
+    scope = LimitScope(broker_limit=None, namespace_limit=20_000, tenant="acme",
+                       namespace="prod", service="Email")
+    (slots,) = check_slots_against_limit(1000, 10, 2000, 10_000, **scope)
+    (unacked,) = check_unacked_limit(1000, 10, 2000, 30_000, **scope)
+    # maxUnackedMessagesPerSubscription is another setting: its own limits, same words
+    (fleet,) = check_subscription_unacked_limit(30_000, 10, broker_limit=None,
+                                                namespace_limit=200_000, tenant="acme",
+                                                namespace="prod", service="Email")
+    for finding in (slots, unacked, fleet):
+        assert finding.level == "warn" and finding.message.startswith("service 'Email': ")
+        assert "namespace maxUnackedMessagesPer" in finding.message
+        assert " acme/prod -c " in finding.suggestions[-1]
+    (unlimited,) = check_slots_against_limit(1000, 10, 2000, 10_000, broker_limit=0,
+                                             namespace_limit=None)
+    assert unlimited.level == "ok" and unlimited.message.endswith("(unlimited).")
 
 
 def test_buffer_findings() -> None:
