@@ -3,8 +3,8 @@
 - The client injects the caller's trace context (W3C ``traceparent`` / ``tracestate``, and
   ``baggage``) into each task's message properties (``inject``).
 - The worker starts one span per batch (or single task), ``<Service>.<method>``, kind CONSUMER,
-  with a link to each task's context and a ``task.failed`` event per failed task (``run_batch``,
-  called by ``worker/invoke.py`` around the user's code).
+  with a link to each task's context and a ``task.failed`` event per failed task (``unit_span``,
+  entered by ``worker/invoke.py`` around the user's code).
 - Retries, dead letters and replays copy the trace properties of the message they come from
   (``carried``, needs nothing installed; ``worker/outcomes.py`` for retries and dead letters), so a retried or replayed task links to its trace.
 
@@ -14,9 +14,10 @@ once, here, and the hot path pays one boolean test per task.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol
 
 from infinitic_py.transport.base import OutgoingMessage
 
@@ -27,7 +28,7 @@ except ImportError:  # the `otel` extra is not installed
 else:
     ENABLED = True
 
-__all__ = ["ENABLED", "TRACE_PROPERTIES", "carried", "inject", "injected", "run_batch"]
+__all__ = ["ENABLED", "TRACE_PROPERTIES", "UnitSpan", "carried", "inject", "injected", "unit_span"]
 
 TRACER_NAME: Final = "infinitic_py"
 # Message properties that carry a trace (W3C trace context and baggage).
@@ -51,30 +52,46 @@ def injected(message: OutgoingMessage) -> OutgoingMessage:
     return replace(message, properties=properties)
 
 
-class _Result(Protocol):
-    @property
-    def outcomes(self) -> Sequence[Any]: ...
+class UnitSpan(Protocol):
+    def record(self, items: Sequence[Any], outcomes: Sequence[Any]) -> None: ...
 
 
-R = TypeVar("R", bound=_Result)
+class _NoSpan:
+    def record(self, items: Sequence[Any], outcomes: Sequence[Any]) -> None:
+        return None
 
 
-async def run_batch(
-    service: str,
-    method: str,
-    batch_id: str | None,
-    items: Sequence[Any],
-    execute: Callable[[], Awaitable[R]],
-) -> R:
-    """Worker side: ``await execute()`` inside one span linked to every task's trace context.
+class _RecordingSpan:
+    def __init__(self, span: Any) -> None:
+        self._span = span
 
-    ``items`` are the unit's pending tasks (``.msg.properties``, ``.task.task_id``); ``execute``
-    returns a result whose ``outcomes`` are in the same order (an outcome with an ``error``
-    attribute is a failure). Links and events are only built for a recording span: with the API
-    alone (no SDK configured) a unit costs one check: no span is started (nothing would record
-    it; a tracer provider set later is seen by the next unit)."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return await execute()
+    def record(self, items: Sequence[Any], outcomes: Sequence[Any]) -> None:
+        """A ``task.failed`` event per task whose outcome has an ``error``."""
+        for item, outcome in zip(items, outcomes, strict=True):
+            error = getattr(outcome, "error", None)
+            if error is not None:
+                self._span.add_event("task.failed", {
+                    "infinitic.task_id": item.task.task_id,
+                    "exception.type": type(error).__name__,
+                    "exception.message": str(error),
+                })
+
+
+_NO_SPAN: Final = _NoSpan()
+
+
+@contextmanager
+def unit_span(service: str, method: str, batch_id: str | None,
+              items: Sequence[Any]) -> Iterator[UnitSpan]:
+    """Worker side: the user's code of one unit runs inside this span (current for the unit's
+    task and the sync handler's thread), linked to every task's trace context; ``record`` adds
+    the failures. ``items``: the unit's pending tasks (``.msg.properties``, ``.task.task_id``).
+
+    Without the extra, or with the API alone (no tracer provider set: nothing would record
+    it), no span is started (one check per unit); a provider set later is seen by the next."""
+    if not ENABLED or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        yield _NO_SPAN
+        return
     attributes: dict[str, Any] = {
         "messaging.system": "pulsar",
         "messaging.batch.message_count": len(items),
@@ -88,19 +105,11 @@ async def run_batch(
         f"{service}.{method}", kind=trace.SpanKind.CONSUMER, attributes=attributes,
     ) as span:
         if not span.is_recording():
-            return await execute()
+            yield _NO_SPAN
+            return
         for item in items:
             context = trace.get_current_span(propagate.extract(item.msg.properties))
             span_context = context.get_span_context()
             if span_context.is_valid:
                 span.add_link(span_context, {"infinitic.task_id": item.task.task_id})
-        result = await execute()
-        for item, outcome in zip(items, result.outcomes, strict=True):
-            error = getattr(outcome, "error", None)
-            if error is not None:
-                span.add_event("task.failed", {
-                    "infinitic.task_id": item.task.task_id,
-                    "exception.type": type(error).__name__,
-                    "exception.message": str(error),
-                })
-        return result
+        yield _RecordingSpan(span)

@@ -75,46 +75,32 @@ class Invoker:
         timeout: float | None,
         log: Any,
     ) -> Invocation:
-        if tracing.ENABLED:  # the otel extra: one span per unit, linked to each task's trace
-            return await tracing.run_batch(self.service, method.name, batch_id, items,
-                                           functools.partial(self._run, method, items, batch_id,
-                                                             timeout, log))
-        return await self._run(method, items, batch_id, timeout, log)
-
-    async def _run(
-        self,
-        method: MethodDefinition,
-        items: Sequence[Pending],
-        batch_id: str | None,
-        timeout: float | None,
-        log: Any,
-    ) -> Invocation:
         cancelled = _Cancellation()
-        if method.batch is None:
-            outcomes: list[Outcome] = []
-            for pending in items:  # a single method's unit holds one task
-                context = self._context(pending, batch_id, log, cancelled)
-                try:
-                    output = await self._call(method.fn, pending.args, method.is_async, timeout,
-                                              cancelled, single=context)
-                    outcomes.append(Completed(output))
-                except Exception as exc:
-                    outcomes.append(Failed(exc, traceback.format_exc()))
-            return Invocation(outcomes)
-        contexts = _BatchContexts(items, functools.partial(
-            self._context, batch_id=batch_id, log=log, cancelled=cancelled))
-        inputs, unbuildable = _batch_inputs(method, items)
-        if not inputs:
-            return Invocation([unbuildable[p.task.task_id] for p in items])
-        result, unknown = await self._call_batch(method, inputs, contexts, timeout, cancelled,
-                                                 log)
-        if not isinstance(result, dict):  # one outcome shared by every task
-            if not unbuildable:
-                return Invocation([result] * len(items), unknown)
-            return Invocation([unbuildable.get(p.task.task_id, result) for p in items], unknown)
-        if unbuildable:
-            result.update(unbuildable)
-        return Invocation([result[p.task.task_id] for p in items], unknown)
+        # With the otel extra and a tracer provider: one span per unit, linked to each task.
+        with tracing.unit_span(self.service, method.name, batch_id, items) as span:
+            if method.batch is None:
+                outcomes: list[Outcome] = []
+                for pending in items:  # a single method's unit holds one task
+                    context = self._context(pending, batch_id, log, cancelled)
+                    try:
+                        output = await self._call(method.fn, pending.args, method.is_async,
+                                                  timeout, cancelled, single=context)
+                        outcomes.append(Completed(output))
+                    except Exception as exc:
+                        outcomes.append(Failed(exc, traceback.format_exc()))
+                invocation = Invocation(outcomes)
+            else:
+                contexts = _BatchContexts(items, functools.partial(
+                    self._context, batch_id=batch_id, log=log, cancelled=cancelled))
+                inputs, unbuildable = _batch_inputs(method, items)
+                if not inputs:
+                    invocation = Invocation([unbuildable[p.task.task_id] for p in items])
+                else:
+                    result, unknown = await self._call_batch(method, inputs, contexts, timeout,
+                                                             cancelled, log)
+                    invocation = Invocation(_in_order(items, result, unbuildable), unknown)
+            span.record(items, invocation.outcomes)
+        return invocation
 
     async def _call_batch(
         self,
@@ -348,6 +334,19 @@ def _batch_inputs(
                 f"arguments of {method.qualified} cannot make the input of "
                 f"{batch.fn_name}: {exc!r}"), traceback.format_exc())
     return inputs, failed
+
+
+def _in_order(items: Sequence[Pending], result: dict[str, Outcome] | Outcome,
+              unbuildable: dict[str, Outcome]) -> list[Outcome]:
+    """Each task's outcome, in the order of ``items``: ``result`` maps task ids to outcomes (or
+    is one outcome for all); a task whose input could not be built keeps that failure."""
+    if not isinstance(result, dict):  # one outcome shared by every task
+        if not unbuildable:
+            return [result] * len(items)
+        return [unbuildable.get(p.task.task_id, result) for p in items]
+    if unbuildable:
+        result.update(unbuildable)
+    return [result[p.task.task_id] for p in items]
 
 
 def _run_started(

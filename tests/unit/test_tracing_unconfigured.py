@@ -3,8 +3,6 @@ span at all: nothing would record it, and the worker runs a unit per batch."""
 
 from __future__ import annotations
 
-import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,8 +23,5 @@ def test_no_span_is_started_without_a_tracer_provider(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(trace, "get_tracer", no_tracer)
 
-    async def execute() -> SimpleNamespace:
-        return SimpleNamespace(outcomes=[None])
-
-    result = asyncio.run(tracing.run_batch("S", "m", "b-1", [object()], execute))
-    assert result.outcomes == [None]
+    with tracing.unit_span("S", "m", "b-1", [object()]) as span:
+        span.record([], [])
