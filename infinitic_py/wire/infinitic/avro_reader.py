@@ -13,7 +13,12 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infinitic_py.wire.infinitic.avro_schema import SchemaCompiler, full_name, struct_fields
+from infinitic_py.wire.infinitic.avro_schema import (
+    SchemaCompiler,
+    full_name,
+    generate,
+    struct_fields,
+)
 
 Read = Callable[[bytes, int], tuple[Any, int]]
 
@@ -163,8 +168,8 @@ class _ReaderCompiler(SchemaCompiler[Read]):
         names = [f["name"] for f in node["fields"]]
         if cls is not None:
             struct_fields(cls, node)  # positional construction needs the same order
-        # One straight-line function per record (as dataclasses generates __init__): no loop,
-        # no list, and the common field types read inline (``_INLINE``), with no call.
+        # One straight-line function per record (``avro_schema.generate``): no loop, no list,
+        # and the common field types read inline (``_INLINE``), with no call.
         self.declare(node)  # its fields may refer to it (a reference resolved when called)
         scope: dict[str, Any] = {"build": cls, "_string": _string, "_long": _long}
         lines = ["def record(data, pos):", "    size = len(data)"]
@@ -178,9 +183,8 @@ class _ReaderCompiler(SchemaCompiler[Read]):
         values = ", ".join(f"v{i}" for i in range(len(names)))
         built = f"build({values})" if cls is not None else \
             "{" + ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names)) + "}"
-        lines.append(f"    return {built}, pos\n")
-        exec("\n".join(lines), scope)  # generated from field counts, names and _INLINE only
-        return self.define(node, scope["record"])
+        lines.append(f"    return {built}, pos")
+        return self.define(node, generate(lines, scope))
 
     def union(self, branches: list[Any]) -> Read:
         readers = [self.compile(b) for b in branches]

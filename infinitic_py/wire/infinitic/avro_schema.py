@@ -35,6 +35,17 @@ def struct_fields(cls: type, node: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(cls.__struct_fields__)  # type: ignore[attr-defined]
 
 
+def generate(lines: list[str], scope: dict[str, Any]) -> Any:
+    """The function ``lines`` define (the first: ``def record(...)``), ``scope`` its globals.
+
+    Records are read and written by straight-line functions generated once per record type (as
+    ``dataclasses`` generates ``__init__``): no loop over the fields and no list per call, a
+    third of a record's time. The source is made of field counts, Avro field names (``repr``)
+    and Struct attribute names (identifiers) only."""
+    exec("\n".join(lines), scope)
+    return scope["record"]
+
+
 class SchemaCompiler(Generic[F]):
     """Compiles schema nodes; subclasses give the functions of each kind (see the module doc)."""
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from operator import attrgetter
 from typing import Any
 
 from fastavro.validation import validate
 
-from infinitic_py.wire.infinitic.avro_schema import SchemaCompiler, full_name, struct_fields
+from infinitic_py.wire.infinitic.avro_schema import (
+    SchemaCompiler,
+    full_name,
+    generate,
+    struct_fields,
+)
 
 Write = Callable[[bytearray, Any], None]
 
@@ -104,27 +108,22 @@ class _WriterCompiler(SchemaCompiler[Write]):
         return map_
 
     def record(self, node: Mapping[str, Any]) -> Write:
-        fields: list[tuple[str, Any, Write]] = []
-        writers: list[Write] = []
         cls = self.records.get(full_name(node))
-        attributes = struct_fields(cls, node) if cls is not None else ()
-        get_all: Any = attrgetter(*attributes) if len(attributes) > 1 else \
-            (lambda value: (getattr(value, attributes[0]),)) if attributes else None
-
-        def record(out: bytearray, value: Any) -> None:
-            if type(value) is dict:
-                get = value.get
-                for name, default, write in fields:
-                    write(out, get(name, default))
-            else:  # a Struct of ``cls``
-                for write, v in zip(writers, get_all(value)):  # noqa: B905 (same length)
-                    write(out, v)
-
-        self.define(node, record)  # before its fields: a record may refer to itself
-        for f in node["fields"]:
-            fields.append((f["name"], f.get("default"), self.compile(f["type"])))
-            writers.append(fields[-1][2])
-        return record
+        attributes = struct_fields(cls, node) if cls is not None else None
+        # One straight-line function per record (``avro_schema.generate``): a dict's fields by
+        # name (with their defaults), a Struct's by attribute.
+        self.declare(node)  # its fields may refer to it (a reference resolved when called)
+        scope: dict[str, Any] = {}
+        lines = ["def record(out, value):", "    if type(value) is dict:", "        get = value.get"]
+        for i, f in enumerate(node["fields"]):
+            scope[f"write{i}"], scope[f"default{i}"] = self.compile(f["type"]), f.get("default")
+            lines.append(f"        write{i}(out, get({f['name']!r}, default{i}))")
+        lines.append("    else:")
+        if attributes is None:
+            lines.append(f"        raise TypeError(f'{{value!r}} is not a {node['name']} record')")
+        else:
+            lines.extend(f"        write{i}(out, value.{a})" for i, a in enumerate(attributes))
+        return self.define(node, generate(lines, scope))
 
     def union(self, branches: list[Any]) -> Write:
         writers = [self.compile(b) for b in branches]
