@@ -81,41 +81,55 @@ def _double(data: bytes, pos: int) -> tuple[float, int]:
     return struct.unpack_from("<d", data, pos)[0], pos + 8
 
 
-# Field types a generated record reads inline (``{v}``: the field's variable; ``size``: the
-# payload's length), the usual case first, else the primitive's function.
-_INLINE: dict[str, list[str]] = {
-    '"string"': [
+# Field types a generated record reads inline (``{v}``: the field's variable, ``{read}``: its
+# reader, ``{item}``: the reader of an optional's value; ``size``: the payload's length): the
+# usual case without a call, else the reader.
+def _sized(kind: str, finish: str) -> list[str]:
+    """A string or bytes: a length (one byte below 64), then the data."""
+    return [
         "n = data[pos]",
         "if n < 0x80 and not n & 1:  # shorter than 64 bytes",
         "    end = pos + 1 + (n >> 1)",
         "    if end > size:",
-        "        raise EOFError('string past the end')",
-        "    {v} = data[pos + 1:end].decode()",
+        f"        raise EOFError('{kind} past the end')",
+        f"    {{v}} = data[pos + 1:end]{finish}",
         "    pos = end",
         "else:",
-        "    {v}, pos = _string(data, pos)",
-    ],
-    '"int"': [
-        "n = data[pos]",
-        "if n < 0x80:  # one byte",
-        "    {v} = (n >> 1) ^ -(n & 1)",
-        "    pos += 1",
-        "else:",
-        "    {v}, pos = _long(data, pos)",
-    ],
+        f"    {{v}}, pos = _{kind}(data, pos)",
+    ]
+
+
+_INT = [
+    "n = data[pos]",
+    "if n < 0x80:  # one byte",
+    "    {v} = (n >> 1) ^ -(n & 1)",
+    "    pos += 1",
+    "else:",
+    "    {v}, pos = _long(data, pos)",
+]
+_INLINE: dict[str, list[str]] = {
+    '"string"': _sized("string", ".decode()"),
+    '"bytes"': _sized("bytes", ""),
+    '"int"': _INT,
+    '"long"': _INT,
     '"boolean"': ["{v} = data[pos] != 0", "pos += 1"],
-    '["null", "string"]': [
-        "n = data[pos]",
-        "if n == 0:",
-        "    {v} = None",
-        "    pos += 1",
-        "elif n == 2:",
-        "    {v}, pos = _string(data, pos + 1)",
-        "else:",
-        "    raise ValueError(f'union index {{n}} out of range')",
-    ],
 }
-_INLINE['"long"'] = _INLINE['"int"']
+_OPTIONAL = [  # [null, X]
+    "n = data[pos]",
+    "if n == 0:",
+    "    {v} = None",
+    "    pos += 1",
+    "elif n == 2:",
+    "    {v}, pos = {item}(data, pos + 1)",
+    "else:",
+    "    raise ValueError(f'union index {{n}} out of range')",
+]
+_EMPTY = {  # an array or a map, usually empty (task tags, a value's meta)
+    kind: ["if data[pos] == 0:", f"    {{v}} = {empty}", "    pos += 1", "else:",
+           "    {v}, pos = {read}(data, pos)"]
+    for kind, empty in (("array", "[]"), ("map", "{{}}"))
+}
+_CALL = ["{v}, pos = {read}(data, pos)"]
 
 
 class _ReaderCompiler(SchemaCompiler[Read]):
@@ -171,15 +185,20 @@ class _ReaderCompiler(SchemaCompiler[Read]):
         # One straight-line function per record (``avro_schema.generate``): no loop, no list,
         # and the common field types read inline (``_INLINE``), with no call.
         self.declare(node)  # its fields may refer to it (a reference resolved when called)
-        scope: dict[str, Any] = {"build": cls, "_string": _string, "_long": _long}
+        scope: dict[str, Any] = {"build": cls, "_string": _string, "_bytes": _bytes, "_long": _long}
         lines = ["def record(data, pos):", "    size = len(data)"]
         for i, f in enumerate(node["fields"]):
-            inline = _INLINE.get(json.dumps(f["type"]))
-            if inline is None:
-                scope[f"read{i}"] = self.compile(f["type"])
-                lines.append(f"    v{i}, pos = read{i}(data, pos)")
-            else:
-                lines.extend("    " + line.format(v=f"v{i}") for line in inline)
+            kind = f["type"]
+            scope[f"read{i}"] = self.compile(kind)
+            template = _INLINE.get(json.dumps(kind))
+            if template is None and isinstance(kind, list) and len(kind) == 2 and \
+                    kind[0] == "null":
+                scope[f"item{i}"] = self.compile(kind[1])
+                template = _OPTIONAL
+            elif template is None and isinstance(kind, dict):
+                template = _EMPTY.get(kind["type"])
+            lines.extend("    " + line.format(v=f"v{i}", read=f"read{i}", item=f"item{i}")
+                         for line in template or _CALL)
         values = ", ".join(f"v{i}" for i in range(len(names)))
         built = f"build({values})" if cls is not None else \
             "{" + ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names)) + "}"
