@@ -4,7 +4,8 @@ fastavro's ``schemaless_writer`` validates every branch of every union it meets,
 pick one: on Infinitic's envelopes (nested ``[null, record]`` unions everywhere) that cost ~70 µs
 per event, two events per task. This writer is compiled once per schema into closures that pick a
 union branch directly: ``None`` -> ``null``; a ``(name, record)`` tuple or a ``-type`` key (the
-tags ``envelopes`` writes) -> that record; the only other branch; else the Python type; else (an
+tags ``envelopes`` writes) or a Struct of ``records`` (see ``avro_schema``: written from its
+attributes, no dict) -> that record; the only other branch; else the Python type; else (an
 ambiguous union) fastavro's validation picks, as fastavro would. The bytes are fastavro's
 (checked on every golden message and outcome in ``tests/unit/test_infinitic_codec.py``).
 """
@@ -12,10 +13,17 @@ ambiguous union) fastavro's validation picks, as fastavro would. The bytes are f
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastavro.validation import validate
+
+from infinitic_py.wire.infinitic.avro_schema import (
+    SchemaCompiler,
+    full_name,
+    generate,
+    struct_fields,
+)
 
 Write = Callable[[bytearray, Any], None]
 
@@ -25,7 +33,7 @@ _PRIMITIVE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _long(out: bytearray, value: int) -> None:
+def write_long(out: bytearray, value: int) -> None:
     if 0 <= value < 64:  # one byte (most ints here: indexes, lengths, retry counters)
         out.append(value << 1)
         return
@@ -36,18 +44,18 @@ def _long(out: bytearray, value: int) -> None:
     out.append(n)
 
 
-def _string(out: bytearray, value: str) -> None:
+def write_string(out: bytearray, value: str) -> None:
     data = value.encode()
     size = len(data)
     if size < 64:
         out.append(size << 1)
     else:
-        _long(out, size)
+        write_long(out, size)
     out += data
 
 
 def _bytes(out: bytearray, value: bytes) -> None:
-    _long(out, len(value))
+    write_long(out, len(value))
     out += value
 
 
@@ -68,82 +76,56 @@ def _double(out: bytearray, value: float) -> None:
     out += struct.pack("<d", value)
 
 
-_PRIMITIVES: dict[str, Write] = {
-    "null": _null, "boolean": _boolean, "int": _long, "long": _long, "float": _float,
-    "double": _double, "string": _string, "bytes": _bytes,
-}
+class _WriterCompiler(SchemaCompiler[Write]):
+    primitives: Mapping[str, Write] = {
+        "null": _null, "boolean": _boolean, "int": write_long, "long": write_long,
+        "float": _float, "double": _double, "string": write_string, "bytes": _bytes,
+    }
 
+    def enum(self, symbols: list[str]) -> Write:
+        index = {s: i for i, s in enumerate(symbols)}
+        return lambda out, value: write_long(out, index[value])
 
-class _Compiler:
-    def __init__(self) -> None:
-        self.named: dict[str, Write] = {}
-        self.schemas: dict[str, Any] = {}
+    def array(self, item: Write) -> Write:
+        def array(out: bytearray, value: Any) -> None:
+            if value:
+                write_long(out, len(value))
+                for v in value:
+                    item(out, v)
+            out.append(0)
 
-    def compile(self, node: Any) -> Write:
-        if isinstance(node, str):
-            if node in _PRIMITIVES:
-                return _PRIMITIVES[node]
-            named = self.named
-            return lambda out, value: named[node](out, value)  # resolved when first written
-        if isinstance(node, list):
-            return self._union(node)
-        kind = node["type"]
-        if isinstance(kind, (list, dict)):
-            return self.compile(kind)
-        if kind in _PRIMITIVES:
-            return _PRIMITIVES[kind]
-        if kind in ("record", "error"):
-            return self._record(node)
-        if kind == "enum":
-            index = {s: i for i, s in enumerate(node["symbols"])}
-            write: Write = lambda out, value: _long(out, index[value])  # noqa: E731
-            return self._name(node, write)
-        if kind == "array":
-            item = self.compile(node["items"])
+        return array
 
-            def array(out: bytearray, value: Any) -> None:
-                if value:
-                    _long(out, len(value))
-                    for v in value:
-                        item(out, v)
-                out.append(0)
+    def map(self, values: Write) -> Write:
+        def map_(out: bytearray, value: Any) -> None:
+            if value:
+                write_long(out, len(value))
+                for k, v in value.items():
+                    write_string(out, k)
+                    values(out, v)
+            out.append(0)
 
-            return array
-        if kind == "map":
-            val = self.compile(node["values"])
+        return map_
 
-            def map_(out: bytearray, value: Any) -> None:
-                if value:
-                    _long(out, len(value))
-                    for k, v in value.items():
-                        _string(out, k)
-                        val(out, v)
-                out.append(0)
+    def record(self, node: Mapping[str, Any]) -> Write:
+        cls = self.records.get(full_name(node))
+        attributes = struct_fields(cls, node) if cls is not None else None
+        # One straight-line function per record (``avro_schema.generate``): a dict's fields by
+        # name (with their defaults), a Struct's by attribute.
+        self.declare(node)  # its fields may refer to it (a reference resolved when called)
+        scope: dict[str, Any] = {}
+        lines = ["def record(out, value):", "    if type(value) is dict:", "        get = value.get"]
+        for i, f in enumerate(node["fields"]):
+            scope[f"write{i}"], scope[f"default{i}"] = self.compile(f["type"]), f.get("default")
+            lines.append(f"        write{i}(out, get({f['name']!r}, default{i}))")
+        lines.append("    else:")
+        if attributes is None:
+            lines.append(f"        raise TypeError(f'{{value!r}} is not a {node['name']} record')")
+        else:
+            lines.extend(f"        write{i}(out, value.{a})" for i, a in enumerate(attributes))
+        return self.define(node, generate(lines, scope))
 
-            return map_
-        raise ValueError(f"unsupported Avro type {kind!r}")
-
-    def _name(self, node: Any, write: Write) -> Write:
-        name = node["name"] if "." in node["name"] or not node.get("namespace") \
-            else f"{node['namespace']}.{node['name']}"
-        self.named[name] = write
-        self.schemas[name] = node
-        return write
-
-    def _record(self, node: Any) -> Write:
-        fields: list[tuple[str, Any, Write]] = []
-
-        def record(out: bytearray, value: Any) -> None:
-            get = value.get
-            for name, default, write in fields:
-                write(out, get(name, default))
-
-        self._name(node, record)  # before its fields: a record may refer to itself
-        for f in node["fields"]:
-            fields.append((f["name"], f.get("default"), self.compile(f["type"])))
-        return record
-
-    def _union(self, branches: list[Any]) -> Write:
+    def union(self, branches: list[Any]) -> Write:
         writers = [self.compile(b) for b in branches]
         if len(branches) == 2 and "null" in branches:  # [null, X] / [X, null]: no choice to make
             null_at = branches.index("null")
@@ -159,10 +141,11 @@ class _Compiler:
                     other(out, value)
 
             return optional
-        names = [b if isinstance(b, str) else b.get("type") if b.get("type") not in
-                 ("record", "error", "enum") else self._full(b) for b in branches]
+        names = [self.branch_name(b) or (b if isinstance(b, str) else b.get("type"))
+                 for b in branches]
         by_name = {n: i for i, n in enumerate(names) if isinstance(n, str)}
         short = {n.rsplit(".", 1)[-1]: i for n, i in by_name.items()}
+        by_class = {self.records[n]: i for n, i in by_name.items() if n in self.records}
         null = by_name.get("null")
         others = [i for i in range(len(branches)) if i != null]
         schemas = self.schemas
@@ -170,6 +153,9 @@ class _Compiler:
         def pick(value: Any) -> int:
             if value is None and null is not None:
                 return null
+            found = by_class.get(type(value))
+            if found is not None:
+                return found
             if len(others) == 1:
                 return others[0]
             if isinstance(value, dict) and "-type" in value:
@@ -198,21 +184,17 @@ class _Compiler:
                     raise ValueError(f"no branch {name!r} in union {names}")
             else:
                 i = pick(value)
-            _long(out, i)
+            write_long(out, i)
             writers[i](out, value)
 
         return union
 
-    @staticmethod
-    def _full(node: Any) -> str:
-        name: str = node["name"]
-        return name if "." in name or not node.get("namespace") else f"{node['namespace']}.{name}"
 
-
-def compile_writer(schema: Any) -> Callable[[Any], bytes]:
+def compile_writer(schema: Any, records: Mapping[str, type] | None = None) -> Callable[[Any], bytes]:
     """``schema``: a normalized Avro schema (plain JSON form, names qualified as
-    ``schemas.normalize`` leaves them). Returns ``record -> Avro binary``."""
-    write = _Compiler().compile(schema)
+    ``schemas.normalize`` leaves them); ``records``: see ``avro_schema``. Returns ``record ->
+    Avro binary``."""
+    write = _WriterCompiler(records).compile(schema)
 
     def encode(record: Any) -> bytes:
         out = bytearray()
@@ -220,3 +202,12 @@ def compile_writer(schema: Any) -> Callable[[Any], bytes]:
         return bytes(out)
 
     return encode
+
+
+def field_writers(schema: Any, record: str, records: Mapping[str, type] | None = None
+                  ) -> dict[str, Write]:
+    """The writer of each field of the record named ``record`` in ``schema``, by field name: to
+    write an envelope's parts on their own (``events``)."""
+    compiler = _WriterCompiler(records)
+    compiler.compile(schema)  # defines every named type a field may refer to
+    return {f["name"]: compiler.compile(f["type"]) for f in compiler.schemas[record]["fields"]}

@@ -34,6 +34,7 @@ from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMe
 from infinitic_py.wire import Publish, Subscription, Undecodable
 from infinitic_py.wire.infinitic import envelopes, outcomes, values
 from infinitic_py.wire.infinitic import handler as handler_role
+from infinitic_py.wire.infinitic.events import EVENTS
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class InfiniticDialect:
                  partitions: int = 3) -> None:
         self.tenant, self.namespace, self.handlers = tenant, namespace, handlers
         self.partitions = partitions  # of the topics it creates where missing
+        self._events_topics: dict[str, str] = {}  # service -> its task-events topic
 
     # --- topics ---------------------------------------------------------------------------
 
@@ -124,22 +126,31 @@ class InfiniticDialect:
 
     # --- out ------------------------------------------------------------------------------
 
+    def _events_topic(self, service: str) -> str:
+        topic = self._events_topics.get(service)
+        if topic is None:
+            topic = self.topic("task-events", service)
+            if len(self._events_topics) < 256:  # the services of a worker: a handful
+                self._events_topics[service] = topic
+        return topic
+
     def _event(self, event: envelopes.AnyTaskEvent) -> Publish:
-        return Publish(
-            self.topic("task-events", event.service_name),
-            OutgoingMessage(envelopes.encode_task_event(event)),
-        )
+        return Publish(self._events_topic(event.service_name),
+                       OutgoingMessage(envelopes.encode_task_event(event)))
 
     def started(self, task: envelopes.ExecuteTask) -> Sequence[Publish]:
-        # the seam passes no worker name here: copy the dispatcher's, as the JVM does for every event
-        return (self._event(outcomes.started(task, task.emitter_name)),)
+        # the seam passes no worker name here: copy the dispatcher's, as the JVM does for every
+        # event. The two hot events are written straight from the task (``events``).
+        payload = EVENTS.started(task, outcomes.uuid7(), task.emitter_name)
+        return (Publish(self._events_topic(task.task_name), OutgoingMessage(payload)),)
 
     def completes_silently(self, task: envelopes.ExecuteTask) -> bool:
         return False  # the JVM's event handler waits for every TaskCompletedEvent
 
     def completed(self, task: envelopes.ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
         data = values.encode_value(output)  # raises ValueMappingError (a TypeError)
-        return (self._event(outcomes.completed(task, data, worker)),)
+        payload = EVENTS.completed(task, outcomes.uuid7(), worker, data)
+        return (Publish(self._events_topic(task.task_name), OutgoingMessage(payload)),)
 
     def retried(
         self, task: envelopes.ExecuteTask, error: BaseException, trace: str | None, delay: float,

@@ -220,17 +220,41 @@ _CLIENT_SLOTS: dict[type[Any], tuple[str, str]] = {
 }
 
 
-# --- Avro binary <-> plain dicts -------------------------------------------------------------
+# --- Avro binary <-> plain dicts and Structs ---------------------------------------------------
+
+# Records read and written as their Struct (``avro_schema``): the reader builds them positionally
+# (``ExecuteTask`` straight from the payload), the writer reads their attributes (no dict).
+READ_RECORDS: dict[str, type] = {
+    "io.infinitic.tasks.executor.ExecuteTask": ExecuteTask,
+    "io.infinitic.data.ClientRequester": ClientRequester,
+    "io.infinitic.data.WorkflowRequester": WorkflowRequester,
+    "io.infinitic.data.SerializedData": SerializedData,
+    "io.infinitic.tasks.executor.WorkerError": WorkerError,
+    "io.infinitic.tasks.executor.GenericException": GenericException,
+}
+WRITE_RECORDS: dict[str, type] = {  # kw_only Structs are written, not built by the reader
+    **READ_RECORDS,
+    "io.infinitic.tasks.events.TaskStartedEvent": TaskStartedEvent,
+    "io.infinitic.tasks.events.TaskCompletedEvent": TaskCompletedEvent,
+    "io.infinitic.tasks.events.TaskFailedEvent": TaskFailedEvent,
+    "io.infinitic.tasks.events.TaskRetriedEvent": TaskRetriedEvent,
+}
+
+
+def schema_of(envelope: Envelope) -> Any:
+    """The normalized schema (plain JSON) of ``envelope``, as the compiled codecs take it."""
+    return normalize(json.loads(definition(envelope)))
 
 
 @functools.cache
 def _writer(envelope: Envelope) -> Callable[[Any], bytes]:
-    return compile_writer(normalize(json.loads(definition(envelope))))
+    return compile_writer(schema_of(envelope), WRITE_RECORDS)
 
 
 def write_envelope(envelope: Envelope, record: dict[str, Any]) -> bytes:
-    """Avro binary of an envelope record (plain dicts with the Avro field names), with the
-    compiled writer (``avro_writer``: fastavro's bytes, without its per-union validation)."""
+    """Avro binary of an envelope record (plain dicts with the Avro field names, or the Structs
+    of ``WRITE_RECORDS``), with the compiled writer (``avro_writer``: fastavro's bytes, without
+    its per-union validation)."""
     try:
         return _writer(envelope)(record)
     except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:  # a bug here
@@ -245,14 +269,17 @@ def write_envelope_fastavro(envelope: Envelope, record: dict[str, Any]) -> bytes
 
 
 @functools.cache
-def _reader(envelope: Envelope) -> Callable[[bytes], Any]:
-    return compile_reader(normalize(json.loads(definition(envelope))))
+def _reader(envelope: Envelope, structs: bool = False) -> Callable[[bytes], Any]:
+    return compile_reader(schema_of(envelope), READ_RECORDS if structs else None)
 
 
-def _read(envelope: Envelope, payload: bytes, writer_definition: str | None) -> dict[str, Any]:
+def _read(envelope: Envelope, payload: bytes, writer_definition: str | None,
+          structs: bool = False) -> dict[str, Any]:
+    """The envelope record of ``payload``: plain dicts, or the Structs of ``READ_RECORDS`` when
+    ``structs`` and the payload is written with our own schema (else dicts from fastavro)."""
     if writer_definition is None or writer_definition == definition(envelope):
         try:  # the usual case: written with our own schema (compiled reader)
-            record = _reader(envelope)(payload)
+            record = _reader(envelope, structs)(payload)
         except Exception as exc:  # EOFError, IndexError, ValueError, UnicodeDecodeError ...
             raise WireDecodeError(f"not a {envelope.value} payload: {exc!r}") from exc
         if not isinstance(record, dict):
@@ -310,14 +337,16 @@ def encode_execute_task(task: ExecuteTask) -> bytes:
     """The ``TaskExecutorEnvelope`` payload of ``task``."""
     return write_envelope(
         Envelope.TASK_EXECUTOR,
-        {"taskName": task.task_name, "type": "EXECUTE_TASK", "executeTask": to_record(task)},
+        {"taskName": task.task_name, "type": "EXECUTE_TASK", "executeTask": task},
     )
 
 
 def decode_execute_task(payload: bytes, writer_definition: str | None = None) -> ExecuteTask:
     """The ``ExecuteTask`` of a ``TaskExecutorEnvelope`` payload (raises ``WireDecodeError``)."""
-    record = _read(Envelope.TASK_EXECUTOR, payload, writer_definition)
+    record = _read(Envelope.TASK_EXECUTOR, payload, writer_definition, structs=True)
     inner = record.get("executeTask")
+    if record.get("type") == "EXECUTE_TASK" and type(inner) is ExecuteTask:
+        return inner  # read as the Struct (our own schema: the usual case)
     if record.get("type") != "EXECUTE_TASK" or not isinstance(inner, dict):
         raise WireDecodeError(f"TaskExecutorEnvelope of type {record.get('type')!r} without task")
     inner["requester"] = _untag(inner.get("requester"))
@@ -334,7 +363,7 @@ def encode_task_event(event: AnyTaskEvent) -> bytes:
     record: dict[str, Any] = {"serviceName": event.service_name, "type": kind}
     for other in ("taskStartedEvent", "taskRetried", "taskFailedEvent", "taskCompletedEvent"):
         record[other] = None
-    record[slot] = to_record(event)
+    record[slot] = event
     return write_envelope(Envelope.TASK_EVENTS, record)
 
 

@@ -51,10 +51,12 @@ class FailedTaskError(msgspec.Struct, rename="camel"):
     cause: WorkerError
 
 
-class RemoteTaskCompleted(msgspec.Struct, rename="camel", kw_only=True):
+class _RemoteTaskOutcome(msgspec.Struct, rename="camel", kw_only=True):
+    """What ``RemoteTaskCompleted`` and ``RemoteTaskFailed`` share: the waiting workflow method.
+    (Written by field name: the Avro order is the schema's, not this class's.)"""
+
     version: str | None = INFINITIC_VERSION
     message_id: str
-    task_return_value: TaskReturnValue
     workflow_name: str
     workflow_id: str
     workflow_version: int | None
@@ -64,18 +66,28 @@ class RemoteTaskCompleted(msgspec.Struct, rename="camel", kw_only=True):
     emitted_at: int | None
 
 
-class RemoteTaskFailed(msgspec.Struct, rename="camel", kw_only=True):
-    version: str | None = INFINITIC_VERSION
-    message_id: str
+class RemoteTaskCompleted(_RemoteTaskOutcome, kw_only=True):
+    task_return_value: TaskReturnValue
+
+
+class RemoteTaskFailed(_RemoteTaskOutcome, kw_only=True):
     failed_task_error: FailedTaskError
     deferred_error: Any = None
-    workflow_name: str
-    workflow_id: str
-    workflow_version: int | None
-    workflow_method_name: str | None
-    method_run_id: str
-    emitter_name: str
-    emitted_at: int | None
+
+
+def _waiting(requester: env.WorkflowRequester, emitter_name: str,
+             publish_time_ms: int | None) -> dict[str, Any]:
+    """The ``_RemoteTaskOutcome`` fields for the workflow method waiting on a task."""
+    return {
+        "message_id": uuid7(),
+        "workflow_name": requester.workflow_name,
+        "workflow_id": requester.workflow_id,
+        "workflow_version": requester.workflow_version,
+        "workflow_method_name": requester.workflow_method_name,
+        "method_run_id": requester.workflow_method_id,
+        "emitter_name": emitter_name,
+        "emitted_at": publish_time_ms,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +122,11 @@ def on_event(event: env.AnyTaskEvent, publish_time_ms: int | None, emitter_name:
             return []  # its result comes later through completeDelegatedTask (not supported)
         if isinstance(requester, env.WorkflowRequester):
             completed = RemoteTaskCompleted(
-                message_id=uuid7(),
                 task_return_value=TaskReturnValue(
                     event.task_id, event.service_name, event.method_name, event.task_meta,
                     event.return_value,
                 ),
-                workflow_name=requester.workflow_name,
-                workflow_id=requester.workflow_id,
-                workflow_version=requester.workflow_version,
-                workflow_method_name=requester.workflow_method_name,
-                method_run_id=requester.workflow_method_id,
-                emitter_name=emitter_name,
-                emitted_at=publish_time_ms,
+                **_waiting(requester, emitter_name, publish_time_ms),
             )  # fmt: skip
             return [_engine(requester, "TASK_COMPLETED", "taskCompleted", completed)]
         if event.client_waiting:
@@ -134,18 +139,10 @@ def on_event(event: env.AnyTaskEvent, publish_time_ms: int | None, emitter_name:
     if isinstance(event, env.TaskFailedEvent):
         if isinstance(requester, env.WorkflowRequester):
             failed = RemoteTaskFailed(
-                message_id=uuid7(),
                 failed_task_error=FailedTaskError(
                     event.service_name, event.method_name, event.task_id, event.execution_error
                 ),
-                deferred_error=None,
-                workflow_name=requester.workflow_name,
-                workflow_id=requester.workflow_id,
-                workflow_version=requester.workflow_version,
-                workflow_method_name=requester.workflow_method_name,
-                method_run_id=requester.workflow_method_id,
-                emitter_name=emitter_name,
-                emitted_at=publish_time_ms,
+                **_waiting(requester, emitter_name, publish_time_ms),
             )
             return [_engine(requester, "TASK_FAILED", "taskFailed", failed)]
         if event.client_waiting:

@@ -20,7 +20,7 @@ import random
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from infinitic_py.wire.infinitic.envelopes import (
     INFINITIC_VERSION,
@@ -53,39 +53,47 @@ def uuid7() -> str:
 _bits = random.getrandbits
 
 
-def _common(task: ExecuteTask, emitter_name: str, meta: Mapping[str, bytes] | None) -> dict[str, Any]:
+E = TypeVar("E", bound=TaskEvent)
+
+
+def _event(kind: type[E], task: ExecuteTask, emitter_name: str, meta: Mapping[str, bytes] | None,
+           **own: Any) -> E:
+    """The ``kind`` event of ``task``: the fields every task event copies from it, and ``own``.
+    ``meta``: the task meta after execution (tasks may change it), default unchanged."""
     if task.requester is None:  # only in messages from before Infinitic 0.13
         raise ValueError(f"task {task.task_id} has no requester: the JVM would not accept its events")
-    return {
-        "version": INFINITIC_VERSION,
-        "message_id": uuid7(),
-        "service_name": task.task_name,
-        "method_name": task.method_name,
-        "task_id": task.task_id,
-        "emitter_name": emitter_name,
-        "task_retry_sequence": task.task_retry_sequence,
-        "task_retry_index": task.task_retry_index,
-        "requester": task.requester,
-        "client_waiting": task.client_waiting,
-        "task_tags": list(task.task_tags),
-        "task_meta": dict(task.task_meta if meta is None else meta),
-    }
+    return kind(
+        version=INFINITIC_VERSION,
+        message_id=uuid7(),
+        service_name=task.task_name,
+        method_name=task.method_name,
+        task_id=task.task_id,
+        emitter_name=emitter_name,
+        task_retry_sequence=task.task_retry_sequence,
+        task_retry_index=task.task_retry_index,
+        requester=task.requester,
+        client_waiting=task.client_waiting,
+        task_tags=list(task.task_tags),
+        task_meta=dict(task.task_meta if meta is None else meta),
+        **own,
+    )
 
 
 def started(task: ExecuteTask, emitter_name: str) -> TaskStartedEvent:
-    return TaskStartedEvent(**_common(task, emitter_name, None))
+    """(The dialect writes this one and ``completed`` straight from the task: ``events``.)"""
+    return _event(TaskStartedEvent, task, emitter_name, None)
 
 
-def completed(
-    task: ExecuteTask,
-    return_value: SerializedData,
-    emitter_name: str,
-    meta: Mapping[str, bytes] | None = None,
-) -> TaskCompletedEvent:
-    """``meta``: the task meta after execution (tasks may change it), default unchanged."""
-    return TaskCompletedEvent(
-        **_common(task, emitter_name, meta), is_delegated=False, return_value=return_value
-    )
+def completed(task: ExecuteTask, return_value: SerializedData, emitter_name: str,
+              meta: Mapping[str, bytes] | None = None) -> TaskCompletedEvent:
+    return _event(TaskCompletedEvent, task, emitter_name, meta, is_delegated=False,
+                  return_value=return_value)
+
+
+def failed(task: ExecuteTask, error: WorkerError, emitter_name: str,
+           meta: Mapping[str, bytes] | None = None) -> TaskFailedEvent:
+    return _event(TaskFailedEvent, task, emitter_name, meta, execution_error=error,
+                  deferred_error=None)
 
 
 def worker_error(
@@ -124,17 +132,6 @@ def generic_exception(error: BaseException, _depth: int = 0) -> GenericException
     )
 
 
-def failed(
-    task: ExecuteTask,
-    error: WorkerError,
-    emitter_name: str,
-    meta: Mapping[str, bytes] | None = None,
-) -> TaskFailedEvent:
-    return TaskFailedEvent(
-        **_common(task, emitter_name, meta), execution_error=error, deferred_error=None
-    )
-
-
 def retry(
     task: ExecuteTask,
     error: WorkerError,
@@ -164,11 +161,8 @@ def retry(
         method_parameters=list(task.method_parameters),
         last_error=error,
     )
-    event = TaskRetriedEvent(
-        **_common(task, emitter_name, new_meta),
-        task_retry_delay=round(delay_seconds * 1000),
-        last_error=error,
-    )
+    event = _event(TaskRetriedEvent, task, emitter_name, new_meta,
+                   task_retry_delay=round(delay_seconds * 1000), last_error=error)
     return next_attempt, event
 
 
