@@ -94,8 +94,12 @@ def mask_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: masks values whose key looks like a secret (``auth_params``,
     ``token``, ``password``, ``api_key``...), in nested mappings too."""
+    known = _secret_keys  # the cache of _is_secret_key, read inline: this runs per log line
     for key, value in list(event_dict.items()):
-        if _is_secret_key(key):
+        secret = known.get(key)
+        if secret is None:
+            secret = _is_secret_key(key)
+        if secret:
             if value is not None:
                 event_dict[key] = MASK
         elif type(value) not in _SCALARS and isinstance(value, Mapping | list | tuple):

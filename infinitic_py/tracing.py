@@ -14,6 +14,7 @@ once, here, and the hot path pays one boolean test per task.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -78,6 +79,23 @@ class _RecordingSpan:
 
 
 _NO_SPAN: Final = _NoSpan()
+_PROVIDER_RECHECK = 1.0  # seconds: how long "no tracer provider" is believed
+_no_provider_until = 0.0
+
+
+def _provider_set() -> bool:
+    """Whether a tracer provider is set (OpenTelemetry's lookup reads the environment each
+    time: a worker runs a unit per batch, so "none" is rechecked once a second)."""
+    global _no_provider_until
+    if not ENABLED:
+        return False
+    now = time.monotonic()
+    if now < _no_provider_until:
+        return False
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _no_provider_until = now + _PROVIDER_RECHECK
+        return False
+    return True
 
 
 @contextmanager
@@ -88,8 +106,8 @@ def unit_span(service: str, method: str, batch_id: str | None,
     the failures. ``items``: the unit's pending tasks (``.msg.properties``, ``.task.task_id``).
 
     Without the extra, or with the API alone (no tracer provider set: nothing would record
-    it), no span is started (one check per unit); a provider set later is seen by the next."""
-    if not ENABLED or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    it), no span is started; a provider set later is seen within a second."""
+    if not _provider_set():
         yield _NO_SPAN
         return
     attributes: dict[str, Any] = {

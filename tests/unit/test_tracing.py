@@ -25,6 +25,7 @@ def provider() -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(tracer_provider)  # once per process: OpenTelemetry's rule
+    tracing._no_provider_until = 0.0  # "no provider" is believed for a second: not any more
 
 
 class Traced:
