@@ -20,6 +20,7 @@ import dataclasses
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -98,6 +99,9 @@ def started(items: Sequence[Pending], dialect: Dialect[Any]) -> Plan:
     return plan
 
 
+_task_of = attrgetter("task")
+
+
 def plan_outcomes(
     items: Sequence[Pending],
     outcomes: Sequence[Outcome],
@@ -106,8 +110,8 @@ def plan_outcomes(
     worker: str,
 ) -> Plan:
     """One outcome per item, in order."""
-    if all(type(o) is Completed for o in outcomes) and all(
-            map(dialect.completes_silently, [p.task for p in items])):
+    if set(map(type, outcomes)) == {Completed} and all(  # C-level passes: the hot path
+            map(dialect.completes_silently, map(_task_of, items))):
         return Plan(completed=len(items))  # the hot path: nothing to publish
     plan = Plan()
     replies: list[Sequence[Publish] | None] = []
