@@ -151,3 +151,14 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         broker: BrokerInfo = request.getfixturevalue("pulsar_broker")
         admin: PulsarAdmin = request.getfixturevalue("admin")
         yield Harness("pulsar", broker.service_url, "public", "default", admin=admin)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes a test starts; any still running at its end is killed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,7 +11,9 @@ from typing import Any, TypeVar
 
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import WORKER_SUBSCRIPTION
+from infinitic_py.transport.base import Consumer
 from infinitic_py.transport.memory import MemoryBroker
+from infinitic_py.wire import native as wire
 
 T = TypeVar("T")
 
@@ -64,3 +67,25 @@ async def wait_for_condition(
 
 def anything(_: Any) -> bool:
     return True
+
+
+async def receive_letters(consumer: Consumer, count: int, timeout: float = 30,
+                          *, then_quiet: float | None = None) -> list[wire.DeadLetter]:
+    """``count`` dead letters (acked as read) within ``timeout``; with ``then_quiet``, also
+    whatever else arrives until none has for that many seconds (a test then asserts there was
+    nothing more)."""
+    letters: list[wire.DeadLetter] = []
+
+    async def take(msg_timeout: float | None) -> None:
+        msg = await asyncio.wait_for(consumer.receive(), msg_timeout)
+        letters.append(wire.decode_dead_letter(msg.data))
+        await consumer.acknowledge([msg])
+
+    async with asyncio.timeout(timeout):
+        while len(letters) < count:
+            await take(None)
+    if then_quiet is not None:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                await take(then_quiet)
+    return letters

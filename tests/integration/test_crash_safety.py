@@ -12,7 +12,6 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,16 +88,6 @@ def spawn_worker(
         [sys.executable, "-m", "infinitic_py.cli", "worker", "-c", str(config)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
 
 
 async def test_sigkill_mid_batch_loses_nothing(

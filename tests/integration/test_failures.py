@@ -26,7 +26,7 @@ from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import Consumer, ConsumerSettings, OutgoingMessage, Transport
 from infinitic_py.wire import native as wire
 
-from .harness import Harness
+from .harness import Harness, receive_letters
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -112,15 +112,6 @@ async def dlq_consumer(harness: Harness, name: str) -> tuple[Transport, Consumer
     )
     return transport, consumer
 
-
-async def receive_letters(consumer: Consumer, count: int, timeout: float = 30) -> list[wire.DeadLetter]:
-    letters: list[wire.DeadLetter] = []
-    async with asyncio.timeout(timeout):
-        while len(letters) < count:
-            msg = await consumer.receive()
-            letters.append(wire.decode_dead_letter(msg.data))
-            await consumer.acknowledge([msg])
-    return letters
 
 
 POLICY = RetryPolicy(maximum_retries=5, minimum_seconds=0.3, maximum_seconds=5.0,

@@ -23,6 +23,7 @@ from infinitic_py.transport.base import Consumer, ConsumerSettings, OutgoingMess
 from infinitic_py.wire import native as wire
 
 from .conftest import BrokerInfo
+from .harness import receive_letters
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -67,21 +68,6 @@ async def dlq_reader(url: str, topic: str) -> AsyncIterator[Consumer]:
         await transport.close()
 
 
-async def read_letters(consumer: Consumer, count: int, timeout: float) -> list[wire.DeadLetter]:
-    """``count`` letters, then whatever else arrives within 3 s (there must be nothing more)."""
-    letters: list[wire.DeadLetter] = []
-    async with asyncio.timeout(timeout):
-        while len(letters) < count:
-            msg = await consumer.receive()
-            letters.append(wire.decode_dead_letter(msg.data))
-            await consumer.acknowledge([msg])
-    with contextlib.suppress(TimeoutError):
-        while True:
-            msg = await asyncio.wait_for(consumer.receive(), 3.0)
-            letters.append(wire.decode_dead_letter(msg.data))
-            await consumer.acknowledge([msg])
-    return letters
-
 
 async def publish_raw(url: str, topic: str, tasks: list[wire.ExecuteTask]) -> None:
     transport = create_transport(url)
@@ -121,7 +107,7 @@ async def test_invalid_envelopes_are_dead_lettered_alone_with_a_reason(
                 second = await stub.work.many([Item(i) for i in range(150, 300)])
                 results = await asyncio.gather(*(d.result(timeout=60) for d in first + second))
             assert results == list(range(300))
-            letters = await read_letters(dlq, len(bad), timeout=60)
+            letters = await receive_letters(dlq, len(bad), timeout=60, then_quiet=3.0)
         finally:
             await worker.stop()
     assert sorted(letter.task_id or "" for letter in letters) == sorted(t.task_id for t in bad)
@@ -167,7 +153,7 @@ async def test_two_bad_reply_topics_among_a_thousand_cost_the_others_nothing(
                     await asyncio.sleep(0.1)  # the dispatch rate, not a wait for an event
                 results = await asyncio.gather(*(d.result(timeout=120) for d in deferreds))
             assert sorted(results) == list(range(1000))
-            letters = await read_letters(dlq, 2, timeout=60)
+            letters = await receive_letters(dlq, 2, timeout=60, then_quiet=3.0)
         finally:
             await worker.stop()
     reexecuted = {i: c for i, c in svc.runs.items() if i < 1000 and c > 1}
@@ -212,7 +198,7 @@ async def test_a_reply_topic_the_broker_refuses_fails_only_its_own_task(
                 second = await stub.work.many([Item(i) for i in range(100, 200)])
                 results = await asyncio.gather(*(d.result(timeout=90) for d in first + second))
             assert sorted(results) == list(range(200))
-            letters = await read_letters(dlq, 1, timeout=90)
+            letters = await receive_letters(dlq, 1, timeout=90, then_quiet=3.0)
         finally:
             await worker.stop()
     assert [letter.task_id for letter in letters] == [bad.task_id]

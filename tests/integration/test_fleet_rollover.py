@@ -11,10 +11,7 @@ import sys
 import textwrap
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from infinitic_py import AsyncClient, Call
 from infinitic_py.transport.base import SubscriptionType
@@ -60,16 +57,6 @@ def spawn(broker: BrokerInfo, service: str, who: str, records: Path, tmp: Path
 def started(tmp: Path, who: str) -> bool:
     log = tmp / f"{who}.log"
     return log.exists() and "worker.started" in log.read_text(errors="replace")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
 
 
 async def test_sigterm_one_worker_and_start_another_mid_run(
