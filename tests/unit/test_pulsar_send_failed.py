@@ -46,3 +46,46 @@ async def test_a_synchronous_error_confirms_only_earlier_windows() -> None:
     with pytest.raises(SendFailed) as err:
         await producer.send_many([OutgoingMessage(b"x")] * 20)
     assert err.value.sent == tuple(range(8))
+
+
+class ThreadedNative:
+    """Confirms from two client threads at once, in any order (as a client's I/O threads do),
+    failing the indexes in ``fail``."""
+
+    def __init__(self, fail: set[int]) -> None:
+        self.fail = fail
+        self.calls: list[tuple[int, Any]] = []
+
+    def send_async(self, message: Any, callback: Any) -> None:
+        self.calls.append((len(self.calls), callback))
+
+    def confirm_all(self) -> None:
+        import threading
+
+        def run(calls: list[tuple[int, Any]]) -> None:
+            for index, callback in calls:
+                callback(_pulsar.Result.Timeout if index in self.fail else _pulsar.Result.Ok, None)
+
+        threads = [threading.Thread(target=run, args=(self.calls[i::2],)) for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.mark.parametrize("fail", [set(), {3}, {0, 999}])
+async def test_callbacks_from_client_threads_complete_once(fail: set[int]) -> None:
+    import asyncio
+
+    native = ThreadedNative(fail)
+    producer = PulsarProducer(Wrapper(native), "t", 1000)
+    sending = asyncio.ensure_future(producer.send_many([OutgoingMessage(b"x")] * 1000))
+    await asyncio.sleep(0)  # one step: send_many hands the whole window over, then waits
+    assert len(native.calls) == 1000
+    await asyncio.to_thread(native.confirm_all)
+    if not fail:
+        await sending
+        return
+    with pytest.raises(SendFailed) as err:
+        await sending
+    assert err.value.sent == tuple(i for i in range(1000) if i not in fail)
