@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Final, Protocol
+
+import msgspec
 
 from infinitic_py.transport.base import OutgoingMessage
 
@@ -50,7 +51,7 @@ def injected(message: OutgoingMessage) -> OutgoingMessage:
     """Client side: ``message`` with the current trace context added to its properties."""
     properties = dict(message.properties)
     propagate.inject(properties)
-    return replace(message, properties=properties)
+    return msgspec.structs.replace(message, properties=properties)
 
 
 class UnitSpan(Protocol):

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
 
 from infinitic_py import tracing
@@ -233,7 +233,7 @@ class AsyncClient:
             task_ids.append(task_id)
             priorities.append(priority)
             if rotate and message.partition_key is not None:
-                message = dataclasses.replace(message, partition_key=self._rotation.key_for(
+                message = msgspec.structs.replace(message, partition_key=self._rotation.key_for(
                     stub.name, message.partition_key, rotate))
             if tracing.ENABLED:  # ops (issue 16): the caller's trace context travels with it
                 message = tracing.injected(message)

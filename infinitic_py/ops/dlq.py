@@ -17,7 +17,6 @@ the trace context kept.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -252,7 +251,7 @@ def replay_message(
     message = wire.task_message(attempt)
     trace = carried(letter.properties)
     if trace:
-        message = dataclasses.replace(message, properties={**message.properties, **trace})
+        message = msgspec.structs.replace(message, properties={**message.properties, **trace})
     return attempt, message
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -78,12 +78,13 @@ class ConsumerSettings:
     writer_schemas: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message to publish."""
+class OutgoingMessage(msgspec.Struct, frozen=True, gc=False):
+    """One message to publish. A frozen Struct (``msgspec.structs.replace`` for a changed copy):
+    two or more are built per task, and a frozen dataclass's ``__init__`` cost ten times more.
+    Not tracked by the cyclic GC: nothing it holds refers back to it."""
 
     data: bytes
-    properties: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = {}  # a new empty dict per message (msgspec copies it)
     deliver_after: float | None = None  # seconds; None or <= 0 means now
     partition_key: str | None = None  # also the ordering key for key_shared subscriptions
 

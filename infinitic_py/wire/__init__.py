@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import msgspec
+
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 
 if TYPE_CHECKING:
@@ -93,8 +95,7 @@ class Subscription:
     writer_schemas: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
+class Publish(msgspec.Struct, frozen=True, gc=False):
     """One message of an outcome. ``reply``: it answers the caller, so a redelivered copy of an
     already settled task is answered with it again (kept by the ledger, if small)."""
 

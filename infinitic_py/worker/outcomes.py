@@ -16,7 +16,6 @@ from, whatever the dialect: a retried or replayed task stays in its caller's tra
 
 from __future__ import annotations
 
-import dataclasses
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,7 +201,7 @@ def keeping_key(publishes: Sequence[Publish], msg: ReceivedMessage) -> Sequence[
     if key is None:
         return publishes
     home = unpartitioned(msg.topic)
-    return [dataclasses.replace(p, message=dataclasses.replace(p.message, partition_key=key))
+    return [msgspec.structs.replace(p, message=msgspec.structs.replace(p.message, partition_key=key))
             if p.topic == home and p.message.partition_key != key else p for p in publishes]
 
 
@@ -232,5 +231,5 @@ def _carry(publishes: Sequence[Publish], received: Mapping[str, str]) -> Sequenc
     trace = carried(received)
     if not trace:
         return publishes
-    return [p if p.reply else dataclasses.replace(p, message=dataclasses.replace(
+    return [p if p.reply else msgspec.structs.replace(p, message=msgspec.structs.replace(
         p.message, properties={**trace, **p.message.properties})) for p in publishes]
