@@ -67,7 +67,15 @@ def test_started_and_completed_events_are_the_generic_codecs_bytes(
     value = values.encode_value(output)
     completed = outcomes.completed(task, value, emitter)
     assert EVENTS.completed(task, completed.message_id, emitter, value) == \
-        env.encode_task_event(completed)
+        env.encode_task_event(completed)  # with the parts its started event kept
+    assert EVENTS.completed(task, completed.message_id, emitter, value) == \
+        env.encode_task_event(completed)  # without them
+    other = msgspec.structs.replace(task, task_id=task.task_id + "x", task_retry_index=0)
+    EVENTS.started(task, started.message_id, emitter)
+    other_completed = outcomes.completed(other, value, emitter)  # another task: not task's parts
+    assert EVENTS.completed(other, other_completed.message_id, emitter, value) == \
+        env.encode_task_event(other_completed)
+    EVENTS.forget(task)
     assert env.decode_task_event(env.encode_task_event(completed)) == completed
 
 

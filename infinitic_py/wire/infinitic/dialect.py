@@ -156,6 +156,7 @@ class InfiniticDialect:
         self, task: envelopes.ExecuteTask, error: BaseException, trace: str | None, delay: float,
         worker: str,
     ) -> Sequence[Publish]:  # fmt: skip
+        EVENTS.forget(task)
         failure = outcomes.worker_error(task, error, worker, seconds_before_retry=delay, trace=trace)
         next_attempt, event = outcomes.retry(task, failure, delay, worker)
         payload = envelopes.encode_execute_task(next_attempt)
@@ -171,6 +172,7 @@ class InfiniticDialect:
         self, task: envelopes.ExecuteTask, error: BaseException, trace: str | None, reason: str,
         payload: bytes, worker: str,
     ) -> Sequence[Publish]:  # fmt: skip
+        EVENTS.forget(task)
         failure = outcomes.worker_error(task, error, worker, trace=trace)
         return (self._event(outcomes.failed(task, failure, worker)),)
 

@@ -5,8 +5,8 @@ The bytes are ``envelopes.encode_task_event(outcomes.started(task, ...))``'s and
 ``...completed(...)``'s (checked for random tasks in ``tests/unit/test_infinitic_events.py``),
 but no event Struct is built and nothing constant is encoded per task: a service's envelope head
 (service name, type, the empty slots before the event, the version) and tail (the empty slots
-after it) are encoded once; per task, only its fields are (``_fields``, in the event records'
-order, which the constructor checks against the schema).
+after it) are encoded once; per task, only its fields are (``_parts``, in the event records'
+order, which the constructor checks against the schema), once for both of its events.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from infinitic_py.wire.infinitic.schemas import Envelope
 _EVENTS = "io.infinitic.tasks.events."
 _COMMON = ("version", "messageId", "serviceName", "methodName", "taskId", "emitterName",
            "taskRetrySequence", "taskRetryIndex", "requester", "clientWaiting", "taskTags",
-           "taskMeta")  # what ``_fields`` writes, after the version and the message id
+           "taskMeta")  # the common fields, in the order written here
+_KEPT_MAX = 4096  # tasks started and not completed or forgotten (past that: all are dropped)
 
 
 class _Slot:
@@ -82,31 +83,55 @@ class EventWriter:
         self._client_waiting = started["clientWaiting"]
         self._tags = started["taskTags"]
         self._meta = started["taskMeta"]
-        self._is_delegated = completed["isDelegated"]
+        probe = bytearray()
+        completed["isDelegated"](probe, False)
+        if bytes(probe) != b"\x00":
+            raise ValueError("isDelegated is not a plain boolean")
         self._return_value: Callable[[bytearray, Any], None] = completed["returnValue"]
         self._started = _Slot(schema, "TASK_STARTED", "taskStartedEvent")
         self._completed = _Slot(schema, "TASK_COMPLETED", "taskCompletedEvent")
+        self._kept: dict[int, tuple[ExecuteTask, bytes, bytes]] = {}
 
-    def _fields(self, out: bytearray, task: ExecuteTask, message_id: str, emitter: str) -> None:
+    def _parts(self, task: ExecuteTask) -> tuple[bytes, bytes]:
+        """The task's own fields around the emitter: names and id before it, retry counters,
+        requester, client flag, tags and meta after it. ``started`` keeps them for the task's
+        ``completed`` (one entry per running task; dropped when taken, and all of them if a
+        worker's tasks ended otherwise and they pile up)."""
+        kept = self._kept.pop(id(task), None)
+        if kept is not None and kept[0] is task:
+            return kept[1], kept[2]
         if task.requester is None:  # only in messages from before Infinitic 0.13
             raise ValueError(f"task {task.task_id} has no requester: the JVM would not accept its events")
-        write_string(out, message_id)
-        write_string(out, task.task_name)
-        write_string(out, task.method_name)
-        write_string(out, task.task_id)
-        write_string(out, emitter)
-        write_long(out, task.task_retry_sequence)
-        write_long(out, task.task_retry_index)
-        self._requester(out, task.requester)
-        self._client_waiting(out, task.client_waiting)
-        self._tags(out, task.task_tags)
-        self._meta(out, task.task_meta)
+        names = bytearray()
+        write_string(names, task.task_name)
+        write_string(names, task.method_name)
+        write_string(names, task.task_id)
+        rest = bytearray()
+        write_long(rest, task.task_retry_sequence)
+        write_long(rest, task.task_retry_index)
+        self._requester(rest, task.requester)
+        self._client_waiting(rest, task.client_waiting)
+        self._tags(rest, task.task_tags)
+        self._meta(rest, task.task_meta)
+        return bytes(names), bytes(rest)
+
+    def forget(self, task: ExecuteTask) -> None:
+        """``task`` ends without a ``completed`` event (it failed, or is retried)."""
+        self._kept.pop(id(task), None)
 
     def started(self, task: ExecuteTask, message_id: str, emitter: str) -> bytes:
         """``TaskStartedEvent`` of ``task`` (as ``outcomes.started(task, emitter)``)."""
         slot = self._started
+        names, rest = self._parts(task)
+        kept = self._kept
+        if len(kept) >= _KEPT_MAX:
+            kept.clear()
+        kept[id(task)] = (task, names, rest)  # the task, held, keeps its id unique
         out = bytearray(slot.head(task.task_name))
-        self._fields(out, task, message_id, emitter)
+        write_string(out, message_id)
+        out += names
+        write_string(out, emitter)
+        out += rest
         out += slot.after
         return bytes(out)
 
@@ -114,9 +139,13 @@ class EventWriter:
                   value: SerializedData) -> bytes:
         """``TaskCompletedEvent`` of ``task`` returning ``value`` (as ``outcomes.completed``)."""
         slot = self._completed
+        names, rest = self._parts(task)
         out = bytearray(slot.head(task.task_name))
-        self._fields(out, task, message_id, emitter)
-        self._is_delegated(out, False)
+        write_string(out, message_id)
+        out += names
+        write_string(out, emitter)
+        out += rest
+        out.append(0)  # isDelegated: false
         self._return_value(out, value)
         out += slot.after
         return bytes(out)

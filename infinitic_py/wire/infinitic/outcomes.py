@@ -41,13 +41,14 @@ from infinitic_py.wire.infinitic.envelopes import (
 def uuid7() -> str:
     """A UUIDv7 string (time-ordered, as Infinitic's ``IdGenerator`` makes message ids)."""
     # random.getrandbits, not os.urandom + uuid.UUID: two of these per task (the ids need to be
-    # unique, not secret; ``random`` reseeds in a forked child)
-    ms = time.time_ns() // 1_000_000
+    # unique, not secret; ``random`` reseeds in a forked child). One %-format writes the five
+    # groups: 48 bits of milliseconds, the version 7 and 12 random bits, the variant 0b10 and
+    # 62 random bits.
+    ms = time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF
     rand = _bits(74)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64
-    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031 (faster than an f-string here)
+        ms >> 16, ms & 0xFFFF, rand >> 62, 0x8000 | (rand >> 48) & 0x3FFF,
+        rand & 0xFFFFFFFFFFFF)
 
 
 _bits = random.getrandbits
