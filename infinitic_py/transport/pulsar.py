@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import itertools
 import logging
@@ -87,6 +88,24 @@ _OK = _pulsar.Result.Ok
 _NATIVE_CLOSE_TIMEOUT = 5.0
 
 
+# pybind11 runs a Python callback on a client thread under a Python thread state it makes for
+# that one call and deletes after it (the state's GIL-state counter goes 1 -> 0): a thread state
+# and its frame stack (mmap'd) made and freed per message sent, half of the I/O thread's time.
+# One PyGILState_Ensure that is never released, from inside a callback, keeps the counter above 0:
+# the thread keeps its state for its life, and pybind11 then only takes and drops the GIL.
+# (A closed client's I/O thread leaves its one state behind; it is freed with the interpreter.)
+_gil_state_ensure = ctypes.pythonapi.PyGILState_Ensure
+_kept_thread_states: set[int] = set()
+
+
+def _keep_thread_state() -> None:
+    """Called on a client thread, holding the GIL: keep its Python thread state (see above)."""
+    ident = threading.get_ident()
+    if ident not in _kept_thread_states:
+        _kept_thread_states.add(ident)
+        _gil_state_ensure()
+
+
 class _Countdown:
     """Completes one asyncio future after ``n`` native callbacks (from any thread).
 
@@ -122,8 +141,11 @@ class _Countdown:
         failures = self.failures
         count = self._count
         n = self._n
+        kept = _kept_thread_states
 
         def done(result: Any, *_: Any) -> None:
+            if threading.get_ident() not in kept:
+                _keep_thread_state()
             if result.value:  # not Ok
                 failures.append((index, result))  # list.append is atomic
             if next(count) == n:
