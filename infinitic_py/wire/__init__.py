@@ -108,7 +108,13 @@ class Dialect(Protocol[T]):
 
     Optional attribute ``reply_prefix: str``: what every reply topic of this dialect starts
     with; the worker then dead-letters a task whose ``reply_to`` is no such topic
-    (``worker.envelope_rules``) instead of publishing where the broker would refuse it."""
+    (``worker.envelope_rules``) instead of publishing where the broker would refuse it.
+
+    Optional, for the receive hot path: ``task_struct`` (the msgspec Struct its tasks decode
+    to) and ``struct_decoder(struct) -> Callable[[bytes], task]`` (a decoder of a subclass of
+    it, raising on what it refuses): the router then decodes with a subclass that checks the
+    envelope rules while decoding (``EnvelopeRules.plain_struct``), and routes the general way
+    (``decode``) only the messages it refuses."""
 
     name: str
 

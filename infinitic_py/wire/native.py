@@ -12,7 +12,7 @@ wrong argument type a clean per-task failure instead of a crash.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -212,6 +212,13 @@ class NativeDialect:
     def decode_args(self, task: ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
         args: tuple[Any, ...] = method.args_decoder.decode(task.args)
         return args
+
+    task_struct = ExecuteTask  # the receive hot path decodes a checked subclass of it
+
+    def struct_decoder(self, struct: type[ExecuteTask]) -> Callable[[bytes], ExecuteTask]:
+        """A decoder of ``struct`` (a subclass of ``ExecuteTask``) from this dialect's bytes;
+        it raises what msgspec raises."""
+        return msgspec.msgpack.Decoder(struct).decode
 
     announces_start = False
 
