@@ -25,6 +25,7 @@ import itertools
 import logging
 import time
 import uuid
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -56,6 +57,7 @@ from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 from infinitic_py.worker.settle import Settler
 
+_group_of = attrgetter("group")
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
 # A reply producer unused this long is closed, so that a client deleting its response topic at
 # close does not see it recreated by this producer's reconnect (issue 16).
@@ -244,20 +246,27 @@ class ServiceExecutor:
         """The hot path: split fresh attempts from copies, launch or accumulate."""
         fresh, copies = self._ledger.admit(routed)
         now = self._now()
-        add = self._accumulator.add
         instruments = self._instruments.methods
-        for p in fresh:
-            route = p.route
+        # Runs of one group at a time (a run of one method's tasks is the usual case)
+        for group, run in itertools.groupby(fresh, _group_of):
+            items = list(run)
+            route = items[0].route
+            handed = 0  # items handed on (each to its unit, or to the accumulator)
             try:
-                instruments[route.name].received_pending += 1
+                instruments[route.name].received_pending += len(items)
                 if route.limits is None:
-                    self._start_unit(route.method, [p], None, FlushReason.SIZE)
+                    for p in items:  # each task alone
+                        self._start_unit(route.method, [p], None, FlushReason.SIZE)
+                        handed += 1
                 else:
-                    for batch in add(p.group, p, now, route.limits):
+                    batches = self._accumulator.add_many(group, items, now, route.limits)
+                    handed = len(items)
+                    for batch in batches:
                         self._launch(batch)
-            except Exception:  # a bug of ours (before p joined a unit): give it back
+            except Exception:  # a bug of ours (before they joined a unit): give them back
                 self._log.exception("message.routing_failed")
-                self._spawn(self._settler.give_back([p]))
+                if handed < len(items):
+                    self._spawn(self._settler.give_back(items[handed:]))
         if self._ledger.full:  # at the cap: the group due first goes now
             for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
                 self._launch(batch)
