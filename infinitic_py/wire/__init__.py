@@ -114,7 +114,10 @@ class Dialect(Protocol[T]):
     to) and ``struct_decoder(struct) -> Callable[[bytes], task]`` (a decoder of a subclass of
     it, raising on what it refuses): the router then decodes with a subclass that checks the
     envelope rules while decoding (``EnvelopeRules.plain_struct``), and routes the general way
-    (``decode``) only the messages it refuses."""
+    (``decode``) only the messages it refuses; with ``raw_args_decoder(method)`` too (a
+    callable: the task's ``args`` -> what ``decode_args`` returns), it decodes arguments
+    without a call more. ``all_complete_silently(tasks) -> bool``: ``completes_silently`` of
+    a whole unit at once."""
 
     name: str
 

@@ -40,6 +40,8 @@ class MethodRoute:
     method: MethodDefinition
     limits: BatchLimits | None  # None: a single (not batched) method
     unkeyed: GroupKey  # the group of its tasks without a batch key
+    # The dialect's decoder of a plain task's ``args`` (``Dialect.raw_args_decoder``), if any.
+    raw_args: Callable[[Any], tuple[Any, ...]] | None = None
 
     @property
     def batched(self) -> bool:
@@ -77,9 +79,10 @@ class Router:
         self.service = definition.name
         self._dialect = dialect
         self.rules = rules if rules is not None else EnvelopeRules.of(definition.name, dialect)
+        raw_args = getattr(dialect, "raw_args_decoder", None)
         self.routes: dict[str, MethodRoute] = {
             name: MethodRoute(name, method, method.batch.limits if method.batch else None,
-                              (name, None))
+                              (name, None), raw_args(method) if raw_args is not None else None)
             for name, method in definition.methods.items()
         }
         # A decoder of plainly valid tasks (``EnvelopeRules.plain_struct``), if the dialect's
@@ -124,7 +127,8 @@ class Router:
                 self._route(msg, routed, rejected)
                 continue
             try:
-                args = decode_args(task, route.method)
+                raw = route.raw_args
+                args = raw(task.args) if raw is not None else decode_args(task, route.method)
             except Exception:
                 self._route(msg, routed, rejected)
                 continue
