@@ -43,7 +43,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Dialect, key_text
-from infinitic_py.wire.bulk import expand as expand_bulks
+from infinitic_py.wire.bulk import expand_sized as expand_bulks
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
@@ -221,8 +221,8 @@ class ServiceExecutor:
                     consumer.negative_acknowledge(msgs)  # they go back to the next worker
                     return
                 # An atomic bulk -> its tasks (settled as one: Consumers).
-                tasks = expand_bulks(msgs)
-                ledger.hold(len(tasks), sum([len(m.data) for m in tasks]))
+                tasks, size = expand_bulks(msgs)
+                ledger.hold(len(tasks), size)
                 msgs, held = tasks, True
                 routed, rejected = self._router.route_many(msgs)
             except ConsumerClosed:
