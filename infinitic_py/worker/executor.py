@@ -245,24 +245,21 @@ class ServiceExecutor:
     def _on_routed(self, routed: list[Pending], rejected: list[Rejection]) -> None:
         """The hot path: split fresh attempts from copies, launch or accumulate."""
         fresh, copies = self._ledger.admit(routed)
-        now = self._now()
-        instruments = self._instruments.methods
-        # Runs of one group at a time (a run of one method's tasks is the usual case)
-        for group, run in itertools.groupby(fresh, _group_of):
+        now, instruments = self._now(), self._instruments.methods
+        for group, run in itertools.groupby(fresh, _group_of):  # runs of one group at a time
             items = list(run)
-            route = items[0].route
-            handed = 0  # items handed on (each to its unit, or to the accumulator)
+            route, handed = items[0].route, 0  # handed: items handed to a unit / accumulator
             try:
                 instruments[route.name].received_pending += len(items)
                 if route.limits is None:
                     for p in items:  # each task alone
                         self._start_unit(route.method, [p], None, FlushReason.SIZE)
                         handed += 1
-                else:
-                    batches = self._accumulator.add_many(group, items, now, route.limits)
-                    handed = len(items)
-                    for batch in batches:
-                        self._launch(batch)
+                    continue
+                batches = self._accumulator.add_many(group, items, now, route.limits)
+                handed = len(items)
+                for batch in batches:
+                    self._launch(batch)
             except Exception:  # a bug of ours (before they joined a unit): give them back
                 self._log.exception("message.routing_failed")
                 if handed < len(items):
