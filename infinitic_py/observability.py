@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, Literal, TextIO
 
@@ -30,6 +31,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
+from structlog.typing import EventDict
 
 # ops (issue 16): no `*_created` series (one per labelled counter and histogram: noise).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -65,6 +67,9 @@ _secret_keys: dict[str, bool] = {}  # key -> is it secret (log keys are a small 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
+_plain_keys: set[str] = set()  # the keys of _secret_keys known not to be secret
+
+
 def _is_secret_key(key: object) -> bool:
     if not isinstance(key, str):
         return False
@@ -73,6 +78,8 @@ def _is_secret_key(key: object) -> bool:
         secret = _SECRET_KEY_RE.search(key) is not None
         if len(_secret_keys) < 4096:
             _secret_keys[key] = secret
+            if not secret:
+                _plain_keys.add(key)
     return secret
 
 
@@ -94,6 +101,9 @@ def mask_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: masks values whose key looks like a secret (``auth_params``,
     ``token``, ``password``, ``api_key``...), in nested mappings too."""
+    if _plain_keys.issuperset(event_dict) and _SCALARS.issuperset(
+            map(type, event_dict.values())):  # the usual line (C-level): nothing to mask
+        return event_dict
     known = _secret_keys  # the cache of _is_secret_key, read inline: this runs per log line
     for key, value in list(event_dict.items()):
         secret = known.get(key)
@@ -133,17 +143,11 @@ def configure_logging(
         isatty = getattr(out, "isatty", None)
         format = "console" if callable(isatty) and isatty() else "json"
     number = _level_number(level)
-    stamp: list[structlog.typing.Processor] = [
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        mask_secrets,
-    ]
+    stamp: list[structlog.typing.Processor] = [_iso_utc_timestamp, mask_secrets]
     renderer: structlog.typing.Processor
     final: list[structlog.typing.Processor] = []
     if format == "json":
-        final += [
-            structlog.processors.dict_tracebacks,
-            structlog.processors.UnicodeDecoder(),
-        ]
+        final += [_dict_tracebacks, _decode_bytes]
         renderer = structlog.processors.JSONRenderer(serializer=_json_line)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=_colors_ok(out))
@@ -191,6 +195,44 @@ def configure_logging(
         context_class=dict,
         cache_logger_on_first_use=True,
     )
+
+
+# Processors with a fast path for the usual line (a worker logs one per batch): nothing to do
+# is found out with C-level checks, else structlog's own processor does the work.
+_tracebacks = structlog.processors.dict_tracebacks
+_unicode = structlog.processors.UnicodeDecoder()
+
+
+def _dict_tracebacks(logger: Any, name: str, event_dict: EventDict) -> EventDict:
+    """structlog's ``dict_tracebacks``, for a line that carries ``exc_info``."""
+    if "exc_info" not in event_dict:
+        return event_dict
+    return _tracebacks(logger, name, event_dict)
+
+
+def _decode_bytes(logger: Any, name: str, event_dict: EventDict) -> EventDict:
+    """structlog's ``UnicodeDecoder`` (bytes values -> str), for a line that has bytes."""
+    if bytes not in set(map(type, event_dict.values())):
+        return event_dict
+    return _unicode(logger, name, event_dict)
+
+
+_stamped_second = -1
+_stamped_prefix = ""
+
+
+def _iso_utc_timestamp(logger: Any, name: str, event_dict: EventDict) -> EventDict:
+    """``timestamp``: the time in ISO 8601, UTC, as structlog's ``TimeStamper(fmt="iso",
+    utc=True)`` writes it (``2026-01-31T12:34:56.789012Z``, no fraction on a whole second),
+    its date and time formatted once a second."""
+    global _stamped_second, _stamped_prefix
+    second, micro = divmod(int(time.time() * 1_000_000), 1_000_000)
+    if second != _stamped_second:
+        _stamped_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamped_second = second
+    event_dict["timestamp"] = (f"{_stamped_prefix}.{micro:06d}Z" if micro
+                               else f"{_stamped_prefix}Z")
+    return event_dict
 
 
 def _json_line(event: Any, **_: Any) -> str:

@@ -109,7 +109,16 @@ class Dialect(Protocol[T]):
 
     Optional attribute ``reply_prefix: str``: what every reply topic of this dialect starts
     with; the worker then dead-letters a task whose ``reply_to`` is no such topic
-    (``worker.envelope_rules``) instead of publishing where the broker would refuse it."""
+    (``worker.envelope_rules``) instead of publishing where the broker would refuse it.
+
+    Optional, for the receive hot path: ``task_struct`` (the msgspec Struct its tasks decode
+    to) and ``struct_decoder(struct) -> Callable[[bytes], task]`` (a decoder of a subclass of
+    it, raising on what it refuses): the router then decodes with a subclass that checks the
+    envelope rules while decoding (``EnvelopeRules.plain_struct``), and routes the general way
+    (``decode``) only the messages it refuses; with ``raw_args_decoder(method)`` too (a
+    callable: the task's ``args`` -> what ``decode_args`` returns), it decodes arguments
+    without a call more. ``all_complete_silently(tasks) -> bool``: ``completes_silently`` of
+    a whole unit at once."""
 
     name: str
 

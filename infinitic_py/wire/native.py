@@ -12,7 +12,8 @@ wrong argument type a clean per-task failure instead of a crash.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -111,6 +112,7 @@ class DeadLetter(Failure, kw_only=True, frozen=True):
     payload: bytes  # the original message, byte for byte
 
 
+_reply_to_of = attrgetter("reply_to")
 _envelope_encoder = msgspec.msgpack.Encoder()
 _execute_decoder = msgspec.msgpack.Decoder(ExecuteTask)
 _reply_decoder: msgspec.msgpack.Decoder[Reply] = msgspec.msgpack.Decoder(Reply)
@@ -213,6 +215,17 @@ class NativeDialect:
         args: tuple[Any, ...] = method.args_decoder.decode(task.args)
         return args
 
+    task_struct = ExecuteTask  # the receive hot path decodes a checked subclass of it
+
+    def raw_args_decoder(self, method: MethodDefinition) -> Callable[[msgspec.Raw], tuple[Any, ...]]:
+        """What ``decode_args`` does, from the task's ``args`` (the hot path: no call more)."""
+        return method.args_decoder.decode
+
+    def struct_decoder(self, struct: type[ExecuteTask]) -> Callable[[bytes], ExecuteTask]:
+        """A decoder of ``struct`` (a subclass of ``ExecuteTask``) from this dialect's bytes;
+        it raises what msgspec raises."""
+        return msgspec.msgpack.Decoder(struct).decode
+
     announces_start = False
 
     def started(self, task: ExecuteTask) -> Sequence[Publish]:
@@ -220,6 +233,9 @@ class NativeDialect:
 
     def completes_silently(self, task: ExecuteTask) -> bool:
         return not task.reply_to
+
+    def all_complete_silently(self, tasks: Iterable[ExecuteTask]) -> bool:
+        return not any(map(_reply_to_of, tasks))  # C-level: no call per task
 
     def completed(self, task: ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
         if not task.reply_to:  # nobody waits for it: nothing to encode or send

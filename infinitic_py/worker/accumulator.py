@@ -80,6 +80,29 @@ class BatchAccumulator(Generic[K, T]):
             return ()  # the hot path: no list to allocate
         return (self._pop(key, FlushReason.SIZE),)
 
+    def add_many(self, key: K, items: Sequence[T], now: float,
+                 limits: BatchLimits) -> list[Batch[K, T]]:
+        """Add ``items`` in order, as that many ``add`` calls would (a run of one group at
+        once: the receive hot path); returns the batches flushed by size."""
+        flushed: list[Batch[K, T]] = []
+        start, count = 0, len(items)
+        while start < count:
+            group = self._groups.get(key)
+            if group is None:
+                self._generation += 1
+                group = _Group([], now, now + limits.max_seconds, self._generation, limits)
+                self._groups[key] = group
+                heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
+            held = group.items
+            most = group.limits.max_messages
+            end = min(count, start + max(1, most - len(held)))
+            held.extend(items[start:end])
+            self._buffered += end - start
+            start = end
+            if len(held) >= most:
+                flushed.append(self._pop(key, FlushReason.SIZE))
+        return flushed
+
     def flush_oldest(self, reason: FlushReason = FlushReason.MEMORY) -> list[Batch[K, T]]:
         """Flush the group due first (the owner is at its buffer cap), if any is open."""
         oldest = self._oldest_key()

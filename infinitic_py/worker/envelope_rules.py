@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from infinitic_py.priority import NORMAL_RANGE
 from infinitic_py.topics import RESPONSE_TOPIC_PREFIX
 from infinitic_py.wire import Task
 
@@ -33,6 +34,7 @@ __all__ = [
     "INVALID_ENVELOPE",
     "MAX_ARGS_BYTES",
     "MAX_ID_CHARS",
+    "PLAIN_CHECKS",
     "EnvelopeRules",
     "native_reply_prefix",
 ]
@@ -46,6 +48,9 @@ _REMEMBERED_REPLY_TOPICS: Final = 4096
 # Pulsar's NamedEntity alphabet for a topic's local name: letters, digits, _ - = : .
 _LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
 _SIZED: Final = (bytes, msgspec.Raw)  # encoded arguments whose size is checked
+# The fields a dialect's task struct must have for ``EnvelopeRules.plain_struct``.
+PLAIN_CHECKS: Final = ("task_id", "service", "method", "tags", "retry_index", "retry_sequence",
+                       "reply_to", "priority", "args")
 
 
 class EnvelopeRules:
@@ -111,6 +116,46 @@ class EnvelopeRules:
         if isinstance(args, _SIZED) and len(args) > MAX_ARGS_BYTES:
             return f"arguments of {len(args)} bytes (at most {MAX_ARGS_BYTES})"
         return None
+
+    @property
+    def accepted_replies(self) -> set[str]:
+        """Reply topics seen valid (bounded): a plain task's ``reply_to`` must be one of them,
+        or None (else the router checks it with ``problem``, which remembers it)."""
+        return self._accepted
+
+    def plain_struct(self, struct: type[msgspec.Struct]) -> type[msgspec.Struct] | None:
+        """For a dialect whose tasks decode to the msgspec ``struct``: a subclass of it whose
+        decoding enforces these rules as msgspec constraints (in C, while decoding: the receive
+        hot path), all but two the router checks itself: the reply topic's shape (against the
+        remembered ones, ``accepted_replies``) and the size of the arguments (bounded by the
+        message's). It also takes only the normal priority band. A message it refuses is
+        routed the general way (``problem`` then says what is wrong, if anything). None when
+        ``struct`` lacks a field of ``PLAIN_CHECKS``."""
+        if not set(PLAIN_CHECKS) <= set(struct.__struct_fields__):
+            return None
+        checked: dict[str, Any] = {
+            "task_id": Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)],
+            "service": Literal[self.service],
+            "method": Annotated[str, msgspec.Meta(min_length=1)],
+            "tags": Annotated[tuple[str, ...], msgspec.Meta(max_length=MAX_TAGS)],
+            "retry_index": Annotated[int, msgspec.Meta(ge=0)],
+            "retry_sequence": Annotated[int, msgspec.Meta(ge=0)],
+            "reply_to": Annotated[str, msgspec.Meta(max_length=MAX_TOPIC_CHARS)] | None,
+            "priority": Annotated[int, msgspec.Meta(ge=NORMAL_RANGE.start,
+                                                    le=NORMAL_RANGE.stop - 1)],
+        }
+        fields: list[tuple[str, Any, Any]] = []
+        for f in msgspec.structs.fields(struct):  # in order: an encoded retry keeps its layout
+            default = (f.default if f.default is not msgspec.NODEFAULT
+                       else msgspec.field(default_factory=f.default_factory)
+                       if f.default_factory is not msgspec.NODEFAULT else msgspec.NODEFAULT)
+            fields.append((f.name, checked.get(f.name, f.type), default))
+        # A subclass inherits the struct's options (kw_only, omit_defaults, gc, ...).
+        return msgspec.defstruct(
+            struct.__name__,
+            [(name, kind) if default is msgspec.NODEFAULT else (name, kind, default)
+             for name, kind, default in fields],
+            bases=(struct,), module=struct.__module__)
 
     def reply_problem(self, reply_to: str) -> str | None:
         """Why ``reply_to`` is not a reply topic this worker may publish to, or ``None``."""

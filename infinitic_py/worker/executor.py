@@ -25,6 +25,7 @@ import itertools
 import logging
 import time
 import uuid
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -42,7 +43,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.wire import Dialect, key_text
-from infinitic_py.wire.bulk import expand as expand_bulks
+from infinitic_py.wire.bulk import expand_sized as expand_bulks
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker import outcomes
 from infinitic_py.worker.accumulator import Batch, BatchAccumulator, FlushReason
@@ -56,6 +57,7 @@ from infinitic_py.worker.routing import GroupKey, Pending, Rejection, Router
 from infinitic_py.worker.settings import ExecutorSettings
 from infinitic_py.worker.settle import Settler
 
+_group_of = attrgetter("group")
 _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executor
 # A reply producer unused this long is closed, so that a client deleting its response topic at
 # close does not see it recreated by this producer's reconnect (issue 16).
@@ -219,8 +221,8 @@ class ServiceExecutor:
                     consumer.negative_acknowledge(msgs)  # they go back to the next worker
                     return
                 # An atomic bulk -> its tasks (settled as one: Consumers).
-                tasks = expand_bulks(msgs)
-                ledger.hold(len(tasks), sum([len(m.data) for m in tasks]))
+                tasks, size = expand_bulks(msgs)
+                ledger.hold(len(tasks), size)
                 msgs, held = tasks, True
                 routed, rejected = self._router.route_many(msgs)
             except ConsumerClosed:
@@ -243,21 +245,25 @@ class ServiceExecutor:
     def _on_routed(self, routed: list[Pending], rejected: list[Rejection]) -> None:
         """The hot path: split fresh attempts from copies, launch or accumulate."""
         fresh, copies = self._ledger.admit(routed)
-        now = self._now()
-        add = self._accumulator.add
-        instruments = self._instruments.methods
-        for p in fresh:
-            route = p.route
+        now, instruments = self._now(), self._instruments.methods
+        for group, run in itertools.groupby(fresh, _group_of):  # runs of one group at a time
+            items = list(run)
+            route, handed = items[0].route, 0  # handed: items handed to a unit / accumulator
             try:
-                instruments[route.name].received_pending += 1
+                instruments[route.name].received_pending += len(items)
                 if route.limits is None:
-                    self._start_unit(route.method, [p], None, FlushReason.SIZE)
-                else:
-                    for batch in add(p.group, p, now, route.limits):
-                        self._launch(batch)
-            except Exception:  # a bug of ours (before p joined a unit): give it back
+                    for p in items:  # each task alone
+                        self._start_unit(route.method, [p], None, FlushReason.SIZE)
+                        handed += 1
+                    continue
+                batches = self._accumulator.add_many(group, items, now, route.limits)
+                handed = len(items)
+                for batch in batches:
+                    self._launch(batch)
+            except Exception:  # a bug of ours (before they joined a unit): give them back
                 self._log.exception("message.routing_failed")
-                self._spawn(self._settler.give_back([p]))
+                if handed < len(items):
+                    self._spawn(self._settler.give_back(items[handed:]))
         if self._ledger.full:  # at the cap: the group due first goes now
             for batch in self._accumulator.flush_oldest(FlushReason.MEMORY):
                 self._launch(batch)

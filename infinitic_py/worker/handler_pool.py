@@ -15,10 +15,15 @@ are joined), far past the shutdown grace period. Here:
   reports as not ready.
 
 A ``concurrent.futures.Executor``: ``loop.run_in_executor(pool, ...)`` works as with any pool.
+``submit_async`` is the executor's way (one unit of work per call): the thread resolves an
+asyncio future through one ``call_soon_threadsafe``, with no ``concurrent.futures.Future``
+and no chain of callbacks between the two (``asyncio.wrap_future``) on the way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -33,16 +38,31 @@ T = TypeVar("T")
 
 
 class _Work:
-    __slots__ = ("abandoned", "args", "fn", "future", "kwargs", "running")
+    __slots__ = ("abandoned", "args", "cancelled", "fn", "future", "kwargs", "loop", "running")
 
-    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
+    def __init__(self, future: Future[Any] | asyncio.Future[Any], fn: Callable[..., Any],
+                 args: tuple[Any, ...], kwargs: dict[str, Any],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.future = future
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        self.loop = loop  # set: ``future`` is an asyncio future of this loop
         self.running = False
         self.abandoned = False
+        self.cancelled = False  # an asyncio future's call that must not start
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the loop: hand a call's outcome to its asyncio future (unless it was cancelled)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    elif isinstance(value, StopIteration):  # an asyncio future refuses it (TypeError)
+        future.set_exception(RuntimeError(f"the handler raised {value!r}"))
+    else:
+        future.set_exception(value)
 
 
 class HandlerPool(Executor):
@@ -56,7 +76,7 @@ class HandlerPool(Executor):
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for work (or about to)
         self._pending = 0  # calls queued, not yet taken by a thread
-        self._works: dict[Future[Any], _Work] = {}
+        self._works: dict[Future[Any] | asyncio.Future[Any], _Work] = {}
         # Read-only outside the pool (changed under its lock):
         self.threads = 0  # threads started and not ended: serving, idle, or hung
         self.hung = 0  # threads running a call nobody waits for any more
@@ -71,7 +91,20 @@ class HandlerPool(Executor):
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
-        work = _Work(future, fn, args, kwargs)
+        self._enqueue(_Work(future, fn, args, kwargs))
+        return future
+
+    def submit_async(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T],
+                     *args: Any) -> asyncio.Future[T]:
+        """Like ``submit``, for a caller on ``loop`` (the thread resolves the returned future
+        on it). Cancelling the future before a thread starts the call, or ``abandon``-ing it,
+        keeps the call from starting."""
+        future: asyncio.Future[T] = loop.create_future()
+        self._enqueue(_Work(future, fn, args, {}, loop))
+        return future
+
+    def _enqueue(self, work: _Work) -> None:
+        future = work.future
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a HandlerPool after shutdown")
@@ -79,21 +112,22 @@ class HandlerPool(Executor):
             self._queue.put(work)
             self._pending += 1
             if self._idle >= self._pending:
-                return future  # an idle thread takes it
+                return  # an idle thread takes it
             if self.threads < self.size + min(self.hung, self.max_hung):
                 self.threads += 1
                 threading.Thread(target=self._serve, name=f"{self._name}-{next(self._ids)}",
                                  daemon=True).start()
-        return future
 
-    def abandon(self, future: Future[Any]) -> None:
+    def abandon(self, future: Future[Any] | asyncio.Future[Any]) -> None:
         """The caller no longer waits for ``future``: not started, it never starts; running,
-        its thread stops counting toward ``size`` (a replacement may start)."""
+        its thread stops counting toward ``size`` (a replacement may start). A future of
+        ``submit_async`` is abandoned from its loop."""
         with self._lock:
             work = self._works.get(future)
             if work is None or work.abandoned:
                 return
             if not work.running:
+                work.cancelled = True
                 future.cancel()
                 return
             work.abandoned = True
@@ -111,7 +145,13 @@ class HandlerPool(Executor):
                     self.threads -= 1
                     return
                 self._pending -= 1
-                if not work.future.set_running_or_notify_cancel():
+                future = work.future
+                if isinstance(future, Future):
+                    skip = not future.set_running_or_notify_cancel()
+                else:  # an asyncio future: read here, written on its loop (a flag, atomic)
+                    skip = work.cancelled or future.cancelled()
+                del future
+                if skip:
                     self._works.pop(work.future, None)
                     continue
                 work.running = True
@@ -129,11 +169,16 @@ class HandlerPool(Executor):
                     if self.threads - self.hung > self.size:  # replaced meanwhile
                         self.threads -= 1
                         leave = True
-            if outcome[0]:
-                work.future.set_result(outcome[1])
+            future = work.future
+            if not isinstance(future, Future):
+                assert work.loop is not None
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    work.loop.call_soon_threadsafe(_resolve, future, *outcome)
+            elif outcome[0]:
+                future.set_result(outcome[1])
             else:
-                work.future.set_exception(outcome[1])
-            del work, outcome
+                future.set_exception(outcome[1])
+            del work, outcome, future
             if leave:
                 return
 
@@ -146,7 +191,13 @@ class HandlerPool(Executor):
             self._shutdown = True
             if cancel_futures:
                 for work in list(self._works.values()):
-                    if not work.running:
+                    if work.running:
+                        continue
+                    work.cancelled = True
+                    if work.loop is None:
                         work.future.cancel()
+                    else:  # cancelled on its loop (the caller may be on another thread)
+                        with contextlib.suppress(RuntimeError):
+                            work.loop.call_soon_threadsafe(work.future.cancel)
             for _ in range(self.threads):
                 self._queue.put(None)

@@ -16,7 +16,6 @@ import functools
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,18 +190,18 @@ class Invoker:
         loop = asyncio.get_running_loop()
         call: asyncio.Future[Any]
         started: asyncio.Future[None] | None = None
-        threaded: Future[Any] | None = None  # the pool's future of a sync handler
+        threaded = False  # a sync handler's call, in the pool
         if is_async:
             call = asyncio.ensure_future(loop.create_task(fn(*args), context=ctx))
         elif timeout is None:
-            threaded = self._pool.submit(ctx.run, fn, *args)
-            call = asyncio.wrap_future(threaded, loop=loop)
+            call = self._pool.submit_async(loop, ctx.run, fn, *args)
+            threaded = True
         else:
             # The deadline of a sync handler starts when a pool thread starts it, not while it
             # waits for a thread.
             started = loop.create_future()
-            threaded = self._pool.submit(_run_started, loop, started, ctx, fn, args)
-            call = asyncio.wrap_future(threaded, loop=loop)
+            call = self._pool.submit_async(loop, _run_started, loop, started, ctx, fn, args)
+            threaded = True
         try:
             if timeout is None:
                 return await call
@@ -213,8 +212,8 @@ class Invoker:
             if not done:
                 call.cancel()
                 cancelled.set()  # a sync handler sees it; its late result is discarded
-                if threaded is not None:
-                    self._pool.abandon(threaded)  # its thread is replaced (HandlerPool)
+                if threaded:
+                    self._pool.abandon(call)  # its thread is replaced (HandlerPool)
                     self._log.warning(
                         "handler.still_running", handler=fn.__name__, timeout=timeout,
                         hung_threads=self._pool.hung, max_hung=self._pool.max_hung,
@@ -224,8 +223,8 @@ class Invoker:
         except asyncio.CancelledError:
             cancelled.set()
             call.cancel()
-            if threaded is not None:
-                self._pool.abandon(threaded)
+            if threaded:
+                self._pool.abandon(call)
             raise
 
     def _context(

@@ -109,9 +109,11 @@ def plan_outcomes(
     worker: str,
 ) -> Plan:
     """One outcome per item, in order."""
-    if set(map(type, outcomes)) == {Completed} and all(  # C-level passes: the hot path
-            map(dialect.completes_silently, map(_task_of, items))):
-        return Plan(completed=len(items))  # the hot path: nothing to publish
+    if set(map(type, outcomes)) == {Completed}:  # C-level passes: the hot path
+        silent = getattr(dialect, "all_complete_silently", None)
+        if (silent(map(_task_of, items)) if silent is not None
+                else all(map(dialect.completes_silently, map(_task_of, items)))):
+            return Plan(completed=len(items))  # nothing to publish
     plan = Plan()
     replies: list[Sequence[Publish] | None] = []
     for p, outcome in zip(items, outcomes, strict=True):

@@ -13,6 +13,7 @@ at most about ``capacity`` keys and ``max_bytes`` of values are held at any time
 from __future__ import annotations
 
 from collections.abc import Container, Hashable, Iterable
+from itertools import repeat
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -48,7 +49,7 @@ class RecentOutcomes(Generic[K, V]):
         """Remember every key of ``keys`` with the same (weightless) ``value``: one C-level update
         for a whole batch. A generation may then exceed ``capacity // 2`` by one batch."""
         current = self._current
-        current.update(dict.fromkeys(keys, value))
+        current.update(zip(keys, repeat(value)))  # no dict in between (dict.fromkeys)
         if len(current) >= self._half:
             self._previous = current
             self._current = {}

@@ -8,7 +8,7 @@ messages (one call per run, not per message: the hot path).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from infinitic_py.priority import DEFAULT_PRIORITY, NORMAL_RANGE, band_of
 from infinitic_py.service import MethodDefinition, ServiceDefinition
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Dialect, Task, Undecodable
-from infinitic_py.worker.envelope_rules import INVALID_ENVELOPE, EnvelopeRules
+from infinitic_py.worker.envelope_rules import INVALID_ENVELOPE, MAX_ARGS_BYTES, EnvelopeRules
 
 GroupKey = tuple[str, str | bytes | None]  # (method, batch key)
 # One attempt of a task: its id for a first attempt (a str caches its hash), (task id, retry
@@ -40,6 +40,8 @@ class MethodRoute:
     method: MethodDefinition
     limits: BatchLimits | None  # None: a single (not batched) method
     unkeyed: GroupKey  # the group of its tasks without a batch key
+    # The dialect's decoder of a plain task's ``args`` (``Dialect.raw_args_decoder``), if any.
+    raw_args: Callable[[Any], tuple[Any, ...]] | None = None
 
     @property
     def batched(self) -> bool:
@@ -77,11 +79,21 @@ class Router:
         self.service = definition.name
         self._dialect = dialect
         self.rules = rules if rules is not None else EnvelopeRules.of(definition.name, dialect)
+        raw_args = getattr(dialect, "raw_args_decoder", None)
         self.routes: dict[str, MethodRoute] = {
             name: MethodRoute(name, method, method.batch.limits if method.batch else None,
-                              (name, None))
+                              (name, None), raw_args(method) if raw_args is not None else None)
             for name, method in definition.methods.items()
         }
+        # A decoder of plainly valid tasks (``EnvelopeRules.plain_struct``), if the dialect's
+        # tasks are msgspec Structs it can decode as a subclass (``Dialect``'s optional
+        # ``task_struct`` / ``struct_decoder``).
+        self._plain: Callable[[Any], Any] | None = None
+        struct = getattr(dialect, "task_struct", None)
+        if struct is not None:
+            checked = self.rules.plain_struct(struct)
+            if checked is not None:
+                self._plain = dialect.struct_decoder(checked)  # type: ignore[attr-defined]
 
     def route_many(
         self, msgs: Sequence[ReceivedMessage]
@@ -89,37 +101,70 @@ class Router:
         """Route a run of messages, in order."""
         routed: list[Pending] = []
         rejected: list[Rejection] = []
-        decode = self._dialect.decode
-        decode_args = self._dialect.decode_args
+        plain = self._plain
+        if plain is None:
+            for msg in msgs:
+                self._route(msg, routed, rejected)
+            return routed, rejected
+        # The hot path: a task the plain decoder takes passes the envelope rules but two,
+        # checked here (its reply topic was seen valid before; its arguments' size is bounded
+        # by its message's). Anything else is routed the general way (decoded again).
         routes = self.routes
-        rules = self.rules
-        problem = rules.problem
+        accepted = self.rules.accepted_replies
+        decode_args = self._dialect.decode_args
+        append = routed.append
         for msg in msgs:
-            task = decode(msg)
-            if isinstance(task, Undecodable):
-                rejected.append(Rejection(msg, "undecodable", task.error))
-                continue
-            invalid = problem(task)
-            if invalid is not None:
-                rejected.append(Rejection(msg, INVALID_ENVELOPE, DecodeError(invalid),
-                                          rules.sanitized(task)))
+            data = msg.data
+            try:
+                task = plain(data)
+            except Exception:
+                self._route(msg, routed, rejected)
                 continue
             route = routes.get(task.method)
-            if route is None:
-                rejected.append(Rejection(msg, "unknown_method", DecodeError(
-                    f"service {self.service} has no task method {task.method!r}"), task))
+            reply_to = task.reply_to
+            if (route is None or len(data) > MAX_ARGS_BYTES
+                    or (reply_to is not None and reply_to not in accepted)):
+                self._route(msg, routed, rejected)
                 continue
             try:
-                args = decode_args(task, route.method)
-            except Exception as exc:  # msgspec errors, or whatever a type's __post_init__ raises
-                rejected.append(Rejection(msg, "not_retryable", DecodeError(
-                    f"arguments of {route.method.qualified} do not match its signature: {exc}"),
-                    task))
+                raw = route.raw_args
+                args = raw(task.args) if raw is not None else decode_args(task, route.method)
+            except Exception:
+                self._route(msg, routed, rejected)
                 continue
-            key = task.task_id if not task.retry_sequence else (task.task_id, task.retry_sequence)
-            group = (task.method, task.batch_key()) if task.meta else route.unkeyed
-            priority = getattr(task, "priority", DEFAULT_PRIORITY)
-            if priority not in NORMAL_RANGE:  # another band: never batched with the normal one
-                group = (task.method + band_of(priority).suffix, group[1])
-            routed.append(Pending(msg, task, args, key, route, group))
+            append(Pending(msg, task, args, task.task_id if not task.retry_sequence
+                           else (task.task_id, task.retry_sequence), route,
+                           (task.method, task.batch_key()) if task.meta else route.unkeyed))
         return routed, rejected
+
+    def _route(self, msg: ReceivedMessage, routed: list[Pending],
+               rejected: list[Rejection]) -> None:
+        """The general path: one message, whatever it holds."""
+        task = self._dialect.decode(msg)
+        if isinstance(task, Undecodable):
+            rejected.append(Rejection(msg, "undecodable", task.error))
+            return
+        rules = self.rules
+        invalid = rules.problem(task)
+        if invalid is not None:
+            rejected.append(Rejection(msg, INVALID_ENVELOPE, DecodeError(invalid),
+                                      rules.sanitized(task)))
+            return
+        route = self.routes.get(task.method)
+        if route is None:
+            rejected.append(Rejection(msg, "unknown_method", DecodeError(
+                f"service {self.service} has no task method {task.method!r}"), task))
+            return
+        try:
+            args = self._dialect.decode_args(task, route.method)
+        except Exception as exc:  # msgspec errors, or whatever a type's __post_init__ raises
+            rejected.append(Rejection(msg, "not_retryable", DecodeError(
+                f"arguments of {route.method.qualified} do not match its signature: {exc}"),
+                task))
+            return
+        key = task.task_id if not task.retry_sequence else (task.task_id, task.retry_sequence)
+        group = (task.method, task.batch_key()) if task.meta else route.unkeyed
+        priority = getattr(task, "priority", DEFAULT_PRIORITY)
+        if priority not in NORMAL_RANGE:  # another band: never batched with the normal one
+            group = (task.method + band_of(priority).suffix, group[1])
+        routed.append(Pending(msg, task, args, key, route, group))

@@ -186,3 +186,27 @@ def test_every_group_is_due_by_first_arrival_plus_max_seconds(
             flushed.append(b)
     assert sum(len(b.items) for b in flushed) == len(arrivals)
     assert all(b.reason is FlushReason.TIME for b in flushed)
+
+
+def _state(acc: BatchAccumulator[Key, int]) -> tuple[Any, ...]:
+    return (acc.buffered, acc.open_groups, acc.next_deadline(),
+            [(b.key, b.items, b.opened_at, b.reason) for b in acc.flush_all()])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 12),
+                          st.sampled_from([0.0, 0.5, 2.0])), max_size=20),
+       st.integers(1, 4))
+def test_add_many_is_that_many_adds(runs: list[tuple[str, int, float]], most: int) -> None:
+    limits = BatchLimits(most, 1.0)
+    one: BatchAccumulator[Key, int] = BatchAccumulator()
+    many: BatchAccumulator[Key, int] = BatchAccumulator()
+    item = 0
+    for method, count, now in runs:
+        items = list(range(item, item + count))
+        item += count
+        by_one = [b for i in items for b in one.add((method, None), i, now, limits)]
+        at_once = many.add_many((method, None), items, now, limits)
+        assert [(b.key, b.items, b.opened_at, b.reason) for b in at_once] == [
+            (b.key, b.items, b.opened_at, b.reason) for b in by_one]
+        assert (one.buffered, one.next_deadline()) == (many.buffered, many.next_deadline())
+    assert _state(one) == _state(many)

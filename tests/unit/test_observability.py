@@ -415,3 +415,32 @@ def test_metric_help_and_readme_name_every_reason_and_action() -> None:
     for action in CopyAction:
         assert action.value in metrics.duplicates._documentation, action
         assert f"`{action.value}`" in rows["infinitic_duplicates_total"], action
+
+
+def test_json_lines_keep_structlogs_formats_on_the_fast_paths(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    log = get_logger("infinitic_py.test")
+    log.info("plain", n=1)
+    log.info("bytes", key=b"caf\xc3\xa9", api_token="x")  # decoded; a secret masked
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    monkeypatch.setattr("infinitic_py.observability.time.time", lambda: 1_800_000_000.0)
+    log.info("whole second")
+    monkeypatch.setattr("infinitic_py.observability.time.time", lambda: 1_800_000_001.25)
+    log.info("fraction")
+    plain, with_bytes, failed, whole, fraction = lines(out)
+    stamp = plain["timestamp"]
+    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(parsed - datetime.datetime.now(datetime.UTC)).total_seconds() < 60
+    assert with_bytes["key"] == "café" and with_bytes["api_token"] == "***"
+    assert failed["exception"][0]["exc_type"] == "ValueError"
+    assert whole["timestamp"] == "2027-01-15T08:00:00Z"  # as isoformat(): no fraction
+    assert fraction["timestamp"] == "2027-01-15T08:00:01.250000Z"
+    assert whole["timestamp"] == datetime.datetime.fromtimestamp(
+        1_800_000_000, datetime.UTC).isoformat().replace("+00:00", "Z")

@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire.bulk import (
+    BULK_MAGIC,
     PROP_BULK,
     BulkTooLarge,
     BulkTracker,
     bulk_message,
     bulk_parts,
     expand,
+    expand_sized,
     split_settlement,
 )
 
@@ -95,3 +97,36 @@ def test_tasks_of_a_bulk_keep_its_partition_key() -> None:
     parts = expand([parent])
     assert [(p.data, p.partition_key) for p in parts] == [(b"\x81a", "k1#3"), (b"\x81b", "k1#3")]
     assert expand([received(bulk.data)])[0].partition_key is None
+
+
+_payloads = st.one_of(
+    st.binary(max_size=30),
+    st.binary(max_size=10).map(lambda b: b + BULK_MAGIC + b"x"),  # the magic inside a payload
+    st.lists(st.binary(max_size=20), min_size=1, max_size=4).map(
+        lambda bodies: bulk_message([OutgoingMessage(b) for b in bodies]).data),
+    st.just(BULK_MAGIC + b"unreadable"))
+
+
+@given(st.lists(_payloads, max_size=12))
+def test_expand_sized_is_expand_and_the_payload_bytes(payloads: list[bytes]) -> None:
+    msgs = [received(p) for p in payloads]
+    tasks, size = expand_sized(msgs)
+    assert [t.data for t in tasks] == [t.data for t in expand(list(msgs))]
+    assert size == sum(len(t.data) for t in tasks)
+    if not any(p.startswith(BULK_MAGIC) for p in payloads):
+        assert tasks is msgs
+
+
+def test_expand_sized_takes_any_payload_type() -> None:
+    class Buffer:  # not bytes-like: joined it cannot be, each message is checked
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def __getitem__(self, index: slice) -> bytes:
+            return self.data[index]
+
+    msgs = [ReceivedMessage(Buffer(b"\x81a"), {}, 0, "t", None)]  # type: ignore[arg-type]
+    assert expand_sized(msgs) == (msgs, 2)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from infinitic_py.errors import DecodeError
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.native import NativeDialect
 from infinitic_py.worker.routing import Pending, Rejection, Router
 
-from .parts import Job, definition, message
+from .parts import REPLIES, Job, definition, message
 
 
 def route(*msgs: ReceivedMessage) -> tuple[list[Pending], list[Rejection]]:
@@ -67,3 +70,55 @@ def test_an_envelope_the_worker_may_not_act_on_is_rejected_alone() -> None:
     assert isinstance(rejected[2].error, DecodeError) and bad_reply in str(rejected[2].error)
     assert rejected[2].task.reply_to is None  # never answered where the broker would refuse
     assert rejected[1].task.reply_to is None and rejected[0].task.service == "Jobs"  # its letter: our dead-letter topic
+
+
+def _general(router: Router) -> Router:
+    router._plain = None  # every message the general way
+    return router
+
+
+def _seen(routed: list[Pending], rejected: list[Rejection]) -> tuple[object, ...]:
+    return ([(p.msg, p.task.task_id, p.args, p.key, p.route.name, p.group) for p in routed],
+            [(r.msg, r.reason, str(r.error), r.task.task_id if r.task else None,
+              r.task.reply_to if r.task else None) for r in rejected])
+
+
+def test_the_native_hot_path_decodes_only_plainly_valid_tasks() -> None:
+    router = Router(definition(), NativeDialect())
+    assert router._plain is not None  # the native dialect has one
+    (plain,), _ = router.route_many([message("p")])
+    assert isinstance(plain.task, wire.ExecuteTask)
+    assert type(plain.task) is not wire.ExecuteTask  # the checked subclass
+    assert wire.encode(plain.task) == message("p").data  # same fields, same order
+    (first,), _ = router.route_many([message("r", reply_to=REPLIES)])
+    (again,), _ = router.route_many([message("r", reply_to=REPLIES)])
+    assert type(first.task) is wire.ExecuteTask  # a reply topic not seen yet: checked first
+    assert type(again.task) is type(plain.task)  # seen valid: the hot path
+
+
+_task_ids = st.sampled_from(["a", "b", "", "x" * 257])
+_envelopes = st.builds(
+    lambda task_id, service, method, args, meta, retry, reply_to, priority, tags: wire.encode(
+        wire.ExecuteTask(task_id=task_id, service=service, method=method, args=args, meta=meta,
+                         retry_index=retry[0], retry_sequence=retry[1], reply_to=reply_to,
+                         priority=priority, tags=tags)),
+    _task_ids, st.sampled_from(["Jobs", "Other"]), st.sampled_from(["double", "one", "", "nope"]),
+    st.sampled_from([wire.encode_value((Job(1),)), wire.encode_value(("no job",)),
+                     wire.encode_value(())]),
+    st.sampled_from([{}, {"batchKey": "k"}, {"batchKey": b"\x01"}, {"batchKey": 3}, {"x": 1}]),
+    st.sampled_from([(0, 0), (2, 2), (-1, 0), (0, -1)]),
+    st.sampled_from([None, REPLIES, "persistent://other/default/response:c",
+                     "persistent://public/default/response:" + "c" * 600, "not a topic"]),
+    st.sampled_from([0, 3, 4, 5, 6, 7, 9]),
+    st.sampled_from([(), ("t",), ("t",) * 257]),
+)
+
+
+@given(st.lists(st.one_of(_envelopes, st.just(b"\xc1 garbage"), st.just(b"\x90")),
+                max_size=12))
+def test_the_hot_path_routes_every_run_as_the_general_path_does(data: list[bytes]) -> None:
+    msgs = [ReceivedMessage(d, {}, 0, "topic", None) for d in data]
+    fast = Router(definition(), NativeDialect())
+    general = _general(Router(definition(), NativeDialect()))
+    assert _seen(*fast.route_many(msgs)) == _seen(*general.route_many(msgs))
+    assert _seen(*fast.route_many(msgs)) == _seen(*general.route_many(msgs))  # topics seen
