@@ -28,7 +28,7 @@ class FakeNative:
 
 
 class Wrapper:
-    def __init__(self, native: FakeNative) -> None:
+    def __init__(self, native: Any) -> None:
         self._producer = native
 
 
