@@ -69,10 +69,7 @@ class BatchAccumulator(Generic[K, T]):
         this addition flushes by size, if any."""
         group = self._groups.get(key)
         if group is None:
-            self._generation += 1
-            group = _Group([], now, now + limits.max_seconds, self._generation, limits)
-            self._groups[key] = group
-            heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
+            group = self._open(key, now, limits)
         items = group.items
         items.append(item)
         self._buffered += 1
@@ -89,10 +86,7 @@ class BatchAccumulator(Generic[K, T]):
         while start < count:
             group = self._groups.get(key)
             if group is None:
-                self._generation += 1
-                group = _Group([], now, now + limits.max_seconds, self._generation, limits)
-                self._groups[key] = group
-                heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
+                group = self._open(key, now, limits)
             held = group.items
             most = group.limits.max_messages
             end = min(count, start + max(1, most - len(held)))
@@ -102,6 +96,14 @@ class BatchAccumulator(Generic[K, T]):
             if len(held) >= most:
                 flushed.append(self._pop(key, FlushReason.SIZE))
         return flushed
+
+    def _open(self, key: K, now: float, limits: BatchLimits) -> _Group[T]:
+        """A new group for ``key``, due ``max_seconds`` after ``now``."""
+        self._generation += 1
+        group: _Group[T] = _Group([], now, now + limits.max_seconds, self._generation, limits)
+        self._groups[key] = group
+        heapq.heappush(self._deadlines, (group.deadline, group.generation, key))
+        return group
 
     def flush_oldest(self, reason: FlushReason = FlushReason.MEMORY) -> list[Batch[K, T]]:
         """Flush the group due first (the owner is at its buffer cap), if any is open."""
