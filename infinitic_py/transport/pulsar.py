@@ -93,17 +93,18 @@ _NATIVE_CLOSE_TIMEOUT = 5.0
 # and its frame stack (mmap'd) made and freed per message sent, half of the I/O thread's time.
 # One PyGILState_Ensure that is never released, from inside a callback, keeps the counter above 0:
 # the thread keeps its state for its life, and pybind11 then only takes and drops the GIL.
+# Whether this thread state is kept is itself kept in it (a thread-local): a thread ident is
+# reused by the next client's thread once a closed client's thread ends.
 # (A closed client's I/O thread leaves its one state behind; it is freed with the interpreter.)
 _gil_state_ensure = ctypes.pythonapi.PyGILState_Ensure
-_kept_thread_states: set[int] = set()
+_this_thread_state = threading.local()
 
 
 def _keep_thread_state() -> None:
     """Called on a client thread, holding the GIL: keep its Python thread state (see above)."""
-    ident = threading.get_ident()
-    if ident not in _kept_thread_states:
-        _kept_thread_states.add(ident)
+    if not getattr(_this_thread_state, "kept", False):
         _gil_state_ensure()
+        _this_thread_state.kept = True
 
 
 class _Countdown:
@@ -141,10 +142,10 @@ class _Countdown:
         failures = self.failures
         count = self._count
         n = self._n
-        kept = _kept_thread_states
+        state = _this_thread_state
 
         def done(result: Any, *_: Any) -> None:
-            if threading.get_ident() not in kept:
+            if not getattr(state, "kept", False):
                 _keep_thread_state()
             if result.value:  # not Ok
                 failures.append((index, result))  # list.append is atomic

@@ -43,13 +43,18 @@ async def test_send_callbacks_keep_their_client_thread_state(
         return counted
 
     monkeypatch.setattr(pulsar_transport._Countdown, "callback", callback)
-    transport = pulsar_transport.PulsarTransport(pulsar_broker.service_url)
-    try:
-        producer = await transport.create_producer(
-            f"persistent://public/default/send-{uuid.uuid4().hex[:10]}")
-        for _ in range(3):  # windows a round trip apart: callbacks in several receipts
-            await producer.send_many([OutgoingMessage(b"x")] * 100)
-    finally:
-        await transport.close()
-    assert len(seen) == 300, "the callbacks ran on the client's threads"
-    assert max(seen) >= 100, f"each callback had a fresh thread state: {sorted(set(seen))[:5]}"
+    # Two clients one after the other: the second client's I/O thread may get the ident of the
+    # first one's, ended (a thread ident is reused); it must keep its own state too.
+    for client in ("first", "second"):
+        seen.clear()
+        transport = pulsar_transport.PulsarTransport(pulsar_broker.service_url)
+        try:
+            producer = await transport.create_producer(
+                f"persistent://public/default/send-{uuid.uuid4().hex[:10]}")
+            for _ in range(3):  # windows a round trip apart: callbacks in several receipts
+                await producer.send_many([OutgoingMessage(b"x")] * 100)
+        finally:
+            await transport.close()
+        assert len(seen) == 300, f"{client} client: the callbacks ran on the client's threads"
+        assert max(seen) >= 100, \
+            f"{client} client: each callback had a fresh thread state: {sorted(set(seen))[:5]}"
