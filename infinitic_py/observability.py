@@ -63,23 +63,20 @@ _SECRET_KEY_RE: Final = re.compile(
 _HANDLER_MARK: Final = "_infinitic_py_handler"
 
 
-_secret_keys: dict[str, bool] = {}  # key -> is it secret (log keys are a small set)
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
-
-
-_plain_keys: set[str] = set()  # the keys of _secret_keys known not to be secret
+# What _is_secret_key found of each key so far (log keys are a small set; at most 4096 kept).
+_plain_keys: set[str] = set()
+_secret_keys: set[str] = set()
 
 
 def _is_secret_key(key: object) -> bool:
-    if not isinstance(key, str):
+    if not isinstance(key, str) or key in _plain_keys:
         return False
-    secret = _secret_keys.get(key)
-    if secret is None:
-        secret = _SECRET_KEY_RE.search(key) is not None
-        if len(_secret_keys) < 4096:
-            _secret_keys[key] = secret
-            if not secret:
-                _plain_keys.add(key)
+    if key in _secret_keys:
+        return True
+    secret = _SECRET_KEY_RE.search(key) is not None
+    if len(_plain_keys) + len(_secret_keys) < 4096:
+        (_secret_keys if secret else _plain_keys).add(key)
     return secret
 
 
@@ -104,12 +101,8 @@ def mask_secrets(
     if _plain_keys.issuperset(event_dict) and _SCALARS.issuperset(
             map(type, event_dict.values())):  # the usual line (C-level): nothing to mask
         return event_dict
-    known = _secret_keys  # the cache of _is_secret_key, read inline: this runs per log line
     for key, value in list(event_dict.items()):
-        secret = known.get(key)
-        if secret is None:
-            secret = _is_secret_key(key)
-        if secret:
+        if _is_secret_key(key):
             if value is not None:
                 event_dict[key] = MASK
         elif type(value) not in _SCALARS and isinstance(value, Mapping | list | tuple):
