@@ -101,10 +101,10 @@ _this_thread_state = threading.local()
 
 
 def _keep_thread_state() -> None:
-    """Called on a client thread, holding the GIL: keep its Python thread state (see above)."""
-    if not getattr(_this_thread_state, "kept", False):
-        _gil_state_ensure()
-        _this_thread_state.kept = True
+    """Called on a client thread, holding the GIL, whose state is not kept yet (``kept`` is not
+    set on ``_this_thread_state``): keep it (see above)."""
+    _gil_state_ensure()
+    _this_thread_state.kept = True
 
 
 class _Countdown:
