@@ -83,10 +83,7 @@ class EventWriter:
         self._client_waiting = started["clientWaiting"]
         self._tags = started["taskTags"]
         self._meta = started["taskMeta"]
-        probe = bytearray()
-        completed["isDelegated"](probe, False)
-        if bytes(probe) != b"\x00":
-            raise ValueError("isDelegated is not a plain boolean")
+        self._is_delegated = completed["isDelegated"]
         self._return_value: Callable[[bytearray, Any], None] = completed["returnValue"]
         self._started = _Slot(schema, "TASK_STARTED", "taskStartedEvent")
         self._completed = _Slot(schema, "TASK_COMPLETED", "taskCompletedEvent")
@@ -145,7 +142,7 @@ class EventWriter:
         out += names
         write_string(out, emitter)
         out += rest
-        out.append(0)  # isDelegated: false
+        self._is_delegated(out, False)
         self._return_value(out, value)
         out += slot.after
         return bytes(out)
