@@ -30,7 +30,10 @@ Method (each section's module docstring has the details):
    drifts by up to a third over minutes), on the same N, in alternating order; the row gives the
    median of the pairs' ratios (so its ratio is not its value / its baseline, the median runs). Both
    sections start with discarded runs (raw loop, then executor) on the fresh broker. A diagnostic row (``benchmarks.executor_local``) runs the same executor without a
-   broker (an in-process consumer, free acks): the CPU µs per task the executor itself adds. In-process logging at the worker's default level, INFO (a line per batch), as JSON to
+   broker (an in-process consumer, free acks): the CPU µs per task the executor itself adds.
+   Two "floor" rows (``benchmarks.floor``), paired like the executor rows: the same transport and
+   decoding, a dict per 100 tasks, a no-op (async, or sync in a thread pool), the ack, 10 batches
+   at once, and nothing else: the most any executor on this transport can reach. In-process logging at the worker's default level, INFO (a line per batch), as JSON to
    bench-results/bench-log.jsonl. A sync row runs the same no-op as a plain ``def`` batch method.
 3. end to end (``benchmarks.e2e``): ``AsyncClient.many()`` → ``infinitic-py worker`` process →
    results awaited, 2,000 tasks in flight; tasks/s and p50/p99 latency (dispatch → result).
@@ -87,6 +90,7 @@ from benchmarks.executor_bench import ExecutorResult, run_executor
 from benchmarks.executor_local import LocalResult, run_executor_local
 from benchmarks.fleet import CASES as FLEET_CASES
 from benchmarks.fleet import run_fleet
+from benchmarks.floor import run_floor
 from benchmarks.flush import FlushResult, run_flush
 from benchmarks.interop import run_interop
 from benchmarks.memory import run_memory
@@ -253,6 +257,23 @@ class Bench:
                          extra={"runs": values, "limit_runs": raws, "ratios": ratios,
                                 "batches": result.batches}))
         for sync in (False, True):
+            if self.max_messages and 100 not in self.max_messages:
+                break
+            kind = "sync" if sync else "async"
+            pairs_s = await self._paired(self.sizes.executor,
+                                         lambda s=sync: run_floor(  # type: ignore[misc]
+                                             self.env, self.sizes.executor, sync=s))
+            ratios = sorted(o / r for r, o in pairs_s)
+            self.add(Row("executor", f"floor: decode + dict + no-op ({kind}) + ack per 100, "
+                         "no executor", sorted(o for _, o in pairs_s)[len(pairs_s) // 2],
+                         "tasks/s", sorted(r for r, _ in pairs_s)[len(pairs_s) // 2],
+                         f"{self.limit_name}, paired", ratio=ratios[len(ratios) // 2],
+                         note=f"diagnostic: the most any executor on this transport can reach "
+                              f"(benchmarks.floor); N={self.sizes.executor}, pairs (limit run "
+                              "-> floor): " + ", ".join(f"{_fmt(r)} -> {_fmt(o)}"
+                                                        for r, o in pairs_s),
+                         extra={"ratios": ratios}))
+        for sync in (False, True):
             local, values = await self.median_of(
                 lambda s=sync: run_executor_local(100, self.sizes.executor,  # type: ignore[misc]
                                                   sync=s),
@@ -269,6 +290,22 @@ class Bench:
             path = os.path.join(self.profile, "executor-m100.txt")
             await run_executor(self.env, 100, self.sizes.executor, profile_path=path)
             print(f"  profile: {path} (+ .html)")
+
+    async def _paired(self, n: int, ours: Callable[[], Awaitable[float]]
+                      ) -> list[tuple[float, float]]:
+        """``self.pairs`` alternating pairs (raw limit loop, ``ours``) on N messages each:
+        their (limit, ours) rates in tasks/s."""
+        pairs: list[tuple[float, float]] = []
+        for i in range(self.pairs):
+            if i % 2 == 0:
+                raw = (await run_baseline(self.env, self.limit_variant, n)).tasks_per_s
+                value = await ours()
+            else:
+                value = await ours()
+                raw = (await run_baseline(self.env, self.limit_variant, n)).tasks_per_s
+            gc.collect()
+            pairs.append((raw, value))
+        return pairs
 
     async def e2e(self) -> None:
         n = self.sizes.e2e
