@@ -31,9 +31,10 @@ from benchmarks.common import (
     outgoing,
     prepublish,
     rate,
+    runs_of,
     wait_drained,
 )
-from infinitic_py.transport.base import ConsumerSettings, ReceivedMessage
+from infinitic_py.transport.base import ConsumerSettings
 
 SUBSCRIPTION = "bench-baseline"
 RECEIVER_QUEUE = 1000
@@ -119,22 +120,10 @@ async def _transport_loop(env: Env, topic: str, n: int, ack_every: int = 100) ->
     transport = new_transport(env)
     try:
         consumer = await transport.subscribe(topic, SUBSCRIPTION, ConsumerSettings())
-        started: float | None = None
-        pending: list[ReceivedMessage] = []
-        got = 0
-        while got < n:
-            msgs = await consumer.receive_many(10_000)
-            if started is None:
-                started = time.perf_counter()
-            got += len(msgs)
-            pending.extend(msgs)
-            while len(pending) >= ack_every:
-                await consumer.acknowledge(pending[:ack_every])
-                del pending[:ack_every]
-        if pending:
-            await consumer.acknowledge(pending)
-        assert started is not None
-        elapsed = time.perf_counter() - started
+        started: list[float] = []
+        async for run in runs_of(consumer, n, ack_every, started):
+            await consumer.acknowledge(run)
+        elapsed = time.perf_counter() - started[0]
         await consumer.close()
         return elapsed
     finally:

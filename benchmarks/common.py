@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,23 @@ async def wait_drained(
             return counts
         await asyncio.sleep(0.1)
     return counts
+
+
+async def runs_of(consumer: Consumer, n: int, size: int, started: list[float]
+                  ) -> AsyncIterator[list[ReceivedMessage]]:
+    """The first ``n`` messages of ``consumer`` in runs of ``size`` (the last may be shorter), as
+    ``receive_many`` hands them out; ``started`` gets the time of the first one."""
+    pending: list[ReceivedMessage] = []
+    got = 0
+    while got < n:
+        msgs = await consumer.receive_many(10_000)
+        if not started:
+            started.append(time.perf_counter())
+        got += len(msgs)
+        pending.extend(msgs)
+        while len(pending) >= size or (got >= n and pending):
+            run, pending = pending[:size], pending[size:]
+            yield run
 
 
 # --------------------------------------------------------------------------- measuring

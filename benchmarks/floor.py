@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.common import Env, new_transport, outgoing, prepublish, rate
+from benchmarks.common import Env, new_transport, outgoing, prepublish, rate, runs_of
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport.base import Consumer, ConsumerSettings, ReceivedMessage
 from infinitic_py.wire.native import ExecuteTask
@@ -61,25 +61,15 @@ async def run_floor(env: Env, n: int, *, sync: bool = False, concurrency: int = 
 
     try:
         consumer = await transport.subscribe(topic, WORKER_SUBSCRIPTION, ConsumerSettings())
-        started: float | None = None
-        pending: list[ReceivedMessage] = []
-        got = 0
-        while got < n:
-            msgs = await consumer.receive_many(10_000)
-            if started is None:
-                started = time.perf_counter()
-            got += len(msgs)
-            pending.extend(msgs)
-            while len(pending) >= BATCH or (got >= n and pending):
-                run, pending = pending[:BATCH], pending[BATCH:]
-                await slots.acquire()
-                task = asyncio.create_task(unit(consumer, run))
-                units.add(task)
-                task.add_done_callback(units.discard)
+        started: list[float] = []
+        async for run in runs_of(consumer, n, BATCH, started):
+            await slots.acquire()
+            task = asyncio.create_task(unit(consumer, run))
+            units.add(task)
+            task.add_done_callback(units.discard)
         while units:
             await asyncio.gather(*units)
-        assert started is not None
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started[0]
         await consumer.close()
         return rate(n, elapsed)
     finally:
