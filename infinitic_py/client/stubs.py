@@ -226,8 +226,8 @@ class ServiceStub:
         self._client = client
         self.name = name
         self._methods = methods
-        self.meta: dict[str, Any] = dict(meta or {})
-        self.tags: list[str] = list(tags or [])
+        self.meta: dict[str, Any] = dict(check_meta(meta) or {})
+        self.tags: list[str] = list(check_tags(tags) or [])
         self.results = results
         check_batch_key(self.meta)
 
@@ -254,6 +254,25 @@ class ServiceStub:
 
     def __repr__(self) -> str:
         return f"<ServiceStub {self.name} meta={self.meta!r}>"
+
+
+def check_meta(meta: Any) -> Mapping[str, Any] | None:
+    """``meta`` itself, if it is None or a mapping (else TypeError naming it)."""
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a mapping (a dict), got {type(meta).__name__}")
+    return meta
+
+
+def check_tags(tags: Any) -> Sequence[str] | None:
+    """``tags`` itself, if it is None or a list / tuple / set of str: a lone str would be
+    read as one tag per character."""
+    if tags is None:
+        return None
+    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence | set | frozenset) or any(
+            not isinstance(tag, str) for tag in tags):
+        shown = repr(tags) if isinstance(tags, str | bytes) else type(tags).__name__
+        raise TypeError(f"tags must be a list of str, got {shown}")
+    return list(tags)
 
 
 def check_batch_key(meta: Mapping[str, Any]) -> None:

@@ -1,0 +1,77 @@
+"""A mistake in a dispatch option is a clear exception at the call site, with a one-line message
+naming the option (README "Client"): never a silent misreading (tags="signup" read as six
+tags), a task that can never be answered (task_id=5), or a crash of the embedded broker
+(delay=inf)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from infinitic_py import AsyncClient, Call, Client, task
+
+
+class Svc:
+    @task
+    def echo(self, x: int) -> int:
+        return x
+
+
+def url() -> str:
+    return f"memory://client-args-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize(("options", "error", "words"), [
+    ({"tags": "signup"}, TypeError, "tags must be a list of str"),
+    ({"tags": 5}, TypeError, "tags must be a list of str"),
+    ({"tags": ["ok", 3]}, TypeError, "tags must be a list of str"),
+    ({"meta": "x"}, TypeError, "meta must be a mapping"),
+    ({"meta": [("batchKey", "k")]}, TypeError, "meta must be a mapping"),
+    ({"delay": "soon"}, TypeError, "delay must be a number of seconds"),
+    ({"delay": -1}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": math.nan}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": math.inf}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"run_at": "2030-01-01"}, TypeError, "run_at must be a timezone-aware datetime"),
+    ({"run_at": datetime(2030, 1, 1)}, TypeError, "run_at must be a timezone-aware datetime"),
+    ({"task_id": 5}, TypeError, "task_id must be a str"),
+    ({"task_id": ""}, ValueError, "task_id must not be empty"),
+])
+async def test_a_wrong_option_is_refused_before_anything_is_sent(
+        options: dict[str, Any], error: type[Exception], words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        echo = client.service(Svc).echo
+        with pytest.raises(error, match=words) as info:
+            await echo.options(**options)(1)
+        assert "\n" not in str(info.value)
+        with pytest.raises(error, match=words):
+            await echo.many([Call(1), Call(2, **options)])
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"tags": "signup"}, "tags must be a list of str"),
+    ({"meta": "x"}, "meta must be a mapping"),
+])
+async def test_the_stubs_own_meta_and_tags_are_checked_too(options: dict[str, Any],
+                                                           words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=words):
+            client.service(Svc, **options)
+
+
+def test_the_sync_client_checks_the_same() -> None:
+    with Client(url(), results=False) as client:
+        with pytest.raises(TypeError, match="tags must be a list of str"):
+            client.service(Svc, tags="signup")
+        with pytest.raises(ValueError, match="delay must be a finite"):
+            client.service(Svc).echo.options(delay=math.inf)(1)
+
+
+async def test_a_list_or_tuple_of_tags_still_works() -> None:
+    async with AsyncClient(url(), results=False) as client:
+        stub = client.service(Svc, tags=("a",), meta={"batchKey": b"k"})
+        await stub.echo.options(tags=["b"], delay=0, task_id="t-1")(1)
+        assert stub.tags == ["a"]
