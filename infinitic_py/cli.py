@@ -196,6 +196,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         cls = svc.load_class()
         limits = batch_limits(svc, cls)
         retry_policy(svc)
+        _check_constructible(svc.class_path, cls)
         instance = object.__new__(cls)  # signatures only: no constructor side effects
         definition = define_service(instance, name=svc.name, batch_limits=limits)
         largest = max(
@@ -261,6 +262,22 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     if problems or (strict and warnings):
         return EXIT_CHECK_FAILED
     return EXIT_OK
+
+
+def _check_constructible(class_path: str, cls: type[Any]) -> None:
+    """The worker builds each service with no arguments: say so now if the constructor needs
+    some (without running it: its side effects are the worker's business)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a builtin or C-level constructor: nothing to check
+        return
+    try:
+        signature.bind()
+    except TypeError as exc:
+        raise ConfigError(f"cannot create service {class_path!r}: the worker builds it with no "
+                          f"arguments, but {cls.__name__}() says: {exc}") from None
 
 
 def _delayed_delivery_notes(admin: Any) -> list[tuple[str, str]]:

@@ -148,3 +148,17 @@ def test_a_broker_that_never_answers_is_bounded_by_connect_timeout(silent_broker
         assert f"127.0.0.1:{silent_broker}" in line, line
         # A bound, not a speed: the native client's own connection timeout is 10 s per attempt.
         assert elapsed < 9, (args, elapsed, line)
+
+
+def test_check_refuses_a_service_the_worker_cannot_create(tmp_path: Path) -> None:
+    """The worker builds each service class with no arguments: `check` (which does not run
+    the constructor) must not say ok to a class whose constructor needs some."""
+    (tmp_path / "needsargs.py").write_text(
+        "from infinitic_py import task\n\nclass Svc:\n    def __init__(self, db):\n"
+        "        self.db = db\n\n    @task\n    def go(self, x: int) -> int:\n        return x\n")
+    config = tmp_path / "worker.yaml"
+    config.write_text("services:\n  - class: needsargs:Svc\n")
+    out = run("check", "-c", str(config), "--offline", cwd=tmp_path)
+    assert out.returncode == 2, out
+    line = one_line(out)
+    assert "cannot create service 'needsargs:Svc'" in line and "'db'" in line, line
