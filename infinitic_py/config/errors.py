@@ -226,6 +226,10 @@ def semantic_problem(config: WorkerConfig) -> tuple[Path, str] | None:
             return ("services", i, "name"), (
                 f"expected a name of letters, digits, '_', '-', '.', got {svc.name!r}"
             )
+        if svc.event_handler and svc.wire != "infinitic":
+            return ("services", i, "event_handler"), (
+                f"applies to wire: infinitic only (this service's wire is {svc.wire!r})"
+            )
         identity = svc.name or svc.class_path
         if identity in seen:
             return ("services", i), (

@@ -162,3 +162,19 @@ def test_check_refuses_a_service_the_worker_cannot_create(tmp_path: Path) -> Non
     assert out.returncode == 2, out
     line = one_line(out)
     assert "cannot create service 'needsargs:Svc'" in line and "'db'" in line, line
+
+
+@pytest.mark.parametrize(("service", "words"), [
+    ("    event_handler: true\n", "services[0].event_handler"),
+    ("    retry: {ignored_exceptions: [NoSuchError]}\n",
+     "services[examples.email_service:EmailService].retry.ignored_exceptions: 'NoSuchError'"),
+])
+def test_check_and_worker_refuse_the_same_service_settings_naming_the_key(
+        tmp_path: Path, service: str, words: str) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text("pulsar: {url: 'memory://cli-keys', admin_url: null}\n"
+                      "worker: {http_port: 0}\n"
+                      "services:\n  - class: examples.email_service:EmailService\n" + service)
+    for command in (("check", "-c", str(config), "--offline"), ("worker", "-c", str(config))):
+        line = usage_line(*command)
+        assert words in line, (command, line)
