@@ -68,8 +68,14 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_of(args: argparse.Namespace) -> ToolSettings:
-    return load_tool_settings(args.config, url=args.url, admin_url=args.admin_url,
-                              tenant=args.tenant, namespace=args.namespace)
+    settings = load_tool_settings(args.config, url=args.url, admin_url=args.admin_url,
+                                  tenant=args.tenant, namespace=args.namespace)
+    if settings.url.startswith("memory://"):  # nothing outside its own process can reach it
+        raise ConfigError(
+            f"{args.command}: {settings.url} is the in-process broker of one program; from the "
+            "shell give a real broker: pulsar://HOST:PORT (--url, pulsar.url in the config file "
+            "or INFINITIC_PULSAR__URL)")
+    return settings
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:

@@ -178,3 +178,12 @@ def test_check_and_worker_refuse_the_same_service_settings_naming_the_key(
     for command in (("check", "-c", str(config), "--offline"), ("worker", "-c", str(config))):
         line = usage_line(*command)
         assert words in line, (command, line)
+
+
+@pytest.mark.parametrize("args", [("dispatch", "Svc", "go", "[1]"), ("dlq", "list", "Svc"),
+                                  ("dlq", "purge", "Svc", "--yes")])
+def test_shell_tools_refuse_the_in_process_broker(args: tuple[str, ...]) -> None:
+    """memory:// lives inside one process: a task dispatched to it from the shell went nowhere
+    (exit 0 with a task id), and `dlq list` reported 0 letters of a broker it cannot see."""
+    line = usage_line(*args, "--url", "memory://shell")
+    assert "memory://" in line and "pulsar://" in line, line
