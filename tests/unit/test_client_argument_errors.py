@@ -75,3 +75,20 @@ async def test_a_list_or_tuple_of_tags_still_works() -> None:
         stub = client.service(Svc, tags=("a",), meta={"batchKey": b"k"})
         await stub.echo.options(tags=["b"], delay=0, task_id="t-1")(1)
         assert stub.tags == ["a"]
+
+
+def test_the_sync_client_after_close_raises_client_closed_and_nothing_else() -> None:
+    import warnings
+
+    from infinitic_py.errors import ClientClosed
+
+    client = Client(url(), results=False)
+    client.close()
+    client.close()  # twice is fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be one
+        with pytest.raises(ClientClosed):
+            client.service(Svc).echo(1)
+        import gc
+
+        gc.collect()
