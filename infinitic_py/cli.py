@@ -35,8 +35,9 @@ class _Parser(argparse.ArgumentParser):
     """A usage mistake is one line naming it and where to read more (exit 2), not the usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_CONFIG, f"infinitic-py: {self.prog}: {message} "
-                               f"(see '{self.prog} --help')\n")
+        command = self.prog.removeprefix("infinitic-py").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_CONFIG, f"infinitic-py: {where}{message} (see '{self.prog} --help')\n")
 
 
 def _parser() -> argparse.ArgumentParser:
