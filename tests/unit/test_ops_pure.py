@@ -89,6 +89,13 @@ def test_absolute_times() -> None:
         parse_time("yesterday")
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
+def test_a_number_that_is_no_time_is_refused(text: str) -> None:
+    """--since nan used to select nothing, silently (every comparison with nan is false)."""
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time(text)
+
+
 def test_status_rows_from_admin_stats() -> None:
     base = "persistent://public/default/"
     topics = [base + "task-executor:Email", base + "task-executor-dlq:Email",
