@@ -194,6 +194,9 @@ class StubMethod(Generic[P, R]):
         broker failure raises ``DispatchFailed`` saying nothing was dispatched. Without it, a
         failure part-way raises ``DispatchFailed`` whose ``sent`` / ``unsent`` name the tasks.
         """
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise TypeError(f"many() takes a list of items (Call(...), a tuple of arguments, or "
+                            f"the argument itself), got {type(items).__name__}")
         calls = [self._as_call(item) for item in items]
         return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls,
                                                   atomic)

@@ -92,3 +92,11 @@ def test_the_sync_client_after_close_raises_client_closed_and_nothing_else() -> 
         import gc
 
         gc.collect()
+
+
+@pytest.mark.parametrize("items", ["hello", b"hi", 5, {"a": 1}])
+async def test_many_wants_an_iterable_of_items(items: Any) -> None:
+    """many("hello") was five tasks ('h', 'e', ...), many(5) a bare 'int is not iterable'."""
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=r"many\(\) takes a list of items"):
+            await client.service(Svc).echo.many(items)
