@@ -53,6 +53,7 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
+from infinitic_py.transport.probe import unreachable_reason
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
@@ -297,7 +298,11 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            raise _dispatch_failed(exc, task_ids, sent, deferreds, atomic) from exc
+            failure = exc
+            if not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
+                reason = await unreachable_reason(self.url)
+                failure = TransportError(reason) if reason else exc
+            raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:

@@ -6,6 +6,7 @@ tags), a task that can never be answered (task_id=5), or a crash of the embedded
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from datetime import datetime
 from typing import Any
@@ -100,3 +101,24 @@ async def test_many_wants_an_iterable_of_items(items: Any) -> None:
     async with AsyncClient(url(), results=False) as client:
         with pytest.raises(TypeError, match=r"many\(\) takes a list of items"):
             await client.service(Svc).echo.many(items)
+
+
+async def test_a_dispatch_to_a_broker_that_refuses_connections_says_so() -> None:
+    """A wrong broker address: the error names it and why ("3 Timeout" from pulsar-client's
+    subscribe said neither)."""
+    import socket
+
+    from infinitic_py.errors import DispatchFailed
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    broker = f"pulsar://127.0.0.1:{port}"
+    async with AsyncClient(broker, admin_url=None,
+                           transport_options={"operation_timeout_seconds": 1,
+                                              "log_file": os.devnull}) as client:
+        with pytest.raises(DispatchFailed) as info:
+            await client.service(Svc).echo(1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"cannot reach the broker at {broker}" in message and "refused" in message, message
