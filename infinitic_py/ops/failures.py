@@ -133,6 +133,11 @@ def describe(exc: BaseException, command: str) -> tuple[str, int]:
         return (f"{exc}: is a worker consuming this service? The task stays queued; "
                 "`infinitic-py status` shows the service's workers", EXIT_RUNTIME)
     if isinstance(exc, PulsarAdminError):
+        if exc.status == 404 and any(w in (exc.reason or "").lower()
+                                     for w in ("namespace", "tenant")):
+            return (f"admin API: {exc} (check --tenant / --namespace, pulsar.tenant / "
+                    "pulsar.namespace or INFINITIC_PULSAR__TENANT / INFINITIC_PULSAR__NAMESPACE)",
+                    EXIT_RUNTIME)
         return (f"admin API: {exc} (check --admin-url, pulsar.admin_url or "
                 "INFINITIC_PULSAR__ADMIN_URL)", EXIT_RUNTIME)
     if isinstance(exc, BrokerFailure):
