@@ -87,14 +87,17 @@ def load_tool_settings(
     ``PULSAR_URL`` (only when nothing else set the URL), command-line flags. Raises ConfigError."""
     environ = os.environ if env is None else env
     overrides: dict[str, Any] = {"services": _NO_SERVICES}
+    flags = {f"pulsar.{key}": f"--{key.replace('_', '-')}"
+             for key in ("url", "admin_url", "tenant", "namespace")}
     explicit_file = path is not None or bool(environ.get("INFINITIC_CONFIG"))
     if url is None and not explicit_file and "INFINITIC_PULSAR__URL" not in environ:
         url = environ.get(LEGACY_URL_ENV) or None
+        flags["pulsar.url"] = f"${LEGACY_URL_ENV}"
     for key, value in (("url", url), ("admin_url", admin_url), ("tenant", tenant),
                        ("namespace", namespace)):
         if value is not None:
             overrides[f"pulsar.{key}"] = value
-    config = load_config(path, env=environ, overrides=overrides)
+    config = load_config(path, env=environ, overrides=overrides, override_labels=flags)
     source = path or environ.get("INFINITIC_CONFIG") or "<env>"
     pulsar = config.pulsar
     if admin_url is None and not _admin_url_given(path or environ.get("INFINITIC_CONFIG"),

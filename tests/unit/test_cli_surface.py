@@ -187,3 +187,10 @@ def test_shell_tools_refuse_the_in_process_broker(args: tuple[str, ...]) -> None
     (exit 0 with a task id), and `dlq list` reported 0 letters of a broker it cannot see."""
     line = usage_line(*args, "--url", "memory://shell")
     assert "memory://" in line and "pulsar://" in line, line
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--tenant", "a b"), ("--namespace", "a/b"),
+                                             ("--url", "http://x"), ("--admin-url", "x:8080")])
+def test_a_bad_flag_value_is_named_by_its_flag(flag: str, value: str) -> None:
+    line = usage_line("status", flag, value)
+    assert f"(set by {flag})" in line, line
