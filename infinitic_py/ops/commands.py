@@ -241,7 +241,9 @@ async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen
     counts = summary(views)["error_type"]
     print(f"{len(views)} dead letter(s) of {args.service}"
           + (f" (of {len(letters)})" if len(views) != len(letters) else "")
-          + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+          + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "")
+          + ("" if store.topic_exists else f" (no {store.topic} topic: a service that never "
+             "dead-lettered a task, or a mistyped name; `infinitic-py status` lists services)"))
     return 0
 
 

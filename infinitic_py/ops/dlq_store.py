@@ -103,9 +103,11 @@ class DeadLetterStore:
         self._admin = admin
         self._idle = idle
         self._consumer: Consumer | None = None
+        self.topic_exists = True  # False when the admin API said there is no dead-letter topic
 
     async def __aenter__(self) -> DeadLetterStore:
         if not await self._topic_exists():
+            self.topic_exists = False
             return self  # nothing to read, and no topic made for a mistyped service name
         self._consumer = await self._transport.subscribe(
             self.topic, DLQ_SUBSCRIPTION,
