@@ -28,6 +28,7 @@ import structlog
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import (
+    MAX_DELAY_SECONDS,
     Call,
     Deferred,
     ServiceStub,
@@ -471,11 +472,18 @@ def _delay_of(call: Call) -> float | None:
             raise TypeError(f"delay must be a number of seconds, got {type(call.delay).__name__}")
         if not (math.isfinite(call.delay) and call.delay >= 0):
             raise ValueError(f"delay must be a finite number of seconds >= 0, got {call.delay}")
+        if call.delay > MAX_DELAY_SECONDS:
+            raise ValueError(f"delay must be at most {MAX_DELAY_SECONDS} seconds (10 years), "
+                             f"got {call.delay}")
         return float(call.delay)
     if call.run_at is not None:
         if not isinstance(call.run_at, datetime) or call.run_at.tzinfo is None:
             raise TypeError(f"run_at must be a timezone-aware datetime, got {call.run_at!r}")
-        return max(0.0, (call.run_at - datetime.now(UTC)).total_seconds())
+        ahead = (call.run_at - datetime.now(UTC)).total_seconds()
+        if ahead > MAX_DELAY_SECONDS:
+            raise ValueError(f"run_at must be at most {MAX_DELAY_SECONDS} seconds ahead (10 "
+                             f"years), got {call.run_at.isoformat()}")
+        return max(0.0, ahead)
     return None
 
 

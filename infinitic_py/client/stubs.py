@@ -138,6 +138,10 @@ class Deferred(Generic[R]):
         return f"Deferred(task_id={self.task_id!r}, done={self.done()})"
 
 
+MAX_DELAY_SECONDS = 10 * 365 * 86_400
+"""The longest ``delay`` (or ``run_at`` ahead) a dispatch takes: 10 years. Far beyond it the
+client's clocks and timers overflow (pulsar-client's deliver_after, the embedded broker's)."""
+
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _NO_OPTIONS = Call()
 

@@ -39,10 +39,13 @@ def seconds(text: str) -> float:
 
 
 def delay_seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds >= 0."""
+    """An argparse type: a finite number of seconds >= 0, at most the client's maximum."""
+    from infinitic_py.client.stubs import MAX_DELAY_SECONDS
+
     value = _number(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    if not 0 <= value <= MAX_DELAY_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 to {MAX_DELAY_SECONDS} (10 years), got {text!r}")
     return value
 
 

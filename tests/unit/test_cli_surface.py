@@ -34,6 +34,7 @@ def test_usage_mistakes_are_one_line_with_exit_code_2() -> None:
 @pytest.mark.parametrize("args", [
     ("dispatch", "Svc", "go", "--delay", "-5", "--url", UNREACHABLE),
     ("dispatch", "Svc", "go", "--delay", "nan", "--url", UNREACHABLE),
+    ("dispatch", "Svc", "go", "--delay", "1e300", "--url", UNREACHABLE),
     ("dispatch", "Svc", "go", "--wait", "--timeout", "-1", "--url", UNREACHABLE),
     ("dispatch", "Svc", "go", "--connect-timeout", "0", "--url", UNREACHABLE),
     ("dlq", "list", "Svc", "--connect-timeout", "-1", "--url", UNREACHABLE),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -36,6 +36,9 @@ def url() -> str:
     ({"delay": -1}, ValueError, "delay must be a finite number of seconds >= 0"),
     ({"delay": math.nan}, ValueError, "delay must be a finite number of seconds >= 0"),
     ({"delay": math.inf}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": 1e300}, ValueError, "delay must be at most 315360000 seconds"),
+    ({"run_at": datetime(9999, 1, 1, tzinfo=UTC)}, ValueError,
+     "run_at must be at most 315360000 seconds ahead"),
     ({"run_at": "2030-01-01"}, TypeError, "run_at must be a timezone-aware datetime"),
     ({"run_at": datetime(2030, 1, 1)}, TypeError, "run_at must be a timezone-aware datetime"),
     ({"task_id": 5}, TypeError, "task_id must be a str"),
