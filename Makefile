@@ -7,13 +7,21 @@ PULSAR := deploy/pulsar-standalone/pulsar.sh
 WITH_BROKER := deploy/pulsar-standalone/with-broker.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install lint unit integration test run demo bench pulsar-up pulsar-down pulsar-status deploy-check lock clean
+.PHONY: help install lint unit integration test run bench pulsar-up pulsar-down pulsar-status deploy-check lock clean
 
 help:
 	@echo "make run          worker + demo dispatch (memory:// unless PULSAR_URL is set; PULSAR=1 starts the local broker)"
 	@echo "make test         lint + deploy checks + unit + integration tests against a real Pulsar broker"
+	@echo "make install      .venv: the package (editable) + dev tools; the targets that need it run it first"
+	@echo "make lint         ruff + mypy --strict"
+	@echo "make unit         unit tests (no broker)"
+	@echo "make integration  integration tests (starts the local broker unless PULSAR_URL is set or one answers on 6650)"
+	@echo "make deploy-check helm lint + Kubernetes schemas of deploy/k8s and the chart, offline"
 	@echo "make bench        benchmarks against the real broker, ratios to a raw pulsar-client baseline"
 	@echo "make pulsar-up    start the local standalone broker (idempotent); make pulsar-down stops it"
+	@echo "make pulsar-status whether the local broker runs and answers"
+	@echo "make lock         regenerate deploy/constraints.txt (the image's pinned dependencies)"
+	@echo "make clean        remove .venv and the tool caches"
 
 install: $(VENV)/.installed
 

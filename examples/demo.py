@@ -16,6 +16,7 @@ import msgspec
 
 from infinitic_py import AsyncClient, Call, TaskFailed, Worker, get_context, task
 from infinitic_py.batching import BatchLimits
+from infinitic_py.errors import InfiniticError
 from infinitic_py.observability import configure_logging
 
 TENANTS = ("acme", "globex", "initech")
@@ -56,7 +57,9 @@ async def main() -> int:
     namespace = os.environ.get("PULSAR_NAMESPACE", "default")
     configure_logging("console" if sys.stdout.isatty() else "json", os.environ.get("LOG_LEVEL", "warning"))
     service = InvoiceService()
-    worker = Worker(url, tenant=tenant, namespace=namespace, name="demo-worker")
+    # A demo gives up on a broker that does not answer sooner than a worker daemon (120 s).
+    worker = Worker(url, tenant=tenant, namespace=namespace, name="demo-worker",
+                    connect_timeout=float(os.environ.get("DEMO_CONNECT_TIMEOUT", "10")))
     worker.add_service(service, concurrency=4, batch={"render": BatchLimits(10, 0.2)})
     print(f"infinitic-py demo on {url}")
     await worker.start()
@@ -94,5 +97,17 @@ async def main() -> int:
     return 0 if ok else 1
 
 
+def run() -> int:
+    """``main()``, its failures as one line (and Ctrl-C as exit 130)."""
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
+    except InfiniticError as exc:  # e.g. the broker at PULSAR_URL does not answer
+        print(f"demo: {exc} (make run PULSAR=1 starts a local broker; without PULSAR_URL the "
+              "demo runs on the embedded one)", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())

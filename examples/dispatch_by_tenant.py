@@ -13,7 +13,8 @@ import os
 import sys
 
 from examples.email_service import EmailRequest, EmailService
-from infinitic_py import AsyncClient, Call, TaskFailed, Worker
+from infinitic_py import AsyncClient, Call, ResultTimeout, TaskFailed, Worker
+from infinitic_py.errors import InfiniticError
 from infinitic_py.observability import configure_logging
 
 TENANTS = {"acme": 4, "globex": 3, "initech": 2}
@@ -52,8 +53,23 @@ async def main(use_worker: bool) -> int:
     return 0
 
 
+def run(use_worker: bool) -> int:
+    """``main()``, its failures as one line (and Ctrl-C as exit 130)."""
+    try:
+        return asyncio.run(main(use_worker))
+    except KeyboardInterrupt:
+        return 130
+    except ResultTimeout as exc:
+        print(f"dispatch_by_tenant: {exc}: is a worker running? (infinitic-py worker -c "
+              "deploy/worker.example.yaml)", file=sys.stderr)
+        return 1
+    except InfiniticError as exc:
+        print(f"dispatch_by_tenant: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-worker", action="store_true",
                         help="don't run an in-process worker (one is already running)")
-    sys.exit(asyncio.run(main(not parser.parse_args().no_worker)))
+    sys.exit(run(not parser.parse_args().no_worker))

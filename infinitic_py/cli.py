@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from infinitic_py.errors import (
     ConfigError,
@@ -31,14 +31,29 @@ EXIT_CHECK_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    from infinitic_py.ops.commands import BROKER_HELP, add_broker_options, add_commands
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming it and where to read more (exit 2), not the usage."""
 
-    parser = argparse.ArgumentParser(
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("infinitic-py").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_CONFIG, f"infinitic-py: {where}{message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from infinitic_py.ops.commands import (
+        BROKER_HELP,
+        add_broker_options,
+        add_commands,
+        delay_seconds,
+        seconds,
+    )
+
+    parser = _Parser(
         prog="infinitic-py", description="Batched tasks over Apache Pulsar: worker and tools."
     )
     parser.add_argument("--version", action="version", version=f"infinitic-py {_version()}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true",
                         help="show the traceback of a failure instead of one line")
     parents = [common]
@@ -67,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--batch-key", help="meta batchKey")
     dispatch.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     dispatch.add_argument("--task-id", help="caller-chosen task id (idempotency key)")
-    dispatch.add_argument("--delay", type=float, help="seconds before delivery")
+    dispatch.add_argument("--delay", type=delay_seconds, help="seconds before delivery")
     dispatch.add_argument("--wait", action="store_true", help="wait for and print the result")
-    dispatch.add_argument("--timeout", type=float, default=60.0, help="with --wait (seconds)")
+    dispatch.add_argument("--timeout", type=seconds, default=60.0, help="with --wait (seconds)")
     add_broker_options(dispatch)
     add_commands(sub, parents)
     return parser
@@ -116,13 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def _config_path(path: str | None) -> str | None:
+    """The worker's config file: ``-c`` or ``$INFINITIC_CONFIG``; without either there are no
+    services to run (the environment alone cannot list them), which is said plainly."""
+    from infinitic_py.config import CONFIG_PATH_ENV
+
+    if path is None and not os.environ.get(CONFIG_PATH_ENV):
+        raise ConfigError(f"no config file: give one with -c FILE (or set ${CONFIG_PATH_ENV}); "
+                          "deploy/worker.example.yaml is an annotated example")
+    return path
+
+
 def _worker(path: str | None) -> int:
     from infinitic_py.config import load_config
     from infinitic_py.observability import configure_logging
     from infinitic_py.ops.failures import port_in_use
     from infinitic_py.worker import Worker
 
-    config = load_config(path)
+    config = load_config(_config_path(path))
     configure_logging(config.worker.log_format, config.worker.log_level)
     worker = Worker.from_config(config)  # imports the services, then tunes the GC
     try:
@@ -163,7 +189,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.topics import service_topic
     from infinitic_py.worker.from_config import batch_limits, retry_policy
 
-    config = load_config(path)
+    config = load_config(_config_path(path))
     print(f"ok    config {path or os.environ.get('INFINITIC_CONFIG', '')}: "
           f"{len(config.services)} service(s), broker {config.redacted()['pulsar']['url']}")
     plans: list[tuple[str, int, int]] = []  # (service, concurrency, largest max_messages)
@@ -171,6 +197,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         cls = svc.load_class()
         limits = batch_limits(svc, cls)
         retry_policy(svc)
+        _check_constructible(svc.class_path, cls)
         instance = object.__new__(cls)  # signatures only: no constructor side effects
         definition = define_service(instance, name=svc.name, batch_limits=limits)
         largest = max(
@@ -191,8 +218,9 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         return EXIT_OK
     p = config.pulsar
     problems = warnings = 0
-    if not _broker_reachable(p.url, config):
-        print(f"FAIL  broker {p.url} is not reachable")
+    unreachable = _broker_unreachable(p.url, config)
+    if unreachable:
+        print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
         return EXIT_CHECK_FAILED
     print(f"ok    broker {p.url} reachable")
     broker_limit = namespace_limit = None
@@ -237,6 +265,22 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     return EXIT_OK
 
 
+def _check_constructible(class_path: str, cls: type[Any]) -> None:
+    """The worker builds each service with no arguments: say so now if the constructor needs
+    some (without running it: its side effects are the worker's business)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a builtin or C-level constructor: nothing to check
+        return
+    try:
+        signature.bind()
+    except TypeError as exc:
+        raise ConfigError(f"cannot create service {class_path!r}: the worker builds it with no "
+                          f"arguments, but {cls.__name__}() says: {exc}") from None
+
+
 def _delayed_delivery_notes(admin: Any) -> list[tuple[str, str]]:
     """Retries use Pulsar's delayed delivery: say how precise this broker makes it."""
     runtime = admin.get_json("/admin/v2/brokers/configuration/runtime") or {}
@@ -253,22 +297,38 @@ def _delayed_delivery_notes(admin: Any) -> list[tuple[str, str]]:
              "time; set isDelayedDeliveryDeliverAtTimeStrict=true on the broker if that matters")]
 
 
-def _broker_reachable(url: str, config: Any) -> bool:
-    async def probe() -> bool:
+def _broker_unreachable(url: str, config: Any) -> str:
+    """Why the broker at ``url`` cannot be used, or ``""``: first a TCP connection (a wrong
+    address says so at once), then one Pulsar request, each bounded; pulsar-client's native log
+    lines are discarded (the FAIL line says what went wrong)."""
+    from infinitic_py.ops.failures import BrokerUnreachable, probe_broker
+
+    timeout = 10.0
+    try:
+        probe_broker(url, timeout)
+    except BrokerUnreachable as exc:
+        return exc.reason
+
+    async def probe() -> str:
         from infinitic_py.topics import service_topic
         from infinitic_py.transport.pulsar import PulsarTransport
 
         transport = PulsarTransport(url, **config.pulsar.transport_options(),
-                                    operation_timeout_seconds=10)
+                                    operation_timeout_seconds=int(timeout),
+                                    connection_timeout_ms=int(timeout * 1000),
+                                    log_file=os.devnull)
         try:
             topic = service_topic(config.pulsar.tenant, config.pulsar.namespace,
                                   "infinitic-py-check")
             await asyncio.wait_for(
-                asyncio.to_thread(transport._client._client.get_topic_partitions, topic), 15
+                asyncio.to_thread(transport._client._client.get_topic_partitions, topic),
+                timeout + 5,
             )
-            return True
-        except Exception:
-            return False
+            return ""
+        except TimeoutError:
+            return f"no answer to a Pulsar request within {timeout + 5:g}s"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         finally:
             await transport.close()
 
@@ -276,10 +336,12 @@ def _broker_reachable(url: str, config: Any) -> bool:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    from infinitic_py.client import AsyncClient, Call
+    from infinitic_py.client import AsyncClient
     from infinitic_py.observability import configure_logging
     from infinitic_py.ops.commands import settings_of
-    from infinitic_py.ops.failures import probe_broker
+    from infinitic_py.ops.failures import BrokerFailure, probe_broker
+    from infinitic_py.transport.base import TransportError
+    from infinitic_py.transport.urls import redact_url
 
     configure_logging("auto", "error")  # stderr, errors only: a failure is one line
     settings = settings_of(args)
@@ -301,27 +363,35 @@ async def _dispatch(args: argparse.Namespace) -> int:
     # A wrong address fails at once (not in the client's reconnect loop), and a broker that
     # accepts connections but never answers is bounded by --connect-timeout.
     await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
-    options = settings.transport_options()
-    if options:
-        options["operation_timeout_seconds"] = max(1, int(args.connect_timeout))
-    async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,
-                           results=args.wait, transport_options=options,
-                           admin_url=settings.pulsar.admin_url) as client:
-        stub = client.service(args.service)
-        (deferred,) = await getattr(stub, args.method).many(
-            [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
-        )
-        print(json.dumps({"task_id": deferred.task_id, "service": args.service,
-                          "method": args.method}))
-        if not args.wait:
-            return EXIT_OK
-        try:
-            result = await deferred.result(timeout=args.timeout)
-        except TaskFailed as exc:
-            print(json.dumps({"task_id": exc.task_id, "failed": exc.error_type,
-                              "message": exc.message, "retry_index": exc.retry_index}))
-            return EXIT_CHECK_FAILED
-        print(json.dumps({"task_id": deferred.task_id, "result": result}, default=repr))
+    options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
+    try:
+        async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,
+                               results=args.wait, transport_options=options,
+                               admin_url=settings.pulsar.admin_url) as client:
+            return await _dispatch_one(client, args, positional, meta)
+    except TransportError as exc:
+        raise BrokerFailure(f"broker {redact_url(settings.url)}: {exc}") from exc
+
+
+async def _dispatch_one(client: Any, args: argparse.Namespace, positional: list[Any],
+                        meta: dict[str, Any]) -> int:
+    from infinitic_py.client import Call
+
+    stub = client.service(args.service)
+    (deferred,) = await getattr(stub, args.method).many(
+        [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
+    )
+    print(json.dumps({"task_id": deferred.task_id, "service": args.service,
+                      "method": args.method}))
+    if not args.wait:
+        return EXIT_OK
+    try:
+        result = await deferred.result(timeout=args.timeout)
+    except TaskFailed as exc:
+        print(json.dumps({"task_id": exc.task_id, "failed": exc.error_type,
+                          "message": exc.message, "retry_index": exc.retry_index}))
+        return EXIT_CHECK_FAILED
+    print(json.dumps({"task_id": deferred.task_id, "result": result}, default=repr))
     return EXIT_OK
 
 

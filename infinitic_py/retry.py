@@ -39,6 +39,17 @@ class RetryPolicy:
     _random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        ignored = self.ignored_exceptions
+        if isinstance(ignored, type):
+            ignored = (ignored,)
+        if isinstance(ignored, str) or not isinstance(ignored, tuple | list | set | frozenset):
+            ignored = (ignored,)
+        for item in ignored:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(
+                    f"ignored_exceptions must be exception classes (ValueError, not the name "
+                    f"'ValueError'), got {item!r}")
+        object.__setattr__(self, "ignored_exceptions", tuple(ignored))
         problems = []
         if self.maximum_retries < 0:
             problems.append("maximum_retries must be >= 0")
@@ -96,3 +107,12 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy.never()
+
+
+def check_retry(retry: object) -> RetryPolicy | None:
+    """A retry option given in code: None or a RetryPolicy (TypeError otherwise)."""
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy (or None), got {type(retry).__name__}: "
+                        f"RetryPolicy(**{retry!r})" if isinstance(retry, dict) else
+                        f"retry must be a RetryPolicy (or None), got {retry!r}")
+    return retry

@@ -18,9 +18,9 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from infinitic_py.batching import BatchLimits
+from infinitic_py.batching import BatchLimits, check_timeout
 from infinitic_py.errors import ServiceDefinitionError
-from infinitic_py.retry import RetryPolicy
+from infinitic_py.retry import RetryPolicy, check_retry
 from infinitic_py.signatures import (
     NOT_A_DICT,
     describe,
@@ -64,8 +64,8 @@ class TaskMethod(Generic[S, P, R]):
     ) -> None:
         self.fn = fn
         self.name: str = fn.__name__
-        self.timeout = timeout
-        self.retry = retry
+        self.timeout = check_timeout(timeout)
+        self.retry = check_retry(retry)
         self.batch_spec: BatchSpec | None = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,15 @@ import structlog
 
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
-from infinitic_py.client.stubs import Call, Deferred, ServiceStub, check_batch_key
+from infinitic_py.client.stubs import (
+    MAX_DELAY_SECONDS,
+    Call,
+    Deferred,
+    ServiceStub,
+    check_batch_key,
+    check_meta,
+    check_tags,
+)
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
 from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
@@ -45,6 +54,7 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
+from infinitic_py.transport.probe import unreachable_reason
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
@@ -289,7 +299,11 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            raise _dispatch_failed(exc, task_ids, sent, deferreds, atomic) from exc
+            failure = exc
+            if not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
+                reason = await unreachable_reason(self.url)
+                failure = TransportError(reason) if reason else exc
+            raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -329,12 +343,14 @@ class AsyncClient:
                     "(client.service(ServiceClass)) to know the parameter order"
                 )
             positional = tuple(call.args)
-        meta = {**stub.meta, **(call.meta or {})}
+        meta = {**stub.meta, **(check_meta(call.meta) or {})}
         check_batch_key(meta)
+        tags = (*stub.tags, *(check_tags(call.tags) or ()))
+        _check_task_id(call.task_id)
         priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
         task_id, message = self._codec.build(
             stub.name, method, definition, call, positional, meta,
-            (*stub.tags, *(call.tags or ())), reply_to, self.name, _delay_of(call), now,
+            tags, reply_to, self.name, _delay_of(call), now,
             priority, spread=spread, spread_by=spread_by)
         return task_id, priority, message
 
@@ -439,17 +455,35 @@ def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
                           [deferreds[i] for i in sorted(sent)])
 
 
+def _check_task_id(task_id: Any) -> None:
+    if task_id is None:
+        return
+    if not isinstance(task_id, str):
+        raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
+    if not task_id:
+        raise ValueError("task_id must not be empty (None lets the client choose one)")
+
+
 def _delay_of(call: Call) -> float | None:
     if call.delay is not None and call.run_at is not None:
         raise TypeError("give either delay or run_at, not both")
     if call.delay is not None:
-        if call.delay < 0:
-            raise TypeError(f"delay must be >= 0, got {call.delay}")
+        if isinstance(call.delay, bool) or not isinstance(call.delay, int | float):
+            raise TypeError(f"delay must be a number of seconds, got {type(call.delay).__name__}")
+        if not (math.isfinite(call.delay) and call.delay >= 0):
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got {call.delay}")
+        if call.delay > MAX_DELAY_SECONDS:
+            raise ValueError(f"delay must be at most {MAX_DELAY_SECONDS} seconds (10 years), "
+                             f"got {call.delay}")
         return float(call.delay)
     if call.run_at is not None:
-        if call.run_at.tzinfo is None:
-            raise TypeError("run_at must be timezone-aware")
-        return max(0.0, (call.run_at - datetime.now(UTC)).total_seconds())
+        if not isinstance(call.run_at, datetime) or call.run_at.tzinfo is None:
+            raise TypeError(f"run_at must be a timezone-aware datetime, got {call.run_at!r}")
+        ahead = (call.run_at - datetime.now(UTC)).total_seconds()
+        if ahead > MAX_DELAY_SECONDS:
+            raise ValueError(f"run_at must be at most {MAX_DELAY_SECONDS} seconds ahead (10 "
+                             f"years), got {call.run_at.isoformat()}")
+        return max(0.0, ahead)
     return None
 
 

@@ -138,6 +138,10 @@ class Deferred(Generic[R]):
         return f"Deferred(task_id={self.task_id!r}, done={self.done()})"
 
 
+MAX_DELAY_SECONDS = 10 * 365 * 86_400
+"""The longest ``delay`` (or ``run_at`` ahead) a dispatch takes: 10 years. Far beyond it the
+client's clocks and timers overflow (pulsar-client's deliver_after, the embedded broker's)."""
+
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _NO_OPTIONS = Call()
 
@@ -194,6 +198,9 @@ class StubMethod(Generic[P, R]):
         broker failure raises ``DispatchFailed`` saying nothing was dispatched. Without it, a
         failure part-way raises ``DispatchFailed`` whose ``sent`` / ``unsent`` name the tasks.
         """
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise TypeError(f"many() takes a list of items (Call(...), a tuple of arguments, or "
+                            f"the argument itself), got {type(items).__name__}")
         calls = [self._as_call(item) for item in items]
         return await self._stub._client._dispatch(self._stub, self._name, self._definition, calls,
                                                   atomic)
@@ -226,8 +233,8 @@ class ServiceStub:
         self._client = client
         self.name = name
         self._methods = methods
-        self.meta: dict[str, Any] = dict(meta or {})
-        self.tags: list[str] = list(tags or [])
+        self.meta: dict[str, Any] = dict(check_meta(meta) or {})
+        self.tags: list[str] = list(check_tags(tags) or [])
         self.results = results
         check_batch_key(self.meta)
 
@@ -254,6 +261,25 @@ class ServiceStub:
 
     def __repr__(self) -> str:
         return f"<ServiceStub {self.name} meta={self.meta!r}>"
+
+
+def check_meta(meta: Any) -> Mapping[str, Any] | None:
+    """``meta`` itself, if it is None or a mapping (else TypeError naming it)."""
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a mapping (a dict), got {type(meta).__name__}")
+    return meta
+
+
+def check_tags(tags: Any) -> Sequence[str] | None:
+    """``tags`` itself, if it is None or a list / tuple / set of str: a lone str would be
+    read as one tag per character."""
+    if tags is None:
+        return None
+    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence | set | frozenset) or any(
+            not isinstance(tag, str) for tag in tags):
+        shown = repr(tags) if isinstance(tags, str | bytes) else type(tags).__name__
+        raise TypeError(f"tags must be a list of str, got {shown}")
+    return list(tags)
 
 
 def check_batch_key(meta: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import threading
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -87,6 +88,8 @@ class Client:
 
     def _run(self, coro: Awaitable[T]) -> T:
         if self._closed:
+            if inspect.iscoroutine(coro):
+                coro.close()  # never run: no "coroutine was never awaited" warning
             raise ClientClosed("client is closed")
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
             _awaitable(coro), self._loop

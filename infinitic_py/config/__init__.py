@@ -89,8 +89,10 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    override_labels: Mapping[str, str] | None = None,
 ) -> WorkerConfig:
-    """Read a worker config: the YAML file, then ``INFINITIC_*`` variables, then ``overrides``.
+    """Read a worker config: the YAML file, then ``INFINITIC_*`` variables, then ``overrides``
+    (named in errors by ``override_labels``, e.g. ``{"pulsar.url": "--url"}``).
 
     ``path=None`` reads the file named by ``$INFINITIC_CONFIG`` when set, else starts from an
     empty document (then the services must come from ``overrides``). ``env=None`` means
@@ -110,7 +112,7 @@ def load_config(
     provenance: dict[Path, str] = {}
     apply_env(data, environ, source, provenance)
     if overrides:
-        apply_overrides(data, overrides, source, provenance)
+        apply_overrides(data, overrides, source, provenance, override_labels)
     return _build(data, source, provenance)
 
 

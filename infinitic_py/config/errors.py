@@ -30,7 +30,7 @@ from infinitic_py.config.sources import (
     suggest,
     where,
 )
-from infinitic_py.transport.urls import EXPECTED, transport_kind
+from infinitic_py.transport.urls import EXPECTED, invalid_broker_address, transport_kind
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _CLASS_PATH_RE: Final = re.compile(rf"{_DOTTED}:{_DOTTED}")
@@ -197,6 +197,10 @@ def semantic_problem(config: WorkerConfig) -> tuple[Path, str] | None:
     p = config.pulsar
     if transport_kind(p.url) is None or p.url.partition("://")[2] in ("", "/"):
         return ("pulsar", "url"), f"expected {EXPECTED}, got {p.url!r}"
+    bad_address = invalid_broker_address(p.url)
+    if bad_address is not None:
+        return ("pulsar", "url"), (f"expected {EXPECTED}, got {p.url!r} ({bad_address!r} is not "
+                                   "a host with a port from 0 to 65535)")
     if p.admin_url is not None and not re.match(r"https?://[^/]", p.admin_url):
         return ("pulsar", "admin_url"), (
             f"expected http://HOST:PORT or https://HOST:PORT (or null), got {p.admin_url!r}"
@@ -221,6 +225,10 @@ def semantic_problem(config: WorkerConfig) -> tuple[Path, str] | None:
         if svc.name is not None and not _SERVICE_NAME_RE.fullmatch(svc.name):
             return ("services", i, "name"), (
                 f"expected a name of letters, digits, '_', '-', '.', got {svc.name!r}"
+            )
+        if svc.event_handler and svc.wire != "infinitic":
+            return ("services", i, "event_handler"), (
+                f"applies to wire: infinitic only (this service's wire is {svc.wire!r})"
             )
         identity = svc.name or svc.class_path
         if identity in seen:

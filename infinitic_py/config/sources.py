@@ -232,9 +232,11 @@ def _parse_env_value(var: str, raw: str, leaf: mi.Type) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source: str,
-                    provenance: dict[Path, str]) -> None:
+                    provenance: dict[Path, str],
+                    labels: Mapping[str, str] | None = None) -> None:
+    """``labels``: how errors name an override (a CLI flag), else ``override 'key'``."""
     for key, value in overrides.items():
-        label = f"override {key!r}"
+        label = (labels or {}).get(key) or f"override {key!r}"
         path, _ = _resolve_path(label, str(key).split("."), env_style=False)
         _set_path(data, path, copy.deepcopy(value), where=label, source=source)
         provenance[path] = label

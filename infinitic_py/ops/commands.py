@@ -6,15 +6,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from infinitic_py.errors import ConfigError
 from infinitic_py.ops.settings import ToolSettings, load_tool_settings
 
-__all__ = ["BROKER_HELP", "add_broker_options", "add_commands", "run", "settings_of"]
+__all__ = [
+    "BROKER_HELP", "add_broker_options", "add_commands", "delay_seconds", "run", "seconds",
+    "settings_of",
+]
 
 BROKER_HELP = (
     "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG; only "
@@ -26,6 +30,35 @@ BROKER_HELP = (
 _CONNECT_TIMEOUT = 10.0
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def delay_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0, at most the client's maximum."""
+    from infinitic_py.client.stubs import MAX_DELAY_SECONDS
+
+    value = _number(text)
+    if not 0 <= value <= MAX_DELAY_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 to {MAX_DELAY_SECONDS} (10 years), got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
+
+
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("broker (see the description for the environment)")
     group.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
@@ -33,13 +66,19 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--admin-url", help="http://HOST:8080 (pulsar.admin_url)")
     group.add_argument("--tenant", help="pulsar.tenant (default public)")
     group.add_argument("--namespace", help="pulsar.namespace (default default)")
-    group.add_argument("--connect-timeout", type=float, default=_CONNECT_TIMEOUT,
+    group.add_argument("--connect-timeout", type=seconds, default=_CONNECT_TIMEOUT,
                        help=f"seconds to reach the broker (default {_CONNECT_TIMEOUT:g})")
 
 
 def settings_of(args: argparse.Namespace) -> ToolSettings:
-    return load_tool_settings(args.config, url=args.url, admin_url=args.admin_url,
-                              tenant=args.tenant, namespace=args.namespace)
+    settings = load_tool_settings(args.config, url=args.url, admin_url=args.admin_url,
+                                  tenant=args.tenant, namespace=args.namespace)
+    if settings.url.startswith("memory://"):  # nothing outside its own process can reach it
+        raise ConfigError(
+            f"{args.command}: {settings.url} is the in-process broker of one program; from the "
+            "shell give a real broker: pulsar://HOST:PORT (--url, pulsar.url in the config file "
+            "or INFINITIC_PULSAR__URL)")
+    return settings
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +95,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(
-    sub: Any, parents: list[argparse.ArgumentParser]
+    sub: Any, parents: Sequence[argparse.ArgumentParser]
 ) -> None:
     """Register ``dlq`` and ``status`` on the CLI's subparsers."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -64,7 +103,8 @@ def add_commands(
         "dlq", help="list, show, replay or purge a service's dead letters", parents=parents,
         description="Dead letters of a service (task-executor-dlq:<Service>), read through the "
                     "durable subscription infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
-    actions = dlq.add_subparsers(dest="dlq_action", required=True)
+    actions = dlq.add_subparsers(dest="dlq_action", required=True,
+                                 metavar="{list,show,replay,purge}")
     for name, text in (
         ("list", "list dead letters (nothing is consumed)"),
         ("show", "everything about one task's dead letter(s): error, traceback, arguments"),
@@ -93,7 +133,7 @@ def add_commands(
         parents=parents, description="Services of a namespace from the admin API. " + BROKER_HELP)
     status.add_argument("--service", action="append", help="only this service (repeatable)")
     status.add_argument("--json", action="store_true", help="JSON output")
-    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+    status.add_argument("--watch", nargs="?", type=seconds, const=2.0, metavar="SECONDS",
                         help="refresh every SECONDS (default 2) until Ctrl-C")
     add_broker_options(status)
 
@@ -112,21 +152,21 @@ def run(args: argparse.Namespace) -> int:
 # status
 
 
-def _admin(settings: ToolSettings, *, required_by: str) -> Any:
+def _admin(settings: ToolSettings, *, required_by: str, connect_timeout: float) -> Any:
     from infinitic_py.admin import PulsarAdmin
 
     url = settings.pulsar.admin_url
     if not url or settings.url.startswith("memory://"):
         raise ConfigError(f"{required_by} needs the broker's admin API: set pulsar.admin_url "
                           "(--admin-url or INFINITIC_PULSAR__ADMIN_URL)")
-    return PulsarAdmin(url, auth_token=settings.admin_token(), timeout=10.0)
+    return PulsarAdmin(url, auth_token=settings.admin_token(), timeout=connect_timeout)
 
 
 def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
     from infinitic_py.ops.status import render_status
     from infinitic_py.ops.status_io import read_status
 
-    admin = _admin(settings, required_by="status")
+    admin = _admin(settings, required_by="status", connect_timeout=args.connect_timeout)
     try:
         while True:
             status = read_status(admin, settings.tenant, settings.namespace, only=args.service)
@@ -152,8 +192,10 @@ def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
 async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
     from infinitic_py.ops.dlq import LetterFilter, parse_time
     from infinitic_py.ops.dlq_store import DeadLetterStore
-    from infinitic_py.ops.failures import probe_broker
+    from infinitic_py.ops.failures import BrokerFailure, probe_broker
     from infinitic_py.transport import create_transport
+    from infinitic_py.transport.base import TransportError
+    from infinitic_py.transport.urls import redact_url
 
     if args.dlq_action == "show":
         selection = LetterFilter(task_id=args.task_id)
@@ -172,10 +214,8 @@ async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
         from infinitic_py.admin import PulsarAdmin
 
         admin = PulsarAdmin(settings.pulsar.admin_url, auth_token=settings.admin_token(),
-                            timeout=10.0)
-    options = settings.transport_options()
-    if options:
-        options["operation_timeout_seconds"] = max(1, int(args.connect_timeout))
+                            timeout=args.connect_timeout)
+    options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     transport = create_transport(settings.url, **options)
     try:
         async with DeadLetterStore(transport, settings.tenant, settings.namespace, args.service,
@@ -184,6 +224,8 @@ async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
             chosen = [x for x in letters if selection.matches(x.view)]
             handler = _DLQ_ACTIONS[args.dlq_action]
             return await handler(args, store, letters, chosen)
+    except TransportError as exc:
+        raise BrokerFailure(f"broker {redact_url(settings.url)}: {exc}") from exc
     finally:
         await asyncio.wait_for(transport.close(), 15.0)
 
@@ -202,7 +244,9 @@ async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen
     counts = summary(views)["error_type"]
     print(f"{len(views)} dead letter(s) of {args.service}"
           + (f" (of {len(letters)})" if len(views) != len(letters) else "")
-          + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+          + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "")
+          + ("" if store.topic_exists else f" (no {store.topic} topic: a service that never "
+             "dead-lettered a task, or a mistyped name; `infinitic-py status` lists services)"))
     return 0
 
 

@@ -18,6 +18,7 @@ the trace context kept.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -205,9 +206,12 @@ def parse_time(text: str, *, now: float | None = None) -> float:
         ago = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
         return (time.time() if now is None else now) - ago
     try:
-        return float(value)
+        epoch = float(value)
     except ValueError:
         pass
+    else:
+        if math.isfinite(epoch):
+            return epoch
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -103,9 +103,11 @@ class DeadLetterStore:
         self._admin = admin
         self._idle = idle
         self._consumer: Consumer | None = None
+        self.topic_exists = True  # False when the admin API said there is no dead-letter topic
 
     async def __aenter__(self) -> DeadLetterStore:
         if not await self._topic_exists():
+            self.topic_exists = False
             return self  # nothing to read, and no topic made for a mistyped service name
         self._consumer = await self._transport.subscribe(
             self.topic, DLQ_SUBSCRIPTION,
@@ -125,13 +127,21 @@ class DeadLetterStore:
                 await asyncio.wait_for(consumer.close(), 10.0)
 
     async def _topic_exists(self) -> bool:
-        """``False`` only when the admin API says the dead-letter topic does not exist."""
+        """``False`` only when the admin API says the dead-letter topic does not exist; its
+        ``PulsarAdminError`` (404) when the namespace itself does not (a mistyped namespace is
+        not a service without dead letters)."""
         if self._admin is None:
             return True
         try:
             stats = await asyncio.to_thread(self._admin.topic_stats, self.topic)
         except PulsarAdminError:
             return True
+        if not stats:
+            try:
+                await asyncio.to_thread(self._admin.topics, self.tenant, self.namespace)
+            except PulsarAdminError as exc:
+                if exc.status == 404:
+                    raise
         return bool(stats)
 
     async def backlog(self) -> int | None:

@@ -19,6 +19,7 @@ from infinitic_py.errors import ConfigError, ResultTimeout
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_RUNTIME",
+    "BrokerFailure",
     "BrokerUnreachable",
     "describe",
     "port_in_use",
@@ -34,7 +35,16 @@ _STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 
 
 class BrokerUnreachable(Exception):
-    """Nothing answers at the broker's address (checked before a client is built)."""
+    """Nothing answers at the broker's address (checked before a client is built); ``reason``
+    is why, e.g. ``Connection refused``."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class BrokerFailure(Exception):
+    """A tool's request to the broker failed; the message names the broker (its URL redacted)."""
 
 
 def port_in_use(exc: BaseException) -> bool:
@@ -44,7 +54,7 @@ def port_in_use(exc: BaseException) -> bool:
 def user_code_location(exc: BaseException) -> str:
     """`` (at FILE:LINE)`` of the innermost frame of the user's code in the cause of ``exc``
     (a service module that fails to import, a constructor that raises); ``""`` if none."""
-    cause = exc.__cause__ or exc.__context__
+    cause = _cause(exc)
     seen = 0
     while cause is not None and seen < 5:
         if isinstance(cause, SyntaxError) and cause.filename and cause.lineno:
@@ -52,9 +62,17 @@ def user_code_location(exc: BaseException) -> str:
         where = _innermost_user_frame(cause.__traceback__)
         if where:
             return f" (at {where})"
-        cause = cause.__cause__ or cause.__context__
+        cause = _cause(cause)
         seen += 1
     return ""
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """What ``exc`` was raised from; none after ``raise ... from None`` (the error already says
+    all: e.g. a YAML syntax error, whose context is inside the YAML library)."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
 
 
 def _innermost_user_frame(tb: TracebackType | None) -> str | None:
@@ -98,7 +116,7 @@ def probe_broker(url: str, timeout: float) -> None:
         reason = exc.strerror or type(exc).__name__
         if isinstance(exc, TimeoutError | socket.timeout):
             reason = f"no answer within {timeout:g}s"
-        raise BrokerUnreachable(f"cannot reach the broker at {url}: {reason}") from None
+        raise BrokerUnreachable(f"cannot reach the broker at {url}: {reason}", reason) from None
 
 
 def describe(exc: BaseException, command: str) -> tuple[str, int]:
@@ -115,8 +133,16 @@ def describe(exc: BaseException, command: str) -> tuple[str, int]:
         return (f"{exc}: is a worker consuming this service? The task stays queued; "
                 "`infinitic-py status` shows the service's workers", EXIT_RUNTIME)
     if isinstance(exc, PulsarAdminError):
+        if exc.status == 404 and any(w in (exc.reason or "").lower()
+                                     for w in ("namespace", "tenant")):
+            return (f"admin API: {exc} (check --tenant / --namespace, pulsar.tenant / "
+                    "pulsar.namespace or INFINITIC_PULSAR__TENANT / INFINITIC_PULSAR__NAMESPACE)",
+                    EXIT_RUNTIME)
         return (f"admin API: {exc} (check --admin-url, pulsar.admin_url or "
                 "INFINITIC_PULSAR__ADMIN_URL)", EXIT_RUNTIME)
+    if isinstance(exc, BrokerFailure):
+        return (f"{exc} (check --url, pulsar.url in the config file or INFINITIC_PULSAR__URL)",
+                EXIT_RUNTIME)
     if isinstance(exc, TransportError):
         return f"broker: {exc}", EXIT_RUNTIME
     if isinstance(exc, TimeoutError):

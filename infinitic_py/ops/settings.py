@@ -4,18 +4,27 @@
 ``INFINITIC_<SECTION>__<KEY>`` variables, so they reach a secured cluster with the worker's own
 auth and TLS settings. Only ``pulsar`` is used: the file's ``services`` are not imported (a tool
 need not have the service code), and a file without ``services`` is fine.
+
+The admin API is the broker's own: unless ``pulsar.admin_url`` is given (flag, variable or file),
+it follows the broker URL's host on Pulsar's default admin port (``http://HOST:8080``,
+``https://HOST:8443`` for ``pulsar+ssl://``), as the client's does, so ``status --url
+pulsar://other:6650`` never reads the admin API of the config default (127.0.0.1:8080).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from infinitic_py.admin import bearer_token
 from infinitic_py.config import PulsarConfig, load_config
+from infinitic_py.config.sources import read_yaml_file
+from infinitic_py.transport.urls import broker_addresses
 
 __all__ = ["ToolSettings", "default_admin_url", "load_tool_settings"]
 
@@ -49,6 +58,18 @@ class ToolSettings:
         """Client options for ``create_transport`` (``PulsarConfig.transport_options``)."""
         return self.pulsar.transport_options()
 
+    def tool_transport_options(self, connect_timeout: float, *, quiet: bool) -> dict[str, Any]:
+        """``transport_options`` for a short-lived tool: every broker round trip bounded by
+        ``connect_timeout``, and (``quiet``) pulsar-client's native log lines discarded, since the
+        tool's failure is its own one line (``--debug`` keeps them)."""
+        options = self.transport_options()
+        if options:
+            options["operation_timeout_seconds"] = max(1, math.ceil(connect_timeout))
+            options["connection_timeout_ms"] = max(1, int(connect_timeout * 1000))
+            if quiet:
+                options["log_file"] = os.devnull
+        return options
+
     def admin_token(self) -> str | None:
         return bearer_token(self.pulsar.auth_plugin, self.pulsar.auth_params_string())
 
@@ -66,25 +87,43 @@ def load_tool_settings(
     ``PULSAR_URL`` (only when nothing else set the URL), command-line flags. Raises ConfigError."""
     environ = os.environ if env is None else env
     overrides: dict[str, Any] = {"services": _NO_SERVICES}
+    flags = {f"pulsar.{key}": f"--{key.replace('_', '-')}"
+             for key in ("url", "admin_url", "tenant", "namespace")}
     explicit_file = path is not None or bool(environ.get("INFINITIC_CONFIG"))
     if url is None and not explicit_file and "INFINITIC_PULSAR__URL" not in environ:
         url = environ.get(LEGACY_URL_ENV) or None
+        flags["pulsar.url"] = f"${LEGACY_URL_ENV}"
     for key, value in (("url", url), ("admin_url", admin_url), ("tenant", tenant),
                        ("namespace", namespace)):
         if value is not None:
             overrides[f"pulsar.{key}"] = value
-    config = load_config(path, env=environ, overrides=overrides)
+    config = load_config(path, env=environ, overrides=overrides, override_labels=flags)
     source = path or environ.get("INFINITIC_CONFIG") or "<env>"
-    return ToolSettings(config.pulsar, source)
+    pulsar = config.pulsar
+    if admin_url is None and not _admin_url_given(path or environ.get("INFINITIC_CONFIG"),
+                                                  environ):
+        pulsar = msgspec.structs.replace(pulsar, admin_url=default_admin_url(pulsar.url))
+    return ToolSettings(pulsar, source)
+
+
+def _admin_url_given(path: str | None, environ: Mapping[str, str]) -> bool:
+    """Whether the config file or the environment names ``pulsar.admin_url`` (null included)."""
+    if any(var.upper() == "INFINITIC_PULSAR__ADMIN_URL" for var in environ):
+        return True
+    if not path:
+        return False
+    section = read_yaml_file(path).get("pulsar")  # already read once: it is valid
+    return isinstance(section, dict) and "admin_url" in section
 
 
 def default_admin_url(service_url: str) -> str | None:
     """``http://HOST:8080`` for ``pulsar://HOST:6650`` (``https://HOST:8443`` for
-    ``pulsar+ssl://``): Pulsar's default ports; ``None`` for ``memory://``."""
-    parts = urllib.parse.urlsplit(service_url)
-    if parts.scheme not in ("pulsar", "pulsar+ssl") or not parts.hostname:
+    ``pulsar+ssl://``; the first host of a multi-host URL): Pulsar's default ports; ``None`` for
+    ``memory://``."""
+    addresses = broker_addresses(service_url)
+    if not addresses:
         return None
-    host = parts.hostname.split(",")[0]
+    host = addresses[0][0]
     if ":" in host:
         host = f"[{host}]"
-    return f"https://{host}:8443" if parts.scheme == "pulsar+ssl" else f"http://{host}:8080"
+    return f"https://{host}:8443" if service_url.startswith("pulsar+ssl:") else f"http://{host}:8080"

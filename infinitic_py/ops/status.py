@@ -225,8 +225,9 @@ def render_status(status: NamespaceStatus) -> str:
             lines.append(f"  {s.service} <- {w.name}: unacked {w.unacked}, "
                          f"out {w.rate_out:.1f}/s{' BLOCKED on unacked limit' if w.blocked else ''}")
     if status.response_topics:
-        lines.append(f"{len(status.response_topics)} client response topic(s) "
-                     f"(deleted when their client closes)")
+        lines.append(f"{len(status.response_topics)} client response topic(s): open clients' "
+                     "own, or left behind (a killed client's, or recreated empty by a reply sent "
+                     "after its client closed; README \"Client response topics\")")
     return "\n".join(lines)
 
 

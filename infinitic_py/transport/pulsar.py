@@ -240,7 +240,9 @@ class PulsarTransport(Transport):
     holds one partition key, so a Key_Shared subscription routes every key on its own; or
     ``default``: pulsar-client's mixed batches, fewer entries for many keys, Shared only); ``log_level`` of pulsar-client's native console logger (``warn``),
     or ``logger``: a Python logger instead (structured, but pulsar-client calls it from its C++
-    threads, which can abort a process at exit).
+    threads, which can abort a process at exit), or ``log_file``: the native logger writes there
+    (the CLI tools pass ``os.devnull``: their failures are one line of their own).
+    ``connection_timeout_ms``: how long one TCP + Pulsar handshake may take (pulsar-client's 10 s).
     """
 
     def __init__(
@@ -262,6 +264,8 @@ class PulsarTransport(Transport):
         batching_type: str = "key_based",
         log_level: str = "warn",
         logger: logging.Logger | None = None,
+        log_file: str | None = None,
+        connection_timeout_ms: int = 10_000,
     ) -> None:
         self.url = url
         if logger is None:
@@ -273,11 +277,14 @@ class PulsarTransport(Transport):
                       "error": pulsar.LoggerLevel.Error}
             if log_level.lower() not in levels:
                 raise ValueError(f"log_level must be one of {sorted(levels)}, got {log_level!r}")
-            native_logger: Any = pulsar.ConsoleLogger(levels[log_level.lower()])
+            level = levels[log_level.lower()]
+            native_logger: Any = (pulsar.ConsoleLogger(level) if log_file is None
+                                  else pulsar.FileLogger(level, log_file))
         else:
             native_logger = logger
         client_args: dict[str, Any] = {
             "operation_timeout_seconds": operation_timeout_seconds,
+            "connection_timeout_ms": connection_timeout_ms,
             "io_threads": io_threads,
             "logger": native_logger,
             "tls_allow_insecure_connection": tls_allow_insecure_connection,

@@ -53,3 +53,22 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
         if parsed.hostname:
             out.append((parsed.hostname, parsed.port or default))
     return out
+
+
+def invalid_broker_address(url: str) -> str | None:
+    """The first ``host[:port]`` of a ``pulsar://`` / ``pulsar+ssl://`` URL that names no host
+    or no valid port (``127.0.0.1:notaport``, ``:6650``, ``h:99999``), or None when all are
+    fine (and for other transports)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in PULSAR_SCHEMES:
+        return None
+    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    for part in hosts.split(","):
+        parsed = urllib.parse.urlsplit(f"//{part}")
+        try:
+            parsed.port  # noqa: B018 (parses the port: ValueError when it is not one)
+        except ValueError:
+            return part
+        if not parsed.hostname:
+            return part
+    return None

@@ -21,7 +21,7 @@ import structlog
 
 from infinitic_py.admin import PulsarAdmin
 from infinitic_py.backlog import BacklogGauges
-from infinitic_py.batching import BatchLimits
+from infinitic_py.batching import BatchLimits, as_batch_limits
 from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
 from infinitic_py.health import HealthServer
@@ -137,10 +137,12 @@ class Worker:
         ``ServiceDefinitionError``)."""
         if self._started:
             raise RuntimeError("add_service() must be called before start()")
-        limits = {
-            method: value if isinstance(value, BatchLimits) else BatchLimits(*value)
-            for method, value in (batch or {}).items()
-        }
+        if isinstance(instance, type | str):
+            shown = instance.__name__ if isinstance(instance, type) else instance
+            raise ServiceDefinitionError(
+                f"add_service() takes an instance of the service class: pass {shown}(), "
+                f"not {instance!r}")
+        limits = {method: as_batch_limits(method, value) for method, value in (batch or {}).items()}
         definition = define_service(instance, name=name, batch_limits=limits)
         if any(d.name == definition.name for d, *_ in self._services):
             raise ServiceDefinitionError(f"a service is registered twice: {definition.name}")

@@ -61,13 +61,17 @@ def retry_policy(service: ServiceConfig) -> RetryPolicy | None:
     if r is None:
         return None
     try:
+        ignored = r.exception_types()
+    except ConfigError as exc:  # "ignored_exceptions: ..." -> the key's full path
+        raise ConfigError(f"services[{service.class_path}].retry.{exc}") from exc.__cause__
+    try:
         return RetryPolicy(
             maximum_retries=r.maximum_retries,
             minimum_seconds=r.minimum_seconds,
             maximum_seconds=r.maximum_seconds,
             backoff_coefficient=r.backoff_coefficient,
             random_factor=r.random_factor,
-            ignored_exceptions=r.exception_types(),
+            ignored_exceptions=ignored,
         )
     except ValueError as exc:
         raise ConfigError(f"services[{service.class_path}].retry: {exc}") from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infinitic_py.retry import RetryPolicy
+from infinitic_py.batching import check_timeout
+from infinitic_py.retry import RetryPolicy, check_retry
 from infinitic_py.transport.base import ConsumerSettings
 
 
@@ -25,6 +26,10 @@ class ExecutorSettings:
     max_hung_handlers: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise TypeError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
+        check_retry(self.retry)
+        check_timeout(self.timeout)
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_buffered_messages < 1:

@@ -195,3 +195,12 @@ async def test_a_bulk_dead_lettered_by_pulsar_is_replayed_whole(
                          lambda counts: counts[0] >= 1, 30)
     assert backlog[0] >= 1  # entries: the three new attempts, maybe in one producer batch
     assert (await letters_json(pulsar_broker, service))["letters"] == []
+
+
+async def test_dlq_list_of_an_unknown_service_says_there_is_no_such_topic(
+        pulsar_broker: BrokerInfo, unique_name: str) -> None:
+    """A mistyped service name: the "0 dead letter(s)" line says no dead-letter topic exists."""
+    out = await acli(pulsar_broker, "dlq", "list", f"Typo{unique_name}")
+    assert out.returncode == 0, out
+    assert f"task-executor-dlq:Typo{unique_name} topic" in out.stdout, out.stdout
+    assert "mistyped name" in out.stdout

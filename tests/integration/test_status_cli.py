@@ -77,3 +77,16 @@ async def test_status_matches_the_admin_api_with_ready_and_delayed_tasks(
         await transport.close()
         for local in (service, ghost):
             await asyncio.to_thread(admin.delete_topic, service_topic("public", "default", local))
+
+
+async def test_a_namespace_that_does_not_exist_is_named_not_read_as_empty(
+        pulsar_broker: BrokerInfo, unique_name: str) -> None:
+    """`dlq list` in a mistyped namespace said "0 dead letter(s)" (exit 0), and `status` blamed
+    the admin URL: both name the namespace to check."""
+    namespace = f"nope{unique_name}"
+    for args in (("status",), ("dlq", "list", "Svc"), ("dlq", "purge", "Svc", "--yes")):
+        out = await acli(pulsar_broker, *args, "--namespace", namespace)
+        assert out.returncode == 1, (args, out)
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert f"public/{namespace}" in out.stderr and "--namespace" in out.stderr, out.stderr
+        assert "dead letter(s)" not in out.stdout

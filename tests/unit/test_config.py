@@ -581,3 +581,32 @@ def test_transport_options_are_built_in_one_place() -> None:
     options = pulsar.transport_options()
     assert options["auth_params"] == '{"token": "t"}' and options["tls_validate_hostname"]
     assert ToolSettings(pulsar, "x.yaml").transport_options() == options
+
+
+def test_example_file_shows_every_key_with_its_default() -> None:
+    """README: "The annotated reference is deploy/worker.example.yaml; every key shows its
+    default" (a service's retry and timeout show an example, their comment gives the default)."""
+    import yaml
+
+    example = yaml.safe_load(EXAMPLE.read_text())
+
+    def walk(struct: type[msgspec.Struct], data: dict[str, Any], prefix: str) -> list[str]:
+        problems = []
+        for f in msgspec.structs.fields(struct):
+            key = f"{prefix}{f.encode_name}"
+            if f.encode_name not in data:
+                problems.append(f"{key} is missing")
+                continue
+            default = f.default_factory() if f.default_factory is not msgspec.NODEFAULT else (
+                f.default)
+            if isinstance(default, msgspec.Struct):
+                problems += walk(type(default), data[f.encode_name], f"{key}.")
+            elif default is not msgspec.NODEFAULT and data[f.encode_name] != default and key not in (
+                    "services[].timeout_seconds", "services[].retry", "services[].batch"):
+                problems.append(f"{key} shows {data[f.encode_name]!r}, default {default!r}")
+        return problems
+
+    problems = walk(type(load_config(EXAMPLE, env={}).pulsar), example["pulsar"], "pulsar.")
+    problems += walk(type(load_config(EXAMPLE, env={}).worker), example["worker"], "worker.")
+    problems += walk(ServiceConfig, example["services"][0], "services[].")
+    assert problems == []

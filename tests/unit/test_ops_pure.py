@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from infinitic_py.client_admin import ClientAdmin
 from infinitic_py.ops.dlq import LetterFilter, parse_time, read_letter, replay_message
-from infinitic_py.ops.status import build_status
+from infinitic_py.ops.status import build_status, render_status
 from infinitic_py.priority import Band, band_service, split_band
 from infinitic_py.topics import DLQ_SUBSCRIPTION, WORKER_SUBSCRIPTION
 from infinitic_py.wire import native as wire
@@ -89,6 +89,13 @@ def test_absolute_times() -> None:
         parse_time("yesterday")
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
+def test_a_number_that_is_no_time_is_refused(text: str) -> None:
+    """--since nan used to select nothing, silently (every comparison with nan is false)."""
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time(text)
+
+
 def test_status_rows_from_admin_stats() -> None:
     base = "persistent://public/default/"
     topics = [base + "task-executor:Email", base + "task-executor-dlq:Email",
@@ -112,6 +119,10 @@ def test_status_rows_from_admin_stats() -> None:
     assert rows["Gone"].state == "no service topic" and rows["Gone"].dead_letters is None
     assert status.response_topics == [base + "response:client-1"]
     assert status.to_json()["services"][0]["service"] == "Email"
+    # The topics counted are there now: the line must not say they get deleted (left-behind
+    # ones are not, their clients are gone).
+    line = render_status(status).splitlines()[-1]
+    assert line.startswith("1 client response topic(s)") and "deleted when" not in line, line
 
 
 def test_priority_bands_fold_into_their_service() -> None:

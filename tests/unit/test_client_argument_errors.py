@@ -1,0 +1,127 @@
+"""A mistake in a dispatch option is a clear exception at the call site, with a one-line message
+naming the option (README "Client"): never a silent misreading (tags="signup" read as six
+tags), a task that can never be answered (task_id=5), or a crash of the embedded broker
+(delay=inf)."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from infinitic_py import AsyncClient, Call, Client, task
+
+
+class Svc:
+    @task
+    def echo(self, x: int) -> int:
+        return x
+
+
+def url() -> str:
+    return f"memory://client-args-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize(("options", "error", "words"), [
+    ({"tags": "signup"}, TypeError, "tags must be a list of str"),
+    ({"tags": 5}, TypeError, "tags must be a list of str"),
+    ({"tags": ["ok", 3]}, TypeError, "tags must be a list of str"),
+    ({"meta": "x"}, TypeError, "meta must be a mapping"),
+    ({"meta": [("batchKey", "k")]}, TypeError, "meta must be a mapping"),
+    ({"delay": "soon"}, TypeError, "delay must be a number of seconds"),
+    ({"delay": -1}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": math.nan}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": math.inf}, ValueError, "delay must be a finite number of seconds >= 0"),
+    ({"delay": 1e300}, ValueError, "delay must be at most 315360000 seconds"),
+    ({"run_at": datetime(9999, 1, 1, tzinfo=UTC)}, ValueError,
+     "run_at must be at most 315360000 seconds ahead"),
+    ({"run_at": "2030-01-01"}, TypeError, "run_at must be a timezone-aware datetime"),
+    ({"run_at": datetime(2030, 1, 1)}, TypeError, "run_at must be a timezone-aware datetime"),
+    ({"task_id": 5}, TypeError, "task_id must be a str"),
+    ({"task_id": ""}, ValueError, "task_id must not be empty"),
+])
+async def test_a_wrong_option_is_refused_before_anything_is_sent(
+        options: dict[str, Any], error: type[Exception], words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        echo = client.service(Svc).echo
+        with pytest.raises(error, match=words) as info:
+            await echo.options(**options)(1)
+        assert "\n" not in str(info.value)
+        with pytest.raises(error, match=words):
+            await echo.many([Call(1), Call(2, **options)])
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"tags": "signup"}, "tags must be a list of str"),
+    ({"meta": "x"}, "meta must be a mapping"),
+])
+async def test_the_stubs_own_meta_and_tags_are_checked_too(options: dict[str, Any],
+                                                           words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=words):
+            client.service(Svc, **options)
+
+
+def test_the_sync_client_checks_the_same() -> None:
+    with Client(url(), results=False) as client:
+        with pytest.raises(TypeError, match="tags must be a list of str"):
+            client.service(Svc, tags="signup")
+        with pytest.raises(ValueError, match="delay must be a finite"):
+            client.service(Svc).echo.options(delay=math.inf)(1)
+
+
+async def test_a_list_or_tuple_of_tags_still_works() -> None:
+    async with AsyncClient(url(), results=False) as client:
+        stub = client.service(Svc, tags=("a",), meta={"batchKey": b"k"})
+        await stub.echo.options(tags=["b"], delay=0, task_id="t-1")(1)
+        assert stub.tags == ["a"]
+
+
+def test_the_sync_client_after_close_raises_client_closed_and_nothing_else() -> None:
+    import warnings
+
+    from infinitic_py.errors import ClientClosed
+
+    client = Client(url(), results=False)
+    client.close()
+    client.close()  # twice is fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be one
+        with pytest.raises(ClientClosed):
+            client.service(Svc).echo(1)
+        import gc
+
+        gc.collect()
+
+
+@pytest.mark.parametrize("items", ["hello", b"hi", 5, {"a": 1}])
+async def test_many_wants_an_iterable_of_items(items: Any) -> None:
+    """many("hello") was five tasks ('h', 'e', ...), many(5) a bare 'int is not iterable'."""
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=r"many\(\) takes a list of items"):
+            await client.service(Svc).echo.many(items)
+
+
+async def test_a_dispatch_to_a_broker_that_refuses_connections_says_so() -> None:
+    """A wrong broker address: the error names it and why ("3 Timeout" from pulsar-client's
+    subscribe said neither)."""
+    import socket
+
+    from infinitic_py.errors import DispatchFailed
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    broker = f"pulsar://127.0.0.1:{port}"
+    async with AsyncClient(broker, admin_url=None,
+                           transport_options={"operation_timeout_seconds": 1,
+                                              "log_file": os.devnull}) as client:
+        with pytest.raises(DispatchFailed) as info:
+            await client.service(Svc).echo(1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"cannot reach the broker at {broker}" in message and "refused" in message, message
