@@ -35,7 +35,9 @@ __all__ = [
     "Subscription",
     "Task",
     "Undecodable",
+    "error_text",
     "key_text",
+    "writable_text",
 ]
 
 
@@ -45,6 +47,28 @@ def key_text(key: str | bytes | None) -> str | None:
     if key is None or isinstance(key, str):
         return key
     return key.hex()
+
+
+def writable_text(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (a file name read with
+    ``surrogateescape``, say) becomes its ``\\udcff`` escape instead of failing the encoder of
+    the message that reports it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def error_text(error: BaseException) -> str:
+    """An error's message for a reply or a dead letter: ``str(error)``, or its ``repr`` (then
+    its type) when the user's ``__str__`` itself fails, always writable as UTF-8."""
+    for describe in (str, repr):
+        try:
+            return writable_text(describe(error))
+        except Exception:
+            continue
+    return f"<{type(error).__name__} whose str() and repr() fail>"
 
 
 class Task(Protocol):
@@ -169,8 +193,8 @@ class Dialect(Protocol[T]):
         ...
 
     def completed(self, task: T, output: Any, worker: str) -> Sequence[Publish]:
-        """Raises ``TypeError`` / ``msgspec.EncodeError`` if ``output`` cannot be encoded (the
-        task then fails instead)."""
+        """Raises if ``output`` cannot be encoded (``TypeError``, ``OverflowError``,
+        ``UnicodeEncodeError``...: the task then fails instead)."""
         ...
 
     def retried(self, task: T, error: BaseException, trace: str | None, delay: float,

@@ -27,7 +27,14 @@ from infinitic_py.topics import (
     service_topic,
 )
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
-from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
+from infinitic_py.wire import (
+    Publish,
+    Subscription,
+    Undecodable,
+    error_text,
+    key_text,
+    writable_text,
+)
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
@@ -257,14 +264,16 @@ class NativeDialect:
     def failed(self, task: ExecuteTask, error: BaseException, trace: str | None, reason: str,
                payload: bytes, worker: str) -> Sequence[Publish]:
         error_type = type(error).__name__
+        message = error_text(error)
+        trace = None if trace is None else writable_text(trace)
         out: list[Publish] = []
         if task.reply_to:
             out.append(Publish(task.reply_to, OutgoingMessage(encode(TaskFailedReply(
                 task_id=task.task_id, service=task.service, method=task.method,
-                error_type=error_type, message=str(error), traceback=trace,
+                error_type=error_type, message=message, traceback=trace,
                 retry_index=task.retry_index, worker=worker))), reply=True))
         letter = DeadLetter(
-            reason=reason, error_type=error_type, message=str(error), traceback=trace,
+            reason=reason, error_type=error_type, message=message, traceback=trace,
             retry_index=task.retry_index, task_id=task.task_id, service=task.service,
             method=task.method, payload=payload, failed_at=now(), worker=worker)
         out.append(Publish(self.dead_letter_topic(task.service), OutgoingMessage(
@@ -275,7 +284,7 @@ class NativeDialect:
     def undecodable(self, message: ReceivedMessage, error: Exception, service: str,
                     worker: str) -> Sequence[Publish]:
         letter = DeadLetter(
-            reason="undecodable", error_type=type(error).__name__, message=str(error),
+            reason="undecodable", error_type=type(error).__name__, message=error_text(error),
             traceback=None, retry_index=0, task_id=message.properties.get(PROP_TASK_ID),
             service=service, method=message.properties.get(PROP_METHOD),
             payload=message.data, failed_at=now(), worker=worker)

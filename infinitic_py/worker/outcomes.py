@@ -121,7 +121,8 @@ def plan_outcomes(
         if type(outcome) is Completed:
             try:
                 sent = dialect.completed(task, outcome.output, worker)
-            except (TypeError, msgspec.EncodeError) as exc:
+            except Exception as exc:  # an output the wire cannot carry (an unsupported type,
+                # an int over 64 bits, a lone surrogate, a cycle...) fails this task alone
                 outcome = Failed(exc, traceback.format_exc())
             else:
                 plan.completed += 1

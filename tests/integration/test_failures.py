@@ -310,3 +310,61 @@ async def test_odd_argument_errors_and_mutated_inputs_do_not_stop_the_worker(
         assert worker.ready()[0]
     finally:
         await worker.stop()
+
+
+class Unwritable:
+    """Returns, for some tasks, what MessagePack cannot carry, or fails them with an error whose
+    text it cannot carry; counts every execution."""
+
+    def __init__(self) -> None:
+        self.runs: defaultdict[int, int] = defaultdict(int)
+
+    @task
+    def work(self, item: Item) -> object:
+        return item.n
+
+    @work.batch(max_messages=50, max_seconds=0.2)
+    async def work_batch(self, items: dict[str, Item]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for t, it in items.items():
+            self.runs[it.n] += 1
+            if it.n == 7:
+                out[t] = 2**70  # over 64 bits
+            elif it.n == 8:
+                out[t] = "report-\udcff.csv"  # a lone surrogate (surrogateescape'd bytes)
+            elif it.n == 9:
+                out[t] = OSError("cannot open /data/\udcff.csv")
+            else:
+                out[t] = it.n
+        return out
+
+
+async def test_an_output_or_error_msgpack_cannot_carry_fails_that_task_alone(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """Before: the unit crashed building its outcomes, the whole batch was nacked and ran again
+    and again (then Pulsar dead-lettered all 20, the callers never answered)."""
+    name = unique()
+    svc = Unwritable()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(svc, name=name, batch={"work": BatchLimits(20, 0.5)})
+    await worker.start()
+    try:
+        ds = await client.service(Unwritable, name=name).work.many([Item(i) for i in range(20)])
+        results = await asyncio.gather(*(d.result(timeout=30) for d in ds),
+                                       return_exceptions=True)
+        assert [r for i, r in enumerate(results) if i not in (7, 8, 9)] == [
+            i for i in range(20) if i not in (7, 8, 9)]
+        assert [type(results[i]).__name__ for i in (7, 8, 9)] == ["TaskFailed"] * 3
+        assert [r.error_type for r in results[7:10] if isinstance(r, TaskFailed)] == [
+            "OverflowError", "UnicodeEncodeError", "OSError"]
+        letters = await receive_letters(dlq, 3, timeout=30, then_quiet=2.0)
+        assert sorted(letter.task_id or "" for letter in letters) == sorted(
+            d.task_id for d in ds[7:10])
+        assert all(count == 1 for count in svc.runs.values()), dict(svc.runs)
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()

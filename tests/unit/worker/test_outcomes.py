@@ -137,3 +137,45 @@ def test_a_retry_keeps_the_key_its_message_came_with() -> None:
     elsewhere = _Keyed(base.data, {}, 0, "persistent://public/default/other", "k#3")
     plan = plan_outcomes(routed(elsewhere), [Failed(RuntimeError("boom"))], policy, DIALECT, "w")
     assert [m.partition_key for m in plan.by_topic[TOPIC]] == ["k"]
+
+
+# Outputs and errors that msgspec cannot write: each fails its own task (the others of the batch
+# stand), never the whole plan (that crashed the unit: the batch was nacked and every task in it
+# ran again, up to max_redeliveries, then Pulsar dead-lettered them all unanswered).
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ of the user's exception is broken")
+
+
+def _self_referencing() -> dict[str, object]:
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    return loop
+
+
+def test_an_output_msgspec_cannot_write_fails_that_task_alone() -> None:
+    outputs = [2**70, "bad \udcff name", _self_referencing()]
+    items = routed(message("ok", reply_to=REPLIES),
+                   *(message(f"bad{i}", reply_to=REPLIES) for i in range(len(outputs))))
+    plan = plan_outcomes(items, [Completed(1), *map(Completed, outputs)], NO_RETRY, DIALECT, "w")
+    replies = {r.task_id: r for r in map(wire.decode_reply, (m.data for m in plan.by_topic[REPLIES]))}
+    assert isinstance(replies["ok"], wire.TaskCompleted)
+    assert [type(replies[f"bad{i}"]).__name__ for i in range(3)] == ["TaskFailedReply"] * 3
+    assert plan.completed == 1
+    assert plan.failed == ["OverflowError", "UnicodeEncodeError", "RecursionError"]
+    assert [d.task_id for d in plan.dead] == ["bad0", "bad1", "bad2"]
+
+
+def test_an_error_whose_text_msgspec_cannot_write_is_still_dead_lettered() -> None:
+    errors: list[BaseException] = [OSError("cannot open /data/\udcff.csv"), _Unprintable()]
+    items = routed(message("a", reply_to=REPLIES), message("b", reply_to=REPLIES))
+    plan = plan_outcomes(items, [Failed(e, f"Traceback...\n{e!r}") for e in errors], NO_RETRY,
+                         DIALECT, "w")
+    letters = [wire.decode_dead_letter(m.data) for m in plan.by_topic[DLQ]]
+    assert [(x.task_id, x.error_type) for x in letters] == [("a", "OSError"),
+                                                            ("b", "_Unprintable")]
+    assert "/data/" in letters[0].message and "\\udcff" in letters[0].message
+    assert letters[0].traceback is not None and "\\udcff" in letters[0].traceback
+    assert letters[1].message  # something readable, not an empty string
+    failed = [wire.decode_reply(m.data) for m in plan.by_topic[REPLIES]]
+    assert [type(r).__name__ for r in failed] == ["TaskFailedReply"] * 2
