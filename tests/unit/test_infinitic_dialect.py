@@ -152,10 +152,12 @@ def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
             raise RuntimeError("broken __str__")
 
     dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    names = []
     for error in (OSError("cannot open /data/\udcff.csv"), Unprintable()):
         (failed,) = _events(dialect.failed(task, error, "trace \udcff", "not_retryable", b"", "w"))
         assert isinstance(failed, env.TaskFailedEvent)
         exception = failed.execution_error.exception
         assert exception is not None and exception.message
+        names.append(exception.name)
         assert failed.execution_error.stack_trace_to_string == "trace \\udcff"
-    assert exception.name.endswith("Unprintable")
+    assert names[0] == "builtins.OSError" and names[1].endswith("Unprintable")
