@@ -274,10 +274,18 @@ class ServiceExecutor:
                 inst.received_pending = 0
         for rejection in rejected:
             self._spawn(self._settler.reject(rejection))
+        if copies:
+            self._answer_copies(copies)
+
+    def _answer_copies(self, copies: list[Pending]) -> None:
+        """Copies of attempts running or settled: a copy of a running one waits for it in the
+        ledger (parked: answered when it settles); the others are answered now, or run again."""
         for copy in copies:
             verdict = self._settler.triage(copy)
             if verdict.action is CopyAction.RERUN:  # still held: settled like any other task now
                 self._on_rerun(copy)
+            elif verdict.action is CopyAction.WAIT and not self._stopping:
+                self._ledger.park(copy)
             else:
                 self._spawn(self._settler.answer_copy(copy, verdict))
 
@@ -373,7 +381,9 @@ class ServiceExecutor:
                 try:
                     await self._consumers.settle([p.msg for p in items], ack=True)
                 finally:
-                    self._ledger.settle(items, ack=True, replies=plan.replies)
+                    parked = self._ledger.settle(items, ack=True, replies=plan.replies)
+                    if parked:  # copies that waited for these attempts: answered from them now
+                        self._answer_copies(parked)
             finally:
                 self._settling.discard(unit)
             self._settler.record(plan, method.name, log)
