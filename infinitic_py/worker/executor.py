@@ -62,6 +62,9 @@ _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executo
 # A reply producer unused this long is closed, so that a client deleting its response topic at
 # close does not see it recreated by this producer's reconnect (issue 16).
 _REPLY_PRODUCER_IDLE = 30.0
+# How long a unit cancelled at the end of the drain gets to nack its messages (immediate, unless
+# its async handler swallows the cancellation: then the consumer's close hands them back).
+_CANCELLED_WAIT = 1.0
 
 
 class ServiceExecutor:
@@ -175,11 +178,12 @@ class ServiceExecutor:
                               settling=len(settling))
             for unit in late - self._settling:
                 unit.cancel()
-            _, still = await asyncio.wait(late, timeout=CLOSE_TIMEOUT)
+            _, still = await asyncio.wait(
+                late, timeout=CLOSE_TIMEOUT if late & self._settling else _CANCELLED_WAIT)
             for unit in still:
                 unit.cancel()
-            if still:
-                await asyncio.wait(still, timeout=CLOSE_TIMEOUT)
+            if still:  # a cancelled unit nacks at once, unless its handler ignores cancellation
+                await asyncio.wait(still, timeout=_CANCELLED_WAIT)
         await self._consumers.close()  # ends the receive loops
         if self._receivers:
             _, stuck = await asyncio.wait(self._receivers, timeout=CLOSE_TIMEOUT)
