@@ -215,7 +215,7 @@ class NativeDialect:
     def decode(self, message: ReceivedMessage) -> ExecuteTask | Undecodable:
         try:
             return _execute_decoder.decode(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except Exception as exc:  # msgspec's errors, or RecursionError (hostile nesting)
             return Undecodable(exc)
 
     def decode_args(self, task: ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:

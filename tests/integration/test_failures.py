@@ -368,3 +368,35 @@ async def test_an_output_or_error_msgpack_cannot_carry_fails_that_task_alone(
         await worker.stop()
         await dlq.close()
         await transport.close()
+
+
+async def test_a_message_nested_too_deep_to_decode_is_dead_lettered_not_looped(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """MessagePack nested deeper than msgspec's recursion limit: RecursionError, not a
+    msgspec.DecodeError. Before: it escaped routing, the worker gave back the whole received run
+    (the good tasks in it too) and logged receive.crashed, again at every redelivery; it was
+    never dead-lettered."""
+    name = unique()
+    svc = Flaky()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = await start(harness, svc, name)
+    hostile = (b"\x84\xa7task_id\xa4deep\xa7service" + msgspec.msgpack.encode(name)
+               + b"\xa6method\xa4work\xa4meta" + b"\x81\xa1a" * 50_000 + b"\x01")
+    try:
+        producer = await transport.create_producer(
+            service_topic(harness.tenant, harness.namespace, name))
+        await producer.send(OutgoingMessage(hostile, {"taskId": "deep"}))
+        ds = await client.service(Flaky, name=name).work.many([Item(i) for i in range(50)])
+        assert await asyncio.gather(*(d.result(timeout=30) for d in ds)) == list(range(50))
+        (letter,) = await receive_letters(dlq, 1, timeout=30, then_quiet=2.0)
+        assert (letter.reason, letter.task_id) == ("undecodable", "deep")
+        assert "recursion" in letter.message
+        assert all(len(svc.attempts[n]) == 1 for n in range(50))
+        assert await harness.wait_drained(
+            service_topic(harness.tenant, harness.namespace, name)) == (0, 0)
+        await producer.close()
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()
