@@ -127,7 +127,7 @@ def read_letter(
     props = dict(properties)
     try:
         letter = wire.decode_dead_letter(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         letter = None
     if letter is not None:
         task = _task_of(letter.payload)
@@ -149,7 +149,7 @@ def read_letter(
 def _task_of(payload: bytes) -> wire.ExecuteTask | None:
     try:
         return wire.decode_execute(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         return None
 
 
@@ -315,7 +315,7 @@ def _args_of(task: wire.ExecuteTask | None) -> Any:
         return None
     try:
         return _jsonable(_any.decode(task.args))
-    except msgspec.DecodeError:
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         return None
 
 
