@@ -135,6 +135,8 @@ def read_letter(
         return LetterView(**failure, batch_key=_key_of(task), task=task, properties=props)
     task = _task_of(data)
     when = published_at if published_at is not None else 0.0
+    if props.get(wire.PROP_LETTER) == "payload-only":  # the worker's, too large for its failure
+        return _payload_only(task, props, service, when)
     if task is not None:
         return _max_redeliveries(task, _MAX_REDELIVERIES_MESSAGE, when, props)
     return LetterView(
@@ -144,6 +146,27 @@ def read_letter(
         method=props.get(wire.PROP_METHOD), batch_key=props.get(wire.PROP_BATCH_KEY),
         failed_at=when, worker=None, task=None, properties=props,
     )
+
+
+def _payload_only(task: wire.ExecuteTask | None, props: dict[str, str], service: str,
+                  when: float) -> LetterView:
+    """A worker's dead letter sent as the task's bytes, the failure in properties
+    (``wire.native.letter_message``)."""
+    def number(key: str, default: float) -> float:
+        try:
+            return float(props[key])
+        except (KeyError, ValueError):
+            return default
+
+    return LetterView(
+        reason=props.get("reason", REASON_UNREADABLE), error_type=props.get("errorType", ""),
+        message=props.get(wire.PROP_ERROR_MESSAGE, ""), traceback=None,
+        retry_index=int(number(wire.PROP_RETRY_INDEX, task.retry_index if task else 0)),
+        task_id=task.task_id if task else props.get(wire.PROP_TASK_ID),
+        service=task.service if task else service,
+        method=task.method if task else props.get(wire.PROP_METHOD),
+        batch_key=_key_of(task), failed_at=number(wire.PROP_FAILED_AT, when),
+        worker=props.get(wire.PROP_WORKER), task=task, properties=props)
 
 
 def _task_of(payload: bytes) -> wire.ExecuteTask | None:

@@ -49,23 +49,34 @@ def key_text(key: str | bytes | None) -> str | None:
     return key.hex()
 
 
-def writable_text(text: str) -> str:
-    """``text`` as UTF-8 can carry it: a lone surrogate (a file name read with
-    ``surrogateescape``, say) becomes its ``\\udcff`` escape instead of failing the encoder of
-    the message that reports it."""
+# What a reply, a dead letter or an event keeps of an error's text: an exception message may
+# echo a large input (and its traceback repeats it), and a dead letter must fit one broker message
+# with the task it carries. The head and the tail are kept.
+MAX_ERROR_CHARS = 16 * 1024
+MAX_TRACE_CHARS = 64 * 1024
+
+
+def writable_text(text: str, limit: int = MAX_TRACE_CHARS) -> str:
+    """``text`` as UTF-8 can carry it (a lone surrogate, from a file name read with
+    ``surrogateescape`` say, becomes its ``\\udcff`` escape instead of failing the encoder of
+    the message that reports it), at most about ``limit`` characters (its middle cut)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        half = limit // 2
+        text = f"{text[:half]}\n... [{len(text) - 2 * half} characters cut] ...\n{text[-half:]}"
     return text
 
 
 def error_text(error: BaseException) -> str:
-    """An error's message for a reply or a dead letter: ``str(error)``, or its ``repr`` (then
-    its type) when the user's ``__str__`` itself fails, always writable as UTF-8."""
+    """An error's message for a reply, a dead letter or an event: ``str(error)``, or its
+    ``repr`` (then its type) when the user's ``__str__`` itself fails; writable as UTF-8, at
+    most about ``MAX_ERROR_CHARS``."""
     for describe in (str, repr):
         try:
-            return writable_text(describe(error))
+            return writable_text(describe(error), MAX_ERROR_CHARS)
         except Exception:
             continue
     return f"<{type(error).__name__} whose str() and repr() fail>"

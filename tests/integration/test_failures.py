@@ -400,3 +400,59 @@ async def test_a_message_nested_too_deep_to_decode_is_dead_lettered_not_looped(
         await worker.stop()
         await dlq.close()
         await transport.close()
+
+
+class Padded(msgspec.Struct, frozen=True):
+    n: int
+    pad: str = ""
+
+
+class Echoing:
+    """Fails a task whose input is padded with an error that repeats the whole input (parsers
+    do); counts runs."""
+
+    def __init__(self) -> None:
+        self.runs: defaultdict[int, int] = defaultdict(int)
+
+    @task
+    def work(self, item: Padded) -> int:
+        return item.n
+
+    @work.batch(max_messages=10, max_seconds=0.5)
+    async def work_batch(self, items: dict[str, Padded]) -> dict[str, int | Exception]:
+        for it in items.values():
+            self.runs[it.n] += 1
+        return {t: ValueError(f"cannot parse {it.pad!r}") if it.pad else it.n
+                for t, it in items.items()}
+
+
+async def test_an_error_echoing_a_large_input_costs_its_batch_nothing(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """On the real broker, before: the dead letter (the 2 MB task, its 2 MB message, its
+    traceback repeating it) was over the broker's 5 MiB limit, its publish failed, the whole
+    batch was nacked and ran again and again (then Pulsar dead-lettered all 10)."""
+    name = unique()
+    svc = Echoing()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(svc, name=name)
+    await worker.start()
+    try:
+        stub = client.service(Echoing, name=name)
+        ds = await stub.work.many([Padded(i) for i in range(9)] + [Padded(9, "p" * 2_000_000)])
+        results = await asyncio.gather(*(d.result(timeout=60) for d in ds),
+                                       return_exceptions=True)
+        assert results[:9] == list(range(9))
+        failed = results[9]
+        assert isinstance(failed, TaskFailed) and failed.error_type == "ValueError"
+        assert "characters cut" in failed.message
+        (letter,) = await receive_letters(dlq, 1, timeout=30, then_quiet=2.0)
+        assert letter.task_id == ds[9].task_id and letter.reason == "retries_exhausted"
+        assert wire.decode_execute(letter.payload).task_id == ds[9].task_id
+        assert dict(svc.runs) == dict.fromkeys(range(10), 1)
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()

@@ -179,3 +179,42 @@ def test_an_error_whose_text_msgspec_cannot_write_is_still_dead_lettered() -> No
     assert letters[1].message  # something readable, not an empty string
     failed = [wire.decode_reply(m.data) for m in plan.by_topic[REPLIES]]
     assert [type(r).__name__ for r in failed] == ["TaskFailedReply"] * 2
+
+
+def test_an_error_echoing_a_large_input_still_fits_one_dead_letter() -> None:
+    """An exception message that repeats a 3 MB input (and its traceback, which repeats it
+    again): before, the dead letter was over the broker's 5 MiB message limit, its publish failed
+    and the whole unit was nacked (every task of the batch ran again, until Pulsar dead-lettered
+    them all). Now error texts are bounded (head and tail kept)."""
+    big = "x" * 3_000_000
+    error = ValueError(f"cannot parse {big} at the end")
+    items = routed(message("a", reply_to=REPLIES))
+    plan = plan_outcomes(items, [Failed(error, f"Traceback ...\nValueError: {error}")],
+                         NO_RETRY, DIALECT, "w")
+    (letter_msg,) = plan.by_topic[DLQ]
+    assert len(letter_msg.data) < wire.MAX_LETTER_BYTES // 10
+    letter = wire.decode_dead_letter(letter_msg.data)
+    assert letter.message.startswith("cannot parse xxx") and letter.message.endswith("at the end")
+    assert "characters cut" in letter.message
+    assert letter.traceback is not None and letter.traceback.startswith("Traceback ...")
+    (reply,) = plan.by_topic[REPLIES]
+    assert len(reply.data) < 200_000
+
+
+def test_a_dead_letter_too_large_for_its_task_carries_the_task_alone() -> None:
+    from infinitic_py.ops.dlq import read_letter
+
+    task = wire.ExecuteTask(task_id="huge", service="Jobs", method="double",
+                            args=wire.encode_value([{"n": 1, "pad": "p" * 5_150_000}]),
+                            meta={"batchKey": "k"}, retry_index=2)
+    payload = wire.encode(task)
+    (letter_pub,) = DIALECT.failed(task, LookupError("gone"), "Traceback ...\n" * 5000,
+                                   "retries_exhausted", payload, "w1")
+    assert letter_pub.topic == DLQ
+    assert letter_pub.message.data == payload  # the task's bytes: they fitted one message
+    view = read_letter(letter_pub.message.data, letter_pub.message.properties, service="Jobs",
+                       published_at=None)
+    assert (view.reason, view.error_type, view.message, view.task_id, view.retry_index,
+            view.method, view.worker, view.batch_key) == (
+        "retries_exhausted", "LookupError", "gone", "huge", 2, "double", "w1", "k")
+    assert view.task == task and view.failed_at > 0
