@@ -88,7 +88,6 @@ class Settler:
     async def give_back(self, items: Sequence[Pending]) -> None:
         """Nack the tasks of a unit that did not settle (they run again), close their books;
         the copies parked on them go back too (they come back after the attempt)."""
-        parked: list[Pending] = []
         try:
             await self._consumers.settle([p.msg for p in items], ack=False)
         finally:
