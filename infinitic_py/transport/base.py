@@ -59,6 +59,11 @@ class SubscriptionType(enum.StrEnum):
     FAILOVER = "failover"
 
 
+# A worker's nacks before Pulsar dead-letters a message (``pulsar.consumer.max_redeliveries``, and
+# a ``Worker`` built in code): a unit whose outcomes can never be published does not loop forever.
+WORKER_MAX_REDELIVERIES = 10
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     """How one consumer subscribes. Defaults fit a task worker."""

@@ -30,7 +30,7 @@ from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport, redact_url
-from infinitic_py.transport.base import ConsumerSettings, Transport
+from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES, ConsumerSettings, Transport
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
@@ -49,8 +49,9 @@ class Worker:
     """Consumes the topics of the services added to it and executes their tasks.
 
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
-    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` and ``max_buffered_bytes`` (per
-    service: the worker stops pulling at either), ``max_hung_handlers`` (per service: sync
+    ``consumer`` (``ConsumerSettings``; by default with the config file's ``max_redeliveries``,
+    10), ``max_buffered_messages`` and ``max_buffered_bytes`` (per service: the worker stops
+    pulling at either), ``max_hung_handlers`` (per service: sync
     handlers past their timeout whose threads are replaced; beyond, not ready),
     ``connect_timeout`` (seconds a start keeps trying to reach the broker), ``shutdown_grace``
     (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
@@ -87,7 +88,8 @@ class Worker:
         self.tenant = tenant
         self.namespace = namespace
         self.name = name or socket.gethostname()
-        self.consumer_settings = consumer or ConsumerSettings()
+        self.consumer_settings = consumer or ConsumerSettings(
+            max_redeliveries=WORKER_MAX_REDELIVERIES)  # as the config file's default
         self.max_buffered_messages = max_buffered_messages
         self.max_buffered_bytes = max_buffered_bytes
         self.max_hung_handlers = max_hung_handlers

@@ -581,3 +581,14 @@ def test_transport_options_are_built_in_one_place() -> None:
     options = pulsar.transport_options()
     assert options["auth_params"] == '{"token": "t"}' and options["tls_validate_hostname"]
     assert ToolSettings(pulsar, "x.yaml").transport_options() == options
+
+
+def test_a_worker_built_in_code_has_the_config_files_redelivery_limit(tmp_path: Path) -> None:
+    """README (batching contract, 4): Pulsar's dead-letter policy stops a batch that can never be
+    published from looping. A ``Worker`` built in code had no limit (it looped for ever); it now
+    has the config file's default."""
+    from infinitic_py import Worker
+
+    config = load_config(write(tmp_path, MINIMAL), env={})
+    assert Worker("memory://x").consumer_settings.max_redeliveries == 10
+    assert config.pulsar.consumer.max_redeliveries == 10
