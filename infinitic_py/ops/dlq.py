@@ -6,7 +6,8 @@ A dead-letter topic (``task-executor-dlq:<Service>``) holds two kinds of message
   or named an unknown method): reason, error type and message, traceback, the original payload;
 - the original task itself, moved there by Pulsar's own dead-letter policy after
   ``pulsar.consumer.max_redeliveries`` nacks (the worker could never settle it: its outcomes
-  could not be published, or it crashed while holding it). These read as reason
+  could not be published, or it was stopped holding it; a worker that dies holding a message
+  does not count: Pulsar counts nacks). These read as reason
   ``max_redeliveries``.
 
 Replaying a letter republishes its original task as a *new attempt*: retry index 0 (a fresh retry
@@ -88,7 +89,7 @@ class LetterView(wire.Failure, kw_only=True, frozen=True):
 
 _MAX_REDELIVERIES_MESSAGE = (
     "nacked more than max_redeliveries times: no worker could settle it (outcomes not "
-    "publishable, or the worker crashed holding it)")
+    "publishable, or the worker was stopped holding it)")
 
 
 def read_letters(
