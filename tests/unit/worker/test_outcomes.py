@@ -78,8 +78,8 @@ def test_a_refused_reply_topic_dead_letters_only_the_tasks_replying_there() -> N
                    message("quiet"))
     plan = plan_outcomes(items, [Completed(1), Completed(2), Completed(3)], NO_RETRY, DIALECT,
                          "w")
-    letters = isolate_reply_failures(items, plan, {REFUSED: TransportError("refused")},
-                                     DIALECT, "w")
+    letters = isolate_reply_failures(
+        items, plan, {REFUSED: TransportError("refused", refused=True)}, DIALECT, "w")
     assert letters is not None
     assert list(letters.by_topic) == [DLQ]  # no second try at the refused topic
     (letter,) = [wire.decode_dead_letter(m.data) for m in letters.by_topic[DLQ]]
@@ -99,18 +99,33 @@ def test_a_failure_of_any_other_topic_nacks_the_unit() -> None:
                                   DIALECT, "w") is None
 
 
+def test_a_reply_topic_that_times_out_nacks_the_unit() -> None:
+    """A reply publish that timed out (the broker away longer than the send timeout) is no
+    refusal of the topic: before, its tasks were dead-lettered (reply_unpublishable) and acked,
+    and their callers never answered (800 of 3,900 in a 45 s broker outage). Now the unit is
+    nacked and runs again once the broker is back."""
+    items = routed(message("ok", reply_to=REPLIES), message("other", reply_to=REFUSED))
+    plan = plan_outcomes(items, [Completed(1), Completed(2)], NO_RETRY, DIALECT, "w")
+    timeout = TransportError("pulsar: Timeout")
+    assert isolate_reply_failures(items, plan, {REPLIES: timeout}, DIALECT, "w") is None
+    assert isolate_reply_failures(items, plan, {REPLIES: timeout, REFUSED: TransportError(
+        "x", refused=True)}, DIALECT, "w") is None
+
+
 def test_a_retried_or_dead_lettered_task_keeps_its_outcome_when_its_reply_fails() -> None:
     policy = RetryPolicy(maximum_retries=2, minimum_seconds=1, maximum_seconds=1,
                          random_factor=0)
     items = routed(message("retried", reply_to=REFUSED), message("done", reply_to=REFUSED))
     plan = plan_outcomes(items, [Failed(RuntimeError("boom")), Completed(1)], policy, DIALECT,
                          "w")
-    letters = isolate_reply_failures(items, plan, {REFUSED: TransportError("x")}, DIALECT, "w")
+    letters = isolate_reply_failures(items, plan, {REFUSED: TransportError("x", refused=True)},
+                                     DIALECT, "w")
     assert letters is not None and [d.task_id for d in letters.dead] == ["done"]
     assert plan.replies == [None, ()]
     failed = routed(message("failed", reply_to=REFUSED))
     plan = plan_outcomes(failed, [Failed(ValueError("x"))], NO_RETRY, DIALECT, "w")
-    letters = isolate_reply_failures(failed, plan, {REFUSED: TransportError("x")}, DIALECT, "w")
+    letters = isolate_reply_failures(failed, plan, {REFUSED: TransportError("x", refused=True)},
+                                     DIALECT, "w")
     assert letters is not None and letters.by_topic == {} and plan.replies == [()]
 
 
