@@ -118,7 +118,11 @@ _REFUSALS = frozenset({
 
 
 def is_refusal(error: Any) -> bool:
-    """Whether a pulsar-client result (``_pulsar.Result``) or exception is a refusal."""
+    """Whether a pulsar-client result (``_pulsar.Result``) or exception (the sync client's, one
+    class per result; ``pulsar.asyncio.PulsarException``, which carries its result) is a
+    refusal."""
+    if isinstance(error, pulsar_asyncio.PulsarException):
+        error = error.error()
     name = error.name if isinstance(error, _pulsar.Result) else type(error).__name__
     return name in _REFUSALS
 

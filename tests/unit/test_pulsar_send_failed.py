@@ -117,3 +117,13 @@ async def test_a_failure_says_whether_the_broker_refused_or_may_take_it_later(
     with pytest.raises(SendFailed) as err:
         await producer.send_many([OutgoingMessage(b"x")] * 2)
     assert err.value.refused is refused
+
+
+def test_the_asyncio_clients_exceptions_are_classified_by_their_result() -> None:
+    import pulsar.asyncio
+
+    from infinitic_py.transport.pulsar import is_refusal
+
+    assert is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.TopicNotFound))
+    assert not is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.Timeout))
+    assert is_refusal(_pulsar.TopicNotFound("x")) and not is_refusal(_pulsar.Timeout("x"))
