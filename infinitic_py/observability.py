@@ -357,7 +357,7 @@ class Metrics:
             p + "duplicates_total",
             "Copies of recently settled task attempts (redeliveries, re-dispatched task ids), by "
             "what was done: acked, replied (the kept reply sent again), rerun, or wait (the "
-            "same attempt is running: nacked, it comes back later).",
+            "same attempt is running: held until it settles, then answered).",
             ("service", "action"), registry=r)
         if registry is None:  # ops (issue 16): process_* and python_* series of this process
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from infinitic_py.errors import ConfigError
+from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES
 from infinitic_py.transport.urls import REDACTED, is_memory, redact_url
 
 SubscriptionTypeName = Literal["shared", "key_shared"]
@@ -36,7 +37,7 @@ class ConsumerConfig(_Section, frozen=True):
     subscription_type: SubscriptionTypeName = "shared"
     receiver_queue_size: _PositiveInt = 2000
     nack_redelivery_delay_seconds: _NonNegativeFloat = 1.0
-    max_redeliveries: _PositiveInt | None = 10
+    max_redeliveries: _PositiveInt | None = WORKER_MAX_REDELIVERIES
     """Nacks before Pulsar moves a message to the dead-letter topic; ``None``: no DLQ policy."""
 
 

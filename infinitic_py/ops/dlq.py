@@ -6,7 +6,8 @@ A dead-letter topic (``task-executor-dlq:<Service>``) holds two kinds of message
   or named an unknown method): reason, error type and message, traceback, the original payload;
 - the original task itself, moved there by Pulsar's own dead-letter policy after
   ``pulsar.consumer.max_redeliveries`` nacks (the worker could never settle it: its outcomes
-  could not be published, or it crashed while holding it). These read as reason
+  could not be published, or it was stopped holding it; a worker that dies holding a message
+  does not count: Pulsar counts nacks). These read as reason
   ``max_redeliveries``.
 
 Replaying a letter republishes its original task as a *new attempt*: retry index 0 (a fresh retry
@@ -89,7 +90,7 @@ class LetterView(wire.Failure, kw_only=True, frozen=True):
 
 _MAX_REDELIVERIES_MESSAGE = (
     "nacked more than max_redeliveries times: no worker could settle it (outcomes not "
-    "publishable, or the worker crashed holding it)")
+    "publishable, or the worker was stopped holding it)")
 
 
 def read_letters(
@@ -128,7 +129,7 @@ def read_letter(
     props = dict(properties)
     try:
         letter = wire.decode_dead_letter(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         letter = None
     if letter is not None:
         task = _task_of(letter.payload)
@@ -136,6 +137,8 @@ def read_letter(
         return LetterView(**failure, batch_key=_key_of(task), task=task, properties=props)
     task = _task_of(data)
     when = published_at if published_at is not None else 0.0
+    if props.get(wire.PROP_LETTER) == "payload-only":  # the worker's, too large for its failure
+        return _payload_only(task, props, service, when)
     if task is not None:
         return _max_redeliveries(task, _MAX_REDELIVERIES_MESSAGE, when, props)
     return LetterView(
@@ -147,10 +150,31 @@ def read_letter(
     )
 
 
+def _payload_only(task: wire.ExecuteTask | None, props: dict[str, str], service: str,
+                  when: float) -> LetterView:
+    """A worker's dead letter sent as the task's bytes, the failure in properties
+    (``wire.native.letter_message``)."""
+    def number(key: str, default: float) -> float:
+        try:
+            return float(props[key])
+        except (KeyError, ValueError):
+            return default
+
+    return LetterView(
+        reason=props.get("reason", REASON_UNREADABLE), error_type=props.get("errorType", ""),
+        message=props.get(wire.PROP_ERROR_MESSAGE, ""), traceback=None,
+        retry_index=int(number(wire.PROP_RETRY_INDEX, task.retry_index if task else 0)),
+        task_id=task.task_id if task else props.get(wire.PROP_TASK_ID),
+        service=task.service if task else service,
+        method=task.method if task else props.get(wire.PROP_METHOD),
+        batch_key=_key_of(task), failed_at=number(wire.PROP_FAILED_AT, when),
+        worker=props.get(wire.PROP_WORKER), task=task, properties=props)
+
+
 def _task_of(payload: bytes) -> wire.ExecuteTask | None:
     try:
         return wire.decode_execute(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         return None
 
 
@@ -319,7 +343,7 @@ def _args_of(task: wire.ExecuteTask | None) -> Any:
         return None
     try:
         return _jsonable(_any.decode(task.args))
-    except msgspec.DecodeError:
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         return None
 
 

@@ -35,7 +35,14 @@ Partitioner = Callable[[str, int], int]
 
 
 class TransportError(Exception):
-    """The broker could not do what was asked (connection lost, timeout, publish refused...)."""
+    """The broker could not do what was asked (connection lost, timeout, publish refused...).
+    ``refused``: the broker refused this topic or message itself (it does not exist and cannot be
+    created, no permission, too large...: asking again gets the same answer); False for a failure
+    that may pass (the broker unreachable or restarting, a timeout)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class SendFailed(TransportError):
@@ -43,8 +50,8 @@ class SendFailed(TransportError):
     confirmed (persisted); every other one is unconfirmed (not published, or in flight when the
     send failed: it may exist)."""
 
-    def __init__(self, message: str, sent: Sequence[int] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, sent: Sequence[int] = (), *, refused: bool = False) -> None:
+        super().__init__(message, refused=refused)
         self.sent: tuple[int, ...] = tuple(sent)
 
 
@@ -57,6 +64,11 @@ class SubscriptionType(enum.StrEnum):
     KEY_SHARED = "key_shared"
     EXCLUSIVE = "exclusive"
     FAILOVER = "failover"
+
+
+# A worker's nacks before Pulsar dead-letters a message (``pulsar.consumer.max_redeliveries``, and
+# a ``Worker`` built in code): a unit whose outcomes can never be published does not loop forever.
+WORKER_MAX_REDELIVERIES = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,26 @@ def _keep_thread_state() -> None:
     _this_thread_state.kept = True
 
 
+# Pulsar's answers that concern the topic or the message itself: asked again, the broker gives the
+# same one (``TransportError.refused``). Anything else (Timeout, ConnectError, NotConnected,
+# ServiceUnitNotReady, ...) may pass: the broker is away or busy.
+_REFUSALS = frozenset({
+    "TopicNotFound", "InvalidTopicName", "AuthorizationError", "NotAllowedError",
+    "TopicTerminated", "IncompatibleSchema", "MessageTooBig",
+    "ProducerBlockedQuotaExceededError", "ProducerBlockedQuotaExceededException",
+})
+
+
+def is_refusal(error: Any) -> bool:
+    """Whether a pulsar-client result (``_pulsar.Result``) or exception (the sync client's, one
+    class per result; ``pulsar.asyncio.PulsarException``, which carries its result) is a
+    refusal."""
+    if isinstance(error, pulsar_asyncio.PulsarException):
+        error = error.error()
+    name = error.name if isinstance(error, _pulsar.Result) else type(error).__name__
+    return name in _REFUSALS
+
+
 class _Countdown:
     """Completes one asyncio future after ``n`` native callbacks (from any thread).
 
@@ -168,7 +188,9 @@ class _Countdown:
         if not self.failures:
             self._future.set_result(None)
         else:
-            self._future.set_exception(TransportError(f"pulsar: {self.failures[0][1]}"))
+            self._future.set_exception(TransportError(
+                f"pulsar: {self.failures[0][1]}",
+                refused=all(is_refusal(result) for _, result in self.failures)))
 
 
 class PulsarProducer(Producer):
@@ -195,13 +217,14 @@ class PulsarProducer(Producer):
                     self._native.send_async(_build(message), countdown.callback(i))
             except Exception as exc:  # pulsar raises its own exception types synchronously
                 raise SendFailed(f"cannot publish to {self._topic}: {exc}",
-                                 range(start)) from exc
+                                 range(start), refused=is_refusal(exc)) from exc
             try:
                 await countdown.future
             except TransportError as exc:
                 failed = set(countdown.failed)
                 raise SendFailed(str(exc), [*range(start), *(
-                    start + i for i in range(len(window)) if i not in failed)]) from exc
+                    start + i for i in range(len(window)) if i not in failed)],
+                    refused=exc.refused) from exc
 
     async def close(self) -> None:
         try:
@@ -331,7 +354,8 @@ class PulsarTransport(Transport):
         try:
             native = await self._client.create_producer(topic, **args)
         except Exception as exc:
-            raise TransportError(f"cannot create a producer on {topic}: {exc}") from exc
+            raise TransportError(f"cannot create a producer on {topic}: {exc}",
+                                 refused=is_refusal(exc)) from exc
         producer = PulsarProducer(native, topic, self._max_pending)
         self._producers.append(producer)
         return producer

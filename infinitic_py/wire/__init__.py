@@ -35,7 +35,9 @@ __all__ = [
     "Subscription",
     "Task",
     "Undecodable",
+    "error_text",
     "key_text",
+    "writable_text",
 ]
 
 
@@ -45,6 +47,39 @@ def key_text(key: str | bytes | None) -> str | None:
     if key is None or isinstance(key, str):
         return key
     return key.hex()
+
+
+# What a reply, a dead letter or an event keeps of an error's text: an exception message may
+# echo a large input (and its traceback repeats it), and a dead letter must fit one broker message
+# with the task it carries. The head and the tail are kept.
+MAX_ERROR_CHARS = 16 * 1024
+MAX_TRACE_CHARS = 64 * 1024
+
+
+def writable_text(text: str, limit: int = MAX_TRACE_CHARS) -> str:
+    """``text`` as UTF-8 can carry it (a lone surrogate, from a file name read with
+    ``surrogateescape`` say, becomes its ``\\udcff`` escape instead of failing the encoder of
+    the message that reports it), at most about ``limit`` characters (its middle cut)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        half = limit // 2
+        text = f"{text[:half]}\n... [{len(text) - 2 * half} characters cut] ...\n{text[-half:]}"
+    return text
+
+
+def error_text(error: BaseException) -> str:
+    """An error's message for a reply, a dead letter or an event: ``str(error)``, or its
+    ``repr`` (then its type) when the user's ``__str__`` itself fails; writable as UTF-8, at
+    most about ``MAX_ERROR_CHARS``."""
+    for describe in (str, repr):
+        try:
+            return writable_text(describe(error), MAX_ERROR_CHARS)
+        except Exception:
+            continue
+    return f"<{type(error).__name__} whose str() and repr() fail>"
 
 
 class Task(Protocol):
@@ -169,8 +204,8 @@ class Dialect(Protocol[T]):
         ...
 
     def completed(self, task: T, output: Any, worker: str) -> Sequence[Publish]:
-        """Raises ``TypeError`` / ``msgspec.EncodeError`` if ``output`` cannot be encoded (the
-        task then fails instead)."""
+        """Raises if ``output`` cannot be encoded (``TypeError``, ``OverflowError``,
+        ``UnicodeEncodeError``...: the task then fails instead)."""
         ...
 
     def retried(self, task: T, error: BaseException, trace: str | None, delay: float,

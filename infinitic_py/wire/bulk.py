@@ -55,7 +55,7 @@ def bulk_parts(data: bytes) -> list[bytes] | None:
         return None
     try:
         return _decoder.decode(memoryview(data)[5:])
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # msgspec's errors, or RecursionError (hostile nesting)
         return None
 
 

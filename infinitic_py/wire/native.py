@@ -27,7 +27,14 @@ from infinitic_py.topics import (
     service_topic,
 )
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
-from infinitic_py.wire import Publish, Subscription, Undecodable, key_text
+from infinitic_py.wire import (
+    Publish,
+    Subscription,
+    Undecodable,
+    error_text,
+    key_text,
+    writable_text,
+)
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
@@ -208,7 +215,7 @@ class NativeDialect:
     def decode(self, message: ReceivedMessage) -> ExecuteTask | Undecodable:
         try:
             return _execute_decoder.decode(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except Exception as exc:  # msgspec's errors, or RecursionError (hostile nesting)
             return Undecodable(exc)
 
     def decode_args(self, task: ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
@@ -257,27 +264,59 @@ class NativeDialect:
     def failed(self, task: ExecuteTask, error: BaseException, trace: str | None, reason: str,
                payload: bytes, worker: str) -> Sequence[Publish]:
         error_type = type(error).__name__
+        message = error_text(error)
+        trace = None if trace is None else writable_text(trace)
         out: list[Publish] = []
         if task.reply_to:
             out.append(Publish(task.reply_to, OutgoingMessage(encode(TaskFailedReply(
                 task_id=task.task_id, service=task.service, method=task.method,
-                error_type=error_type, message=str(error), traceback=trace,
+                error_type=error_type, message=message, traceback=trace,
                 retry_index=task.retry_index, worker=worker))), reply=True))
         letter = DeadLetter(
-            reason=reason, error_type=error_type, message=str(error), traceback=trace,
+            reason=reason, error_type=error_type, message=message, traceback=trace,
             retry_index=task.retry_index, task_id=task.task_id, service=task.service,
             method=task.method, payload=payload, failed_at=now(), worker=worker)
-        out.append(Publish(self.dead_letter_topic(task.service), OutgoingMessage(
-            encode(letter), {"reason": reason, "taskId": task.task_id,
-                             "errorType": error_type})))
+        out.append(Publish(self.dead_letter_topic(task.service), letter_message(
+            letter, {"reason": reason, "taskId": task.task_id, "errorType": error_type})))
         return out
 
     def undecodable(self, message: ReceivedMessage, error: Exception, service: str,
                     worker: str) -> Sequence[Publish]:
         letter = DeadLetter(
-            reason="undecodable", error_type=type(error).__name__, message=str(error),
+            reason="undecodable", error_type=type(error).__name__, message=error_text(error),
             traceback=None, retry_index=0, task_id=message.properties.get(PROP_TASK_ID),
             service=service, method=message.properties.get(PROP_METHOD),
             payload=message.data, failed_at=now(), worker=worker)
-        return (Publish(self.dead_letter_topic(service), OutgoingMessage(
-            encode(letter), {"reason": "undecodable", "errorType": type(error).__name__})),)
+        properties = {"reason": "undecodable", "errorType": type(error).__name__}
+        if letter.task_id is not None:
+            properties["taskId"] = letter.task_id
+        return (Publish(self.dead_letter_topic(service), letter_message(letter, properties)),)
+
+
+# A dead letter must fit one broker message (the broker's default maxMessageSize is 5 MiB; room
+# is kept for the metadata, as for an atomic bulk).
+MAX_LETTER_BYTES = 5 * 1024 * 1024 - 64 * 1024
+PROP_LETTER = "deadLetter"  # on a letter too large to carry its task: "payload-only"
+PROP_ERROR_MESSAGE = "errorMessage"
+PROP_FAILED_AT = "failedAt"
+PROP_WORKER = "worker"
+_PROPERTY_CHARS = 2048
+
+
+def letter_message(letter: DeadLetter, properties: Mapping[str, str],
+                   max_bytes: int = MAX_LETTER_BYTES) -> OutgoingMessage:
+    """The message of a dead letter. One whose task is too close to the broker's size limit to
+    travel with its failure is sent as the task's own bytes (they fitted one message) with the
+    failure in properties, as Pulsar's own dead-letter copies are; ``ops.dlq.read_letter`` reads
+    both. (Otherwise the publish failed, and with it every task of the unit: nacked, run again.)"""
+    data = encode(letter)
+    if len(data) <= max_bytes:
+        return OutgoingMessage(data, properties)
+    extra = {PROP_LETTER: "payload-only", PROP_RETRY_INDEX: str(letter.retry_index),
+             PROP_ERROR_MESSAGE: letter.message[:_PROPERTY_CHARS],
+             PROP_FAILED_AT: repr(letter.failed_at)}
+    if letter.method:
+        extra[PROP_METHOD] = letter.method
+    if letter.worker:
+        extra[PROP_WORKER] = letter.worker
+    return OutgoingMessage(letter.payload, {**properties, **extra})

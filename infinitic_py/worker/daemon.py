@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,7 +30,7 @@ from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport, redact_url
-from infinitic_py.transport.base import ConsumerSettings, Transport
+from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES, ConsumerSettings, Transport
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
@@ -49,8 +49,9 @@ class Worker:
     """Consumes the topics of the services added to it and executes their tasks.
 
     Keyword-only options: ``tenant``, ``namespace``, ``name`` (defaults to the host name),
-    ``consumer`` (``ConsumerSettings``), ``max_buffered_messages`` and ``max_buffered_bytes`` (per
-    service: the worker stops pulling at either), ``max_hung_handlers`` (per service: sync
+    ``consumer`` (``ConsumerSettings``; by default with the config file's ``max_redeliveries``,
+    10), ``max_buffered_messages`` and ``max_buffered_bytes`` (per service: the worker stops
+    pulling at either), ``max_hung_handlers`` (per service: sync
     handlers past their timeout whose threads are replaced; beyond, not ready),
     ``connect_timeout`` (seconds a start keeps trying to reach the broker), ``shutdown_grace``
     (seconds), ``http_port`` (``/metrics``, ``/healthz``, ``/readyz``; ``None``
@@ -87,7 +88,8 @@ class Worker:
         self.tenant = tenant
         self.namespace = namespace
         self.name = name or socket.gethostname()
-        self.consumer_settings = consumer or ConsumerSettings()
+        self.consumer_settings = consumer or ConsumerSettings(
+            max_redeliveries=WORKER_MAX_REDELIVERIES)  # as the config file's default
         self.max_buffered_messages = max_buffered_messages
         self.max_buffered_bytes = max_buffered_bytes
         self.max_hung_handlers = max_hung_handlers
@@ -417,4 +419,47 @@ class Worker:
         """Blocking: tune the GC (``gc_gen0_threshold``), run until SIGTERM / SIGINT, then drain
         within the grace period."""
         self.tune_gc()
-        asyncio.run(self.run_until_signalled())
+        run_bounded(self.run_until_signalled(), LEFTOVER_GRACE)
+
+
+# How long tasks still pending once the worker has stopped (an async handler that swallows its
+# cancellation) get to end after being cancelled, before the process leaves them behind.
+LEFTOVER_GRACE = 1.0
+_ABANDONED: list[asyncio.Task[Any]] = []
+
+
+def run_bounded(main: Coroutine[Any, Any, None], grace: float) -> None:
+    """``asyncio.run(main)``, except for the tasks left when ``main`` ends: ``asyncio.run``
+    cancels them and waits for them without limit, so one async handler that swallows
+    ``CancelledError`` kept the process from ever exiting after SIGTERM. Here they get ``grace``
+    seconds after their cancellation; any still pending is logged and abandoned."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in left:
+                t.cancel()
+            if left:
+                _, pending = loop.run_until_complete(asyncio.wait(left, timeout=grace))
+                if pending:
+                    log.warning("worker.tasks_abandoned", count=len(pending),
+                                tasks=sorted({_task_name(t) for t in pending})[:5],
+                                note="still running after their cancellation (a handler that "
+                                     "swallows CancelledError?): the process exits anyway")
+                    for t in pending:  # nor "Task was destroyed but it is pending!" at exit
+                        t._log_destroy_pending = False  # type: ignore[attr-defined]
+                    _ABANDONED.extend(pending)  # never finalized (closing their coroutines
+                    # would run the swallowing handler's code again, at interpreter exit)
+            loop.run_until_complete(asyncio.wait(
+                [loop.create_task(loop.shutdown_asyncgens())], timeout=grace))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or task.get_name()

@@ -62,6 +62,8 @@ _MAX_PRODUCERS = 64  # open producers (mostly clients' reply topics) per executo
 # A reply producer unused this long is closed, so that a client deleting its response topic at
 # close does not see it recreated by this producer's reconnect (issue 16).
 _REPLY_PRODUCER_IDLE = 30.0
+# How long a unit cancelled at the end of the drain gets to nack its messages (_end_late_units).
+_CANCELLED_WAIT = 1.0
 
 
 class ServiceExecutor:
@@ -167,19 +169,9 @@ class ServiceExecutor:
         while self._units and not late:  # units spawned during the drain are waited for too
             _, late = await asyncio.wait(set(self._units), timeout=max(0.0, deadline - loop.time()))
         if late:
-            # A unit still running its handler is cancelled (it nacks its messages); one
-            # already publishing its outcomes gets a little longer to ack them (cancelled
-            # mid-publish, its tasks would run again elsewhere).
-            settling = [u for u in late if u in self._settling]
             self._log.warning("executor.grace_exceeded", units=len(late), grace=grace,
-                              settling=len(settling))
-            for unit in late - self._settling:
-                unit.cancel()
-            _, still = await asyncio.wait(late, timeout=CLOSE_TIMEOUT)
-            for unit in still:
-                unit.cancel()
-            if still:
-                await asyncio.wait(still, timeout=CLOSE_TIMEOUT)
+                              settling=len(late & self._settling))
+            await _end_late_units(late, self._settling)
         await self._consumers.close()  # ends the receive loops
         if self._receivers:
             _, stuck = await asyncio.wait(self._receivers, timeout=CLOSE_TIMEOUT)
@@ -274,10 +266,17 @@ class ServiceExecutor:
                 inst.received_pending = 0
         for rejection in rejected:
             self._spawn(self._settler.reject(rejection))
+        if copies:
+            self._answer_copies(copies)
+
+    def _answer_copies(self, copies: list[Pending]) -> None:
+        """Copies of running attempts wait for them (parked); the others are answered now."""
         for copy in copies:
             verdict = self._settler.triage(copy)
             if verdict.action is CopyAction.RERUN:  # still held: settled like any other task now
                 self._on_rerun(copy)
+            elif verdict.action is CopyAction.WAIT and not self._stopping:
+                self._ledger.park(copy)
             else:
                 self._spawn(self._settler.answer_copy(copy, verdict))
 
@@ -373,7 +372,9 @@ class ServiceExecutor:
                 try:
                     await self._consumers.settle([p.msg for p in items], ack=True)
                 finally:
-                    self._ledger.settle(items, ack=True, replies=plan.replies)
+                    parked = self._ledger.settle(items, ack=True, replies=plan.replies)
+                    if parked:  # copies that waited for these attempts: answered from them now
+                        self._answer_copies(parked)
             finally:
                 self._settling.discard(unit)
             self._settler.record(plan, method.name, log)
@@ -413,3 +414,17 @@ class ServiceExecutor:
         for batch in self._accumulator.add(p.group, p, self._now(), route.limits):
             self._launch(batch)
         self._arm_timer()
+
+
+async def _end_late_units(late: set[asyncio.Task[None]], settling: set[asyncio.Task[Any]]) -> None:
+    """After the grace period: a unit still running its handler is cancelled (it nacks its
+    messages); one already publishing its outcomes gets a little longer to ack them (cancelled
+    mid-publish, its tasks would run again elsewhere). A unit whose async handler swallows its
+    cancellation is left behind after a second: the consumer's close hands its messages back."""
+    for unit in late - settling:
+        unit.cancel()
+    _, still = await asyncio.wait(late, timeout=CLOSE_TIMEOUT if late & settling else _CANCELLED_WAIT)
+    for unit in still:
+        unit.cancel()
+    if still:
+        await asyncio.wait(still, timeout=_CANCELLED_WAIT)

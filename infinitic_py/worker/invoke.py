@@ -31,6 +31,28 @@ from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, Outc
 from infinitic_py.worker.routing import Pending
 from infinitic_py.worker.settings import ExecutorSettings
 
+# What user code may raise that fails its task(s): any Exception, and SystemExit /
+# KeyboardInterrupt raised by the handler itself (``sys.exit()`` in an argparse-style helper). Out
+# of a unit's task, those two would stop the event loop: the worker dying without a drain, and
+# the task, redelivered, killing the next worker too. (The worker's own SIGINT / SIGTERM are
+# handled by the loop, never raised in a handler.) Cancellation is never caught here.
+_HANDLER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
+class _Escaped(Exception):
+    """Carries a handler's SystemExit / KeyboardInterrupt out of the task it ran in."""
+
+    def __init__(self, error: SystemExit | KeyboardInterrupt) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+async def _contained(coro: Any) -> Any:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
+
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
@@ -85,7 +107,7 @@ class Invoker:
                         output = await self._call(method.fn, pending.args, method.is_async,
                                                   timeout, cancelled, single=context)
                         outcomes.append(Completed(output))
-                    except Exception as exc:
+                    except _HANDLER_ERRORS as exc:
                         outcomes.append(Failed(exc, traceback.format_exc()))
                 invocation = Invocation(outcomes)
             else:
@@ -119,7 +141,7 @@ class Invoker:
                 batch.fn, (dict(inputs),), batch.is_async, timeout, cancelled,  # a copy it may mutate
                 batch_contexts=contexts,
             )
-        except Exception as exc:
+        except _HANDLER_ERRORS as exc:
             if batch.isolate_failures and len(inputs) > 1 and not isinstance(exc, TaskTimeout):
                 ids = list(inputs)
                 half = len(ids) // 2
@@ -192,7 +214,7 @@ class Invoker:
         started: asyncio.Future[None] | None = None
         threaded = False  # a sync handler's call, in the pool
         if is_async:
-            call = asyncio.ensure_future(loop.create_task(fn(*args), context=ctx))
+            call = asyncio.ensure_future(loop.create_task(_contained(fn(*args)), context=ctx))
         elif timeout is None:
             call = self._pool.submit_async(loop, ctx.run, fn, *args)
             threaded = True
@@ -220,6 +242,8 @@ class Invoker:
                     )
                 raise TaskTimeout(f"{fn.__name__} exceeded its timeout of {timeout}s")
             return call.result()
+        except _Escaped as escaped:
+            raise escaped.error  # noqa: B904 (the handler's own, with its traceback)
         except asyncio.CancelledError:
             cancelled.set()
             call.cancel()

@@ -5,8 +5,11 @@ message cap, except by a bulk's expansion; a run may cross the byte cap, its byt
 once received) and of duplicate memory (attempts running now, attempts settled recently with
 the replies they sent).
 
-A copy of an attempt that is running is given back (nacked: it returns after the nack delay); a
-copy of one settled recently is answered from memory (``CopyAction``) instead of running again.
+A copy of an attempt that is running is parked until that attempt settles, then answered like a
+copy of a settled one (nacked, it came back after every nack delay, and with ``max_redeliveries``
+set the broker dead-lettered it while the attempt still ran: a dead letter for a task that
+completed, its caller never answered); a copy of one settled recently is answered from memory
+(``CopyAction``) instead of running again.
 No I/O: the executor acks, nacks and publishes; the ledger only keeps the books (its one asyncio
 object is the event the receive loop waits on at the cap).
 """
@@ -45,7 +48,7 @@ class CopyAction(enum.Enum):
     ACK = "acked"  # settled, nothing to answer again
     REPLY = "replied"  # settled: publish the kept replies again, then ack
     RERUN = "rerun"  # settled but no reply kept for this caller: run it again
-    WAIT = "wait"  # the same attempt runs right now: nack, it comes back later
+    WAIT = "wait"  # the same attempt runs right now: park it (``park``) until it settles
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,8 @@ class Ledger:
         self._room = asyncio.Event()
         self._room.set()
         self._running: set[AttemptKey] = set()
+        # Copies of running attempts, held until their attempt settles (``settle`` returns them).
+        self._parked: dict[AttemptKey, list[Pending]] = {}
         self._recent: RecentOutcomes[AttemptKey, Settled] = RecentOutcomes(
             recent_capacity, recent_bytes)
         self._keep_reply_bytes = keep_reply_bytes
@@ -171,22 +176,41 @@ class Ledger:
         self._running.add(p.key)
         return CopyVerdict(CopyAction.RERUN)
 
+    def park(self, copy: Pending) -> None:
+        """Hold a copy whose verdict is WAIT until its attempt settles (it keeps its room)."""
+        self._parked.setdefault(copy.key, []).append(copy)
+
+    @property
+    def parked(self) -> int:
+        return sum(map(len, self._parked.values()))
+
     def settle(
         self,
         items: Sequence[Pending],
         *,
         ack: bool,
         replies: Sequence[Sequence[Publish] | None] | None = None,
-    ) -> None:
-        """Close the books on ``items`` (acked or given back), and release their room.
+    ) -> list[Pending]:
+        """Close the books on ``items`` (acked or given back), and release their room. Returns
+        the copies parked on them (``park``): the caller answers them now (acked: ``verdict``
+        again; given back: give them back too).
 
         ``replies`` (acked only), one entry per item: the replies its outcome sent (empty: none),
         or None when the attempt was retried. None for the whole unit: nothing was published."""
         keys = list(map(_key_of, items))
         self._running.difference_update(keys)
         self.release(len(items), sum([len(p.msg.data) for p in items]))
+        parked: list[Pending] = []
+        if self._parked:
+            for key in keys:
+                parked += self._parked.pop(key, ())
         if not ack:
-            return
+            return parked
+        self._remember(items, keys, replies)
+        return parked
+
+    def _remember(self, items: Sequence[Pending], keys: list[AttemptKey],
+                  replies: Sequence[Sequence[Publish] | None] | None) -> None:
         recent = self._recent
         if replies is None:
             recent.add_many(keys, NO_REPLY)

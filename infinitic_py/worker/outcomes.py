@@ -121,7 +121,8 @@ def plan_outcomes(
         if type(outcome) is Completed:
             try:
                 sent = dialect.completed(task, outcome.output, worker)
-            except (TypeError, msgspec.EncodeError) as exc:
+            except Exception as exc:  # an output the wire cannot carry (an unsupported type,
+                # an int over 64 bits, a lone surrogate, a cycle...) fails this task alone
                 outcome = Failed(exc, traceback.format_exc())
             else:
                 plan.completed += 1
@@ -167,13 +168,15 @@ def isolate_reply_failures(
     worker: str,
 ) -> Plan | None:
     """After ``plan`` was published with ``failures`` (topic -> error): None when a topic that is
-    no task's reply topic failed (the broker itself: the unit must be nacked). Else the dead
+    no task's reply topic failed, or a reply topic failed in a way that may pass (a timeout, the
+    broker away: ``TransportError.refused`` is False): the unit must be nacked. Else the dead
     letters of the tasks whose reply could not be published (already retried or dead-lettered
     ones keep their outcome), and ``plan.replies`` updated: nothing was answered to them (a
     copy must not be answered from memory)."""
     replies_to = {p.task.reply_to for p in items if p.task.reply_to}
-    if any(topic not in replies_to for topic in failures):
-        return None
+    if any(topic not in replies_to or not getattr(error, "refused", False)
+           for topic, error in failures.items()):
+        return None  # the broker itself failed (or may take them later): nack, run again
     letters = Plan()
     replies = plan.replies
     for index, p in enumerate(items):

@@ -139,7 +139,15 @@ class Router:
 
     def _route(self, msg: ReceivedMessage, routed: list[Pending],
                rejected: list[Rejection]) -> None:
-        """The general path: one message, whatever it holds."""
+        """The general path: one message, whatever it holds. Whatever fails here concerns this
+        message alone (raised, it would give back the whole run with it, at every delivery)."""
+        try:
+            self._route_one(msg, routed, rejected)
+        except Exception as exc:
+            rejected.append(Rejection(msg, "undecodable", exc))
+
+    def _route_one(self, msg: ReceivedMessage, routed: list[Pending],
+                   rejected: list[Rejection]) -> None:
         task = self._dialect.decode(msg)
         if isinstance(task, Undecodable):
             rejected.append(Rejection(msg, "undecodable", task.error))

@@ -69,8 +69,8 @@ class Settler:
             self._ledger.release(1, len(msg.data))
 
     async def answer_copy(self, copy: Pending, verdict: CopyVerdict) -> None:
-        """Answer a copy whose verdict is ACK, REPLY or WAIT (a WAIT copy is nacked: it comes
-        back after the nack delay, once the running attempt has settled)."""
+        """Answer a copy whose verdict is ACK or REPLY (a WAIT copy is parked in the ledger
+        until its attempt settles; answered with WAIT, it is nacked)."""
         try:
             if verdict.action is CopyAction.REPLY:
                 by_topic: dict[str, list[OutgoingMessage]] = {}
@@ -86,11 +86,17 @@ class Settler:
             self._ledger.release(1, len(copy.msg.data))
 
     async def give_back(self, items: Sequence[Pending]) -> None:
-        """Nack the tasks of a unit that did not settle (they run again), close their books."""
+        """Nack the tasks of a unit that did not settle (they run again), close their books;
+        the copies parked on them go back too (they come back after the attempt)."""
         try:
             await self._consumers.settle([p.msg for p in items], ack=False)
         finally:
-            self._ledger.settle(items, ack=False)
+            parked = self._ledger.settle(items, ack=False)
+            if parked:
+                try:
+                    await self._consumers.settle([p.msg for p in parked], ack=False)
+                finally:
+                    self._ledger.release(len(parked), sum(len(p.msg.data) for p in parked))
 
     async def give_back_run(self, msgs: Sequence[ReceivedMessage], held: bool) -> None:
         """Nack a received run that was not routed (its room released if it was ``held``)."""

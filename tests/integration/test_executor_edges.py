@@ -249,3 +249,69 @@ async def test_reply_producers_are_bounded(counting: tuple[Harness, Counting, st
     workers = [w for w in _live_workers if any(e.service == name for e in w.executors)]
     (executor,) = [e for w in workers for e in w.executors if e.service == name]
     assert len(executor._producers) <= 64
+
+
+class Gated:
+    """An async batch method that holds its batch until ``gate`` opens; counts runs."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+        self.runs: Counter[int] = Counter()
+
+    @task
+    def run(self, job: Job) -> str:
+        return str(job.n)
+
+    @run.batch(max_messages=10, max_seconds=0.05)
+    async def run_batch(self, jobs: dict[str, Job]) -> dict[str, str]:
+        for job in jobs.values():
+            self.runs[job.n] += 1
+        self.started.set()
+        await self.gate.wait()
+        return {t: f"{job.n}:done" for t, job in jobs.items()}
+
+
+async def test_a_copy_of_a_running_attempt_waits_for_it_and_is_never_dead_lettered(
+    harness: Harness,
+) -> None:
+    """A copy of an attempt that is still running (the same task id dispatched again; or every
+    unacked message, redelivered when the broker restarts or moves the topic) used to be nacked
+    each time it came back: with ``max_redeliveries`` set, once the attempt ran longer than
+    that many nack delays, the broker dead-lettered the copy (a dead letter for a task that
+    completed) and its caller was never answered. Now it waits for the running attempt and is
+    answered from its outcome."""
+    from infinitic_py.transport.base import ConsumerSettings
+
+    from .test_failures import dlq_consumer
+
+    name = unique()
+    service = Gated()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0,
+                    consumer=ConsumerSettings(nack_redelivery_delay=0.1, max_redeliveries=2))
+    worker.add_service(service, name=name, retry=NO_RETRY)
+    await worker.start()
+    try:
+        task_id = f"order-{uuid.uuid4().hex}"
+        async with AsyncClient(harness.url) as first, AsyncClient(harness.url) as second:
+            (d1,) = await first.service(Gated, name=name).run.many([Call(Job(1), task_id=task_id)])
+            await asyncio.wait_for(service.started.wait(), 30)
+            (d2,) = await second.service(Gated, name=name).run.many(
+                [Call(Job(1), task_id=task_id)])
+            # Far longer than max_redeliveries x the nack delay: the old code had nacked the
+            # copy 3 times and the broker had dead-lettered it.
+            with contextlib.suppress(TimeoutError):
+                msg = await asyncio.wait_for(dlq.receive(), 5.0)
+                pytest.fail(f"a copy of a running attempt was dead-lettered: {msg.properties}")
+            service.gate.set()
+            assert await d1.result(timeout=30) == "1:done"
+            assert await d2.result(timeout=30) == "1:done"
+        assert service.runs[1] == 1
+        assert await harness.wait_drained(harness.topic(f"task-executor:{name}")) == (0, 0)
+    finally:
+        service.gate.set()
+        await worker.stop()
+        await dlq.close()
+        await transport.close()

@@ -310,3 +310,149 @@ async def test_odd_argument_errors_and_mutated_inputs_do_not_stop_the_worker(
         assert worker.ready()[0]
     finally:
         await worker.stop()
+
+
+class Unwritable:
+    """Returns, for some tasks, what MessagePack cannot carry, or fails them with an error whose
+    text it cannot carry; counts every execution."""
+
+    def __init__(self) -> None:
+        self.runs: defaultdict[int, int] = defaultdict(int)
+
+    @task
+    def work(self, item: Item) -> object:
+        return item.n
+
+    @work.batch(max_messages=50, max_seconds=0.2)
+    async def work_batch(self, items: dict[str, Item]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for t, it in items.items():
+            self.runs[it.n] += 1
+            if it.n == 7:
+                out[t] = 2**70  # over 64 bits
+            elif it.n == 8:
+                out[t] = "report-\udcff.csv"  # a lone surrogate (surrogateescape'd bytes)
+            elif it.n == 9:
+                out[t] = OSError("cannot open /data/\udcff.csv")
+            else:
+                out[t] = it.n
+        return out
+
+
+async def test_an_output_or_error_msgpack_cannot_carry_fails_that_task_alone(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """Before: the unit crashed building its outcomes, the whole batch was nacked and ran again
+    and again (then Pulsar dead-lettered all 20, the callers never answered)."""
+    name = unique()
+    svc = Unwritable()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(svc, name=name, batch={"work": BatchLimits(20, 0.5)})
+    await worker.start()
+    try:
+        ds = await client.service(Unwritable, name=name).work.many([Item(i) for i in range(20)])
+        results = await asyncio.gather(*(d.result(timeout=30) for d in ds),
+                                       return_exceptions=True)
+        assert [r for i, r in enumerate(results) if i not in (7, 8, 9)] == [
+            i for i in range(20) if i not in (7, 8, 9)]
+        assert [type(results[i]).__name__ for i in (7, 8, 9)] == ["TaskFailed"] * 3
+        assert [r.error_type for r in results[7:10] if isinstance(r, TaskFailed)] == [
+            "OverflowError", "UnicodeEncodeError", "OSError"]
+        letters = await receive_letters(dlq, 3, timeout=30, then_quiet=2.0)
+        assert sorted(letter.task_id or "" for letter in letters) == sorted(
+            d.task_id for d in ds[7:10])
+        assert all(count == 1 for count in svc.runs.values()), dict(svc.runs)
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()
+
+
+async def test_a_message_nested_too_deep_to_decode_is_dead_lettered_not_looped(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """MessagePack nested deeper than msgspec's recursion limit: RecursionError, not a
+    msgspec.DecodeError. Before: it escaped routing, the worker gave back the whole received run
+    (the good tasks in it too) and logged receive.crashed, again at every redelivery; it was
+    never dead-lettered."""
+    name = unique()
+    svc = Flaky()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = await start(harness, svc, name)
+    hostile = (b"\x84\xa7task_id\xa4deep\xa7service" + msgspec.msgpack.encode(name)
+               + b"\xa6method\xa4work\xa4meta" + b"\x81\xa1a" * 50_000 + b"\x01")
+    try:
+        producer = await transport.create_producer(
+            service_topic(harness.tenant, harness.namespace, name))
+        await producer.send(OutgoingMessage(hostile, {"taskId": "deep"}))
+        ds = await client.service(Flaky, name=name).work.many([Item(i) for i in range(50)])
+        assert await asyncio.gather(*(d.result(timeout=30) for d in ds)) == list(range(50))
+        (letter,) = await receive_letters(dlq, 1, timeout=30, then_quiet=2.0)
+        assert (letter.reason, letter.task_id) == ("undecodable", "deep")
+        assert "recursion" in letter.message
+        assert all(len(svc.attempts[n]) == 1 for n in range(50))
+        assert await harness.wait_drained(
+            service_topic(harness.tenant, harness.namespace, name)) == (0, 0)
+        await producer.close()
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()
+
+
+class Padded(msgspec.Struct, frozen=True):
+    n: int
+    pad: str = ""
+
+
+class Echoing:
+    """Fails a task whose input is padded with an error that repeats the whole input (parsers
+    do); counts runs."""
+
+    def __init__(self) -> None:
+        self.runs: defaultdict[int, int] = defaultdict(int)
+
+    @task
+    def work(self, item: Padded) -> int:
+        return item.n
+
+    @work.batch(max_messages=10, max_seconds=0.5)
+    async def work_batch(self, items: dict[str, Padded]) -> dict[str, int | Exception]:
+        for it in items.values():
+            self.runs[it.n] += 1
+        return {t: ValueError(f"cannot parse {it.pad!r}") if it.pad else it.n
+                for t, it in items.items()}
+
+
+async def test_an_error_echoing_a_large_input_costs_its_batch_nothing(
+    harness: Harness, client: AsyncClient
+) -> None:
+    """On the real broker, before: the dead letter (the 2 MB task, its 2 MB message, its
+    traceback repeating it) was over the broker's 5 MiB limit, its publish failed, the whole
+    batch was nacked and ran again and again (then Pulsar dead-lettered all 10)."""
+    name = unique()
+    svc = Echoing()
+    transport, dlq = await dlq_consumer(harness, name)
+    worker = Worker(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                    name=f"w-{name}", shutdown_grace=10.0)
+    worker.add_service(svc, name=name)
+    await worker.start()
+    try:
+        stub = client.service(Echoing, name=name)
+        ds = await stub.work.many([Padded(i) for i in range(9)] + [Padded(9, "p" * 2_000_000)])
+        results = await asyncio.gather(*(d.result(timeout=60) for d in ds),
+                                       return_exceptions=True)
+        assert results[:9] == list(range(9))
+        failed = results[9]
+        assert isinstance(failed, TaskFailed) and failed.error_type == "ValueError"
+        assert "characters cut" in failed.message
+        (letter,) = await receive_letters(dlq, 1, timeout=30, then_quiet=2.0)
+        assert letter.task_id == ds[9].task_id and letter.reason == "retries_exhausted"
+        assert wire.decode_execute(letter.payload).task_id == ds[9].task_id
+        assert dict(svc.runs) == dict.fromkeys(range(10), 1)
+    finally:
+        await worker.stop()
+        await dlq.close()
+        await transport.close()

@@ -610,3 +610,14 @@ def test_example_file_shows_every_key_with_its_default() -> None:
     problems += walk(type(load_config(EXAMPLE, env={}).worker), example["worker"], "worker.")
     problems += walk(ServiceConfig, example["services"][0], "services[].")
     assert problems == []
+
+
+def test_a_worker_built_in_code_has_the_config_files_redelivery_limit(tmp_path: Path) -> None:
+    """README (batching contract, 4): Pulsar's dead-letter policy stops a batch that can never be
+    published from looping. A ``Worker`` built in code had no limit (it looped for ever); it now
+    has the config file's default."""
+    from infinitic_py import Worker
+
+    config = load_config(write(tmp_path, MINIMAL), env={})
+    assert Worker("memory://x").consumer_settings.max_redeliveries == 10
+    assert config.pulsar.consumer.max_redeliveries == 10

@@ -59,3 +59,26 @@ async def test_second_signal_nacks_held_messages_and_returns_at_once() -> None:
         if not running.done():
             running.cancel()
         reset_broker("forced-shutdown")
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5])
+def test_sigterm_exits_when_an_async_handler_swallows_its_cancellation(
+    timeout: float | None,
+) -> None:
+    """Before: the drain gave up on the handler, but ``asyncio.run``'s teardown waited for its
+    task without limit: the process never exited (with or without a handler timeout)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    grace = 1.0
+    args = [sys.executable, "-m", "tests.unit.stubborn_worker", str(grace)]
+    if timeout is not None:
+        args.append(str(timeout))
+    started = time.monotonic()
+    proc = subprocess.run(args, cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=60, check=False)
+    took = time.monotonic() - started
+    assert proc.returncode == 0 and "exited" in proc.stdout, proc.stdout[-3000:] + proc.stderr
+    # start + grace + a bounded wait for the cancelled handler, far from a hang
+    assert took < grace + 8, f"took {took:.1f}s"

@@ -144,3 +144,20 @@ def test_relays_forward_retries_and_turn_events_into_workflow_engine_messages() 
                                    f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0}
     with pytest.raises(ValueError):
         dialect.relay("events", _received(b"garbage"), "w")
+
+
+def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("broken __str__")
+
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    names = []
+    for error in (OSError("cannot open /data/\udcff.csv"), Unprintable()):
+        (failed,) = _events(dialect.failed(task, error, "trace \udcff", "not_retryable", b"", "w"))
+        assert isinstance(failed, env.TaskFailedEvent)
+        exception = failed.execution_error.exception
+        assert exception is not None and exception.message
+        names.append(exception.name)
+        assert failed.execution_error.stack_trace_to_string == "trace \\udcff"
+    assert names[0] == "builtins.OSError" and names[1].endswith("Unprintable")

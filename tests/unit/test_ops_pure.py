@@ -170,3 +170,20 @@ async def test_the_no_worker_warning_names_the_service_of_a_band(
                                   "Email", "c1")
     (record,) = [r for r in caplog.records if "client.no_worker" in r.getMessage()]
     assert "service=Email: no worker" in record.getMessage()
+
+
+def test_a_letter_whose_task_breaks_the_decoder_still_reads() -> None:
+    """Nesting deeper than msgspec's recursion limit raises RecursionError, not a msgspec error:
+    before, one such letter (a hostile message the worker dead-lettered as undecodable) made
+    ``read_letter`` raise, and `infinitic-py dlq list` could list none of the service's letters."""
+    deep = b"\x81\xa1a" * 50_000 + b"\x01"
+    hostile = (b"\x84\xa7task_id\xa4deep\xa7service\xa5Email\xa6method\xa4send\xa4meta" + deep)
+    view = read_letter(_letter(_task(), payload=hostile, reason="undecodable"), {},
+                       service="Email", published_at=None)
+    assert (view.reason, view.task_id, view.task) == ("undecodable", "t1", None)
+    assert view.to_json(details=True)["reason"] == "undecodable"
+    raw = read_letter(hostile, {"taskId": "deep"}, service="Email", published_at=None)
+    assert (raw.reason, raw.task_id) == ("unreadable", "deep")
+    deep_args = _task(args=msgspec.Raw(b"\x91" * 100_000 + b"\x01"))
+    assert "args" in read_letter(_letter(deep_args), {}, service="Email",
+                                 published_at=None).to_json(details=True)

@@ -89,3 +89,41 @@ async def test_callbacks_from_client_threads_complete_once(fail: set[int]) -> No
     with pytest.raises(SendFailed) as err:
         await sending
     assert err.value.sent == tuple(i for i in range(1000) if i not in fail)
+
+
+class AnswersWith(FakeNative):
+    """Fails every message with ``result``."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(set())
+        self.result = result
+
+    def send_async(self, message: Any, callback: Any) -> None:
+        callback(self.result, None)
+
+
+@pytest.mark.parametrize(("result", "refused"), [
+    (_pulsar.Result.Timeout, False), (_pulsar.Result.NotConnected, False),
+    (_pulsar.Result.ServiceUnitNotReady, False), (_pulsar.Result.ConnectError, False),
+    (_pulsar.Result.TopicNotFound, True), (_pulsar.Result.AuthorizationError, True),
+    (_pulsar.Result.MessageTooBig, True), (_pulsar.Result.TopicTerminated, True),
+])
+async def test_a_failure_says_whether_the_broker_refused_or_may_take_it_later(
+    result: Any, refused: bool,
+) -> None:
+    """A timeout while the broker is away is no refusal of the topic: the worker then nacks
+    the unit (it runs again) instead of dead-lettering the tasks that reply there."""
+    producer = PulsarProducer(Wrapper(AnswersWith(result)), "t", 4)
+    with pytest.raises(SendFailed) as err:
+        await producer.send_many([OutgoingMessage(b"x")] * 2)
+    assert err.value.refused is refused
+
+
+def test_the_asyncio_clients_exceptions_are_classified_by_their_result() -> None:
+    import pulsar.asyncio
+
+    from infinitic_py.transport.pulsar import is_refusal
+
+    assert is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.TopicNotFound))
+    assert not is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.Timeout))
+    assert is_refusal(_pulsar.TopicNotFound("x")) and not is_refusal(_pulsar.Timeout("x"))

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from infinitic_py.wire import error_text, writable_text
 from infinitic_py.wire.infinitic.envelopes import (
     INFINITIC_VERSION,
     ClientRequester,
@@ -116,7 +117,8 @@ def worker_error(
         retry_sequence=task.task_retry_sequence,
         retry_index=task.task_retry_index,
         seconds_before_retry=seconds_before_retry,
-        stack_trace_to_string=trace if trace is not None else "".join(traceback.format_exception(error)),
+        stack_trace_to_string=writable_text(
+            trace if trace is not None else "".join(traceback.format_exception(error))),
         exception=generic_exception(error),
         cause=task.last_error,
     )
@@ -127,7 +129,7 @@ def generic_exception(error: BaseException, _depth: int = 0) -> GenericException
     chained = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return GenericException(
         name=f"{cls.__module__}.{cls.__qualname__}",
-        message=str(error) or None,
+        message=error_text(error) or None,
         serialized_custom_properties={},
         cause=generic_exception(chained, _depth + 1) if chained is not None and _depth < 8 else None,
     )

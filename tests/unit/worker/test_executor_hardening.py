@@ -173,21 +173,39 @@ async def test_a_failing_rejection_is_nacked_and_releases_its_room(
     await executor.stop(grace=1)
 
 
-class NackFailsOnce(OneRunConsumer):
-    def negative_acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
-        if not getattr(self, "failed", False):
-            self.failed = True
+class SecondAckFails(OneRunConsumer):
+    def __init__(self, msgs: list[ReceivedMessage]) -> None:
+        super().__init__(msgs)
+        self.ack_calls = 0
+
+    async def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        self.ack_calls += 1
+        if self.ack_calls == 2:
             raise RuntimeError("bug in a consumer")
-        super().negative_acknowledge(messages)
+        await super().acknowledge(messages)
 
 
 async def test_a_copy_whose_settle_fails_still_releases_its_room() -> None:
-    # The same attempt twice in one run: the copy waits (nacked) while the first one runs.
-    consumer = NackFailsOnce([message("a", "one"), message("a", "one")])
+    # The same attempt twice in one run: the copy waits (parked) while the first one runs, then
+    # is acked from its outcome; that ack fails: the copy is nacked, its room released.
+    first, copy = message("a", "one"), message("a", "one")
+    consumer = SecondAckFails([first, copy])
     executor = executor_on(consumer)
     await executor.start()
-    await until(lambda: len(consumer.acked) == 1)
+    await until(lambda: consumer.nacked == [copy])
     await until(lambda: executor.held == 0)
+    assert consumer.acked == [first]
+    await executor.stop(grace=1)
+
+
+async def test_a_copy_of_a_running_attempt_is_answered_when_it_settles_never_nacked() -> None:
+    first, copy = message("a", "one"), message("a", "one")
+    consumer = OneRunConsumer([first, copy])
+    executor = executor_on(consumer)
+    await executor.start()
+    await until(lambda: len(consumer.acked) == 2)
+    await until(lambda: executor.held == 0)
+    assert consumer.acked == [first, copy] and not consumer.nacked
     await executor.stop(grace=1)
 
 

@@ -99,3 +99,50 @@ async def test_a_single_method_times_out_as_a_task_timeout() -> None:
     invoker.shutdown()
     (outcome,) = result.outcomes
     assert isinstance(outcome, Failed) and isinstance(outcome.error, TaskTimeout)
+
+
+class Exits:
+    """Handlers that call ``sys.exit`` (argparse-style helpers do) or raise KeyboardInterrupt."""
+
+    @task
+    def sync_one(self, job: Job) -> int:
+        raise SystemExit(job.n)
+
+    @task
+    async def async_one(self, job: Job) -> int:
+        raise SystemExit(job.n)
+
+    @task
+    def f(self, job: Job) -> int:
+        return job.n
+
+    @f.batch(max_messages=10, max_seconds=1, isolate_failures=True)
+    async def f_batch(self, jobs: dict[str, Job]) -> dict[str, int]:
+        if len(jobs) > 1:
+            raise SystemExit("whole batch")
+        return {t: j.n for t, j in jobs.items()}
+
+    @task
+    def interrupted(self, job: Job) -> int:
+        raise KeyboardInterrupt
+
+
+async def test_a_handler_exiting_fails_its_tasks_and_never_stops_the_worker() -> None:
+    """Before: SystemExit left the unit's task and stopped the event loop: the worker died
+    without draining, and the task, redelivered, killed the next worker too."""
+    definition = define_service(Exits(), name="Jobs")
+    invoker = Invoker("Jobs", "w", 2)
+    try:
+        for name in ("sync_one", "async_one", "interrupted"):
+            for timeout in (None, 5.0):
+                (item,) = routed(message("t1", "one", (Job(3),)))
+                result = await invoker.run(definition.methods[name], [item], None, timeout, LOG)
+                (outcome,) = result.outcomes
+                assert isinstance(outcome, Failed), (name, timeout, outcome)
+                assert type(outcome.error).__name__ in ("SystemExit", "KeyboardInterrupt")
+        items = routed(*(message(f"t{i}", "double", (Job(i),)) for i in range(4)))
+        for timeout in (None, 5.0):
+            result = await invoker.run(definition.methods["f"], items, "b1", timeout, LOG)
+            assert result.outcomes == [Completed(i) for i in range(4)]  # isolated: all ran
+    finally:
+        invoker.shutdown()

@@ -41,6 +41,30 @@ def test_a_copy_of_a_running_attempt_waits() -> None:
     assert ledger.verdict(copies[0]).action is CopyAction.WAIT
 
 
+def test_a_parked_copy_is_handed_back_when_its_attempt_settles() -> None:
+    ledger = Ledger(10)
+    fresh, copies = ledger.admit(routed(message("a", reply_to=REPLIES), message("b"),
+                                        message("a", reply_to=OTHER)))
+    ledger.hold(3)
+    ledger.park(copies[0])
+    assert ledger.parked == 1 and ledger.held == 3  # a parked copy keeps its room
+    reply = Publish(REPLIES, OutgoingMessage(b"reply"), reply=True)
+    assert ledger.settle(fresh[1:], ack=True, replies=[()]) == []  # not the parked one's
+    assert ledger.settle(fresh[:1], ack=True, replies=[[reply]]) == copies
+    assert ledger.parked == 0
+    verdict = ledger.verdict(copies[0])  # now answered from the settled attempt
+    assert verdict.action is CopyAction.REPLY
+    assert [(r.topic, r.message.data) for r in verdict.replies] == [(OTHER, b"reply")]
+
+
+def test_parked_copies_come_back_with_an_attempt_given_back() -> None:
+    ledger = Ledger(10)
+    fresh, copies = ledger.admit(routed(message("a"), message("a"), message("a")))
+    for copy in copies:
+        ledger.park(copy)
+    assert ledger.settle(fresh, ack=False) == copies and ledger.parked == 0
+
+
 def test_settled_attempts_are_answered_from_memory() -> None:
     ledger = Ledger(10)
     items = routed(message("quiet"), message("asked", reply_to=REPLIES))

@@ -122,3 +122,21 @@ def test_the_hot_path_routes_every_run_as_the_general_path_does(data: list[bytes
     general = _general(Router(definition(), NativeDialect()))
     assert _seen(*fast.route_many(msgs)) == _seen(*general.route_many(msgs))
     assert _seen(*fast.route_many(msgs)) == _seen(*general.route_many(msgs))  # topics seen
+
+
+def _deep(levels: int) -> bytes:
+    """MessagePack maps nested ``levels`` deep: msgspec's decoder raises RecursionError on it
+    (not a msgspec.DecodeError)."""
+    return b"\x81\xa1a" * levels + b"\x01"
+
+
+def test_a_message_that_breaks_the_decoder_is_rejected_alone() -> None:
+    """Before: the RecursionError left route_many, the receive loop gave back (nacked) the whole
+    run, the good messages with it, and the same happened at every redelivery."""
+    deep_meta = (b"\x84\xa7task_id\xa4deep\xa7service\xa4Jobs\xa6method\xa6double\xa4meta"
+                 + _deep(50_000))
+    hostile = ReceivedMessage(deep_meta, {}, 0, "topic", None)
+    routed, rejected = route(message("a"), hostile, message("b"))
+    assert [p.task.task_id for p in routed] == ["a", "b"]
+    assert [(r.msg, r.reason) for r in rejected] == [(hostile, "undecodable")]
+    assert isinstance(rejected[0].error, RecursionError | DecodeError), rejected[0].error
