@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from infinitic_py.errors import InfiniticError
 from infinitic_py.transport.base import TransportError
+from infinitic_py.transport.probe import tcp_failures
 from infinitic_py.transport.urls import broker_addresses, redact_url
 
 __all__ = ["BrokerUnreachable", "broker_addresses", "connect_with_backoff"]
@@ -35,17 +36,10 @@ class BrokerUnreachable(InfiniticError):
 
 async def _reachable(addresses: list[tuple[str, int]]) -> str | None:
     """``None`` if one of ``addresses`` accepts a TCP connection, else why not."""
-    errors = []
-    for host, port in addresses:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                               _PROBE_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            errors.append(f"{host}:{port}: {exc or 'timeout'}")
-            continue
-        writer.close()
+    failures = await tcp_failures(addresses, _PROBE_TIMEOUT)
+    if failures is None:
         return None
-    return "; ".join(errors)
+    return "; ".join(f"{host}:{port}: {why}" for host, port, why in failures)
 
 
 async def connect_with_backoff(
