@@ -39,32 +39,33 @@ def redact_url(url: str) -> str:
     return url
 
 
+def _broker_parts(url: str) -> tuple[int, list[tuple[str, urllib.parse.SplitResult]]] | None:
+    """For a ``pulsar://`` / ``pulsar+ssl://`` URL: its scheme's default port, and each
+    comma-separated ``host[:port]`` as written and parsed; None for other transports."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in PULSAR_SCHEMES:
+        return None
+    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return (6651 if scheme == "pulsar+ssl" else 6650,
+            [(part, urllib.parse.urlsplit(f"//{part}")) for part in hosts.split(",")])
+
+
 def broker_addresses(url: str) -> list[tuple[str, int]]:
     """``(host, port)`` of each broker a ``pulsar://`` / ``pulsar+ssl://`` URL names (several
     may be comma-separated); ``[]`` for other transports (nothing to probe)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in PULSAR_SCHEMES:
+    parts = _broker_parts(url)
+    if parts is None:
         return []
-    default = 6651 if scheme == "pulsar+ssl" else 6650
-    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    out: list[tuple[str, int]] = []
-    for part in hosts.split(","):
-        parsed = urllib.parse.urlsplit(f"//{part}")
-        if parsed.hostname:
-            out.append((parsed.hostname, parsed.port or default))
-    return out
+    default, hosts = parts
+    return [(parsed.hostname, parsed.port or default) for _, parsed in hosts if parsed.hostname]
 
 
 def invalid_broker_address(url: str) -> str | None:
     """The first ``host[:port]`` of a ``pulsar://`` / ``pulsar+ssl://`` URL that names no host
     or no valid port (``127.0.0.1:notaport``, ``:6650``, ``h:99999``), or None when all are
     fine (and for other transports)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in PULSAR_SCHEMES:
-        return None
-    hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    for part in hosts.split(","):
-        parsed = urllib.parse.urlsplit(f"//{part}")
+    parts = _broker_parts(url)
+    for part, parsed in parts[1] if parts is not None else ():
         try:
             parsed.port  # noqa: B018 (parses the port: ValueError when it is not one)
         except ValueError:
