@@ -35,6 +35,7 @@ from infinitic_py.wire import (
     key_text,
     writable_text,
 )
+from infinitic_py.wire.bulk import MAX_BULK_BYTES
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
@@ -293,9 +294,9 @@ class NativeDialect:
         return (Publish(self.dead_letter_topic(service), letter_message(letter, properties)),)
 
 
-# A dead letter must fit one broker message (the broker's default maxMessageSize is 5 MiB; room
-# is kept for the metadata, as for an atomic bulk).
-MAX_LETTER_BYTES = 5 * 1024 * 1024 - 64 * 1024
+# A dead letter must fit one broker message: the same bound as an atomic bulk (the broker's
+# default maxMessageSize, room kept for the metadata).
+MAX_LETTER_BYTES = MAX_BULK_BYTES
 PROP_LETTER = "deadLetter"  # on a letter too large to carry its task: "payload-only"
 PROP_ERROR_MESSAGE = "errorMessage"
 PROP_FAILED_AT = "failedAt"
