@@ -82,7 +82,6 @@ _BATCHING_TYPES = {
     "key_based": pulsar.BatchingType.KeyBased,
     "default": pulsar.BatchingType.Default,
 }
-_OK = _pulsar.Result.Ok
 # Each native close the transport waits for at most this long (a broker that does not answer
 # would hold it for the client's operation timeout).
 _NATIVE_CLOSE_TIMEOUT = 5.0

@@ -22,7 +22,6 @@ from infinitic_py.transport.base import (
 )
 from infinitic_py.transport.pulsar_schemas import WriterSchemas
 
-_OK = _pulsar.Result.Ok
 _CLOSED_ERRORS = (_pulsar.AlreadyClosed, _pulsar.ConsumerNotInitialized)
 _CONSUMER_GONE = ConsumerClosed("the native consumer is closed")  # pump -> loop sentinel
 # Receive chunks: the pump thread's batch_receive returns once it holds this many messages
