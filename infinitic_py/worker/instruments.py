@@ -39,15 +39,20 @@ class ServiceInstruments:
 
     def record_dead(self, plan: Plan, log: Any) -> None:
         for dead in plan.dead:
-            self._metrics.tasks_dead_lettered.labels(service=self.service, method=dead.method,
+            # The method label only ever names one of the service's methods: an unknown method,
+            # or whatever an undecodable message's properties say, comes from the sender and
+            # would add a series per distinct name (unbounded); the log line keeps the name.
+            label = dead.method if dead.method in self.methods else ""
+            self._metrics.tasks_dead_lettered.labels(service=self.service, method=label,
                                                      reason=dead.reason).inc()
             if dead.reason == "undecodable":
                 self._metrics.decode_errors.labels(service=self.service).inc()
-                log.warning("message.undecodable", error=str(dead.error))
+                log.warning("message.undecodable", error=str(dead.error),
+                            task_id=dead.task_id, method=dead.method)
                 continue
-            log.warning("task.dead_lettered", task_id=dead.task_id, reason=dead.reason,
-                        error_type=type(dead.error).__name__, error=str(dead.error),
-                        retry_index=dead.retry_index)
+            log.warning("task.dead_lettered", task_id=dead.task_id, method=dead.method,
+                        reason=dead.reason, error_type=type(dead.error).__name__,
+                        error=str(dead.error), retry_index=dead.retry_index)
 
 
 class Instruments:
