@@ -30,6 +30,8 @@ from typing import Any
 
 import msgspec
 
+from infinitic_py.priority import band_of, band_service
+from infinitic_py.topics import service_topic
 from infinitic_py.tracing import carried
 from infinitic_py.transport.base import OutgoingMessage
 from infinitic_py.wire import native as wire
@@ -45,6 +47,7 @@ __all__ = [
     "render_show",
     "render_table",
     "replay_message",
+    "replay_topic",
     "summary",
 ]
 
@@ -258,10 +261,15 @@ def format_time(epoch: float) -> str:
 
 
 def replay_message(
-    letter: LetterView, *, to_service: str | None = None, now: float | None = None
+    letter: LetterView, *, to_service: str | None = None, now: float | None = None,
+    service: str | None = None,
 ) -> tuple[wire.ExecuteTask, OutgoingMessage]:
-    """The new attempt of a letter's task and its message (with the letter's trace). Raises ValueError when the
-    letter holds no task to replay (an undecodable message)."""
+    """The new attempt of a letter's task and its message (with the letter's trace). Its
+    service is ``to_service``, else ``service`` (the service whose dead-letter topic holds the
+    letter: a task dead-lettered because its envelope named another service is replayed where
+    it was dead-lettered, as the command says), else the task's own. Its priority is kept:
+    ``replay_topic`` is its band's topic. Raises ValueError when the letter holds no task to
+    replay (an undecodable message)."""
     task = letter.task
     if task is None:
         raise ValueError(f"dead letter of task {letter.task_id or '?'} ({letter.reason}) holds no "
@@ -269,7 +277,7 @@ def replay_message(
     emitted = time.time() if now is None else now
     attempt = msgspec.structs.replace(
         task,
-        service=to_service or task.service,
+        service=to_service or service or task.service,
         retry_index=0,
         retry_sequence=task.retry_sequence + 1,
         reply_to=None,
@@ -281,6 +289,13 @@ def replay_message(
     if trace:
         message = msgspec.structs.replace(message, properties={**message.properties, **trace})
     return attempt, message
+
+
+def replay_topic(tenant: str, namespace: str, attempt: wire.ExecuteTask) -> str:
+    """The topic a replayed attempt goes to: its service's topic of its priority band (as a
+    retry's), so a high-priority task is not replayed into the normal band."""
+    return service_topic(tenant, namespace, band_service(attempt.service,
+                                                         band_of(attempt.priority)))
 
 
 # ---------------------------------------------------------------------------------------------

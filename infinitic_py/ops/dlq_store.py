@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
-from infinitic_py.ops.dlq import LetterView, read_letters, replay_message
+from infinitic_py.ops.dlq import LetterView, read_letters, replay_message, replay_topic
 from infinitic_py.topics import (
     DLQ_SUBSCRIPTION,
     WORKER_SUBSCRIPTION,
     dead_letter_topic,
-    service_topic,
 )
 from infinitic_py.transport.base import (
     Consumer,
@@ -191,8 +190,9 @@ class DeadLetterStore:
         is persisted. Returns how many were replayed. Raises TransportError (nothing acked)."""
         by_topic: dict[str, list[OutgoingMessage]] = {}
         for letter in letters:
-            attempt, message = replay_message(letter.view, to_service=to_service)
-            topic = service_topic(self.tenant, self.namespace, attempt.service)
+            attempt, message = replay_message(letter.view, to_service=to_service,
+                                              service=self.service)
+            topic = replay_topic(self.tenant, self.namespace, attempt)
             by_topic.setdefault(topic, []).append(message)
         for topic, messages in by_topic.items():
             # As the client does: the workers' subscription first, so the tasks are kept even
