@@ -8,8 +8,9 @@ Input: the namespace's persistent topic names and each relevant topic's admin st
   ``delay=`` tasks not yet due; the broker counts them only once a consumer has connected);
   ``backlog``: ``msgBacklog`` (both); ``unacked``: held by workers right now;
 - ``workers``: the subscription's consumers with their own unacked counts and rates;
-- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>``, ``None``
-  when that topic has no such subscription (then dead letters are not kept);
+- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>`` in
+  *entries* (the worker's letters are batched: an entry holds one or more; ``dlq list`` counts
+  letters), ``None`` when that topic has no such subscription (then dead letters are not kept);
 - priority bands (``task-executor:<S>:high`` / ``:low``, ``priority.py``) are folded into their
   service: its ready / delayed / backlog / unacked and rates are the sums over its band topics
   (as the backlog gauges are), ``bands`` holds each band's own counts when it has more than one
@@ -206,6 +207,12 @@ def _service_status(
     )
 
 
+# The broker counts a subscription's backlog in entries, and the worker publishes its dead
+# letters with a batching producer: 23 letters of one failed batch were seen as DEAD 2.
+DEAD_NOTE = ("DEAD counts dead-letter entries, not letters: letters written together share an "
+             "entry (at least one letter each); `infinitic-py dlq list SERVICE` counts them")
+
+
 def render_status(status: NamespaceStatus) -> str:
     header = ("SERVICE", "WORKERS", "READY", "DELAYED", "UNACKED", "DEAD", "IN/s", "OUT/s",
               "STATE")
@@ -224,6 +231,8 @@ def render_status(status: NamespaceStatus) -> str:
         for w in s.workers:
             lines.append(f"  {s.service} <- {w.name}: unacked {w.unacked}, "
                          f"out {w.rate_out:.1f}/s{' BLOCKED on unacked limit' if w.blocked else ''}")
+    if any(s.dead_letters for s in status.services):
+        lines.append(DEAD_NOTE)
     if status.response_topics:
         lines.append(f"{len(status.response_topics)} client response topic(s): open clients' "
                      "own, or left behind (a killed client's, or recreated empty by a reply sent "
