@@ -112,6 +112,7 @@ class Worker:
         self._health: HealthServer | None = None
         self._started = False
         self._connecting = False
+        self._draining = False
 
     # ------------------------------------------------------------------ configuration
 
@@ -191,6 +192,8 @@ class Worker:
     def ready(self) -> tuple[bool, str]:
         if self._connecting:
             return False, "connecting to the broker"
+        if self._draining:
+            return False, "draining: stopping, no new work taken"
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
@@ -324,7 +327,11 @@ class Worker:
         if not self._started:
             return
         self._started = False
-        await self._close_all(self.shutdown_grace if grace is None else grace)
+        self._draining = True
+        try:
+            await self._close_all(self.shutdown_grace if grace is None else grace)
+        finally:
+            self._draining = False
         log.info("worker.stopped", worker=self.name)
 
     async def _close_all(self, grace: float) -> None:
