@@ -212,6 +212,13 @@ def _service_status(
 DEAD_NOTE = ("DEAD counts dead-letter entries, not letters: letters written together share an "
              "entry (at least one letter each); `infinitic-py dlq list SERVICE` counts them")
 
+# The broker tells a delayed message apart only once its dispatcher has read it for a connected
+# consumer: with no worker connected (or behind a ready backlog longer than what it reads ahead
+# for the workers), delayed tasks count as ready. Seen: 5 tasks delay=3600 + 3 ready, no worker:
+# msgBacklogNoDelayed 8, msgDelayed 0.
+UNSORTED_NOTE = ("READY of a service with no worker connected includes its delayed tasks: the "
+                 "broker sorts them out only as it dispatches to a worker")
+
 
 def render_status(status: NamespaceStatus) -> str:
     header = ("SERVICE", "WORKERS", "READY", "DELAYED", "UNACKED", "DEAD", "IN/s", "OUT/s",
@@ -233,6 +240,8 @@ def render_status(status: NamespaceStatus) -> str:
                          f"out {w.rate_out:.1f}/s{' BLOCKED on unacked limit' if w.blocked else ''}")
     if any(s.dead_letters for s in status.services):
         lines.append(DEAD_NOTE)
+    if any(s.ready and not s.workers for s in status.services):
+        lines.append(UNSORTED_NOTE)
     if status.response_topics:
         lines.append(f"{len(status.response_topics)} client response topic(s): open clients' "
                      "own, or left behind (a killed client's, or recreated empty by a reply sent "

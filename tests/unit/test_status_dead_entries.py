@@ -31,3 +31,14 @@ def test_dead_letters_are_said_to_be_entries_and_dlq_list_counts_letters() -> No
 
 def test_no_note_without_dead_letters() -> None:
     assert "entries" not in render_status(_status(0))
+
+
+def test_ready_without_a_worker_is_said_to_include_delayed_tasks() -> None:
+    """No worker connected: the broker has not sorted delayed tasks out (5 tasks delay=3600 and
+    3 ready read msgBacklogNoDelayed 8, msgDelayed 0 on the real broker)."""
+    topics = [BASE + "task-executor:Idle"]
+    stats: dict[str, dict[str, Any]] = {BASE + "task-executor:Idle": {"subscriptions": {
+        WORKER_SUBSCRIPTION: {"msgBacklog": 8, "msgBacklogNoDelayed": 8, "consumers": []}}}}
+    text = render_status(build_status("public", "default", topics, stats))
+    assert "READY of a service with no worker connected includes its delayed tasks" in text, text
+    assert "includes its delayed" not in render_status(_status(0))
