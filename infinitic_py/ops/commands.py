@@ -236,7 +236,8 @@ async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen
     views = [x.view for x in chosen]
     if args.json:
         print(json.dumps({"service": args.service, "topic": store.topic, "total": len(letters),
-                          "count": len(views), "summary": summary(views),
+                          "count": len(views), "complete": not store.truncated,
+                          "summary": summary(views),
                           "letters": [v.to_json() for v in views]}, indent=2))
         return 0
     if views:
@@ -246,8 +247,19 @@ async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen
           + (f" (of {len(letters)})" if len(views) != len(letters) else "")
           + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "")
           + ("" if store.topic_exists else f" (no {store.topic} topic: a service that never "
-             "dead-lettered a task, or a mistyped name; `infinitic-py status` lists services)"))
+             "dead-lettered a task, or a mistyped name; `infinitic-py status` lists services)")
+          + _truncated_note(store))
     return 0
+
+
+def _truncated_note(store: Any) -> str:
+    """What was not read: the broker stops delivering to a consumer at its unacked limit."""
+    if not store.truncated:
+        return ""
+    return ("; POSSIBLY INCOMPLETE: the broker stopped delivering at its unacked-messages "
+            "limit (maxUnackedMessagesPerConsumer), so more dead letters may be kept than were "
+            "read; replay or purge these, then run the command again, or raise the namespace's "
+            "limit")
 
 
 async def _show(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
@@ -277,18 +289,20 @@ async def _replay(args: argparse.Namespace, store: Any, letters: list[Any], chos
             print(render_table([x.view for x in replayable]))
         print(f"dry run: would replay {len(replayable)} task(s) to {target}"
               + (f" ({skipped} without a decodable task skipped)" if skipped else "")
-              + _partial_note(partial))
+              + _partial_note(partial) + _truncated_note(store))
         return 0
     count = await store.replay(replayable, to_service=args.to_service)
     result = {"service": args.service, "to_service": target, "replayed": count,
               "skipped": skipped, "skipped_partial_bulk": len(partial),
+              "complete": not store.truncated,
               "task_ids": [x.view.task_id for x in replayable]}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"replayed {count} task(s) to {target} as new attempts; their dead letters are "
               "deleted" + (f"; {skipped} without a decodable task skipped (purge them)"
-                           if skipped else "") + _partial_note(partial))
+                           if skipped else "") + _partial_note(partial)
+              + _truncated_note(store))
     return 0
 
 
@@ -308,20 +322,21 @@ async def _purge(args: argparse.Namespace, store: Any, letters: list[Any], chose
     if not args.yes:
         if args.json:
             print(json.dumps({"service": args.service, "would_delete": len(chosen),
-                              "deleted": 0, "dry_run": True}))
+                              "deleted": 0, "dry_run": True, "complete": not store.truncated}))
         else:
             if chosen:
                 print(render_table([x.view for x in chosen]))
             print(f"dry run: would delete {len(chosen)} dead letter(s) of {args.service}; "
-                  "add --yes to delete them" + _partial_note(partial))
+                  "add --yes to delete them" + _partial_note(partial) + _truncated_note(store))
         return 0
     await store.ack(chosen)
     if args.json:
         print(json.dumps({"service": args.service, "deleted": len(chosen), "dry_run": False,
-                          "skipped_partial_bulk": len(partial)}))
+                          "skipped_partial_bulk": len(partial),
+                          "complete": not store.truncated}))
     else:
         print(f"deleted {len(chosen)} dead letter(s) of {args.service}"
-              + _partial_note(partial))
+              + _partial_note(partial) + _truncated_note(store))
     return 0
 
 

@@ -103,6 +103,9 @@ class DeadLetterStore:
         self._idle = idle
         self._consumer: Consumer | None = None
         self.topic_exists = True  # False when the admin API said there is no dead-letter topic
+        # True when the broker stopped delivering to the tool at its unacked-messages limit
+        # (maxUnackedMessagesPerConsumer / ...PerSubscription): more letters are kept than read.
+        self.truncated = False
 
     async def __aenter__(self) -> DeadLetterStore:
         if not await self._topic_exists():
@@ -172,7 +175,23 @@ class DeadLetterStore:
                 break
             letters += [Letter(m, view) for m in msgs for view in self._views(m)]
             wait = self._idle
+        self.truncated = await self._blocked()
         return letters
+
+    async def _blocked(self) -> bool:
+        """Whether the broker holds letters back from this tool at its unacked limit (the tool
+        acks nothing while it reads, so past the limit it sees only the first letters)."""
+        if self._admin is None:
+            return False
+        try:
+            stats = await asyncio.to_thread(self._admin.topic_stats, self.topic)
+        except PulsarAdminError:
+            return False
+        sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
+        if sub.get("blockedSubscriptionOnUnackedMsgs"):
+            return True
+        return any(c.get("blockedConsumerOnUnackedMsgs") for c in sub.get("consumers") or []
+                   if isinstance(c, dict) and c.get("consumerName") == _CONSUMER_NAME)
 
     def _views(self, msg: ReceivedMessage) -> list[LetterView]:
         return read_letters(msg.data, msg.properties, service=self.service,
