@@ -82,6 +82,10 @@ class LetterView(wire.Failure, kw_only=True, frozen=True):
         }
         if self.bulk_size:
             out["bulk_size"] = self.bulk_size
+        if self.task is not None:  # its history: a replay keeps the first dispatch time
+            out["first_dispatched_at"] = format_time(
+                self.task.first_emitted_at or self.task.emitted_at)
+            out["publishes"] = self.task.retry_sequence + 1  # dispatch, retries and replays
         if details:
             out["traceback"] = self.traceback
             out["args"] = _args_of(self.task)
@@ -333,9 +337,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def render_show(letter: LetterView) -> str:
     data = letter.to_json(details=True)
-    lines = [f"{key:12} {_show_value(data[key])}" for key in (
+    lines = [f"{key:19} {_show_value(data[key])}" for key in (
         "task_id", "service", "method", "reason", "error_type", "message", "retry_index",
-        "batch_key", "failed_at", "worker", "args", "meta", "tags")]
+        "batch_key", "failed_at", "first_dispatched_at", "publishes", "worker", "args", "meta",
+        "tags") if key in data]
     if letter.traceback:
         lines.append("traceback:")
         lines += ["  " + line for line in letter.traceback.rstrip().splitlines()]
