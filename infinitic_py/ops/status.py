@@ -87,6 +87,7 @@ class NamespaceStatus:
     namespace: str
     services: list[ServiceStatus]
     response_topics: list[str]
+    missing: list[str] = field(default_factory=list)  # services asked for (--service) not found
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +239,10 @@ def render_status(status: NamespaceStatus) -> str:
         for w in s.workers:
             lines.append(f"  {s.service} <- {w.name}: unacked {w.unacked}, "
                          f"out {w.rate_out:.1f}/s{' BLOCKED on unacked limit' if w.blocked else ''}")
+    for name in status.missing:
+        lines.append(f"no service {name} in {status.tenant}/{status.namespace}: no "
+                     f"{SERVICE_TOPIC_PREFIX}{name} or {DLQ_TOPIC_PREFIX}{name} topic (a mistyped "
+                     "name? `infinitic-py status` lists the services)")
     if any(s.dead_letters for s in status.services):
         lines.append(DEAD_NOTE)
     if any(s.ready and not s.workers for s in status.services):

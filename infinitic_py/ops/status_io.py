@@ -31,4 +31,7 @@ def read_status(
     with ThreadPoolExecutor(max_workers=8) as pool:
         stats: dict[str, Any] = dict(zip(wanted, pool.map(admin.topic_stats, wanted), strict=True))
     status = build_status(tenant, namespace, topics if not only else wanted, stats)
+    if only:
+        found = {service.service for service in status.services}
+        status.missing.extend(dict.fromkeys(s for s in only if s not in found))
     return status
