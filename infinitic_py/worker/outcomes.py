@@ -77,6 +77,9 @@ class Plan:
     retries: list[Retry] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_lettered: set[int] = field(default_factory=set)  # indexes of the items dead-lettered
+    # Best effort, after the rest: the failure replies of tasks whose reply was refused (a reply
+    # too large: the smaller failure reaches the client that awaits it; else refused again).
+    notices: dict[str, list[OutgoingMessage]] = field(default_factory=dict)
 
     def add(self, publishes: Sequence[Publish]) -> None:
         by_topic = self.by_topic
@@ -189,9 +192,11 @@ def isolate_reply_failures(
         if (replies is not None and replies[index] is None) or index in plan.dead_lettered:
             continue  # its outcome (the retry, the dead letter) is published
         error = ReplyUnpublishable(f"the broker refused reply topic {task.reply_to}: {failure}")
-        letters.add(_carry([r for r in dialect.failed(task, error, None, REPLY_UNPUBLISHABLE,
-                                                      p.msg.data, worker) if not r.reply],
-                           p.msg.properties))
+        publishes = dialect.failed(task, error, None, REPLY_UNPUBLISHABLE, p.msg.data, worker)
+        letters.add(_carry([r for r in publishes if not r.reply], p.msg.properties))
+        for r in publishes:
+            if r.reply:
+                letters.notices.setdefault(r.topic, []).append(r.message)
         letters.dead.append(DeadLetter(task.task_id, task.method, REPLY_UNPUBLISHABLE, error,
                                        task.retry_index))
     return letters

@@ -39,3 +39,6 @@ async def publish_plan(
         raise next(iter(failures.values()))
     await producers.publish(letters.by_topic)
     plan.dead.extend(letters.dead)
+    # Best effort: a failure reply where the reply was refused (its own failure is ignored: the
+    # dead letter holds the task, and the topic may refuse anything).
+    await producers.publish_each(letters.notices)
