@@ -5,7 +5,9 @@ Pulsar's subscription ``msgBacklog`` counts delayed messages too (retry backoffs
 pods cannot receive yet. The worker therefore exports, per service, from the topic stats of its
 subscription (admin API), summed over the service's topics (one per priority band)::
 
-    infinitic_backlog_ready_messages{service}     msgBacklogNoDelayed (due, waiting for a worker)
+    infinitic_backlog_ready_messages{service}     msgBacklogNoDelayed (not acked, not known to be
+                                                  delayed: the broker sorts a delayed message out
+                                                  only once it has read it for a worker)
     infinitic_backlog_delayed_messages{service}   msgDelayed (held back by deliver_after)
     infinitic_backlog_poll_errors_total{service}  admin calls that failed (last values are kept)
 
@@ -67,8 +69,10 @@ class _Instruments:
         p = prefix.rstrip("_") + "_"
         self.ready = Gauge(
             p + "backlog_ready_messages",
-            "Messages of the service's worker subscription that are due and not yet delivered "
-            "(msgBacklogNoDelayed, admin API).", ("service",), registry=registry)
+            "Entries of the service's worker subscription not yet acked and not known to be "
+            "delayed (msgBacklogNoDelayed, admin API): received-unacked ones included, and "
+            "delayed ones the broker has not read yet for a worker (README \"Autoscaling on "
+            "due work\").", ("service",), registry=registry)
         self.delayed = Gauge(
             p + "backlog_delayed_messages",
             "Messages of the service's worker subscription held back by a delivery delay "
