@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from infinitic_py.topics import DLQ_TOPIC_PREFIX
 from infinitic_py.transport.base import OutgoingMessage, Producer, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -212,7 +213,14 @@ def dialect_producers(transport: Transport, dialect: Dialect[Any]) -> Callable[[
     """Producers as a dialect wants them: its schema and partitioning per topic."""
 
     def create(topic: str) -> Awaitable[Producer]:
-        return transport.create_producer(topic, schema=dialect.producer_schema(topic),
-                                         partitioner=dialect.partitioner(topic))
+        schema, partitioner = dialect.producer_schema(topic), dialect.partitioner(topic)
+        if topic.rsplit("/", 1)[-1].startswith(DLQ_TOPIC_PREFIX):
+            # Dead letters one entry each: the dlq tools ack them one by one, which a broker
+            # without batch-index acks (Pulsar's default before 4.1) does not honour within a
+            # batch (a purge or replay left every letter of the batch behind), and the
+            # subscription's backlog (`status` DEAD) counts them one by one.
+            return transport.create_unbatched_producer(topic, schema=schema,
+                                                       partitioner=partitioner)
+        return transport.create_producer(topic, schema=schema, partitioner=partitioner)
 
     return create

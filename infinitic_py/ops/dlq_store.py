@@ -3,9 +3,9 @@
 Why a consumer on the durable subscription ``DLQ_SUBSCRIPTION`` (Shared), not the admin API's
 peek (``.../subscription/{sub}/position/N``) or a Reader:
 
-- the worker publishes dead letters with a batching producer, and peek returns whole batch
-  entries (the batch framing would have to be parsed by hand) and cannot skip the letters of a
-  batch that were already acked one by one (replayed or purged);
+- peek returns whole entries: letters written in batches (by older workers; today's write each
+  letter as an entry of its own) would need the batch framing parsed by hand, and it cannot
+  skip the letters of a batch already acked one by one (replayed or purged);
 - a Reader sees every retained message, acked ones included: a replayed letter would still show;
 - a consumer gets exactly the letters not yet acked, one by one, through the same client, auth
   and TLS as the worker. ``list`` / ``show`` never ack: closing the consumer hands every letter
@@ -14,8 +14,8 @@ peek (``.../subscription/{sub}/position/N``) or a Reader:
 
 Reading stops after ``idle`` seconds without a new letter. The admin API (when an admin URL is
 known) only says whether there is anything at all: the subscription's ``msgBacklog`` counts
-*entries*, and the worker's producer batches several letters into one entry (20 letters read as
-a backlog of 3 here), so it is no count of letters.
+*entries* (a letter each as the worker writes them today, but an atomic bulk Pulsar
+dead-lettered, or letters an older worker batched, hold several), so it is no exact count.
 """
 
 from __future__ import annotations

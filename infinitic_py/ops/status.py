@@ -8,9 +8,10 @@ Input: the namespace's persistent topic names and each relevant topic's admin st
   ``delay=`` tasks not yet due; the broker counts them only once a consumer has connected);
   ``backlog``: ``msgBacklog`` (both); ``unacked``: held by workers right now;
 - ``workers``: the subscription's consumers with their own unacked counts and rates;
-- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>`` in
-  *entries* (the worker's letters are batched: an entry holds one or more; ``dlq list`` counts
-  letters), ``None`` when that topic has no such subscription (then dead letters are not kept);
+- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>``, in broker
+  entries: the worker writes each letter as its own entry (``producers.dialect_producers``), so
+  it counts letters, except an atomic bulk Pulsar dead-lettered whole (one entry, all its tasks);
+  ``None`` when that topic has no such subscription (then dead letters are not kept);
 - priority bands (``task-executor:<S>:high`` / ``:low``, ``priority.py``) are folded into their
   service: its ready / delayed / backlog / unacked and rates are the sums over its band topics
   (as the backlog gauges are), ``bands`` holds each band's own counts when it has more than one
@@ -208,11 +209,6 @@ def _service_status(
     )
 
 
-# The broker counts a subscription's backlog in entries, and the worker publishes its dead
-# letters with a batching producer: 23 letters of one failed batch were seen as DEAD 2.
-DEAD_NOTE = ("DEAD counts dead-letter entries, not letters: letters written together share an "
-             "entry (at least one letter each); `infinitic-py dlq list SERVICE` counts them")
-
 # The broker tells a delayed message apart only once its dispatcher has read it for a connected
 # consumer: with no worker connected (or behind a ready backlog longer than what it reads ahead
 # for the workers), delayed tasks count as ready. Seen: 5 tasks delay=3600 + 3 ready, no worker:
@@ -243,8 +239,6 @@ def render_status(status: NamespaceStatus) -> str:
         lines.append(f"no service {name} in {status.tenant}/{status.namespace}: no "
                      f"{SERVICE_TOPIC_PREFIX}{name} or {DLQ_TOPIC_PREFIX}{name} topic (a mistyped "
                      "name? `infinitic-py status` lists the services)")
-    if any(s.dead_letters for s in status.services):
-        lines.append(DEAD_NOTE)
     if any(s.ready and not s.workers for s in status.services):
         lines.append(UNSORTED_NOTE)
     if status.response_topics:

@@ -217,6 +217,14 @@ class Transport(abc.ABC):
         ``(partition key, partitions) -> partition`` for a partitioned topic whose readers
         expect a given partitioning of keys (``None``: the transport's own)."""
 
+    async def create_unbatched_producer(self, topic: str, *, schema: str | None = None,
+                                        partitioner: Partitioner | None = None) -> Producer:
+        """``create_producer``, but each message its own broker entry (no producer batching):
+        for dead letters, which the ops tools ack one by one (a broker without batch-index
+        acks keeps a whole batch until all of it is acked) and ``status`` counts one by one.
+        This default, for a transport that does not batch, is ``create_producer``."""
+        return await self.create_producer(topic, schema=schema, partitioner=partitioner)
+
     @abc.abstractmethod
     async def subscribe(
         self, topic: str, subscription: str, settings: ConsumerSettings

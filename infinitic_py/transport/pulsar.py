@@ -343,7 +343,16 @@ class PulsarTransport(Transport):
 
     async def create_producer(self, topic: str, *, schema: str | None = None,
                               partitioner: Partitioner | None = None) -> Producer:
+        return await self._create_producer(topic, schema, partitioner, batching=True)
+
+    async def create_unbatched_producer(self, topic: str, *, schema: str | None = None,
+                                        partitioner: Partitioner | None = None) -> Producer:
+        return await self._create_producer(topic, schema, partitioner, batching=False)
+
+    async def _create_producer(self, topic: str, schema: str | None,
+                               partitioner: Partitioner | None, *, batching: bool) -> Producer:
         args = dict(self._producer_args)
+        args["batching_enabled"] = batching
         if schema is not None:  # the dialect's pre-encoded bytes, under the given definition
             args["schema"] = RawAvroSchema(schema)
         if partitioner is not None:
