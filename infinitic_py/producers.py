@@ -216,9 +216,9 @@ def dialect_producers(transport: Transport, dialect: Dialect[Any]) -> Callable[[
         schema, partitioner = dialect.producer_schema(topic), dialect.partitioner(topic)
         if topic.rsplit("/", 1)[-1].startswith(DLQ_TOPIC_PREFIX):
             # Dead letters one entry each: the dlq tools ack them one by one, which a broker
-            # without batch-index acks (Pulsar's default before 4.1) does not honour within a
-            # batch (a purge or replay left every letter of the batch behind), and the
-            # subscription's backlog (`status` DEAD) counts them one by one.
+            # without batch-index acks (acknowledgmentAtBatchIndexLevelEnabled=false) does not
+            # honour within a batch (a purge or replay left every letter of the batch behind),
+            # and the subscription's backlog (`status` DEAD) counts them one by one.
             return transport.create_unbatched_producer(topic, schema=schema,
                                                        partitioner=partitioner)
         return transport.create_producer(topic, schema=schema, partitioner=partitioner)
