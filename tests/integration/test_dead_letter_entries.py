@@ -1,7 +1,7 @@
 """Dead letters are one broker entry each (the worker's dead-letter producer does not batch):
 ``status`` DEAD is the number of letters (23 letters of one failed many() read DEAD 2 with a
 batching producer), and an ops tool's ack of one letter deletes that letter on any broker (a
-broker without batch-index acks, Pulsar's default before 4.1, kept a whole producer batch of
+broker with acknowledgmentAtBatchIndexLevelEnabled=false kept a whole producer batch of
 letters when only some of them were purged or replayed)."""
 
 from __future__ import annotations
