@@ -175,9 +175,10 @@ def labels_match(selector: dict[str, str] | None, labels: dict[str, str]) -> boo
     return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
-    """Run the worker's own offline check on the config, with the container's INFINITIC_* env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINITIC_")}
+def container_env(container: Doc) -> dict[str, str]:
+    """The container's INFINITIC_* variables as the worker will see them (the last of duplicate
+    names wins, as in Kubernetes); a required Secret's value is a placeholder."""
+    env: dict[str, str] = {}
     for var in container.get("env", []):
         name = var["name"]
         if not name.startswith("INFINITIC_"):
@@ -186,6 +187,32 @@ def worker_check(where: str, config_text: str, container: Doc, problems: Problem
             env[name] = str(var["value"])
         elif (var.get("valueFrom") or {}).get("secretKeyRef", {}).get("optional") is not True:
             env[name] = "placeholder-from-secret"  # a required Secret: the variable will be set
+        else:
+            env.pop(name, None)
+    return env
+
+
+def effective_worker(config_text: str, container: Doc) -> tuple[float, int] | None:
+    """(shutdown grace, http port) the worker runs with: its config file under the container's
+    literal INFINITIC_* env, read by the worker's own loader. None if it does not load (the
+    worker check says why)."""
+    from infinitic_py.config import load_config
+    from infinitic_py.errors import ConfigError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "worker.yaml")
+        path.write_text(config_text)
+        try:
+            config = load_config(path, env=container_env(container))
+        except ConfigError:
+            return None
+    return config.worker.shutdown_grace_seconds, config.worker.http_port
+
+
+def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
+    """Run the worker's own offline check on the config, with the container's INFINITIC_* env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINITIC_")}
+    env.update(container_env(container))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "worker.yaml")
         path.write_text(config_text)
@@ -346,9 +373,14 @@ def check_set(
     worker_check(f"{here} ConfigMap/{cm_name}", cm["data"][key], worker, problems)
     wcfg = config.get("worker") or {}
     pcfg = config.get("pulsar") or {}
+    # What the worker runs with: the file under the Deployment's INFINITIC_* env (an env
+    # override of the port or the grace was not seen before: probes on the wrong port).
+    effective = effective_worker(cm["data"][key], worker)
+    if effective is None:
+        return  # the worker check above names the error
+    grace, port = effective
 
     # -- drain grace vs SIGKILL
-    grace = float(wcfg.get("shutdown_grace_seconds", 30.0))
     tgps = spec.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default when unset
     if not tgps > grace:
         problems.error(
@@ -362,13 +394,14 @@ def check_set(
         )
 
     # -- port, probes
-    port = int(wcfg.get("http_port", 9090))
     ports = {p.get("name"): p["containerPort"] for p in worker.get("ports", [])}
     if ports.get("http") != port:
         problems.error(
-            dwhere, f"container port 'http' is {ports.get('http')!r}, worker.http_port is {port!r}"
+            dwhere, f"container port 'http' is {ports.get('http')!r}, the worker listens on "
+            f"{port!r} (worker.http_port, INFINITIC_WORKER__HTTP_PORT)"
         )
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+                        ("readinessProbe", "/readyz")):
         get = (worker.get(probe) or {}).get("httpGet") or {}
         if get.get("path") != path or get.get("port") not in ("http", port):
             problems.error(
