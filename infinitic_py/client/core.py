@@ -383,16 +383,19 @@ class AsyncClient:
         async with self._lock:
             if self._responses is None:
                 await self._create_topics()
-                self._responses = await self._transport.subscribe(
-                    self.response_topic,
-                    self.name,
-                    ConsumerSettings(
-                        subscription_type=SubscriptionType.EXCLUSIVE,
-                        receiver_queue_size=1000,
-                        consumer_name=self.name,
-                        writer_schemas=self._codec.writer_schemas,
-                    ),
-                )
+                try:
+                    self._responses = await self._transport.subscribe(
+                        self.response_topic,
+                        self.name,
+                        ConsumerSettings(
+                            subscription_type=SubscriptionType.EXCLUSIVE,
+                            receiver_queue_size=1000,
+                            consumer_name=self.name,
+                            writer_schemas=self._codec.writer_schemas,
+                        ),
+                    )
+                except TransportError as exc:
+                    raise _response_topic_taken(exc, self.name, self.response_topic) from exc
                 self._response_task = asyncio.create_task(
                     self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
                 )
@@ -453,6 +456,15 @@ def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
                 f"(error.sent / error.deferreds), {len(rest)} were not confirmed (error.unsent)")
     return DispatchFailed(f"{what} ({exc})", done, rest,
                           [deferreds[i] for i in sorted(sent)])
+
+
+def _response_topic_taken(exc: TransportError, name: str, topic: str) -> TransportError:
+    """Another consumer holds the response topic: the cause is the client name, say so."""
+    if "ConsumerBusy" not in str(exc) and "already has a consumer" not in str(exc):
+        return exc
+    return TransportError(f"another client named {name!r} is connected to its response topic "
+                          f"{topic} (or one that died is not dropped by the broker yet): give "
+                          "each client its own name (AsyncClient(name=...); unset: a unique one)")
 
 
 def _check_task_id(task_id: Any) -> None:

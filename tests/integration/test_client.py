@@ -217,3 +217,20 @@ async def test_fire_and_forget_client_asks_for_no_replies(
     assert 3 in service.started_at
 
 
+
+
+async def test_two_clients_with_one_name_are_told_why(harness: Harness) -> None:
+    """Pods of one app given the same ``AsyncClient(name=...)`` share a response topic whose
+    subscription is exclusive: the second one's dispatch said only 'ConsumerBusy'."""
+    from infinitic_py.errors import DispatchFailed
+
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    async with AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                           name=name) as first, \
+            AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                        name=name) as second:
+        await first.service(f"Nobody{name}").job(Job(1))
+        with pytest.raises(DispatchFailed) as failed:
+            await second.service(f"Nobody{name}").job(Job(2))
+    assert f"another client named {name!r} is connected to its response topic" in str(
+        failed.value)
