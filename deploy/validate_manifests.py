@@ -235,6 +235,51 @@ def worker_check(where: str, config_text: str, container: Doc, problems: Problem
         )
 
 
+# A config value -> the project extra the worker needs for it (ServiceConfig.wire).
+WIRE_EXTRAS = {"infinitic": "infinitic"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def image_dependencies(problems: Problems) -> None:
+    """The image installs what every config the chart accepts needs: the extra of each `wire`
+    (a `wire: infinitic` worker refuses to start without fastavro), and every requirement of
+    the project and of those extras is pinned in deploy/constraints.txt."""
+    from importlib.metadata import requires
+
+    import msgspec.inspect as mi
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from infinitic_py.config.schema import ServiceConfig
+
+    where = "[image] deploy/Dockerfile"
+    info = mi.type_info(ServiceConfig)
+    assert isinstance(info, mi.StructType)
+    wire = next(f.type for f in info.fields if f.name == "wire")
+    wires = set(wire.values) if isinstance(wire, mi.LiteralType) else set()
+    needed = {WIRE_EXTRAS[w] for w in wires if w in WIRE_EXTRAS}
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    installed = re.search(r'"infinitic-py\[([a-z,]+)\]"', dockerfile)
+    extras = set(installed[1].split(",")) if installed else set()
+    if needed - extras:
+        problems.error(where, f"the runtime stage does not install the extra(s) "
+                       f"{sorted(needed - extras)} that config values need (wire: "
+                       f"{sorted(wires)}): install \"infinitic-py[{','.join(sorted(needed))}]\"")
+    else:
+        problems.ok(where, f"installs infinitic-py[{','.join(sorted(extras))}] (wire: "
+                    f"{', '.join(sorted(wires))})")
+    pinned = {canonicalize_name(line.split("==")[0]) for line in
+              (ROOT / "deploy" / "constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    wanted = {canonicalize_name(r.name) for r in map(Requirement, requires("infinitic-py") or [])
+              if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras)}
+    if wanted - pinned:
+        problems.error("[image] deploy/constraints.txt", f"not pinned: {sorted(wanted - pinned)} "
+                       "(run `make lock`)")
+    else:
+        problems.ok("[image] deploy/constraints.txt", f"pins all {len(wanted)} requirements")
+
+
 def _resolve(node: Doc, definitions: Doc) -> Doc:
     while "$ref" in node:
         node = definitions[node["$ref"].rsplit("/", 1)[1]]
@@ -585,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = Problems()
     print("== values.schema.json vs the worker's config loader")
     schema_drift(config_schema, problems)
+    print("== the image's dependencies")
+    image_dependencies(problems)
     total_docs = 0
     for item in args.sets:
         name, _, files = item.partition("=")
