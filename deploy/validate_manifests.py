@@ -553,9 +553,17 @@ def check_set(
                     f"{WORKER_SUBSCRIPTION!r}",
                 )
             tenant, namespace = pcfg.get("tenant", "public"), pcfg.get("namespace", "default")
-            topics = {service_topic(tenant, namespace, band_service(n, band))
-                      for n in names if n for band in BANDS}  # every priority band's topic
+            # Each service's topics live in its own tenant/namespace (services[].tenant /
+            # .namespace override pulsar's), every priority band's topic.
+            topics = {service_topic(s.get("tenant") or tenant, s.get("namespace") or namespace,
+                                    band_service(s["name"], band))
+                      for s in config.get("services", []) if s.get("name") for band in BANDS}
             if meta["topic"] not in topics:
+                named = re.search(r"task-executor:(.+?)(:high|:low)?$", meta["topic"])
+                if named and named[1] in {s.get("name") for s in config.get("services", [])}:
+                    problems.error(at, f"topic {meta['topic']!r} is not in the tenant/namespace "
+                                   "of its service (services[].tenant / .namespace)")
+                    continue
                 # Service names may come from autoscaling.keda.services; the shape must still hold.
                 prefix = service_topic(tenant, namespace, "")
                 if not (meta["topic"].startswith(prefix) and len(meta["topic"]) > len(prefix)):
