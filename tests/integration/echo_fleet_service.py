@@ -1,7 +1,7 @@
 """A batched service for fleet fault tests that returns a result per task and records each run.
 
 A worker process (the CLI creates ``EchoRecorder()``) appends one line per batch to
-``$RECORD_FILE``: ``<who> <batch key> <n,n,...>`` (``who`` is ``$FLEET_WORKER`` or the pid).
+``$RECORD_FILE``: ``<who> <batch keys> <n,n,...> <start time>`` (``who`` is ``$FLEET_WORKER`` or the pid).
 ``$ECHO_DELAY`` (seconds, default 0.05) is how long each batch runs, so that batches are in flight
 when a worker is signalled.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import msgspec
 
@@ -31,16 +32,26 @@ class EchoRecorder:
 
     @echo.batch(max_messages=50, max_seconds=0.5)
     def echo_batch(self, items: dict[str, Num]) -> dict[str, int]:
+        began = time.time()
         time.sleep(self.delay)
         keys = {get_context(t).batch_key or "" for t in items}
         with open(os.environ["RECORD_FILE"], "a") as f:
             f.write(f"{self.who} {','.join(sorted(str(k) for k in keys))} "
-                    f"{','.join(str(it.n) for it in items.values())}\n")
+                    f"{','.join(str(it.n) for it in items.values())} {began:.3f}\n")
         return {t: 2 * it.n for t, it in items.items()}
 
 
-def read_runs(path: str | os.PathLike[str]) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(who, keys, ns) per recorded batch (complete lines only)."""
+class Run(NamedTuple):
+    """One recorded batch: the worker, its batch keys, its task numbers, when it began."""
+
+    who: str
+    keys: frozenset[str]
+    ns: tuple[int, ...]
+    began: float
+
+
+def read_runs(path: str | os.PathLike[str]) -> list[Run]:
+    """The batches recorded in ``path`` (complete lines only)."""
     try:
         with open(path) as f:
             text = f.read()
@@ -49,6 +60,7 @@ def read_runs(path: str | os.PathLike[str]) -> list[tuple[str, str, tuple[int, .
     out = []
     for line in text.splitlines():
         parts = line.split(" ")
-        if len(parts) == 3 and parts[2]:
-            out.append((parts[0], parts[1], tuple(int(n) for n in parts[2].split(","))))
+        if len(parts) == 4 and parts[2]:
+            out.append(Run(parts[0], frozenset(parts[1].split(",")),
+                           tuple(int(n) for n in parts[2].split(",")), float(parts[3])))
     return out

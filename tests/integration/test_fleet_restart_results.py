@@ -104,7 +104,7 @@ async def test_every_caller_gets_its_result_across_a_rolling_restart(
                                        return_exceptions=True)
     failures = Counter(type(r).__name__ for r in results if isinstance(r, BaseException))
     wrong = [i for i, r in enumerate(results) if r != 2 * i]
-    runs = Counter(n for _, _, ns in read_runs(records) for n in ns)
+    runs = Counter(n for run in read_runs(records) for n in run.ns)
     duplicates = sum(count - 1 for count in runs.values())
     print(f"\n{how.name} {subscription}: {N} results, failures {dict(failures)}, "
           f"{len(wrong)} wrong, {N - len(runs)} never ran, {duplicates} re-runs, exits {exits}")
