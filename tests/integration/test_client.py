@@ -4,6 +4,7 @@ client from threads and from a plain script, validation before sending."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -234,3 +235,24 @@ async def test_two_clients_with_one_name_are_told_why(harness: Harness) -> None:
             await second.service(f"Nobody{name}").job(Job(2))
     assert f"another client named {name!r} is connected to its response topic" in str(
         failed.value)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.01])
+async def test_a_caller_cancelled_during_the_first_dispatch_leaves_the_client_working(
+    served: tuple[Harness, Doubler, str], delay: float
+) -> None:
+    """The first awaited dispatch subscribes the client's response topic (an exclusive
+    subscription). A caller cancelled during that subscribe (a request timeout) left the consumer
+    the broker was creating orphaned: every later awaited dispatch of that client failed
+    (ConsumerBusy, its own consumer holding the subscription)."""
+    harness, _, name = served
+    async with AsyncClient(harness.url, tenant=harness.tenant,
+                           namespace=harness.namespace) as client:
+        stub = client.service(Doubler, name=name)
+        first = asyncio.ensure_future(stub.double(Job(1)))
+        await asyncio.sleep(delay)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        second = await stub.double(Job(2))
+        assert await second.result(timeout=30) == 4
