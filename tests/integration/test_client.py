@@ -256,3 +256,45 @@ async def test_a_caller_cancelled_during_the_first_dispatch_leaves_the_client_wo
             await first
         second = await stub.double(Job(2))
         assert await second.result(timeout=30) == 4
+
+
+async def test_close_ends_every_pending_await_with_client_closed(harness: Harness) -> None:
+    """500 callers await results that never come (no worker), 100 of them are cancelled: the
+    others are unaffected, and close() ends every remaining await at once with ClientClosed."""
+    from infinitic_py.errors import ClientClosed
+
+    client = AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace)
+    stub = client.service(Doubler, name=f"NoWorker{uuid.uuid4().hex[:8]}")
+    deferreds = await stub.double.many([Job(i) for i in range(500)])
+    callers = [asyncio.ensure_future(d.result()) for d in deferreds]
+    await asyncio.sleep(0.1)
+    for caller in callers[:100]:
+        caller.cancel()
+    assert not any(c.done() for c in callers[100:])
+    await asyncio.wait_for(client.close(), 30)
+    ended = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(e, asyncio.CancelledError) for e in ended[:100])
+    assert all(isinstance(e, ClientClosed) for e in ended[100:]), {type(e) for e in ended}
+    with pytest.raises(ClientClosed):  # a Deferred awaited after the close
+        await deferreds[0].result(timeout=1)
+
+
+def test_sync_close_ends_a_result_awaited_in_another_thread(harness: Harness) -> None:
+    from infinitic_py.errors import ClientClosed
+
+    client = Client(harness.url, tenant=harness.tenant, namespace=harness.namespace)
+    deferred = client.service(Doubler, name=f"NoWorker{uuid.uuid4().hex[:8]}").double(Job(1))
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            deferred.result()  # no timeout: only the close ends it
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    client.close()
+    waiter.join(30)
+    assert not waiter.is_alive(), "the waiting thread hangs after close()"
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientClosed), outcome
