@@ -87,3 +87,33 @@ async def test_worker_start_reads_the_service_namespace_limit(
     assert all(f"namespace maxUnackedMessagesPerConsumer {LIMIT}" in e["message"]
                for e in warnings), warnings
     assert any(f"public/{limited_namespace} -c" in " ".join(e["fix"]) for e in warnings)
+
+
+async def test_a_worker_over_the_limit_warns_and_never_stalls(
+    pulsar_broker: BrokerInfo, limited_namespace: str
+) -> None:
+    """The worker can hold far more than the namespace's 100 unacked messages (receiver queue
+    2000, buffer 10,000): the broker stops dispatching at 100 and resumes as batches are acked.
+    Batches flushed by time keep it going: every task of 20 batch keys completes."""
+    from infinitic_py import AsyncClient, BatchLimits, Call
+
+    from .test_client import Job
+
+    name = f"Svc{uuid.uuid4().hex[:8]}"
+    worker = Worker(pulsar_broker.service_url, namespace=limited_namespace,
+                    admin_url=pulsar_broker.admin_url, http_port=None, backlog_interval=0)
+    worker.add_service(Doubler(), name=name, concurrency=4,
+                       batch={"double": BatchLimits(50, 0.2)})
+    with capture_logs() as logs:
+        await worker.start()
+    try:
+        assert any(e["event"] == "worker.unacked_limit" for e in logs)
+        async with AsyncClient(pulsar_broker.service_url, namespace=limited_namespace,
+                               admin_url=pulsar_broker.admin_url) as client:
+            stub = client.service(Doubler, name=name)
+            ds = await stub.double.many([Call(Job(i), meta={"batchKey": f"k{i % 20}"})
+                                         for i in range(1000)])
+            results = await asyncio.gather(*(d.result(timeout=120) for d in ds))
+        assert results == [2 * i for i in range(1000)]
+    finally:
+        await asyncio.wait_for(worker.stop(grace=5), 30)
