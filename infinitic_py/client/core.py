@@ -174,9 +174,7 @@ class AsyncClient:
         """Close producers and the response consumer; pending results raise ClientClosed."""
         if self._closed:
             return
-        self._closed = True
-        if self._subscribing is not None:  # a subscribe in flight: its consumer is closed below
-            await asyncio.gather(self._subscribing, return_exceptions=True)
+        self._closed = True  # (a subscribe still in flight closes its own consumer)
         if self._responses is not None:
             with contextlib.suppress(TransportError):
                 await self._responses.close()
@@ -394,13 +392,16 @@ class AsyncClient:
                                     receiver_queue_size=1000, consumer_name=self.name,
                                     writer_schemas=self._codec.writer_schemas)
         try:
-            self._responses = await self._transport.subscribe(
-                self.response_topic, self.name, settings)
+            consumer = await self._transport.subscribe(self.response_topic, self.name, settings)
         except TransportError as exc:
             raise _response_topic_taken(exc, self.name, self.response_topic) from exc
-        if not self._closed:  # else close() closes it
-            self._response_task = asyncio.create_task(
-                self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}")
+        if self._closed:  # close() ran meanwhile (it does not wait for a subscribe)
+            with contextlib.suppress(TransportError):
+                await consumer.close()
+            raise ClientClosed(f"client {self.name} closed")
+        self._responses = consumer
+        self._response_task = asyncio.create_task(
+            self._receive_responses(consumer), name=f"infinitic-responses-{self.name}")
 
     async def _create_topics(self) -> None:
         topics = self._codec.topics_to_create(self.name)

@@ -298,3 +298,23 @@ def test_sync_close_ends_a_result_awaited_in_another_thread(harness: Harness) ->
     waiter.join(30)
     assert not waiter.is_alive(), "the waiting thread hangs after close()"
     assert len(outcome) == 1 and isinstance(outcome[0], ClientClosed), outcome
+
+
+async def test_close_does_not_wait_for_a_subscribe_to_an_unreachable_broker() -> None:
+    """A dispatch pending on the response topic's subscribe (nothing listens at the address)
+    and close(): close returns at once, and the dispatch fails with DispatchFailed (not after
+    pulsar-client's 30 s operation timeout)."""
+    import socket
+
+    from infinitic_py.errors import DispatchFailed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free: nothing listens there
+    client = AsyncClient(f"pulsar://127.0.0.1:{port}", admin_url=None)
+    pending = asyncio.ensure_future(client.service("Nobody").job(Job(1)))
+    await asyncio.sleep(0.5)
+    assert not pending.done()
+    await asyncio.wait_for(client.close(), 10)
+    with pytest.raises(DispatchFailed):
+        await asyncio.wait_for(pending, 10)
