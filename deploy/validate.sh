@@ -204,6 +204,13 @@ refuse "hpa and keda together" "mutually exclusive" \
   -f "$CHART/ci/keda-values.yaml" --set autoscaling.hpa.enabled=true
 refuse "terminationGracePeriodSeconds <= shutdown grace" "must be greater than" \
   "${MINIMAL[@]}" --set config.worker.shutdown_grace_seconds=45
+refuse "a shutdown grace from env above terminationGracePeriodSeconds" "must be greater than" \
+  "${MINIMAL[@]}" --set env.INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS=60
+refuse "a shutdown grace from extraEnv above terminationGracePeriodSeconds" "must be greater than" \
+  "${MINIMAL[@]}" --set-string 'extraEnv[0].name=INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS' \
+  --set-string 'extraEnv[0].value=60'
+refuse "an HTTP port of 0 from env (no probes)" "HTTP port is 0" \
+  "${MINIMAL[@]}" --set env.INFINITIC_WORKER__HTTP_PORT=0
 refuse "a KEDA service without a name" "has no name" "${MINIMAL[@]}" \
   --set autoscaling.keda.enabled=true \
   --set autoscaling.keda.prometheus.serverAddress=http://prometheus:9090

@@ -175,9 +175,10 @@ def labels_match(selector: dict[str, str] | None, labels: dict[str, str]) -> boo
     return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
-    """Run the worker's own offline check on the config, with the container's INFINITIC_* env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINITIC_")}
+def container_env(container: Doc) -> dict[str, str]:
+    """The container's INFINITIC_* variables as the worker will see them (the last of duplicate
+    names wins, as in Kubernetes); a required Secret's value is a placeholder."""
+    env: dict[str, str] = {}
     for var in container.get("env", []):
         name = var["name"]
         if not name.startswith("INFINITIC_"):
@@ -186,6 +187,32 @@ def worker_check(where: str, config_text: str, container: Doc, problems: Problem
             env[name] = str(var["value"])
         elif (var.get("valueFrom") or {}).get("secretKeyRef", {}).get("optional") is not True:
             env[name] = "placeholder-from-secret"  # a required Secret: the variable will be set
+        else:
+            env.pop(name, None)
+    return env
+
+
+def effective_worker(config_text: str, container: Doc) -> tuple[float, int] | None:
+    """(shutdown grace, http port) the worker runs with: its config file under the container's
+    literal INFINITIC_* env, read by the worker's own loader. None if it does not load (the
+    worker check says why)."""
+    from infinitic_py.config import load_config
+    from infinitic_py.errors import ConfigError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "worker.yaml")
+        path.write_text(config_text)
+        try:
+            config = load_config(path, env=container_env(container))
+        except ConfigError:
+            return None
+    return config.worker.shutdown_grace_seconds, config.worker.http_port
+
+
+def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
+    """Run the worker's own offline check on the config, with the container's INFINITIC_* env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFINITIC_")}
+    env.update(container_env(container))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "worker.yaml")
         path.write_text(config_text)
@@ -206,6 +233,51 @@ def worker_check(where: str, config_text: str, container: Doc, problems: Problem
             f"infinitic-py check --offline --strict: ok ({n} service(s) imported"
             + (f"; env {', '.join(extra)})" if extra else ")"),
         )
+
+
+# A config value -> the project extra the worker needs for it (ServiceConfig.wire).
+WIRE_EXTRAS = {"infinitic": "infinitic"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def image_dependencies(problems: Problems) -> None:
+    """The image installs what every config the chart accepts needs: the extra of each `wire`
+    (a `wire: infinitic` worker refuses to start without fastavro), and every requirement of
+    the project and of those extras is pinned in deploy/constraints.txt."""
+    from importlib.metadata import requires
+
+    import msgspec.inspect as mi
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from infinitic_py.config.schema import ServiceConfig
+
+    where = "[image] deploy/Dockerfile"
+    info = mi.type_info(ServiceConfig)
+    assert isinstance(info, mi.StructType)
+    wire = next(f.type for f in info.fields if f.name == "wire")
+    wires = set(wire.values) if isinstance(wire, mi.LiteralType) else set()
+    needed = {WIRE_EXTRAS[w] for w in wires if w in WIRE_EXTRAS}
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    installed = re.search(r'"infinitic-py\[([a-z,]+)\]"', dockerfile)
+    extras = set(installed[1].split(",")) if installed else set()
+    if needed - extras:
+        problems.error(where, f"the runtime stage does not install the extra(s) "
+                       f"{sorted(needed - extras)} that config values need (wire: "
+                       f"{sorted(wires)}): install \"infinitic-py[{','.join(sorted(needed))}]\"")
+    else:
+        problems.ok(where, f"installs infinitic-py[{','.join(sorted(extras))}] (wire: "
+                    f"{', '.join(sorted(wires))})")
+    pinned = {canonicalize_name(line.split("==")[0]) for line in
+              (ROOT / "deploy" / "constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    wanted = {canonicalize_name(r.name) for r in map(Requirement, requires("infinitic-py") or [])
+              if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras)}
+    if wanted - pinned:
+        problems.error("[image] deploy/constraints.txt", f"not pinned: {sorted(wanted - pinned)} "
+                       "(run `make lock`)")
+    else:
+        problems.ok("[image] deploy/constraints.txt", f"pins all {len(wanted)} requirements")
 
 
 def _resolve(node: Doc, definitions: Doc) -> Doc:
@@ -346,9 +418,14 @@ def check_set(
     worker_check(f"{here} ConfigMap/{cm_name}", cm["data"][key], worker, problems)
     wcfg = config.get("worker") or {}
     pcfg = config.get("pulsar") or {}
+    # What the worker runs with: the file under the Deployment's INFINITIC_* env (an env
+    # override of the port or the grace was not seen before: probes on the wrong port).
+    effective = effective_worker(cm["data"][key], worker)
+    if effective is None:
+        return  # the worker check above names the error
+    grace, port = effective
 
     # -- drain grace vs SIGKILL
-    grace = float(wcfg.get("shutdown_grace_seconds", 30.0))
     tgps = spec.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default when unset
     if not tgps > grace:
         problems.error(
@@ -362,13 +439,14 @@ def check_set(
         )
 
     # -- port, probes
-    port = int(wcfg.get("http_port", 9090))
     ports = {p.get("name"): p["containerPort"] for p in worker.get("ports", [])}
     if ports.get("http") != port:
         problems.error(
-            dwhere, f"container port 'http' is {ports.get('http')!r}, worker.http_port is {port!r}"
+            dwhere, f"container port 'http' is {ports.get('http')!r}, the worker listens on "
+            f"{port!r} (worker.http_port, INFINITIC_WORKER__HTTP_PORT)"
         )
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+                        ("readinessProbe", "/readyz")):
         get = (worker.get(probe) or {}).get("httpGet") or {}
         if get.get("path") != path or get.get("port") not in ("http", port):
             problems.error(
@@ -475,9 +553,17 @@ def check_set(
                     f"{WORKER_SUBSCRIPTION!r}",
                 )
             tenant, namespace = pcfg.get("tenant", "public"), pcfg.get("namespace", "default")
-            topics = {service_topic(tenant, namespace, band_service(n, band))
-                      for n in names if n for band in BANDS}  # every priority band's topic
+            # Each service's topics live in its own tenant/namespace (services[].tenant /
+            # .namespace override pulsar's), every priority band's topic.
+            topics = {service_topic(s.get("tenant") or tenant, s.get("namespace") or namespace,
+                                    band_service(s["name"], band))
+                      for s in config.get("services", []) if s.get("name") for band in BANDS}
             if meta["topic"] not in topics:
+                named = re.search(r"task-executor:(.+?)(:high|:low)?$", meta["topic"])
+                if named and named[1] in {s.get("name") for s in config.get("services", [])}:
+                    problems.error(at, f"topic {meta['topic']!r} is not in the tenant/namespace "
+                                   "of its service (services[].tenant / .namespace)")
+                    continue
                 # Service names may come from autoscaling.keda.services; the shape must still hold.
                 prefix = service_topic(tenant, namespace, "")
                 if not (meta["topic"].startswith(prefix) and len(meta["topic"]) > len(prefix)):
@@ -552,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = Problems()
     print("== values.schema.json vs the worker's config loader")
     schema_drift(config_schema, problems)
+    print("== the image's dependencies")
+    image_dependencies(problems)
     total_docs = 0
     for item in args.sets:
         name, _, files = item.partition("=")

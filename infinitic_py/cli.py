@@ -192,7 +192,8 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     config = load_config(_config_path(path))
     print(f"ok    config {path or os.environ.get('INFINITIC_CONFIG', '')}: "
           f"{len(config.services)} service(s), broker {config.redacted()['pulsar']['url']}")
-    plans: list[tuple[str, int, int]] = []  # (service, concurrency, largest max_messages)
+    # (service, concurrency, largest max_messages, tenant, namespace)
+    plans: list[tuple[str, int, int, str, str]] = []
     for svc in config.services:
         cls = svc.load_class()
         limits = batch_limits(svc, cls)
@@ -207,12 +208,13 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         batched = [n for n, tm in task_methods(cls).items() if tm.batch_spec]
         print(f"ok    service {definition.name}: methods {sorted(definition.methods)}, "
               f"batched {batched or 'none'}, concurrency {svc.concurrency}")
-        tenant, namespace = config.pulsar.tenant, config.pulsar.namespace
+        tenant = svc.tenant or config.pulsar.tenant  # a service may live in its own namespace
+        namespace = svc.namespace or config.pulsar.namespace
         bands = ", ".join(
             f"{b.name.lower()} {service_topic(tenant, namespace, band_service(definition.name, b))}"
             for b in BANDS)
         print(f"ok    service {definition.name}: priority bands (consumed high first) {bands}")
-        plans.append((definition.name, svc.concurrency, largest))
+        plans.append((definition.name, svc.concurrency, largest, tenant, namespace))
     if offline or is_memory(config.pulsar.url):
         print("skip  broker checks (offline or memory:// transport)")
         return EXIT_OK
@@ -223,17 +225,20 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
         return EXIT_CHECK_FAILED
     print(f"ok    broker {p.url} reachable")
-    broker_limit = namespace_limit = None
+    broker_limit = None
+    namespace_limits: dict[tuple[str, str], int | None] = {}  # each service's own namespace
     if p.admin_url:
         admin = PulsarAdmin(p.admin_url, auth_token=bearer_token(p.auth_plugin,
                                                                  p.auth_params_string()))
         try:
             broker_limit = admin.broker_max_unacked_per_consumer()
-            namespace_limit = admin.namespace_max_unacked_per_consumer(p.tenant, p.namespace)
+            for tenant, namespace in sorted({(t, n) for *_, t, n in plans}):
+                namespace_limits[tenant, namespace] = admin.namespace_max_unacked_per_consumer(
+                    tenant, namespace)
+            shown = ", ".join(f"namespace {t}/{n}={'unset' if v is None else v}"
+                              for (t, n), v in namespace_limits.items())
             print(f"ok    admin {p.admin_url}: maxUnackedMessagesPerConsumer broker="
-                  f"{broker_limit if broker_limit is not None else 'unknown'}, namespace "
-                  f"{p.tenant}/{p.namespace}="
-                  f"{namespace_limit if namespace_limit is not None else 'unset'}")
+                  f"{broker_limit if broker_limit is not None else 'unknown'}, {shown}")
             for level, line in _delayed_delivery_notes(admin):
                 print(line)
                 problems += level == "error"
@@ -244,9 +249,10 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         warnings += 1
         print("warn  no pulsar.admin_url: limits checked against the broker default (50000)")
     rq, buffered = p.consumer.receiver_queue_size, config.worker.max_buffered_messages
-    for name, concurrency, max_messages in plans:
-        scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit,
-                           tenant=p.tenant, namespace=p.namespace, service=name)
+    for name, concurrency, max_messages, tenant, namespace in plans:
+        scope = LimitScope(broker_limit=broker_limit,
+                           namespace_limit=namespace_limits.get((tenant, namespace)),
+                           tenant=tenant, namespace=namespace, service=name)
         findings = [
             *check_slots_against_limit(rq, concurrency, max_messages, buffered, **scope),
             *check_unacked_limit(rq, concurrency, max_messages, buffered, **scope),

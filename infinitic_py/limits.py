@@ -454,14 +454,23 @@ def check_slots_against_limit(
         if capped
         else "the broker will stop dispatching to this consumer (it stalls until acks catch up)"
     )
-    fit = max(1, (limit - 1 - receiver_queue_size) // max(1, max_messages))
+    fit = (limit - 1 - receiver_queue_size) // max(1, max_messages)
+    queue_fit = limit - 1 - concurrency * max_messages
+    if fit >= 1:  # lowering concurrency is enough
+        lower = (f"lower concurrency to <= {fit} (or max_messages) so concurrency x max_messages "
+                 f"+ receiver_queue_size < {limit}")
+    elif queue_fit >= 1:  # the receiver queue alone leaves no room for one batch
+        lower = (f"lower pulsar.consumer.receiver_queue_size to <= {queue_fit} so "
+                 f"receiver_queue_size + concurrency x max_messages < {limit}")
+    else:
+        lower = (f"lower pulsar.consumer.receiver_queue_size, concurrency and max_messages so "
+                 f"that receiver_queue_size + concurrency x max_messages < {limit}")
     return [LimitFinding(
         "warn", "slots-over-limit",
         f"{who}receiver_queue_size {receiver_queue_size} + concurrency {concurrency} x "
         f"max_messages {max_messages} = {asked} >= {where} {limit}: {consequence}.",
         (
-            f"lower concurrency to <= {fit} (or max_messages) so concurrency x max_messages "
-            f"+ receiver_queue_size < {limit}",
+            lower,
             f"raise the limit to {suggested_limit(asked)}: pulsar-admin namespaces "
             f"set-max-unacked-messages-per-consumer {at.ns} -c {suggested_limit(asked)}",
         ),

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,13 +26,14 @@ import structlog
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
 from infinitic_py.client.stubs import (
-    MAX_DELAY_SECONDS,
     Call,
     Deferred,
     ServiceStub,
     check_batch_key,
     check_meta,
     check_tags,
+    check_task_id,
+    delay_of,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
@@ -113,7 +112,7 @@ class AsyncClient:
         # at most ``max_producers`` of them once idle, the least recently used closed first.
         self._producers = ProducerCache(self._create_producer, max_producers)
         self._closing: set[asyncio.Task[None]] = set()
-        self._lock: asyncio.Lock | None = None
+        self._subscribing: asyncio.Future[None] | None = None  # the response topic's subscribe
         self._responses: Consumer | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
@@ -145,8 +144,6 @@ class AsyncClient:
     async def start(self) -> None:
         """Connect (done lazily by the first dispatch otherwise)."""
         self._check_open()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         if self._transport is None:
             self._transport = create_transport(self.url, **self._transport_options)
 
@@ -177,7 +174,7 @@ class AsyncClient:
         """Close producers and the response consumer; pending results raise ClientClosed."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # (a subscribe still in flight closes its own consumer)
         if self._responses is not None:
             with contextlib.suppress(TransportError):
                 await self._responses.close()
@@ -346,11 +343,11 @@ class AsyncClient:
         meta = {**stub.meta, **(check_meta(call.meta) or {})}
         check_batch_key(meta)
         tags = (*stub.tags, *(check_tags(call.tags) or ()))
-        _check_task_id(call.task_id)
+        check_task_id(call.task_id)
         priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
         task_id, message = self._codec.build(
             stub.name, method, definition, call, positional, meta,
-            tags, reply_to, self.name, _delay_of(call), now,
+            tags, reply_to, self.name, delay_of(call), now,
             priority, spread=spread, spread_by=spread_by)
         return task_id, priority, message
 
@@ -377,25 +374,34 @@ class AsyncClient:
         return producer
 
     async def _ensure_responses(self) -> None:
+        """Subscribe the response topic once. The subscribe runs as its own task, shielded: a
+        caller cancelled meanwhile must not orphan the exclusive consumer the broker is creating
+        (every later dispatch then failed with ConsumerBusy); the next caller awaits it."""
         if self._responses is not None:
             return
-        assert self._lock is not None and self._transport is not None
-        async with self._lock:
-            if self._responses is None:
-                await self._create_topics()
-                self._responses = await self._transport.subscribe(
-                    self.response_topic,
-                    self.name,
-                    ConsumerSettings(
-                        subscription_type=SubscriptionType.EXCLUSIVE,
-                        receiver_queue_size=1000,
-                        consumer_name=self.name,
-                        writer_schemas=self._codec.writer_schemas,
-                    ),
-                )
-                self._response_task = asyncio.create_task(
-                    self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
-                )
+        if self._subscribing is None or (self._subscribing.done()
+                                         and self._subscribing.exception() is not None):
+            self._subscribing = asyncio.ensure_future(self._subscribe_responses())
+            self._subscribing.add_done_callback(_retrieved)
+        await asyncio.shield(self._subscribing)
+
+    async def _subscribe_responses(self) -> None:
+        assert self._transport is not None
+        await self._create_topics()
+        settings = ConsumerSettings(subscription_type=SubscriptionType.EXCLUSIVE,
+                                    receiver_queue_size=1000, consumer_name=self.name,
+                                    writer_schemas=self._codec.writer_schemas)
+        try:
+            consumer = await self._transport.subscribe(self.response_topic, self.name, settings)
+        except TransportError as exc:
+            raise _response_topic_taken(exc, self.name, self.response_topic) from exc
+        if self._closed:  # close() ran meanwhile (it does not wait for a subscribe)
+            with contextlib.suppress(TransportError):
+                await consumer.close()
+            raise ClientClosed(f"client {self.name} closed")
+        self._responses = consumer
+        self._response_task = asyncio.create_task(
+            self._receive_responses(consumer), name=f"infinitic-responses-{self.name}")
 
     async def _create_topics(self) -> None:
         topics = self._codec.topics_to_create(self.name)
@@ -455,36 +461,18 @@ def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
                           [deferreds[i] for i in sorted(sent)])
 
 
-def _check_task_id(task_id: Any) -> None:
-    if task_id is None:
-        return
-    if not isinstance(task_id, str):
-        raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
-    if not task_id:
-        raise ValueError("task_id must not be empty (None lets the client choose one)")
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed subscribe nobody awaits any more: no "never retrieved"
 
 
-def _delay_of(call: Call) -> float | None:
-    if call.delay is not None and call.run_at is not None:
-        raise TypeError("give either delay or run_at, not both")
-    if call.delay is not None:
-        if isinstance(call.delay, bool) or not isinstance(call.delay, int | float):
-            raise TypeError(f"delay must be a number of seconds, got {type(call.delay).__name__}")
-        if not (math.isfinite(call.delay) and call.delay >= 0):
-            raise ValueError(f"delay must be a finite number of seconds >= 0, got {call.delay}")
-        if call.delay > MAX_DELAY_SECONDS:
-            raise ValueError(f"delay must be at most {MAX_DELAY_SECONDS} seconds (10 years), "
-                             f"got {call.delay}")
-        return float(call.delay)
-    if call.run_at is not None:
-        if not isinstance(call.run_at, datetime) or call.run_at.tzinfo is None:
-            raise TypeError(f"run_at must be a timezone-aware datetime, got {call.run_at!r}")
-        ahead = (call.run_at - datetime.now(UTC)).total_seconds()
-        if ahead > MAX_DELAY_SECONDS:
-            raise ValueError(f"run_at must be at most {MAX_DELAY_SECONDS} seconds ahead (10 "
-                             f"years), got {call.run_at.isoformat()}")
-        return max(0.0, ahead)
-    return None
+def _response_topic_taken(exc: TransportError, name: str, topic: str) -> TransportError:
+    """Another consumer holds the response topic: the cause is the client name, say so."""
+    if "ConsumerBusy" not in str(exc) and "already has a consumer" not in str(exc):
+        return exc
+    return TransportError(f"another client named {name!r} is connected to its response topic "
+                          f"{topic} (or one that died is not dropped by the broker yet): give "
+                          "each client its own name (AsyncClient(name=...); unset: a unique one)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
@@ -141,6 +142,41 @@ class Deferred(Generic[R]):
 MAX_DELAY_SECONDS = 10 * 365 * 86_400
 """The longest ``delay`` (or ``run_at`` ahead) a dispatch takes: 10 years. Far beyond it the
 client's clocks and timers overflow (pulsar-client's deliver_after, the embedded broker's)."""
+
+
+def check_task_id(task_id: Any) -> None:
+    """A caller-chosen task id is a non-empty str (None: the client chooses)."""
+    if task_id is None:
+        return
+    if not isinstance(task_id, str):
+        raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
+    if not task_id:
+        raise ValueError("task_id must not be empty (None lets the client choose one)")
+
+
+def delay_of(call: Call) -> float | None:
+    """A call's delivery delay in seconds (``delay`` or ``run_at``), checked; None: at once."""
+    if call.delay is not None and call.run_at is not None:
+        raise TypeError("give either delay or run_at, not both")
+    if call.delay is not None:
+        if isinstance(call.delay, bool) or not isinstance(call.delay, int | float):
+            raise TypeError(f"delay must be a number of seconds, got {type(call.delay).__name__}")
+        if not (math.isfinite(call.delay) and call.delay >= 0):
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got {call.delay}")
+        if call.delay > MAX_DELAY_SECONDS:
+            raise ValueError(f"delay must be at most {MAX_DELAY_SECONDS} seconds (10 years), "
+                             f"got {call.delay}")
+        return float(call.delay)
+    if call.run_at is not None:
+        if not isinstance(call.run_at, datetime) or call.run_at.tzinfo is None:
+            raise TypeError(f"run_at must be a timezone-aware datetime, got {call.run_at!r}")
+        ahead = (call.run_at - datetime.now(UTC)).total_seconds()
+        if ahead > MAX_DELAY_SECONDS:
+            raise ValueError(f"run_at must be at most {MAX_DELAY_SECONDS} seconds ahead (10 "
+                             f"years), got {call.run_at.isoformat()}")
+        return max(0.0, ahead)
+    return None
+
 
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _NO_OPTIONS = Call()

@@ -289,31 +289,34 @@ class Worker:
 
     async def _check_broker_limits(self) -> None:
         """Warn (never fail) when this worker can reach maxUnackedMessagesPerConsumer: the broker
-        would silently stop delivering to it. Read through the admin API, bounded in time."""
+        would silently stop delivering to it. Read through the admin API, bounded in time; each
+        service against the policy of its own namespace (``services[].namespace`` may differ
+        from the worker's)."""
         from infinitic_py.admin import PulsarAdmin, PulsarAdminError
         from infinitic_py.limits import LimitScope, check_slots_against_limit, check_unacked_limit
 
         assert self.admin_url is not None
         admin = PulsarAdmin(self.admin_url, timeout=5.0)
+        spaces = sorted({(e.settings.tenant, e.settings.namespace) for e in self._executors})
         try:
-            broker_limit, namespace_limit = await asyncio.wait_for(asyncio.gather(
+            broker_limit, *namespace_limits = await asyncio.wait_for(asyncio.gather(
                 asyncio.to_thread(admin.broker_max_unacked_per_consumer),
-                asyncio.to_thread(
-                    admin.namespace_max_unacked_per_consumer, self.tenant, self.namespace
-                ),
+                *(asyncio.to_thread(admin.namespace_max_unacked_per_consumer, tenant, namespace)
+                  for tenant, namespace in spaces),
             ), 10.0)
         except (PulsarAdminError, TimeoutError, OSError) as exc:
             log.warning("worker.limits_unknown", admin_url=self.admin_url, error=str(exc))
             return
+        namespace_limit = dict(zip(spaces, namespace_limits, strict=True))
         rq = self.consumer_settings.receiver_queue_size
         for executor in self._executors:
             max_messages = max((m.batch.limits.max_messages
                                 for m in executor.definition.methods.values() if m.batch),
                                default=1)
             plan = (rq, executor.settings.concurrency, max_messages, self.max_buffered_messages)
-            scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit,
-                               tenant=self.tenant, namespace=self.namespace,
-                               service=executor.service)
+            space = (executor.settings.tenant, executor.settings.namespace)
+            scope = LimitScope(broker_limit=broker_limit, namespace_limit=namespace_limit[space],
+                               tenant=space[0], namespace=space[1], service=executor.service)
             findings = [*check_slots_against_limit(*plan, **scope),
                         *check_unacked_limit(*plan, **scope)]
             for finding in findings:

@@ -4,6 +4,7 @@ client from threads and from a plain script, validation before sending."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -217,3 +218,103 @@ async def test_fire_and_forget_client_asks_for_no_replies(
     assert 3 in service.started_at
 
 
+
+
+async def test_two_clients_with_one_name_are_told_why(harness: Harness) -> None:
+    """Pods of one app given the same ``AsyncClient(name=...)`` share a response topic whose
+    subscription is exclusive: the second one's dispatch said only 'ConsumerBusy'."""
+    from infinitic_py.errors import DispatchFailed
+
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    async with AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                           name=name) as first, \
+            AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace,
+                        name=name) as second:
+        await first.service(f"Nobody{name}").job(Job(1))
+        with pytest.raises(DispatchFailed) as failed:
+            await second.service(f"Nobody{name}").job(Job(2))
+    assert f"another client named {name!r} is connected to its response topic" in str(
+        failed.value)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.01])
+async def test_a_caller_cancelled_during_the_first_dispatch_leaves_the_client_working(
+    served: tuple[Harness, Doubler, str], delay: float
+) -> None:
+    """The first awaited dispatch subscribes the client's response topic (an exclusive
+    subscription). A caller cancelled during that subscribe (a request timeout) left the consumer
+    the broker was creating orphaned: every later awaited dispatch of that client failed
+    (ConsumerBusy, its own consumer holding the subscription)."""
+    harness, _, name = served
+    async with AsyncClient(harness.url, tenant=harness.tenant,
+                           namespace=harness.namespace) as client:
+        stub = client.service(Doubler, name=name)
+        first = asyncio.ensure_future(stub.double(Job(1)))
+        await asyncio.sleep(delay)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        second = await stub.double(Job(2))
+        assert await second.result(timeout=30) == 4
+
+
+async def test_close_ends_every_pending_await_with_client_closed(harness: Harness) -> None:
+    """500 callers await results that never come (no worker), 100 of them are cancelled: the
+    others are unaffected, and close() ends every remaining await at once with ClientClosed."""
+    from infinitic_py.errors import ClientClosed
+
+    client = AsyncClient(harness.url, tenant=harness.tenant, namespace=harness.namespace)
+    stub = client.service(Doubler, name=f"NoWorker{uuid.uuid4().hex[:8]}")
+    deferreds = await stub.double.many([Job(i) for i in range(500)])
+    callers = [asyncio.ensure_future(d.result()) for d in deferreds]
+    await asyncio.sleep(0.1)
+    for caller in callers[:100]:
+        caller.cancel()
+    assert not any(c.done() for c in callers[100:])
+    await asyncio.wait_for(client.close(), 30)
+    ended = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(e, asyncio.CancelledError) for e in ended[:100])
+    assert all(isinstance(e, ClientClosed) for e in ended[100:]), {type(e) for e in ended}
+    with pytest.raises(ClientClosed):  # a Deferred awaited after the close
+        await deferreds[0].result(timeout=1)
+
+
+def test_sync_close_ends_a_result_awaited_in_another_thread(harness: Harness) -> None:
+    from infinitic_py.errors import ClientClosed
+
+    client = Client(harness.url, tenant=harness.tenant, namespace=harness.namespace)
+    deferred = client.service(Doubler, name=f"NoWorker{uuid.uuid4().hex[:8]}").double(Job(1))
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            deferred.result()  # no timeout: only the close ends it
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    client.close()
+    waiter.join(30)
+    assert not waiter.is_alive(), "the waiting thread hangs after close()"
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientClosed), outcome
+
+
+async def test_close_does_not_wait_for_a_subscribe_to_an_unreachable_broker() -> None:
+    """A dispatch pending on the response topic's subscribe (nothing listens at the address)
+    and close(): close returns at once, and the dispatch fails with DispatchFailed (not after
+    pulsar-client's 30 s operation timeout)."""
+    import socket
+
+    from infinitic_py.errors import DispatchFailed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free: nothing listens there
+    client = AsyncClient(f"pulsar://127.0.0.1:{port}", admin_url=None)
+    pending = asyncio.ensure_future(client.service("Nobody").job(Job(1)))
+    await asyncio.sleep(0.5)
+    assert not pending.done()
+    await asyncio.wait_for(client.close(), 10)
+    with pytest.raises(DispatchFailed):
+        await asyncio.wait_for(pending, 10)

@@ -213,3 +213,30 @@ def test_following_the_policy_suggestion_clears_the_warning(
 
 def test_finding_str_without_suggestions() -> None:
     assert str(LimitFinding("ok", "x", "fine.")) == "ok: fine."
+
+
+@given(st.integers(1, 5000), st.integers(1, 100), st.integers(1, 1000), st.integers(2, 60_000))
+def test_the_first_slots_fix_when_followed_clears_the_warning(
+        queue: int, concurrency: int, max_messages: int, limit: int) -> None:
+    """Seen: receiver_queue_size 2000 against a limit of 100 was told 'lower concurrency to
+    <= 1', which cannot help (the receiver queue alone is over the limit)."""
+    import re
+
+    findings = check_slots_against_limit(queue, concurrency, max_messages, 10_000,
+                                         broker_limit=limit, namespace_limit=None)
+    (finding,) = findings
+    if finding.level == "ok":
+        return
+    fix = finding.suggestions[0]
+    if m := re.match(r"lower concurrency to <= (\d+) ", fix):
+        concurrency = int(m[1])
+    elif m := re.match(r"lower pulsar.consumer.receiver_queue_size to <= (\d+) ", fix):
+        queue = int(m[1])
+    else:
+        assert fix.startswith("lower pulsar.consumer.receiver_queue_size, concurrency and "), fix
+        assert queue + max_messages >= limit - 1  # no single knob is enough
+        return
+    assert concurrency >= 1 and queue >= 1
+    (after,) = check_slots_against_limit(queue, concurrency, max_messages, 10_000,
+                                         broker_limit=limit, namespace_limit=None)
+    assert after.level == "ok", (fix, after.message)

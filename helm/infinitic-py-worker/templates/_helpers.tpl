@@ -47,17 +47,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
 
-{{/* The worker's HTTP port (metrics, health), from the rendered config. */}}
-{{- define "infinitic-py-worker.httpPort" -}}
-{{- $w := .Values.config.worker | default dict }}
-{{- $w.http_port | default 9090 | int }}
+{{/*
+The literal value the container's env gives a variable (dict "root" . "name" NAME): from the
+`env` map, then `extraEnv` entries with a `value` (rendered after it, so they win, as Kubernetes
+takes the last of duplicate names); "" when neither sets it. The worker reads INFINITIC_*
+variables over its config file, so the port and grace below must see them too.
+*/}}
+{{- define "infinitic-py-worker.envValue" -}}
+{{- $name := .name }}
+{{- $out := "" }}
+{{- with .root.Values.env }}{{- if hasKey . $name }}{{- $out = index . $name | toString }}{{- end }}{{- end }}
+{{- range .root.Values.extraEnv }}{{- if and (eq (toString .name) $name) (hasKey . "value") }}{{- $out = .value | toString }}{{- end }}{{- end }}
+{{- $out }}
 {{- end }}
 
-{{/* Drain grace from the config, as a float. */}}
+{{/* The worker's HTTP port (metrics, health): INFINITIC_WORKER__HTTP_PORT, else the config. */}}
+{{- define "infinitic-py-worker.httpPort" -}}
+{{- $w := .Values.config.worker | default dict }}
+{{- $env := include "infinitic-py-worker.envValue" (dict "root" . "name" "INFINITIC_WORKER__HTTP_PORT") }}
+{{- $port := $w.http_port | default 9090 | int }}
+{{- if ne $env "" }}{{- $port = $env | int }}{{- end }}
+{{- if le $port 0 }}
+{{- fail (printf "the worker's HTTP port is %d (config.worker.http_port or INFINITIC_WORKER__HTTP_PORT): the chart's probes and metrics need it; set a port such as 9090" $port) }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
+{{/* Drain grace, as a float: INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS, else the config. */}}
 {{- define "infinitic-py-worker.shutdownGrace" -}}
 {{- $w := .Values.config.worker | default dict }}
 {{- $g := 30.0 }}
 {{- if hasKey $w "shutdown_grace_seconds" }}{{- if not (kindIs "invalid" $w.shutdown_grace_seconds) }}{{- $g = $w.shutdown_grace_seconds }}{{- end }}{{- end }}
+{{- $env := include "infinitic-py-worker.envValue" (dict "root" . "name" "INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS") }}
+{{- if ne $env "" }}{{- $g = $env }}{{- end }}
 {{- $g | float64 }}
 {{- end }}
 
@@ -76,7 +98,7 @@ Fails when it would not leave the worker its full drain grace before SIGKILL.
 {{- $tgps = .Values.terminationGracePeriodSeconds | int }}
 {{- end }}
 {{- if le ($tgps | float64) $grace }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than config.worker.shutdown_grace_seconds (%v): the kubelet would SIGKILL the worker before it finishes draining" $tgps $grace) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than the worker's shutdown grace (%v: config.worker.shutdown_grace_seconds, or INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS in env / extraEnv): the kubelet would SIGKILL the worker before it finishes draining" $tgps $grace) }}
 {{- end }}
 {{- $tgps }}
 {{- end }}
