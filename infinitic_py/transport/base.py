@@ -88,6 +88,10 @@ class ConsumerSettings:
     # Resolve each message's writer schema (``ReceivedMessage.writer_schema``) off the event
     # loop, for topics whose messages carry a schema version (a wire dialect decodes with it).
     writer_schemas: bool = False
+    # An Avro definition the consumer subscribes with (messages are still handed out as bytes):
+    # Pulsar's dead-letter producer takes the consumer's schema, and a schema-enforced
+    # dead-letter topic refuses a schemaless one (the message then stays stuck, never moved).
+    schema: str | None = None
 
 
 class OutgoingMessage(msgspec.Struct, frozen=True, gc=False):

@@ -141,9 +141,71 @@ def test_relays_forward_retries_and_turn_events_into_workflow_engine_messages() 
         assert dialect.partitioner(out.topic) is not None
     assert dialect.partitioner(f"{NS}/task-events:BenchService") is None
     assert dialect.topics("S") == {f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3,
-                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0}
-    with pytest.raises(ValueError):
-        dialect.relay("events", _received(b"garbage"), "w")
+                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0,
+                                   f"{NS}/task-retry-dlq:S": 0, f"{NS}/task-events-dlq:S": 0}
+    assert InfiniticDialect("public", "infinitic").topics("S") == {
+        f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3, f"{NS}/task-events:S": 3,
+        f"{NS}/task-executor-dlq:S": 0}
+
+
+def test_unreadable_relay_messages_are_dead_lettered_once_with_their_reason() -> None:
+    """Garbage on task-events / task-retry: a letter on the role's own dead-letter topic (which
+    the worker creates: Infinitic namespaces cannot auto-create it), never an exception (the
+    relay would nack it forever: the broker cannot move it to a topic that does not exist)."""
+    dialect = InfiniticDialect("public", "infinitic", handlers=True)
+    for role, prefix in (("events", "task-events"), ("retry", "task-retry")):
+        topic = f"{NS}/{prefix}:BenchService-partition-0"
+        (letter,) = dialect.relay(role, _received(b"\x02garbage", topic=topic), "py-w")
+        assert letter.topic == f"{NS}/{prefix}-dlq:BenchService"
+        assert letter.message.data == b"\x02garbage"
+        props = letter.message.properties
+        assert props["reason"] == "undecodable" and props["errorType"] == "WireDecodeError"
+        assert "payload" in props["errorMessage"] and props["worker"] == "py-w"
+        assert letter.topic in dialect.topics("BenchService")
+        assert dialect.producer_schema(letter.topic) is not None  # the namespace enforces schemas
+    (letter,) = dialect.undecodable(_received(b"garbage"), ValueError("bad"), "BenchService", "w")
+    assert letter.message.properties["errorMessage"] == "bad"
+
+
+def test_every_subscription_carries_its_avro_schema_and_its_dead_letter_topic() -> None:
+    """Pulsar moves a message nacked too often with the consumer's schema: a schemaless consumer
+    could not write to Infinitic's schema-enforced dead-letter topics."""
+    subs = InfiniticDialect("public", "infinitic", handlers=True).subscriptions("S")
+    assert [(s.role, s.schema, s.dead_letter_topic) for s in subs] == [
+        ("execute", definition(Envelope.TASK_EXECUTOR), f"{NS}/task-executor-dlq:S"),
+        ("retry", definition(Envelope.TASK_EXECUTOR), f"{NS}/task-retry-dlq:S"),
+        ("events", definition(Envelope.TASK_EVENTS), f"{NS}/task-events-dlq:S"),
+    ]
+
+
+def test_a_retry_written_with_another_schema_version_is_re_encoded_for_0_18_4() -> None:
+    """The retry relay's producer registers the 0.18.4 schema: bytes a JVM wrote with another
+    version (here one with an added field) must be re-encoded, or the executor reading them as
+    0.18.4 gets garbage."""
+    import io
+    import json
+
+    import fastavro
+
+    from infinitic_py.wire.infinitic.schemas import normalize
+
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    schema = json.loads(definition(Envelope.TASK_EXECUTOR))
+    schema["fields"].insert(0, {"name": "futureField", "type": "string", "default": ""})
+    newer = json.dumps(schema)
+    record = env._read(Envelope.TASK_EXECUTOR, retry.message.data, None)
+    record["futureField"] = "from a newer JVM"
+    record["executeTask"] = env.to_record(record["executeTask"])
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(normalize(json.loads(newer))), record)
+    topic = f"{NS}/task-retry:BenchService-partition-1"
+    (forward,) = dialect.relay("retry", _received(out.getvalue(), newer, topic), "w")
+    assert forward.topic == f"{NS}/task-executor:BenchService"
+    assert env.decode_execute_task(forward.message.data) == env.decode_execute_task(retry.message.data)
+    (same,) = dialect.relay("retry", _received(retry.message.data, definition(Envelope.TASK_EXECUTOR),
+                                               topic), "w")
+    assert same.message.data == retry.message.data  # our own schema: forwarded unchanged
 
 
 def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
