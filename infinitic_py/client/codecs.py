@@ -207,7 +207,8 @@ class InfiniticCodec:
                 task_id=answer.task_id, service="", method="",
                 error_type=exc.name if exc else "UnknownError",
                 message=(exc.message if exc else cause.message) or "",
-                traceback=cause.stack_trace_to_string, worker=cause.worker_name)
+                traceback=cause.stack_trace_to_string, worker=cause.worker_name,
+                retry_index=cause.retry_index or 0)  # the attempt that failed for good
         return None
 
 

@@ -68,5 +68,15 @@ def test_jvm_answers_become_client_replies() -> None:
         "java.lang.IllegalStateException", "no", "at X")
 
 
+def test_a_jvm_failure_after_retries_says_how_many() -> None:
+    """The JVM's retry policy retried twice: TaskFailed must not say 'after 0 retries'."""
+    codec = InfiniticCodec("public", "ns")
+    failure = env.WorkerError(worker_name="jvm", retry_index=2,
+                              exception=env.GenericException("java.lang.IllegalStateException", "no"))
+    reply = codec.decode_reply(_msg(env.encode_client_message(
+        "me", env.ClientTaskFailed("m", "me", "t2", failure, "jvm"))))
+    assert isinstance(reply, native.TaskFailedReply) and reply.retry_index == 2
+
+
 def _msg(data: bytes) -> ReceivedMessage:
     return ReceivedMessage(data, {}, 0, "persistent://public/ns/response:me", None)
