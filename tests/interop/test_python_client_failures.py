@@ -32,13 +32,16 @@ class FailingService:
     """The JVM service's stub."""
 
     @task
-    def refuse(self, message: str) -> str: ...
+    def refuse(self, message: str) -> str:
+        raise NotImplementedError  # served by the JVM
 
     @task
-    def special(self, kind: str, x: float) -> float: ...
+    def special(self, kind: str, x: float) -> float:
+        raise NotImplementedError
 
     @task
-    def mirror(self, n: int, text: str | None, values: dict[str, list[float] | None]) -> Mirrored: ...
+    def mirror(self, n: int, text: str | None, values: dict[str, list[float] | None]) -> Mirrored:
+        raise NotImplementedError
 
 
 async def test_jvm_failures_and_edge_values_reach_the_python_client(
