@@ -357,6 +357,7 @@ class AsyncClient:
     async def _create_producer(self, service: str) -> Producer:
         assert self._transport is not None
         topic = self._codec.task_topic(service)
+        await self._create_topics(self._codec.service_topics(service))
         # A topic keeps nothing without a subscription: create the workers' one first so
         # tasks dispatched before any worker started are not dropped.
         try:
@@ -382,7 +383,7 @@ class AsyncClient:
         assert self._lock is not None and self._transport is not None
         async with self._lock:
             if self._responses is None:
-                await self._create_topics()
+                await self._create_topics(self._codec.topics_to_create(self.name))
                 self._responses = await self._transport.subscribe(
                     self.response_topic,
                     self.name,
@@ -397,8 +398,9 @@ class AsyncClient:
                     self._receive_responses(self._responses), name=f"infinitic-responses-{self.name}"
                 )
 
-    async def _create_topics(self) -> None:
-        topics = self._codec.topics_to_create(self.name)
+    async def _create_topics(self, topics: Mapping[str, int]) -> None:
+        """Create ``topics`` (partitions; 0: non-partitioned) over the admin API where missing:
+        Infinitic namespaces have auto topic creation off."""
         if not topics or is_memory(self.url):
             return
         if not self.admin_url:

@@ -52,6 +52,8 @@ def test_build_sends_a_client_waiting_execute_task_on_infinitic_topics() -> None
     assert [values.decode_value(p) for p in sent.method_parameters] == ["hi", 2]
     assert codec.task_topic("Echo") == "persistent://public/ns/task-executor:Echo"
     assert codec.topics_to_create("me") == {"persistent://public/ns/response:me": 0}
+    # created before dispatching, as a JVM client's producer does (Infinitic: no auto creation)
+    assert codec.service_topics("Echo") == {"persistent://public/ns/task-executor:Echo": 3}
 
 
 def test_jvm_answers_become_client_replies() -> None:
