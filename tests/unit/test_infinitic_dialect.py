@@ -223,3 +223,31 @@ def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
         names.append(exception.name)
         assert failed.execution_error.stack_trace_to_string == "trace \\udcff"
     assert names[0] == "builtins.OSError" and names[1].endswith("Unprintable")
+
+
+def test_python_events_for_the_golden_tasks_equal_the_jvm_events_byte_for_byte() -> None:
+    """The JVM's recorded TaskStarted/TaskCompleted events of the golden tasks, and the ones this
+    dialect writes for the same tasks (same emitter, result): equal bytes but the message id."""
+    samples = SAMPLE.parent
+    if not samples.is_dir():
+        pytest.skip(f"no Infinitic golden samples at {samples}")
+    dialect = InfiniticDialect("public", "infinitic")
+    tasks = {}
+    for path in sorted(samples.glob("task-executor-BenchService-EXECUTE_TASK-*.bin")):
+        task = dialect.decode(_received(path.read_bytes()))
+        assert isinstance(task, env.ExecuteTask)
+        tasks[task.task_id] = task
+    compared = 0
+    for path in sorted(samples.glob("task-events-BenchService-TASK_*.bin")):
+        jvm = env.decode_task_event(path.read_bytes())
+        task = tasks.get(jvm.task_id)
+        if task is None:  # the samples are the first 3 of each topic: not all of one task
+            continue
+        if isinstance(jvm, env.TaskCompletedEvent):
+            (ours,) = dialect.completed(task, values.decode_value(jvm.return_value, str), jvm.emitter_name)
+        else:
+            (ours,) = dialect.started(task)
+        mine = msgspec.structs.replace(env.decode_task_event(ours.message.data), message_id=jvm.message_id)
+        assert env.encode_task_event(mine) == path.read_bytes(), path.name
+        compared += 1
+    assert compared >= 4
