@@ -251,3 +251,12 @@ def test_python_events_for_the_golden_tasks_equal_the_jvm_events_byte_for_byte()
         assert env.encode_task_event(mine) == path.read_bytes(), path.name
         compared += 1
     assert compared >= 4
+
+
+def test_a_result_too_large_for_a_pulsar_message_is_a_per_task_error() -> None:
+    """Raised by ``completed`` (the executor then fails or retries that task alone), never
+    handed to the broker, which would refuse it and get the unit re-run until dead-lettered."""
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    with pytest.raises(values.ValueMappingError, match="exceeds a Pulsar message"):
+        dialect.completed(task, "x" * (6 * 1024 * 1024), "w")
+    assert dialect.completed(task, "x" * (4 * 1024 * 1024), "w")  # below the bound: sent

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
 from infinitic_py.wire import Publish, Subscription, Undecodable, error_text
+from infinitic_py.wire.bulk import MAX_BULK_BYTES
 from infinitic_py.wire.infinitic import envelopes, outcomes, values
 from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic.events import EVENTS
@@ -168,6 +169,13 @@ class InfiniticDialect:
     def completed(self, task: envelopes.ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
         data = values.encode_value(output)  # raises ValueMappingError (a TypeError)
         payload = EVENTS.completed(task, outcomes.uuid7(), worker, data)
+        if len(payload) > MAX_BULK_BYTES:  # the broker would refuse it: the task fails instead
+            # (published anyway, it would be nacked and re-run until Pulsar dead-letters it,
+            # the JVM workflow never told)
+            raise values.ValueMappingError(
+                f"the result of {task.task_name}.{task.method_name} is {len(data.data):,} bytes "
+                f"of JSON: its TaskCompletedEvent ({len(payload):,} bytes) exceeds a Pulsar "
+                f"message ({MAX_BULK_BYTES:,} bytes)")
         return (Publish(self._events_topic(task.task_name), OutgoingMessage(payload)),)
 
     def retried(
