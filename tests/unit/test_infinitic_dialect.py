@@ -232,11 +232,11 @@ def test_python_events_for_the_golden_tasks_equal_the_jvm_events_byte_for_byte()
     if not samples.is_dir():
         pytest.skip(f"no Infinitic golden samples at {samples}")
     dialect = InfiniticDialect("public", "infinitic")
-    tasks = {}
+    tasks: dict[str, env.ExecuteTask] = {}
     for path in sorted(samples.glob("task-executor-BenchService-EXECUTE_TASK-*.bin")):
-        task = dialect.decode(_received(path.read_bytes()))
-        assert isinstance(task, env.ExecuteTask)
-        tasks[task.task_id] = task
+        decoded = dialect.decode(_received(path.read_bytes()))
+        assert isinstance(decoded, env.ExecuteTask)
+        tasks[decoded.task_id] = decoded
     compared = 0
     for path in sorted(samples.glob("task-events-BenchService-TASK_*.bin")):
         jvm = env.decode_task_event(path.read_bytes())
