@@ -22,7 +22,7 @@ from infinitic_py.wire.infinitic.schemas import Envelope, definition
 from infinitic_py.worker import Worker
 from tests.integration.conftest import BrokerInfo
 
-from .namespaces import TENANT, create_infinitic_namespace, drop_namespace
+from .namespaces import TENANT, create_infinitic_namespace, drop_namespace, quote
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,6 +96,48 @@ async def test_a_result_too_large_for_a_pulsar_message_fails_its_task_once(
         assert exception.name.endswith("ValueMappingError")
         assert "exceeds a Pulsar message" in exception.message
         assert sorted(service.calls) == ["big", "small"]  # once each: no nack loop
+    finally:
+        client.close()
+        await worker.stop(grace=2.0)
+
+
+def _backlog(admin: PulsarAdmin, namespace: str, local: str, subscription: str) -> tuple[int, int]:
+    stats = admin.get_json(f"/admin/v2/persistent/{TENANT}/{namespace}/{quote(local)}/partitioned-stats")
+    sub = stats["subscriptions"][subscription]
+    return int(sub["msgBacklog"]), int(sub["unackedMessages"])
+
+
+async def test_an_answer_to_a_client_whose_response_topic_is_gone_is_dropped(
+    pulsar_broker: BrokerInfo, admin: PulsarAdmin, namespace: str
+) -> None:
+    """With ``event_handler=True``, a completion for a client that closed (its response topic
+    deleted; auto topic creation off) is dropped with a warning, as the JVM's handler does.
+    Before: relay.publish_failed every nack delay, the run (other clients' answers with it)
+    re-relayed until Pulsar dead-lettered it."""
+    base = f"persistent://{TENANT}/{namespace}"
+    admin.ensure_topic(f"{base}/response:alive", 0)
+    worker = Worker(pulsar_broker.service_url, admin_url=pulsar_broker.admin_url, name="py-gone")
+    worker.add_service(BigService(), name="BenchService", wire="infinitic", tenant=TENANT,
+                       namespace=namespace, event_handler=True)
+    await worker.start()
+    client = pulsar.Client(pulsar_broker.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    try:
+        alive = client.subscribe(f"{base}/response:alive", "r",
+                                 schema=RawAvroSchema(definition(Envelope.CLIENT)))
+        producer = client.create_producer(f"{base}/task-executor:BenchService",
+                                          schema=RawAvroSchema(definition(Envelope.TASK_EXECUTOR)))
+        for name in ("gone", "alive"):
+            producer.send(env.encode_execute_task(
+                outcomes.client_task("BenchService", "echo", [values.encode_value(name)], name)))
+        msg = await asyncio.to_thread(alive.receive, 30_000)
+        kind, answer = env.decode_client_message(msg.data())
+        assert kind == "TASK_COMPLETED" and isinstance(answer, env.ClientTaskCompleted)
+        assert values.decode_value(answer.task_return_value, str) == "alive"
+        deadline = time.monotonic() + 8
+        while _backlog(admin, namespace, "task-events:BenchService", "task-events-subscription") != (0, 0):
+            assert time.monotonic() < deadline, _backlog(
+                admin, namespace, "task-events:BenchService", "task-events-subscription")
+            await asyncio.sleep(0.2)
     finally:
         client.close()
         await worker.stop(grace=2.0)

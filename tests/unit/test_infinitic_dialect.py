@@ -260,3 +260,15 @@ def test_a_result_too_large_for_a_pulsar_message_is_a_per_task_error() -> None:
     with pytest.raises(values.ValueMappingError, match="exceeds a Pulsar message"):
         dialect.completed(task, "x" * (6 * 1024 * 1024), "w")
     assert dialect.completed(task, "x" * (4 * 1024 * 1024), "w")  # below the bound: sent
+
+
+def test_an_answer_to_a_waiting_client_is_a_reply_the_relay_may_drop() -> None:
+    """Infinitic's handler drops sends to a missing ``response:`` topic: the relay may drop a
+    refused reply, never a workflow-engine message."""
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    asked = msgspec.structs.replace(task, requester=env.ClientRequester("c1"), client_waiting=True)
+    (completed,) = dialect.completed(asked, "m1", "w")
+    (answer,) = dialect.relay("events", _received(completed.message.data), "w")
+    assert answer.topic == f"{NS}/response:c1" and answer.reply
+    (completed,) = dialect.completed(task, "m1", "w")
+    assert not any(p.reply for p in dialect.relay("events", _received(completed.message.data), "w"))

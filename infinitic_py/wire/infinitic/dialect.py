@@ -231,9 +231,10 @@ class InfiniticDialect:
             except Exception as exc:
                 return (_letter(self.topic("task-events-dlq", service), message, exc, worker),)
             now_ms = int(time.time() * 1000)
-            return tuple(
+            return tuple(  # a client's answer is a reply: dropped if its topic is gone
                 Publish(self.topic(out.prefix, out.entity),
-                        OutgoingMessage(out.payload, partition_key=out.key))
+                        OutgoingMessage(out.payload, partition_key=out.key),
+                        reply=out.prefix == "response")
                 for out in handler_role.on_event(event, now_ms, worker)
             )
         raise ValueError(f"InfiniticDialect relays no {role!r} subscription")
