@@ -145,8 +145,17 @@ class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
         a retry with it, so a retry keeps its key (or its ``key_spread`` sub-key)."""
         return self._read_partition_key()
 
+    @property
+    def publish_time_ms(self) -> int | None:
+        """When the broker received the message (epoch ms), if the transport knows it (read on
+        access: Infinitic's event handler stamps ``emittedAt`` with it)."""
+        return self._read_publish_time_ms()
+
     def _read_properties(self) -> Mapping[str, str]:
         return {}
+
+    def _read_publish_time_ms(self) -> int | None:
+        return None
 
     def _read_partition_key(self) -> str | None:
         return None

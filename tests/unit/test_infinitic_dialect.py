@@ -272,3 +272,21 @@ def test_an_answer_to_a_waiting_client_is_a_reply_the_relay_may_drop() -> None:
     assert answer.topic == f"{NS}/response:c1" and answer.reply
     (completed,) = dialect.completed(task, "m1", "w")
     assert not any(p.reply for p in dialect.relay("events", _received(completed.message.data), "w"))
+
+
+class _Published(ReceivedMessage):
+    def _read_publish_time_ms(self) -> int | None:
+        return 1_700_000_000_123
+
+
+def test_emitted_at_is_the_publish_time_of_the_event_message() -> None:
+    """WIRE.md §4.4: the JVM's handler stamps RemoteTaskCompleted.emittedAt with the publish time
+    of the task-events message (the engine orders it against timeouts), not its own clock."""
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    if not isinstance(task.requester, env.WorkflowRequester):
+        pytest.skip("the golden task has no workflow requester")
+    (completed,) = dialect.completed(task, "m1", "w")
+    event = _Published(completed.message.data, {}, 0, f"{NS}/task-events:BenchService", None)
+    (out,) = dialect.relay("events", event, "w")
+    record = env._read(Envelope.WORKFLOW_ENGINE, out.message.data, None)
+    assert record["taskCompleted"]["emittedAt"] == 1_700_000_000_123

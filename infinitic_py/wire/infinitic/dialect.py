@@ -230,12 +230,14 @@ class InfiniticDialect:
                 event = envelopes.decode_task_event(message.data, message.writer_schema)
             except Exception as exc:
                 return (_letter(self.topic("task-events-dlq", service), message, exc, worker),)
-            now_ms = int(time.time() * 1000)
+            # emittedAt: when the event was published, as the JVM's handler stamps it (the
+            # engine compares it with timeouts' times: the relay's own clock runs late)
+            emitted_ms = message.publish_time_ms or int(time.time() * 1000)
             return tuple(  # a client's answer is a reply: dropped if its topic is gone
                 Publish(self.topic(out.prefix, out.entity),
                         OutgoingMessage(out.payload, partition_key=out.key),
                         reply=out.prefix == "response")
-                for out in handler_role.on_event(event, now_ms, worker)
+                for out in handler_role.on_event(event, emitted_ms, worker)
             )
         raise ValueError(f"InfiniticDialect relays no {role!r} subscription")
 
