@@ -290,3 +290,12 @@ def test_emitted_at_is_the_publish_time_of_the_event_message() -> None:
     (out,) = dialect.relay("events", event, "w")
     record = env._read(Envelope.WORKFLOW_ENGINE, out.message.data, None)
     assert record["taskCompleted"]["emittedAt"] == 1_700_000_000_123
+
+
+def test_a_task_without_requester_is_undecodable_not_a_crashing_unit() -> None:
+    """Valid Avro (the union allows null; Infinitic < 0.13 wrote it) but no event can be written
+    for it: before, every unit holding it crashed ('has no requester') at each delivery."""
+    dialect = InfiniticDialect("public", "infinitic")
+    orphan = msgspec.structs.replace(_task(), requester=None)
+    decoded = dialect.decode(_received(env.encode_execute_task(orphan)))
+    assert isinstance(decoded, Undecodable) and "no requester" in str(decoded.error)

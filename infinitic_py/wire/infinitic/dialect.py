@@ -135,9 +135,15 @@ class InfiniticDialect:
 
     def decode(self, message: ReceivedMessage) -> envelopes.ExecuteTask | Undecodable:
         try:
-            return envelopes.decode_execute_task(message.data, message.writer_schema)
+            task = envelopes.decode_execute_task(message.data, message.writer_schema)
         except Exception as exc:  # WireDecodeError, or a writer schema that cannot be had
             return Undecodable(exc)
+        if task.requester is None:  # valid Avro (Infinitic < 0.13 wrote it), but no event
+            # could name whom to tell: dead-lettered once, never a unit that crashes each time
+            return Undecodable(envelopes.WireDecodeError(
+                f"task {task.task_id} has no requester (written by Infinitic < 0.13?): "
+                "no workflow or client could be told its outcome"))
+        return task
 
     def decode_args(self, task: envelopes.ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
         """Raises ``ValueMappingError`` (the task then fails: never a crashed worker)."""
