@@ -299,3 +299,14 @@ def test_a_task_without_requester_is_undecodable_not_a_crashing_unit() -> None:
     orphan = msgspec.structs.replace(_task(), requester=None)
     decoded = dialect.decode(_received(env.encode_execute_task(orphan)))
     assert isinstance(decoded, Undecodable) and "no requester" in str(decoded.error)
+
+
+def test_a_task_naming_another_service_is_undecodable() -> None:
+    """Its events would go to task-events:<other> (refused where auto topic creation is off:
+    the unit nacked and re-run until dead-lettered): dead-lettered once instead."""
+    dialect = InfiniticDialect("public", "infinitic")
+    other = msgspec.structs.replace(_task(), task_name="OtherService")
+    decoded = dialect.decode(_received(env.encode_execute_task(other)))
+    assert isinstance(decoded, Undecodable) and "'OtherService'" in str(decoded.error)
+    same = dialect.decode(_received(_golden(), topic=f"{NS}/task-executor:BenchService"))
+    assert isinstance(same, env.ExecuteTask)  # a non-partitioned topic name too

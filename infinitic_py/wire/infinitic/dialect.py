@@ -77,6 +77,7 @@ class InfiniticDialect:
         self.tenant, self.namespace, self.handlers = tenant, namespace, handlers
         self.partitions = partitions  # of the topics it creates where missing
         self._events_topics: dict[str, str] = {}  # service -> its task-events topic
+        self._served: dict[str, str] = {}  # topic (partition) received on -> its service
 
     # --- topics ---------------------------------------------------------------------------
 
@@ -143,6 +144,16 @@ class InfiniticDialect:
             return Undecodable(envelopes.WireDecodeError(
                 f"task {task.task_id} has no requester (written by Infinitic < 0.13?): "
                 "no workflow or client could be told its outcome"))
+        served = self._served.get(message.topic)
+        if served is None:
+            served = _entity(message.topic)
+            if len(self._served) < 1024:  # the partitions of a worker's topics: a handful
+                self._served[message.topic] = served
+        if task.task_name != served:  # its events would go to another service's topics
+            # (refused where auto topic creation is off: the unit re-run each time)
+            return Undecodable(envelopes.WireDecodeError(
+                f"task {task.task_id} names service {task.task_name!r}, "
+                f"this topic serves {served!r}"))
         return task
 
     def decode_args(self, task: envelopes.ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
