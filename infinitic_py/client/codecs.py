@@ -35,6 +35,10 @@ class ClientCodec(Protocol):
     def worker_subscription(self) -> str: ...
     def response_topic(self, client: str) -> str: ...
     def topics_to_create(self, client: str) -> Mapping[str, int]: ...
+    def service_topics(self, service: str) -> Mapping[str, int]:
+        """Topics to create (partitions; 0: non-partitioned) before dispatching to ``service``
+        where the broker does not create them."""
+        ...
     def producer_schema(self, topic: str) -> str | None: ...
 
     def build(self, service: str, method: str, definition: MethodDefinition | None, call: Call,
@@ -68,6 +72,9 @@ class NativeCodec:
 
     def topics_to_create(self, client: str) -> Mapping[str, int]:
         return {}
+
+    def service_topics(self, service: str) -> Mapping[str, int]:
+        return {}  # the broker creates them (auto topic creation)
 
     def producer_schema(self, topic: str) -> str | None:
         return None
@@ -158,6 +165,12 @@ class InfiniticCodec:
     def topics_to_create(self, client: str) -> Mapping[str, int]:
         return {self.response_topic(client): 0}  # auto topic creation is off in Infinitic's
 
+    def service_topics(self, service: str) -> Mapping[str, int]:
+        """The service's ``task-executor`` topic, partitioned as the JVM creates it: a JVM
+        client's producer creates it too, so a task dispatched before any JVM worker of the
+        service ever started waits for it instead of failing (``TopicNotFound``)."""
+        return {self.task_topic(service): self._dialect.partitions}
+
     def producer_schema(self, topic: str) -> str | None:
         return self._dialect.producer_schema(topic)
 
@@ -207,7 +220,8 @@ class InfiniticCodec:
                 task_id=answer.task_id, service="", method="",
                 error_type=exc.name if exc else "UnknownError",
                 message=(exc.message if exc else cause.message) or "",
-                traceback=cause.stack_trace_to_string, worker=cause.worker_name)
+                traceback=cause.stack_trace_to_string, worker=cause.worker_name,
+                retry_index=cause.retry_index or 0)  # the attempt that failed for good
         return None
 
 

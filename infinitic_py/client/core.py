@@ -354,6 +354,7 @@ class AsyncClient:
     async def _create_producer(self, service: str) -> Producer:
         assert self._transport is not None
         topic = self._codec.task_topic(service)
+        await self._create_topics(self._codec.service_topics(service))
         # A topic keeps nothing without a subscription: create the workers' one first so
         # tasks dispatched before any worker started are not dropped.
         try:
@@ -387,7 +388,7 @@ class AsyncClient:
 
     async def _subscribe_responses(self) -> None:
         assert self._transport is not None
-        await self._create_topics()
+        await self._create_topics(self._codec.topics_to_create(self.name))
         settings = ConsumerSettings(subscription_type=SubscriptionType.EXCLUSIVE,
                                     receiver_queue_size=1000, consumer_name=self.name,
                                     writer_schemas=self._codec.writer_schemas)
@@ -403,8 +404,9 @@ class AsyncClient:
         self._response_task = asyncio.create_task(
             self._receive_responses(consumer), name=f"infinitic-responses-{self.name}")
 
-    async def _create_topics(self) -> None:
-        topics = self._codec.topics_to_create(self.name)
+    async def _create_topics(self, topics: Mapping[str, int]) -> None:
+        """Create ``topics`` (partitions; 0: non-partitioned) over the admin API where missing:
+        Infinitic namespaces have auto topic creation off."""
         if not topics or is_memory(self.url):
             return
         if not self.admin_url:

@@ -88,6 +88,10 @@ class ConsumerSettings:
     # Resolve each message's writer schema (``ReceivedMessage.writer_schema``) off the event
     # loop, for topics whose messages carry a schema version (a wire dialect decodes with it).
     writer_schemas: bool = False
+    # An Avro definition the consumer subscribes with (messages are still handed out as bytes):
+    # Pulsar's dead-letter producer takes the consumer's schema, and a schema-enforced
+    # dead-letter topic refuses a schemaless one (the message then stays stuck, never moved).
+    schema: str | None = None
 
 
 class OutgoingMessage(msgspec.Struct, frozen=True, gc=False):
@@ -141,8 +145,17 @@ class ReceivedMessage(msgspec.Struct, gc=False, eq=False):
         a retry with it, so a retry keeps its key (or its ``key_spread`` sub-key)."""
         return self._read_partition_key()
 
+    @property
+    def publish_time_ms(self) -> int | None:
+        """When the broker received the message (epoch ms), if the transport knows it (read on
+        access: Infinitic's event handler stamps ``emittedAt`` with it)."""
+        return self._read_publish_time_ms()
+
     def _read_properties(self) -> Mapping[str, str]:
         return {}
+
+    def _read_publish_time_ms(self) -> int | None:
+        return None
 
     def _read_partition_key(self) -> str | None:
         return None

@@ -400,6 +400,8 @@ class PulsarTransport(Transport):
         )
         if settings.consumer_name:
             args["consumer_name"] = settings.consumer_name
+        if settings.schema is not None:  # bytes still: for the broker's dead-letter producer
+            args["schema"] = RawAvroSchema(settings.schema)
         if settings.max_redeliveries is not None and settings.subscription_type in (
             SubscriptionType.SHARED, SubscriptionType.KEY_SHARED
         ):

@@ -89,6 +89,10 @@ class _PulsarMessage(ReceivedMessage, gc=False):
         key: str = self.handle.partition_key()
         return key or None
 
+    def _read_publish_time_ms(self) -> int | None:
+        published = int(self.handle.publish_timestamp())
+        return published or None
+
 
 class PulsarConsumer(Consumer):
     """A consumer whose messages reach the event loop in chunks.

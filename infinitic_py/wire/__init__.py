@@ -128,6 +128,10 @@ class Subscription:
     # Messages here carry a schema version: the consumer resolves each one's writer schema
     # (``ReceivedMessage.writer_schema``) for ``decode`` / ``relay``.
     writer_schemas: bool = False
+    # The Avro definition the consumer attaches (a topic of a schema registry): the broker's
+    # dead-letter move writes with the consumer's schema, and a schemaless producer is refused
+    # on a dead-letter topic that has one (the message would then be stuck, never moved).
+    schema: str | None = None
 
 
 class Publish(msgspec.Struct, frozen=True, gc=False):

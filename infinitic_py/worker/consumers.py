@@ -72,6 +72,8 @@ class Consumers:
             settings = dataclasses.replace(settings, dead_letter_topic=sub.dead_letter_topic)
         if sub.writer_schemas and not settings.writer_schemas:
             settings = dataclasses.replace(settings, writer_schemas=True)
+        if sub.schema != settings.schema:
+            settings = dataclasses.replace(settings, schema=sub.schema)
         if settings.dead_letter_topic and not settings.dead_letter_subscription:
             settings = dataclasses.replace(settings, dead_letter_subscription=DLQ_SUBSCRIPTION)
         if settings.consumer_name is None:

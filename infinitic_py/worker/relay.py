@@ -2,7 +2,10 @@
 e.g. Infinitic's task-event and task-retry handlers). Each received message becomes the
 dialect's ``relay`` messages; they are published, then the message is acked. A message the
 dialect cannot read is nacked (the broker's dead-letter policy bounds the loop); messages whose
-outcomes cannot be published are nacked too: nothing is acked before its relay is durable."""
+outcomes cannot be published are nacked too: nothing is acked before its relay is durable. One
+exception, as Infinitic's JVM handlers do: a reply (``Publish.reply``, e.g. an answer on a
+client's ``response:`` topic) that the broker refuses (the client closed and its topic is gone)
+is dropped with a warning; nacking it would re-relay the whole run until it is dead-lettered."""
 
 from __future__ import annotations
 
@@ -98,6 +101,7 @@ class Relay:
     async def _relay(self, msgs: list[ReceivedMessage]) -> None:
         """Publish the relays of a run, then ack it (nack what cannot be read or published)."""
         by_topic: dict[str, list[OutgoingMessage]] = {}
+        replies: set[str] = set()  # topics of replies (may be dropped when refused)
         done: list[ReceivedMessage] = []
         bad: list[ReceivedMessage] = []
         for msg in msgs:
@@ -110,15 +114,20 @@ class Relay:
                 continue
             for p in publishes:
                 by_topic.setdefault(p.topic, []).append(p.message)
+                if p.reply:
+                    replies.add(p.topic)
             done.append(msg)
         if bad:
             await self._consumers.settle(bad, ack=False)
-        try:
-            if by_topic:
-                await self._producers.publish(by_topic)
-        except TransportError as exc:
-            self._log.error("relay.publish_failed", error=str(exc))
+        failures = await self._producers.publish_each(by_topic)
+        if any(topic not in replies or not failure.refused
+               for topic, failure in failures.items()):  # the broker itself, or may pass: again
+            for topic, failure in failures.items():
+                self._log.error("relay.publish_failed", topic=topic, error=str(failure))
             await self._consumers.settle(done, ack=False)
             return
+        for topic, failure in failures.items():
+            self._log.warning("relay.reply_dropped", topic=topic, count=len(by_topic[topic]),
+                              error=str(failure))
         await self._consumers.settle(done, ack=True)
         self.relayed += len(done)

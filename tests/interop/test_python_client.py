@@ -17,7 +17,7 @@ from infinitic_py.client import AsyncClient, Call
 from tests.integration.conftest import BrokerInfo
 
 from .conftest import StartJvm
-from .namespaces import TENANT, quote, wait_consumer
+from .namespaces import TENANT, create_infinitic_namespace, quote, wait_consumer
 
 N = 1000
 
@@ -55,3 +55,26 @@ async def test_python_client_awaits_1000_results_of_a_jvm_batch_service(
         f"/admin/v2/schemas/{TENANT}/{interop_namespace}/{quote('task-executor:BenchService')}/schemas")
     assert [v["version"] for v in body["getSchemaResponses"]] == [0]  # Python reused the JVM's
 
+
+
+async def test_tasks_dispatched_before_the_jvm_worker_ever_started_wait_for_it(
+    start_jvm: StartJvm, pulsar_broker: BrokerInfo, admin: PulsarAdmin, interop_namespace: str
+) -> None:
+    """The namespace exists with Infinitic's policies (auto topic creation off) but no JVM
+    worker of BenchService ever started: the client creates `task-executor:BenchService` as a JVM
+    client's producer would (was: DispatchFailed ... TopicNotFound), the tasks wait, and the JVM
+    worker started afterwards answers them."""
+    create_infinitic_namespace(admin, interop_namespace)
+    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{interop_namespace}/autoTopicCreation",
+                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
+                     "defaultNumPartitions": 3})
+    async with AsyncClient(pulsar_broker.service_url, wire="infinitic", tenant=TENANT,
+                           namespace=interop_namespace, admin_url=pulsar_broker.admin_url,
+                           name="py-client-early") as client:
+        deferreds = await client.service(BenchService).echo.many([Call(f"e{i}") for i in range(20)])
+        runner = start_jvm("mode=serve", "file=all.yml")
+        results = [await d.result(timeout=300) for d in deferreds]
+    assert results == [f"e{i}" for i in range(20)], runner.tail()
+    partitions = admin.get_json(f"/admin/v2/persistent/{TENANT}/{interop_namespace}/"
+                                f"{quote('task-executor:BenchService')}/partitions")
+    assert partitions["partitions"] == 3  # as the JVM creates it

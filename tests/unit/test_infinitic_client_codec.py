@@ -52,6 +52,8 @@ def test_build_sends_a_client_waiting_execute_task_on_infinitic_topics() -> None
     assert [values.decode_value(p) for p in sent.method_parameters] == ["hi", 2]
     assert codec.task_topic("Echo") == "persistent://public/ns/task-executor:Echo"
     assert codec.topics_to_create("me") == {"persistent://public/ns/response:me": 0}
+    # created before dispatching, as a JVM client's producer does (Infinitic: no auto creation)
+    assert codec.service_topics("Echo") == {"persistent://public/ns/task-executor:Echo": 3}
 
 
 def test_jvm_answers_become_client_replies() -> None:
@@ -66,6 +68,16 @@ def test_jvm_answers_become_client_replies() -> None:
     assert isinstance(reply, native.TaskFailedReply)
     assert (reply.error_type, reply.message, reply.traceback) == (
         "java.lang.IllegalStateException", "no", "at X")
+
+
+def test_a_jvm_failure_after_retries_says_how_many() -> None:
+    """The JVM's retry policy retried twice: TaskFailed must not say 'after 0 retries'."""
+    codec = InfiniticCodec("public", "ns")
+    failure = env.WorkerError(worker_name="jvm", retry_index=2,
+                              exception=env.GenericException("java.lang.IllegalStateException", "no"))
+    reply = codec.decode_reply(_msg(env.encode_client_message(
+        "me", env.ClientTaskFailed("m", "me", "t2", failure, "jvm"))))
+    assert isinstance(reply, native.TaskFailedReply) and reply.retry_index == 2
 
 
 def _msg(data: bytes) -> ReceivedMessage:

@@ -141,9 +141,71 @@ def test_relays_forward_retries_and_turn_events_into_workflow_engine_messages() 
         assert dialect.partitioner(out.topic) is not None
     assert dialect.partitioner(f"{NS}/task-events:BenchService") is None
     assert dialect.topics("S") == {f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3,
-                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0}
-    with pytest.raises(ValueError):
-        dialect.relay("events", _received(b"garbage"), "w")
+                                   f"{NS}/task-events:S": 3, f"{NS}/task-executor-dlq:S": 0,
+                                   f"{NS}/task-retry-dlq:S": 0, f"{NS}/task-events-dlq:S": 0}
+    assert InfiniticDialect("public", "infinitic").topics("S") == {
+        f"{NS}/task-executor:S": 3, f"{NS}/task-retry:S": 3, f"{NS}/task-events:S": 3,
+        f"{NS}/task-executor-dlq:S": 0}
+
+
+def test_unreadable_relay_messages_are_dead_lettered_once_with_their_reason() -> None:
+    """Garbage on task-events / task-retry: a letter on the role's own dead-letter topic (which
+    the worker creates: Infinitic namespaces cannot auto-create it), never an exception (the
+    relay would nack it forever: the broker cannot move it to a topic that does not exist)."""
+    dialect = InfiniticDialect("public", "infinitic", handlers=True)
+    for role, prefix in (("events", "task-events"), ("retry", "task-retry")):
+        topic = f"{NS}/{prefix}:BenchService-partition-0"
+        (letter,) = dialect.relay(role, _received(b"\x02garbage", topic=topic), "py-w")
+        assert letter.topic == f"{NS}/{prefix}-dlq:BenchService"
+        assert letter.message.data == b"\x02garbage"
+        props = letter.message.properties
+        assert props["reason"] == "undecodable" and props["errorType"] == "WireDecodeError"
+        assert "payload" in props["errorMessage"] and props["worker"] == "py-w"
+        assert letter.topic in dialect.topics("BenchService")
+        assert dialect.producer_schema(letter.topic) is not None  # the namespace enforces schemas
+    (letter,) = dialect.undecodable(_received(b"garbage"), ValueError("bad"), "BenchService", "w")
+    assert letter.message.properties["errorMessage"] == "bad"
+
+
+def test_every_subscription_carries_its_avro_schema_and_its_dead_letter_topic() -> None:
+    """Pulsar moves a message nacked too often with the consumer's schema: a schemaless consumer
+    could not write to Infinitic's schema-enforced dead-letter topics."""
+    subs = InfiniticDialect("public", "infinitic", handlers=True).subscriptions("S")
+    assert [(s.role, s.schema, s.dead_letter_topic) for s in subs] == [
+        ("execute", definition(Envelope.TASK_EXECUTOR), f"{NS}/task-executor-dlq:S"),
+        ("retry", definition(Envelope.TASK_EXECUTOR), f"{NS}/task-retry-dlq:S"),
+        ("events", definition(Envelope.TASK_EVENTS), f"{NS}/task-events-dlq:S"),
+    ]
+
+
+def test_a_retry_written_with_another_schema_version_is_re_encoded_for_0_18_4() -> None:
+    """The retry relay's producer registers the 0.18.4 schema: bytes a JVM wrote with another
+    version (here one with an added field) must be re-encoded, or the executor reading them as
+    0.18.4 gets garbage."""
+    import io
+    import json
+
+    import fastavro
+
+    from infinitic_py.wire.infinitic.schemas import normalize
+
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    retry, _ = dialect.retried(task, ValueError("v"), None, 1.0, "w")
+    schema = json.loads(definition(Envelope.TASK_EXECUTOR))
+    schema["fields"].insert(0, {"name": "futureField", "type": "string", "default": ""})
+    newer = json.dumps(schema)
+    record = env._read(Envelope.TASK_EXECUTOR, retry.message.data, None)
+    record["futureField"] = "from a newer JVM"
+    record["executeTask"] = env.to_record(record["executeTask"])
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(normalize(json.loads(newer))), record)
+    topic = f"{NS}/task-retry:BenchService-partition-1"
+    (forward,) = dialect.relay("retry", _received(out.getvalue(), newer, topic), "w")
+    assert forward.topic == f"{NS}/task-executor:BenchService"
+    assert env.decode_execute_task(forward.message.data) == env.decode_execute_task(retry.message.data)
+    (same,) = dialect.relay("retry", _received(retry.message.data, definition(Envelope.TASK_EXECUTOR),
+                                               topic), "w")
+    assert same.message.data == retry.message.data  # our own schema: forwarded unchanged
 
 
 def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
@@ -161,3 +223,90 @@ def test_a_failure_whose_text_avro_cannot_write_is_still_an_event() -> None:
         names.append(exception.name)
         assert failed.execution_error.stack_trace_to_string == "trace \\udcff"
     assert names[0] == "builtins.OSError" and names[1].endswith("Unprintable")
+
+
+def test_python_events_for_the_golden_tasks_equal_the_jvm_events_byte_for_byte() -> None:
+    """The JVM's recorded TaskStarted/TaskCompleted events of the golden tasks, and the ones this
+    dialect writes for the same tasks (same emitter, result): equal bytes but the message id."""
+    samples = SAMPLE.parent
+    if not samples.is_dir():
+        pytest.skip(f"no Infinitic golden samples at {samples}")
+    dialect = InfiniticDialect("public", "infinitic")
+    tasks: dict[str, env.ExecuteTask] = {}
+    for path in sorted(samples.glob("task-executor-BenchService-EXECUTE_TASK-*.bin")):
+        decoded = dialect.decode(_received(path.read_bytes()))
+        assert isinstance(decoded, env.ExecuteTask)
+        tasks[decoded.task_id] = decoded
+    compared = 0
+    for path in sorted(samples.glob("task-events-BenchService-TASK_*.bin")):
+        jvm = env.decode_task_event(path.read_bytes())
+        task = tasks.get(jvm.task_id)
+        if task is None:  # the samples are the first 3 of each topic: not all of one task
+            continue
+        if isinstance(jvm, env.TaskCompletedEvent):
+            (ours,) = dialect.completed(task, values.decode_value(jvm.return_value, str), jvm.emitter_name)
+        else:
+            (ours,) = dialect.started(task)
+        mine = msgspec.structs.replace(env.decode_task_event(ours.message.data), message_id=jvm.message_id)
+        assert env.encode_task_event(mine) == path.read_bytes(), path.name
+        compared += 1
+    assert compared >= 4
+
+
+def test_a_result_too_large_for_a_pulsar_message_is_a_per_task_error() -> None:
+    """Raised by ``completed`` (the executor then fails or retries that task alone), never
+    handed to the broker, which would refuse it and get the unit re-run until dead-lettered."""
+    dialect, task = InfiniticDialect("public", "infinitic"), _task()
+    with pytest.raises(values.ValueMappingError, match="exceeds a Pulsar message"):
+        dialect.completed(task, "x" * (6 * 1024 * 1024), "w")
+    assert dialect.completed(task, "x" * (4 * 1024 * 1024), "w")  # below the bound: sent
+
+
+def test_an_answer_to_a_waiting_client_is_a_reply_the_relay_may_drop() -> None:
+    """Infinitic's handler drops sends to a missing ``response:`` topic: the relay may drop a
+    refused reply, never a workflow-engine message."""
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    asked = msgspec.structs.replace(task, requester=env.ClientRequester("c1"), client_waiting=True)
+    (completed,) = dialect.completed(asked, "m1", "w")
+    (answer,) = dialect.relay("events", _received(completed.message.data), "w")
+    assert answer.topic == f"{NS}/response:c1" and answer.reply
+    (completed,) = dialect.completed(task, "m1", "w")
+    assert not any(p.reply for p in dialect.relay("events", _received(completed.message.data), "w"))
+
+
+class _Published(ReceivedMessage):
+    def _read_publish_time_ms(self) -> int | None:
+        return 1_700_000_000_123
+
+
+def test_emitted_at_is_the_publish_time_of_the_event_message() -> None:
+    """WIRE.md §4.4: the JVM's handler stamps RemoteTaskCompleted.emittedAt with the publish time
+    of the task-events message (the engine orders it against timeouts), not its own clock."""
+    dialect, task = InfiniticDialect("public", "infinitic", handlers=True), _task()
+    if not isinstance(task.requester, env.WorkflowRequester):
+        pytest.skip("the golden task has no workflow requester")
+    (completed,) = dialect.completed(task, "m1", "w")
+    event = _Published(completed.message.data, {}, 0, f"{NS}/task-events:BenchService", None)
+    (out,) = dialect.relay("events", event, "w")
+    record = env._read(Envelope.WORKFLOW_ENGINE, out.message.data, None)
+    assert record["taskCompleted"]["emittedAt"] == 1_700_000_000_123
+
+
+def test_a_task_without_requester_is_undecodable_not_a_crashing_unit() -> None:
+    """Valid Avro (the union allows null; Infinitic < 0.13 wrote it) but no event can be written
+    for it: before, every unit holding it crashed ('has no requester') at each delivery."""
+    dialect = InfiniticDialect("public", "infinitic")
+    orphan = msgspec.structs.replace(_task(), requester=None)
+    decoded = dialect.decode(_received(env.encode_execute_task(orphan)))
+    assert isinstance(decoded, Undecodable) and "no requester" in str(decoded.error)
+
+
+def test_a_task_naming_another_service_is_undecodable() -> None:
+    """Its events would go to task-events:<other> (refused where auto topic creation is off:
+    the unit nacked and re-run until dead-lettered): dead-lettered once instead."""
+    dialect = InfiniticDialect("public", "infinitic")
+    other = msgspec.structs.replace(_task(), task_name="OtherService")
+    decoded = dialect.decode(_received(env.encode_execute_task(other)))
+    assert isinstance(decoded, Undecodable) and "'OtherService'" in str(decoded.error)
+    same = dialect.decode(_received(_golden(), topic=f"{NS}/task-executor:BenchService"))
+    assert isinstance(same, env.ExecuteTask)  # a non-partitioned topic name too

@@ -82,3 +82,43 @@ def test_config_wire_infinitic_per_service() -> None:
     assert (settings.tenant, settings.namespace) == ("public", "infinitic")
     with pytest.raises(Exception, match="wire"):
         config_from_dict({"services": [{"class": f"{__name__}:BenchService", "wire": "grpc"}]})
+
+
+async def test_a_task_without_requester_is_dead_lettered_once_and_its_run_completes() -> None:
+    """A requester-less ExecuteTask next to a good one: the good one completes, the orphan is
+    dead-lettered once (reason undecodable). Before: 'unit.crashed' at every delivery."""
+    import msgspec
+
+    from infinitic_py.wire.infinitic import outcomes
+
+    name = f"inf-{uuid.uuid4().hex[:8]}"
+    url = f"memory://{name}"
+    broker = get_broker(name)
+    probe = MemoryTransport(url)
+    events, dlq = f"{NS}/task-events:BenchService", f"{NS}/task-executor-dlq:BenchService"
+    await probe.ensure_subscription(events, "test", SubscriptionType.SHARED)
+    worker = Worker(url, name="py")
+    worker.add_service(BenchService(), wire="infinitic", namespace="infinitic")
+    await worker.start()
+    try:
+        producer = await probe.create_producer(f"{NS}/task-executor:BenchService")
+        good = outcomes.client_task("BenchService", "echo", [values.encode_value("ok")], "c")
+        orphan = msgspec.structs.replace(
+            outcomes.client_task("BenchService", "echo", [values.encode_value("x")], "c"),
+            requester=None)
+        await producer.send(OutgoingMessage(env.encode_execute_task(orphan)))
+        await producer.send(OutgoingMessage(env.encode_execute_task(good)))
+        deadline = asyncio.get_running_loop().time() + 10
+        while (broker.subscription_counts(events, "test")[0] < 2
+               or broker.subscription_counts(dlq, "infinitic-py-dlq")[0] < 1):
+            assert asyncio.get_running_loop().time() < deadline, "no completion or no dead letter"
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop(grace=1.0)
+    kinds = [type(env.decode_task_event(m.data)).__name__ for m in broker.peek(events, "test")]
+    assert kinds == ["TaskStartedEvent", "TaskCompletedEvent"]
+    (letter,) = broker.peek(dlq, "infinitic-py-dlq")
+    assert letter.properties["reason"] == "undecodable"
+    assert "no requester" in letter.properties["errorMessage"]
+    await probe.close()
+    reset_broker(name)

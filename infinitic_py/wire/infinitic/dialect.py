@@ -7,15 +7,23 @@ Per service ``S`` in ``persistent://<tenant>/<namespace>/`` (Infinitic's tenant 
   ``"retry"``: forwarded to ``task-executor:<S>`` unchanged, as the JVM's retry handler does) and
   ``task-events:<S>`` (role ``"events"``: Infinitic's task event handler, ``handler.on_event``:
   completions / failures to the waiting workflow, keyed and partitioned as the JVM does, or to
-  the waiting client), relayed by ``worker/relay.py``; without it a JVM worker of ``S`` plays
-  them (e.g. with ``concurrency: 0``);
+  the waiting client), relayed by ``worker/relay.py``; a message of these two that cannot be
+  read goes once to ``task-retry-dlq:<S>`` / ``task-events-dlq:<S>`` (the JVM's dead-letter
+  topics of those roles), with its reason; a retry written with another schema version than
+  0.18.4 is re-encoded (its bytes cannot travel under the 0.18.4 schema); without
+  ``handlers`` a JVM worker of ``S`` plays them (e.g. with ``concurrency: 0``);
 - ``started``: one ``TaskStartedEvent`` on ``task-events:<S>``;
 - ``completed``: one ``TaskCompletedEvent`` (the output as JSON for the JVM's declared type);
 - ``retried``: the next attempt on ``task-retry:<S>`` delivered after ``delay`` (or straight to
   ``task-executor:<S>`` when ``delay <= 0``, as the JVM does), THEN ``TaskRetriedEvent``;
 - ``failed``: one ``TaskFailedEvent`` (the workflow or client learns it through the event handler);
   no dead letter, as the JVM (its DLQ holds only messages the broker gave up redelivering);
-- ``undecodable``: the original payload on ``task-executor-dlq:<S>``.
+- ``undecodable``: the original payload on ``task-executor-dlq:<S>``, the reason in its
+  properties (``reason``, ``errorType``, ``errorMessage``, ``worker``).
+
+Every consumer subscribes with the topic's Avro definition: the broker moves a message nacked
+``max_redeliveries`` times with the consumer's schema, and Infinitic's schema-enforced
+dead-letter topics refuse a schemaless producer (the message would stay stuck).
 
 Every producer carries ``producer_schema(topic)`` (the JVM's exact Avro definition: no new schema
 version appears); each message is read with its writer schema (``ReceivedMessage.writer_schema``,
@@ -31,11 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from infinitic_py.topics import unpartitioned
 from infinitic_py.transport.base import OutgoingMessage, Partitioner, ReceivedMessage
-from infinitic_py.wire import Publish, Subscription, Undecodable
+from infinitic_py.wire import Publish, Subscription, Undecodable, error_text
+from infinitic_py.wire.bulk import MAX_BULK_BYTES
 from infinitic_py.wire.infinitic import envelopes, outcomes, values
 from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic.events import EVENTS
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
+from infinitic_py.wire.native import PROP_ERROR_MESSAGE, PROP_WORKER
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
@@ -48,7 +58,9 @@ _SCHEMA_BY_PREFIX = {
     "task-executor": Envelope.TASK_EXECUTOR,
     "task-retry": Envelope.TASK_EXECUTOR,
     "task-executor-dlq": Envelope.TASK_EXECUTOR,
+    "task-retry-dlq": Envelope.TASK_EXECUTOR,
     "task-events": Envelope.TASK_EVENTS,
+    "task-events-dlq": Envelope.TASK_EVENTS,
     "response": Envelope.CLIENT,
     "workflow-engine": Envelope.WORKFLOW_ENGINE,
     "task-tag": Envelope.TASK_TAG,
@@ -65,6 +77,7 @@ class InfiniticDialect:
         self.tenant, self.namespace, self.handlers = tenant, namespace, handlers
         self.partitions = partitions  # of the topics it creates where missing
         self._events_topics: dict[str, str] = {}  # service -> its task-events topic
+        self._served: dict[str, str] = {}  # topic (partition) received on -> its service
 
     # --- topics ---------------------------------------------------------------------------
 
@@ -78,21 +91,28 @@ class InfiniticDialect:
                 EXECUTOR_SUBSCRIPTION,
                 dead_letter_topic=self.dead_letter_topic(service),
                 writer_schemas=True,
+                schema=definition(Envelope.TASK_EXECUTOR),
             )
         ]
-        if self.handlers:
+        if self.handlers:  # the JVM's dead-letter topics of these roles: <prefix>-dlq:<S>
             subs.append(Subscription(self.topic("task-retry", service), RETRY_SUBSCRIPTION,
-                                     "retry", writer_schemas=True))
+                                     "retry", self.topic("task-retry-dlq", service),
+                                     writer_schemas=True, schema=definition(Envelope.TASK_EXECUTOR)))
             subs.append(Subscription(self.topic("task-events", service), EVENTS_SUBSCRIPTION,
-                                     "events", writer_schemas=True))
+                                     "events", self.topic("task-events-dlq", service),
+                                     writer_schemas=True, schema=definition(Envelope.TASK_EVENTS)))
         return tuple(subs)
 
     def topics(self, service: str) -> Mapping[str, int]:
         """Infinitic namespaces have auto topic creation off: the service's topics, created as
-        the JVM does (partitioned) where missing; the DLQ non-partitioned."""
+        the JVM does (partitioned) where missing; the dead-letter topics non-partitioned (the
+        broker cannot create them when it moves a message there)."""
         wanted = {self.topic(p, service): self.partitions
                   for p in ("task-executor", "task-retry", "task-events")}
         wanted[self.dead_letter_topic(service)] = 0
+        if self.handlers:
+            wanted[self.topic("task-retry-dlq", service)] = 0
+            wanted[self.topic("task-events-dlq", service)] = 0
         return wanted
 
     def partitioner(self, topic: str) -> Partitioner | None:
@@ -116,9 +136,25 @@ class InfiniticDialect:
 
     def decode(self, message: ReceivedMessage) -> envelopes.ExecuteTask | Undecodable:
         try:
-            return envelopes.decode_execute_task(message.data, message.writer_schema)
+            task = envelopes.decode_execute_task(message.data, message.writer_schema)
         except Exception as exc:  # WireDecodeError, or a writer schema that cannot be had
             return Undecodable(exc)
+        if task.requester is None:  # valid Avro (Infinitic < 0.13 wrote it), but no event
+            # could name whom to tell: dead-lettered once, never a unit that crashes each time
+            return Undecodable(envelopes.WireDecodeError(
+                f"task {task.task_id} has no requester (written by Infinitic < 0.13?): "
+                "no workflow or client could be told its outcome"))
+        served = self._served.get(message.topic)
+        if served is None:
+            served = _entity(message.topic)
+            if len(self._served) < 1024:  # the partitions of a worker's topics: a handful
+                self._served[message.topic] = served
+        if task.task_name != served:  # its events would go to another service's topics
+            # (refused where auto topic creation is off: the unit re-run each time)
+            return Undecodable(envelopes.WireDecodeError(
+                f"task {task.task_id} names service {task.task_name!r}, "
+                f"this topic serves {served!r}"))
+        return task
 
     def decode_args(self, task: envelopes.ExecuteTask, method: MethodDefinition) -> tuple[Any, ...]:
         """Raises ``ValueMappingError`` (the task then fails: never a crashed worker)."""
@@ -150,6 +186,13 @@ class InfiniticDialect:
     def completed(self, task: envelopes.ExecuteTask, output: Any, worker: str) -> Sequence[Publish]:
         data = values.encode_value(output)  # raises ValueMappingError (a TypeError)
         payload = EVENTS.completed(task, outcomes.uuid7(), worker, data)
+        if len(payload) > MAX_BULK_BYTES:  # the broker would refuse it: the task fails instead
+            # (published anyway, it would be nacked and re-run until Pulsar dead-letters it,
+            # the JVM workflow never told)
+            raise values.ValueMappingError(
+                f"the result of {task.task_name}.{task.method_name} is {len(data.data):,} bytes "
+                f"of JSON: its TaskCompletedEvent ({len(payload):,} bytes) exceeds a Pulsar "
+                f"message ({MAX_BULK_BYTES:,} bytes)")
         return (Publish(self._events_topic(task.task_name), OutgoingMessage(payload)),)
 
     def retried(
@@ -179,24 +222,49 @@ class InfiniticDialect:
     def undecodable(
         self, message: ReceivedMessage, error: Exception, service: str, worker: str
     ) -> Sequence[Publish]:
-        properties = {"reason": "undecodable", "errorType": type(error).__name__}
-        return (Publish(self.dead_letter_topic(service), OutgoingMessage(message.data, properties)),)
+        return (_letter(self.dead_letter_topic(service), message, error, worker),)
 
     # --- relays (handlers=True) -----------------------------------------------------------
 
     def relay(self, role: str, message: ReceivedMessage, worker: str) -> Sequence[Publish]:
+        """A message of a handler role -> what Infinitic's handler sends. A message that cannot
+        be read goes to the role's dead-letter topic (``task-retry-dlq:<S>`` /
+        ``task-events-dlq:<S>``) with the reason, once: nacking it would loop."""
+        service = _entity(message.topic)
         if role == "retry":  # Infinitic's retry handler: the delayed attempt, unchanged
-            service = _entity(message.topic)
-            return (Publish(self.topic("task-executor", service), OutgoingMessage(message.data)),)
+            try:
+                task = envelopes.decode_execute_task(message.data, message.writer_schema)
+            except Exception as exc:  # WireDecodeError, or a writer schema that cannot be had
+                return (_letter(self.topic("task-retry-dlq", service), message, exc, worker),)
+            data = message.data
+            if message.writer_schema not in (None, definition(Envelope.TASK_EXECUTOR)):
+                # written with another schema version (an older or newer JVM): its bytes
+                # cannot travel under the 0.18.4 schema this producer registers: re-encode
+                data = envelopes.encode_execute_task(task)
+            return (Publish(self.topic("task-executor", service), OutgoingMessage(data)),)
         if role == "events":  # Infinitic's task event handler
-            event = envelopes.decode_task_event(message.data, message.writer_schema)
-            now_ms = int(time.time() * 1000)
-            return tuple(
+            try:
+                event = envelopes.decode_task_event(message.data, message.writer_schema)
+            except Exception as exc:
+                return (_letter(self.topic("task-events-dlq", service), message, exc, worker),)
+            # emittedAt: when the event was published, as the JVM's handler stamps it (the
+            # engine compares it with timeouts' times: the relay's own clock runs late)
+            emitted_ms = message.publish_time_ms or int(time.time() * 1000)
+            return tuple(  # a client's answer is a reply: dropped if its topic is gone
                 Publish(self.topic(out.prefix, out.entity),
-                        OutgoingMessage(out.payload, partition_key=out.key))
-                for out in handler_role.on_event(event, now_ms, worker)
+                        OutgoingMessage(out.payload, partition_key=out.key),
+                        reply=out.prefix == "response")
+                for out in handler_role.on_event(event, emitted_ms, worker)
             )
         raise ValueError(f"InfiniticDialect relays no {role!r} subscription")
+
+
+def _letter(topic: str, message: ReceivedMessage, error: BaseException, worker: str) -> Publish:
+    """A message that cannot be read, as is, on a dead-letter topic, the reason in properties
+    (what ``infinitic-py dlq`` reads of a letter: ``ops.dlq``)."""
+    properties = {"reason": "undecodable", "errorType": type(error).__name__,
+                  PROP_ERROR_MESSAGE: error_text(error), PROP_WORKER: worker}
+    return Publish(topic, OutgoingMessage(message.data, properties))
 
 
 def _entity(topic: str) -> str:

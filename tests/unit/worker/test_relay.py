@@ -14,6 +14,7 @@ from infinitic_py.transport.base import (
     OutgoingMessage,
     ReceivedMessage,
     SubscriptionType,
+    TransportError,
 )
 from infinitic_py.transport.memory import MemoryTransport, get_broker
 from infinitic_py.wire import Publish, Subscription
@@ -43,17 +44,17 @@ async def test_a_relay_survives_an_unexpected_exception() -> None:
     relay = Relay("Svc", [Subscription("events", "relay-sub", role="events")], transport,
                   EchoRelay(), ConsumerSettings(nack_redelivery_delay=0.05), "w1")
     await relay.start()
-    publish = relay._producers.publish
+    publish = relay._producers.publish_each
     calls = 0
 
-    async def fails_once(by_topic: Mapping[str, Sequence[OutgoingMessage]]) -> None:
+    async def fails_once(by_topic: Mapping[str, Sequence[OutgoingMessage]]) -> dict[str, TransportError]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("a bug")
-        await publish(by_topic)
+        return await publish(by_topic)
 
-    relay._producers.publish = fails_once  # type: ignore[method-assign]
+    relay._producers.publish_each = fails_once  # type: ignore[method-assign]
     try:
         producer = await transport.create_producer("events")
         await producer.send(OutgoingMessage(b"e1"))
