@@ -187,6 +187,7 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
     from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
     from infinitic_py.topics import service_topic
+    from infinitic_py.wire.dialects import make_dialect
     from infinitic_py.worker.from_config import batch_limits, retry_policy
 
     config = load_config(_config_path(path))
@@ -210,10 +211,16 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
               f"batched {batched or 'none'}, concurrency {svc.concurrency}")
         tenant = svc.tenant or config.pulsar.tenant  # a service may live in its own namespace
         namespace = svc.namespace or config.pulsar.namespace
-        bands = ", ".join(
-            f"{b.name.lower()} {service_topic(tenant, namespace, band_service(definition.name, b))}"
-            for b in BANDS)
-        print(f"ok    service {definition.name}: priority bands (consumed high first) {bands}")
+        if svc.wire == "native":
+            bands = ", ".join(
+                f"{b.name.lower()} {service_topic(tenant, namespace, band_service(definition.name, b))}"
+                for b in BANDS)
+            print(f"ok    service {definition.name}: priority bands (consumed high first) {bands}")
+        else:  # the dialect's own topics (Infinitic's have no priority bands)
+            dialect = make_dialect(svc.wire, tenant, namespace, event_handler=svc.event_handler)
+            consumed = ", ".join(f"{s.role} {s.topic}"
+                                 for s in dialect.subscriptions(definition.name))
+            print(f"ok    service {definition.name}: wire {svc.wire}, consumes {consumed}")
         plans.append((definition.name, svc.concurrency, largest, tenant, namespace))
     if offline or is_memory(config.pulsar.url):
         print("skip  broker checks (offline or memory:// transport)")

@@ -69,3 +69,18 @@ def test_check_offline_passes_on_the_example_config() -> None:
     out = run("check", "-c", "deploy/worker.example.yaml", "--offline")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok    service EmailService" in out.stdout
+
+
+def test_check_shows_the_topics_an_infinitic_service_consumes(tmp_path: Path) -> None:
+    """An Infinitic service has no priority-band topics: check names the dialect's own."""
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        "pulsar:\n  url: memory://cli\nservices:\n"
+        "  - class: examples.email_service:EmailService\n    wire: infinitic\n"
+        "    event_handler: true\n"
+    )
+    out = run("check", "-c", str(config), "--offline")
+    assert out.returncode == 0, out
+    assert "priority bands" not in out.stdout
+    assert "task-executor:EmailService" in out.stdout
+    assert "task-events:EmailService" in out.stdout and ":high" not in out.stdout
