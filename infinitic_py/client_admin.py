@@ -41,6 +41,20 @@ def resolve_admin_url(url: str, admin_url: str | None) -> str | None:
     return default_admin_url(url)
 
 
+def left_topic_fix(exc: BaseException) -> str:
+    """What to do about a response topic the admin API did not delete: an answer (an HTTP
+    status) means the URL is right and the call was refused; no answer means it is unreachable
+    or not the admin API."""
+    status = exc.status if isinstance(exc, PulsarAdminError) else None
+    if status in (401, 403):
+        return ("give the client credentials allowed to delete topics "
+                "(meanwhile: pulsar-admin topics delete -f TOPIC)")
+    if status is not None:
+        return f"the admin API answered HTTP {status} (meanwhile: pulsar-admin topics delete -f TOPIC)"
+    return ("check that the admin API is reachable at this URL, or pass "
+            "AsyncClient(admin_url=...) (the broker's admin REST URL) if it lives elsewhere")
+
+
 class ClientAdmin:
     """The admin calls of one client (all best effort, bounded, off the event loop)."""
 
@@ -55,9 +69,8 @@ class ClientAdmin:
             await asyncio.wait_for(asyncio.to_thread(self._admin.delete_topic, topic), 2 * _TIMEOUT)
         except (PulsarAdminError, TimeoutError, OSError) as exc:
             log.warning(
-                "client.response_topic_left client=%s topic=%s admin_url=%s error=%s fix=pass "
-                "AsyncClient(admin_url=...) (the broker's admin REST URL)",
-                client, topic, self._admin.admin_url, str(exc) or "timeout")
+                "client.response_topic_left client=%s topic=%s admin_url=%s error=%s fix=%s",
+                client, topic, self._admin.admin_url, str(exc) or "timeout", left_topic_fix(exc))
 
     async def check_workers(self, topic: str, service: str, client: str) -> None:
         """Log once per service when no worker is connected to its topic (tasks then wait).
