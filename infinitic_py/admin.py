@@ -205,14 +205,27 @@ class PulsarAdmin:
 
     def namespace_max_unacked_per_consumer(self, tenant: str, namespace: str) -> int | None:
         """The namespace's ``maxUnackedMessagesPerConsumer`` policy, ``None`` when unset."""
+        return self._namespace_max_unacked(tenant, namespace, "Consumer")
+
+    def namespace_max_unacked_per_subscription(self, tenant: str, namespace: str) -> int | None:
+        """The namespace's ``maxUnackedMessagesPerSubscription`` policy, ``None`` when unset."""
+        return self._namespace_max_unacked(tenant, namespace, "Subscription")
+
+    def _namespace_max_unacked(self, tenant: str, namespace: str, per: str) -> int | None:
         value = self.get_json(
-            f"/admin/v2/namespaces/{_seg(tenant)}/{_seg(namespace)}/maxUnackedMessagesPerConsumer"
+            f"/admin/v2/namespaces/{_seg(tenant)}/{_seg(namespace)}/maxUnackedMessagesPer{per}"
         )
         return _as_int(value)
 
     def broker_max_unacked_per_consumer(self) -> int | None:
         """The broker's effective ``maxUnackedMessagesPerConsumer``; ``None`` if it cannot be read."""
-        key = "maxUnackedMessagesPerConsumer"
+        return self._broker_setting("maxUnackedMessagesPerConsumer")
+
+    def broker_max_unacked_per_subscription(self) -> int | None:
+        """The broker's effective ``maxUnackedMessagesPerSubscription``; ``None`` if unreadable."""
+        return self._broker_setting("maxUnackedMessagesPerSubscription")
+
+    def _broker_setting(self, key: str) -> int | None:
         for path in (
             "/admin/v2/brokers/configuration/values",
             "/admin/v2/brokers/configuration/runtime",

@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="exit 1 on warnings too, not only on errors"
     )
+    check.add_argument(
+        "--workers", type=_worker_count, default=1, metavar="N",
+        help="workers of each service running at once (pods x workers per pod; default 1): "
+             "their worst-case unacked messages are checked against "
+             "maxUnackedMessagesPerSubscription",
+    )
 
     dispatch = sub.add_parser("dispatch", help="dispatch a task from the shell", parents=parents,
                               description="Dispatch one task. " + BROKER_HELP)
@@ -88,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     add_broker_options(dispatch)
     add_commands(sub, parents)
     return parser
+
+
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of workers, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 worker, got {value}")
+    return value
 
 
 def _version() -> str:
@@ -108,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(args.config)
         if args.command == "check":
-            return _check(args.config, offline=args.offline, strict=args.strict)
+            return _check(args.config, offline=args.offline, strict=args.strict,
+                          workers=args.workers)
         if args.command in ("dlq", "status"):
             from infinitic_py.ops.commands import run
 
@@ -174,7 +191,7 @@ def _worker(path: str | None) -> int:
     return EXIT_OK
 
 
-def _check(path: str | None, *, offline: bool, strict: bool) -> int:
+def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
     from infinitic_py.config import load_config
     from infinitic_py.limits import (
@@ -182,7 +199,9 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         buffer_findings,
         byte_findings,
         check_slots_against_limit,
+        check_subscription_unacked_limit,
         check_unacked_limit,
+        unacked_budget,
     )
     from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
@@ -232,16 +251,20 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
         print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
         return EXIT_CHECK_FAILED
     print(f"ok    broker {p.url} reachable")
-    broker_limit = None
+    broker_limit = broker_sub_limit = None
     namespace_limits: dict[tuple[str, str], int | None] = {}  # each service's own namespace
+    namespace_sub_limits: dict[tuple[str, str], int | None] = {}  # ... per subscription
     if p.admin_url:
         admin = PulsarAdmin(p.admin_url, auth_token=bearer_token(p.auth_plugin,
                                                                  p.auth_params_string()))
         try:
             broker_limit = admin.broker_max_unacked_per_consumer()
+            broker_sub_limit = admin.broker_max_unacked_per_subscription()
             for tenant, namespace in sorted({(t, n) for *_, t, n in plans}):
                 namespace_limits[tenant, namespace] = admin.namespace_max_unacked_per_consumer(
                     tenant, namespace)
+                namespace_sub_limits[tenant, namespace] = (
+                    admin.namespace_max_unacked_per_subscription(tenant, namespace))
             shown = ", ".join(f"namespace {t}/{n}={'unset' if v is None else v}"
                               for (t, n), v in namespace_limits.items())
             print(f"ok    admin {p.admin_url}: maxUnackedMessagesPerConsumer broker="
@@ -265,6 +288,11 @@ def _check(path: str | None, *, offline: bool, strict: bool) -> int:
             *check_unacked_limit(rq, concurrency, max_messages, buffered, **scope),
             *buffer_findings(concurrency, max_messages, buffered, service=name),
             *byte_findings(rq, config.worker.max_buffered_bytes, service=name),
+            *check_subscription_unacked_limit(
+                unacked_budget(rq, concurrency, max_messages, buffered).demand, workers,
+                **LimitScope(broker_limit=broker_sub_limit,
+                             namespace_limit=namespace_sub_limits.get((tenant, namespace)),
+                             tenant=tenant, namespace=namespace, service=name)),
         ]
         for finding in findings:
             tag = {"ok": "ok   ", "warn": "WARN ", "error": "ERROR"}[finding.level]
