@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from infinitic_py.admin import PulsarAdmin
 
 from .conftest import BrokerInfo
+from .namespaces import throwaway_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 1000  # per subscription; one worker below needs 50 + 4 x 50 = 250 at most
@@ -24,15 +24,8 @@ LIMIT = 1000  # per subscription; one worker below needs 50 + 4 x 50 = 250 at mo
 
 @pytest.fixture
 def fleet_namespace(admin: PulsarAdmin) -> Iterator[str]:
-    namespace = f"fleet{uuid.uuid4().hex[:8]}"
-    admin.ensure_namespace("public", namespace)
-    admin.post_json(
-        f"/admin/v2/namespaces/public/{namespace}/maxUnackedMessagesPerSubscription", LIMIT)
-    yield namespace
-    try:
-        admin._request("DELETE", f"/admin/v2/namespaces/public/{namespace}")
-    except Exception as exc:  # left behind: harmless, named so that it can be removed
-        print(f"namespace public/{namespace} not deleted: {exc}")
+    with throwaway_namespace(admin, "fleet", {"maxUnackedMessagesPerSubscription": LIMIT}) as ns:
+        yield ns
 
 
 def _check(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

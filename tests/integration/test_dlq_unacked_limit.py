@@ -6,24 +6,23 @@ The tools now say the reading may be incomplete, and replay / purge run again re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import OutgoingMessage, SubscriptionType
 from infinitic_py.wire import native as wire
 
 from .conftest import BrokerInfo
+from .namespaces import throwaway_namespace
 from .test_dlq_cli import ROOT
 
 LIMIT = 10
@@ -31,15 +30,8 @@ LIMIT = 10
 
 @pytest.fixture
 def limited_namespace(admin: PulsarAdmin) -> Iterator[str]:
-    namespace = f"dlqlimit{uuid.uuid4().hex[:8]}"
-    admin.ensure_namespace("public", namespace)
-    admin.post_json(f"/admin/v2/namespaces/public/{namespace}/maxUnackedMessagesPerConsumer",
-                    LIMIT)
-    yield namespace
-    with contextlib.suppress(PulsarAdminError):
-        for topic in admin.topics("public", namespace):
-            admin.delete_topic(topic)
-        admin._request("DELETE", f"/admin/v2/namespaces/public/{namespace}")
+    with throwaway_namespace(admin, "dlqlimit", {"maxUnackedMessagesPerConsumer": LIMIT}) as ns:
+        yield ns
 
 
 def _cli(broker: BrokerInfo, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ from infinitic_py import Worker
 from infinitic_py.admin import PulsarAdmin
 
 from .conftest import BrokerInfo
+from .namespaces import throwaway_namespace
 from .test_client import Doubler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +31,8 @@ LIMIT = 100
 @pytest.fixture
 def limited_namespace(admin: PulsarAdmin) -> Iterator[str]:
     """A fresh namespace of the shared broker with maxUnackedMessagesPerConsumer = 100."""
-    namespace = f"lim{uuid.uuid4().hex[:8]}"
-    admin.ensure_namespace("public", namespace)
-    admin.post_json(f"/admin/v2/namespaces/public/{namespace}/maxUnackedMessagesPerConsumer",
-                    LIMIT)
-    yield namespace
-    for topic in admin.get_json(f"/admin/v2/persistent/public/{namespace}") or []:
-        admin.delete_topic(topic)
-    try:
-        admin._request("DELETE", f"/admin/v2/namespaces/public/{namespace}")
-    except Exception as exc:  # left behind: harmless, named so that it can be removed
-        print(f"namespace public/{namespace} not deleted: {exc}")
+    with throwaway_namespace(admin, "lim", {"maxUnackedMessagesPerConsumer": LIMIT}) as ns:
+        yield ns
 
 
 def test_check_reads_the_service_namespace_limit(
