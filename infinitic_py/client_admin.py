@@ -1,5 +1,6 @@
-"""What a client asks of the broker's admin API: delete its response topic at close, and say
-once when it dispatches to a service no worker consumes.
+"""What a client asks of the broker's admin API: create the topics a wire needs where the broker
+does not, delete its response topic at close, and say once when it dispatches to a service no
+worker consumes.
 
 Why delete rather than let the topic expire: a persistent response topic with a durable
 subscription is what makes a reply survive a client reconnect, but it would stay on the broker
@@ -62,7 +63,14 @@ class ClientAdmin:
         token = bearer_token(transport_options.get("auth_plugin"),
                              transport_options.get("auth_params"))
         self._admin = PulsarAdmin(admin_url, auth_token=token, timeout=_TIMEOUT)
+        self._creator = PulsarAdmin(admin_url, auth_token=token)  # its default timeout: 10 s
         self._warned: set[str] = set()
+
+    async def ensure_topics(self, topics: Mapping[str, int]) -> None:
+        """Create ``topics`` (partitions; 0: non-partitioned) where missing, for a wire whose
+        namespaces have auto topic creation off. Not best effort: raises PulsarAdminError."""
+        for topic, partitions in topics.items():
+            await asyncio.to_thread(self._creator.ensure_topic, topic, partitions)
 
     async def delete_topic(self, topic: str, client: str) -> None:
         try:

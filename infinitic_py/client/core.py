@@ -409,14 +409,10 @@ class AsyncClient:
         Infinitic namespaces have auto topic creation off."""
         if not topics or is_memory(self.url):
             return
-        if not self.admin_url:
+        if self._admin is None:
             log.debug("client.topics_not_created", topics=sorted(topics))
             return
-        from infinitic_py.admin import PulsarAdmin
-
-        admin = PulsarAdmin(self.admin_url, timeout=10.0)
-        for topic, partitions in topics.items():
-            await asyncio.to_thread(admin.ensure_topic, topic, partitions)
+        await self._admin.ensure_topics(topics)  # with the client's auth token
 
     async def _receive_responses(self, consumer: Consumer) -> None:
         while True:

@@ -28,3 +28,23 @@ def test_the_tools_and_the_client_read_the_same_token() -> None:
     assert ToolSettings(pulsar, "x.yaml").admin_token() == "xyz"
     admin = ClientAdmin("http://h:8080", pulsar.transport_options())
     assert admin._admin._headers["Authorization"] == "Bearer xyz"
+
+
+async def test_the_client_creates_topics_with_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Infinitic namespace has auto topic creation off: the client creates the topics it
+    needs over the admin API, with the same token as its other admin calls (a broker with
+    auth refused the tokenless call, and the dispatch failed)."""
+    from infinitic_py import AsyncClient
+    from infinitic_py.admin import PulsarAdmin
+
+    seen: list[tuple[str, str | None]] = []
+
+    def ensure_topic(self: PulsarAdmin, topic: str, partitions: int) -> None:
+        seen.append((topic, self._headers.get("Authorization")))
+
+    monkeypatch.setattr(PulsarAdmin, "ensure_topic", ensure_topic)
+    pulsar = PulsarConfig(url="pulsar://h:6650", auth_plugin=TOKEN_PLUGIN, auth_params="token:xyz")
+    client = AsyncClient("pulsar://h:6650", admin_url="http://h:8080",
+                         transport_options=pulsar.transport_options())
+    await client._create_topics({"persistent://t/ns/task-executor:S": 3})
+    assert seen == [("persistent://t/ns/task-executor:S", "Bearer xyz")]
