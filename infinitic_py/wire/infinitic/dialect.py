@@ -45,6 +45,7 @@ from infinitic_py.wire.infinitic import envelopes, outcomes, values
 from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic.events import EVENTS
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
+from infinitic_py.wire.letters import DeadLetters
 from infinitic_py.wire.native import PROP_ERROR_MESSAGE, PROP_WORKER
 
 if TYPE_CHECKING:
@@ -125,6 +126,12 @@ class InfiniticDialect:
 
     def dead_letter_topic(self, service: str) -> str:
         return self.topic("task-executor-dlq", service)
+
+    def dead_letters(self) -> DeadLetters:
+        """How the operator tools read and replay this dialect's dead letters."""
+        from infinitic_py.wire.infinitic.letters import InfiniticLetters
+
+        return InfiniticLetters(self.tenant, self.namespace)
 
     def producer_schema(self, topic: str) -> str | None:
         """The JVM's exact Avro definition for Infinitic topics (None for others)."""
