@@ -56,3 +56,21 @@ def _letters_of(dialect: Dialect[Any]) -> DeadLetters:
         raise ConfigError(f"wire {dialect.name!r} offers no dead-letter reader to the tools")
     letters: DeadLetters = make()
     return letters
+
+
+def status_names(tenant: str, namespace: str) -> tuple[list[str], list[str]]:
+    """What ``infinitic-py status`` looks for in a namespace, from every dialect available: the
+    prefixes of dead-letter topics (``task-executor-dlq:``, ``task-retry-dlq:``...) and the
+    workers' subscription names on a service's task topic (native first)."""
+    prefixes: dict[str, None] = {}
+    subscriptions: dict[str, None] = {}
+    for name in WIRES:
+        try:
+            dialect = make_dialect(name, tenant, namespace)
+            letters = _letters_of(dialect)
+        except ConfigError:  # the infinitic extra is not installed
+            continue
+        for letter_topic in letters.letter_topics(""):  # the service-less name: its prefix
+            prefixes[letter_topic.topic.rsplit("/", 1)[-1]] = None
+        subscriptions[dialect.subscriptions("")[0].subscription] = None
+    return list(prefixes), list(subscriptions)
