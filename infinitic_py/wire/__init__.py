@@ -160,7 +160,11 @@ class Dialect(Protocol[T]):
     a whole unit at once.
 
     Optional, for the operator tools: ``dead_letters() -> wire.letters.DeadLetters`` (how its
-    dead letters are read and replayed by ``infinitic-py dlq`` / ``status``)."""
+    dead letters are read and replayed by ``infinitic-py dlq`` / ``status``).
+
+    Optional: ``last_words(task, error, worker) -> Sequence[Publish]``: what to tell (best
+    effort) before the nack after which the broker dead-letters a task whose outcomes could
+    not be made durable (Infinitic: a ``TaskFailedEvent``, as the JVM's ``beforeDlq``)."""
 
     name: str
 
