@@ -21,7 +21,6 @@ from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.ledger import CopyAction, CopyVerdict, Ledger
 from infinitic_py.worker.routing import Pending, Rejection
 
-
 # How long the last words of a task about to be dead-lettered may take (a broker that just
 # refused its outcomes may not answer at all): the nack is not held up longer.
 LAST_WORDS_TIMEOUT = 10.0

@@ -20,7 +20,6 @@ from infinitic_py.admin import PulsarAdmin
 from infinitic_py.topics import DLQ_SUBSCRIPTION
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import OutgoingMessage, SubscriptionType
-from infinitic_py.transport.pulsar_schemas import RawAvroSchema
 from infinitic_py.wire.infinitic import envelopes as env
 from infinitic_py.wire.infinitic.dialect import InfiniticDialect
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
@@ -87,8 +86,7 @@ async def test_list_show_status_replay_and_purge_infinitic_letters(
     events_dlq = dialect.topic("task-events-dlq", S)
     transport = create_transport(pulsar_broker.service_url)
     try:
-        for topic, schema in ((executor_dlq, Envelope.TASK_EXECUTOR),
-                              (events_dlq, Envelope.TASK_EVENTS)):
+        for topic in (executor_dlq, events_dlq):
             # what the worker does at start: the durable subscription before anything lands
             await transport.ensure_subscription(topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
         letters = await transport.create_producer(executor_dlq,
