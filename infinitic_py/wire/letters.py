@@ -23,11 +23,15 @@ from infinitic_py.wire import Publish
 from infinitic_py.wire.native import Failure
 
 __all__ = [
+    "KIND_EVENT",
+    "KIND_NONE",
+    "KIND_TASK",
     "DeadLetters",
     "LetterTopic",
     "LetterView",
     "format_time",
     "jsonable",
+    "letters_of",
 ]
 
 # What a letter holds (``LetterView.kind``): a task (replayed as a new attempt), an event of a
