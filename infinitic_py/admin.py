@@ -177,6 +177,16 @@ class PulsarAdmin:
             raise
         return stats if isinstance(stats, dict) else {}
 
+    def partitioned_topic_stats(self, topic: str) -> dict[str, Any]:
+        """Stats of a partitioned topic, its partitions summed; ``{}`` if it is missing."""
+        try:
+            stats = self.get_json(_topic_path(topic) + "/partitioned-stats")
+        except PulsarAdminError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return stats if isinstance(stats, dict) else {}
+
     def subscription_counts(self, topic: str, subscription: str) -> tuple[int, int]:
         """``(msgBacklog, unackedMessages)`` of a subscription; ``(0, 0)`` if topic or it is missing."""
         sub = self.topic_stats(topic).get("subscriptions", {}).get(subscription)
