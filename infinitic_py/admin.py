@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from infinitic_py.errors import InfiniticError
+from infinitic_py.errors import ConfigError, InfiniticError
 
 __all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token"]
 
@@ -48,12 +48,32 @@ _DOMAINS = ("persistent", "non-persistent")
 
 
 def bearer_token(auth_plugin: str | None, auth_params: object) -> str | None:
-    """The admin API's bearer token when the client authenticates with a token plugin
-    (``auth_params`` ``token:XYZ`` or ``XYZ``), else ``None``: the one reading of the auth
-    settings for the admin API (``check``, the ops tools, the client's admin calls)."""
-    if auth_params and "token" in (auth_plugin or "").lower():
-        return str(auth_params).removeprefix("token:")
-    return None
+    """The token when the client authenticates with a token plugin, else ``None``: the one
+    reading of the token settings (the broker connection, ``check``, the ops tools, the
+    client's and the worker's admin calls). ``auth_params`` is ``token:XYZ``, ``XYZ``,
+    ``file:///path`` (read now, surrounding whitespace stripped, as Pulsar's Java client does:
+    a token file usually ends with a newline) or the JSON ``{"token": "XYZ"}``."""
+    if not auth_params or "token" not in (auth_plugin or "").lower():
+        return None
+    params = str(auth_params).strip()
+    if params.startswith("token:"):
+        return params.removeprefix("token:").strip()
+    if params.startswith("file:"):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(params).path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {path} of pulsar.auth_params: "
+                                 f"{exc.strerror or exc}") from None
+    if params.startswith("{"):
+        try:
+            parsed = json.loads(params)
+        except ValueError:
+            return params
+        if isinstance(parsed, dict) and isinstance(parsed.get("token"), str):
+            return str(parsed["token"]).strip()
+    return params
 
 
 class PulsarAdminError(InfiniticError):

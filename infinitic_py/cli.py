@@ -194,6 +194,7 @@ def _worker(path: str | None) -> int:
 def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
     from infinitic_py.config import load_config
+    from infinitic_py.credentials import credentials_problem
     from infinitic_py.limits import (
         LimitScope,
         buffer_findings,
@@ -246,6 +247,11 @@ def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -
         return EXIT_OK
     p = config.pulsar
     problems = warnings = 0
+    # pulsar-client only times out when the broker refuses the credentials: asked first
+    refused = credentials_problem(p.admin_url, p.auth_plugin, p.auth_params_string(), timeout=10)
+    if refused:
+        print(f"FAIL  {refused}")
+        return EXIT_CHECK_FAILED
     unreachable = _broker_unreachable(p.url, config)
     if unreachable:
         print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
@@ -404,6 +410,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     # A wrong address fails at once (not in the client's reconnect loop), and a broker that
     # accepts connections but never answers is bounded by --connect-timeout.
     await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
+    await asyncio.to_thread(settings.refuse_bad_credentials, args.connect_timeout)
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     try:
         async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,

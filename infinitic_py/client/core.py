@@ -297,8 +297,11 @@ class AsyncClient:
             if not isinstance(exc, TransportError):
                 raise
             failure = exc
-            if not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
+            if not sent:  # a wrong address or refused credentials: named as such, not as
+                # pulsar-client's "Timeout"
                 reason = await unreachable_reason(self.url)
+                if reason is None and self._admin is not None:
+                    reason = await self._admin.credentials_problem()
                 failure = TransportError(reason) if reason else exc
             raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds

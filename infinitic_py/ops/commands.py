@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("auto", "error")  # stderr, errors only: stdout is the output
     settings = settings_of(args)
+    settings.refuse_bad_credentials(args.connect_timeout)
     if args.command == "status":
         return _status(args, settings)
     return asyncio.run(_dlq(args, settings))

@@ -24,6 +24,7 @@ import msgspec
 from infinitic_py.admin import bearer_token
 from infinitic_py.config import PulsarConfig, load_config
 from infinitic_py.config.sources import read_yaml_file
+from infinitic_py.errors import ConfigError
 from infinitic_py.transport.urls import broker_addresses
 
 __all__ = ["ToolSettings", "default_admin_url", "load_tool_settings"]
@@ -72,6 +73,18 @@ class ToolSettings:
 
     def admin_token(self) -> str | None:
         return bearer_token(self.pulsar.auth_plugin, self.pulsar.auth_params_string())
+
+    def refuse_bad_credentials(self, timeout: float) -> None:
+        """ConfigError naming what to fix when the broker refuses these credentials (a wrong,
+        expired or missing token: pulsar-client would only time out); see ``credentials``."""
+        from infinitic_py.credentials import credentials_problem
+
+        if self.url.startswith("memory://"):
+            return
+        problem = credentials_problem(self.pulsar.admin_url, self.pulsar.auth_plugin,
+                                      self.pulsar.auth_params_string(), timeout=timeout)
+        if problem:
+            raise ConfigError(problem)
 
 
 def load_tool_settings(

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from infinitic_py.errors import InfiniticError
+from infinitic_py.errors import ConfigError, InfiniticError
 from infinitic_py.transport.base import TransportError
 from infinitic_py.transport.probe import tcp_failures
 from infinitic_py.transport.urls import broker_addresses, redact_url
@@ -44,10 +44,13 @@ async def _reachable(addresses: list[tuple[str, int]]) -> str | None:
 
 async def connect_with_backoff(
     attempt: Callable[[], Awaitable[T]], *, url: str, timeout: float, log: Any,
+    credentials: Callable[[], Awaitable[str | None]] | None = None,
 ) -> T:
     """``attempt()``'s result once the broker at ``url`` answers; retried (exponential backoff,
     ``_FIRST_DELAY`` to ``_MAX_DELAY`` s) on an unreachable broker or a ``TransportError``;
-    ``BrokerUnreachable`` after ``timeout`` seconds."""
+    ``BrokerUnreachable`` after ``timeout`` seconds. ``credentials()``, asked before each
+    attempt on a reachable broker, says why the broker refuses who we are: then ``ConfigError``
+    at once (pulsar-client would only time out, attempt after attempt)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     addresses = broker_addresses(url)
@@ -57,6 +60,10 @@ async def connect_with_backoff(
     while True:
         number += 1
         problem = await _reachable(addresses) if addresses else None
+        if problem is None and credentials is not None:
+            refused = await credentials()
+            if refused:
+                raise ConfigError(refused)
         if problem is None:
             try:
                 return await attempt()

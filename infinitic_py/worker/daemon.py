@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.admin import PulsarAdmin
+from infinitic_py.admin import PulsarAdmin, bearer_token
 from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits, as_batch_limits
 from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
@@ -225,7 +225,7 @@ class Worker:
                 await self._health.start()
             await connect_with_backoff(
                 self._connect, url=self.url,
-                timeout=self.connect_timeout, log=log)
+                timeout=self.connect_timeout, log=log, credentials=self._credentials_problem)
         except BaseException:
             await self._close_all(grace=0.0)
             raise
@@ -236,7 +236,7 @@ class Worker:
             await self._check_broker_limits()
             if self.backlog_interval > 0:
                 self._backlog = BacklogGauges.start(
-                    PulsarAdmin(self.admin_url, timeout=5.0),
+                    self._admin(timeout=5.0),
                     {e.service: e.topics for e in self._executors}, WORKER_SUBSCRIPTION,
                     self.metrics.registry, interval=self.backlog_interval)
         log.info(
@@ -246,6 +246,29 @@ class Worker:
             url=redact_url(self.url),
             http_port=self._health.port if self._health else None,
         )
+
+    def _admin(self, *, timeout: float) -> PulsarAdmin:
+        """The admin API client of this worker (topic creation, limit checks, backlog gauges),
+        with the token its broker connection authenticates with: a broker with authentication
+        refused the tokenless calls (no backlog gauges, no limit check, no topics created)."""
+        assert self.admin_url is not None
+        token = bearer_token(self._transport_options.get("auth_plugin"),
+                             self._transport_options.get("auth_params"))
+        return PulsarAdmin(self.admin_url, auth_token=token, timeout=timeout)
+
+    async def _credentials_problem(self) -> str | None:
+        """Why the broker refuses this worker's credentials (``infinitic_py.credentials``),
+        asked of the admin API when there is one; ``None`` when nothing says so."""
+        if not self.admin_url or is_memory(self.url):
+            return None
+        from infinitic_py.credentials import credentials_problem
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(
+                credentials_problem, self.admin_url, self._transport_options.get("auth_plugin"),
+                self._transport_options.get("auth_params"), timeout=5.0), 10.0)
+        except TimeoutError:
+            return None
 
     async def _create_topics(self) -> None:
         """Create the topics a dialect needs where the broker does not (Infinitic namespaces
@@ -258,9 +281,7 @@ class Worker:
             log.warning("worker.topics_not_created", topics=sorted(wanted),
                         reason="no admin_url: they must exist already")
             return
-        from infinitic_py.admin import PulsarAdmin
-
-        admin = PulsarAdmin(self.admin_url, timeout=10.0)
+        admin = self._admin(timeout=10.0)
         for topic, partitions in wanted.items():
             await asyncio.to_thread(admin.ensure_topic, topic, partitions)
 
@@ -292,11 +313,10 @@ class Worker:
         would silently stop delivering to it. Read through the admin API, bounded in time; each
         service against the policy of its own namespace (``services[].namespace`` may differ
         from the worker's)."""
-        from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+        from infinitic_py.admin import PulsarAdminError
         from infinitic_py.limits import LimitScope, check_slots_against_limit, check_unacked_limit
 
-        assert self.admin_url is not None
-        admin = PulsarAdmin(self.admin_url, timeout=5.0)
+        admin = self._admin(timeout=5.0)
         spaces = sorted({(e.settings.tenant, e.settings.namespace) for e in self._executors})
         try:
             broker_limit, *namespace_limits = await asyncio.wait_for(asyncio.gather(

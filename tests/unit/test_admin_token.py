@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from infinitic_py.admin import bearer_token
 from infinitic_py.client_admin import ClientAdmin
 from infinitic_py.config import PulsarConfig
+from infinitic_py.errors import ConfigError
 from infinitic_py.ops.settings import ToolSettings
 
 TOKEN_PLUGIN = "org.apache.pulsar.client.impl.auth.AuthenticationToken"
@@ -48,3 +51,50 @@ async def test_the_client_creates_topics_with_its_token(monkeypatch: pytest.Monk
                          transport_options=pulsar.transport_options())
     await client._create_topics({"persistent://t/ns/task-executor:S": 3})
     assert seen == [("persistent://t/ns/task-executor:S", "Bearer xyz")]
+
+
+def test_token_forms_pulsar_accepts(tmp_path: Path) -> None:
+    """A token file is read with its trailing newline stripped (pulsar-client sends it as is,
+    and the broker refuses it), and the JSON form gives its token."""
+    token_file = tmp_path / "token"
+    token_file.write_text("abc.def.ghi\n")
+    assert bearer_token(TOKEN_PLUGIN, f"file://{token_file}") == "abc.def.ghi"
+    assert bearer_token(TOKEN_PLUGIN, '{"token": "xyz"}') == "xyz"
+    assert bearer_token(TOKEN_PLUGIN, "token: xyz\n") == "xyz"
+    with pytest.raises(ConfigError, match="cannot read the token file"):
+        bearer_token(TOKEN_PLUGIN, f"file://{tmp_path}/missing")
+
+
+def test_the_worker_admin_calls_carry_its_token() -> None:
+    """Topic creation, the limit check and the backlog gauges: the worker made them with a
+    tokenless admin client, refused by a broker with authentication."""
+    from infinitic_py import Worker
+
+    worker = Worker("pulsar://h:6650", admin_url="http://h:8080",
+                    transport_options={"auth_plugin": TOKEN_PLUGIN, "auth_params": "token:xyz"})
+    assert worker._admin(timeout=1.0)._headers["Authorization"] == "Bearer xyz"
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    import base64
+    import json
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'HS256'})}.{part(claims)}.c2ln"
+
+
+def test_an_expired_token_is_named_before_any_request() -> None:
+    from infinitic_py.credentials import credentials_problem, expired_token_problem, token_expiry
+
+    token = _jwt({"sub": "app", "exp": 1_000})
+    assert token_expiry(token) == 1_000
+    assert token_expiry(_jwt({"sub": "app"})) is None
+    assert token_expiry("not-a-jwt") is None
+    assert expired_token_problem(TOKEN_PLUGIN, f"token:{token}", now=999) is None
+    problem = expired_token_problem(TOKEN_PLUGIN, f"token:{token}", now=1_001)
+    assert problem is not None and "expired at 1970-01-01T00:16:40Z" in problem
+    assert "pulsar.auth_params" in problem
+    # no admin API to ask: only what the token itself says
+    assert credentials_problem(None, TOKEN_PLUGIN, f"token:{token}") == problem
+    assert credentials_problem(None, TOKEN_PLUGIN, "token:abc") is None
