@@ -182,10 +182,32 @@ class PulsarAdmin:
         """Create ``topic`` unless it exists: partitioned with ``partitions`` (> 0), else a
         non-partitioned one (for namespaces whose auto topic creation is off)."""
         path = _topic_path(topic)
-        if partitions > 0:
-            _ignore_conflict(lambda: self.put_json(f"{path}/partitions", partitions))
-        else:
-            _ignore_conflict(lambda: self.put_json(path, None))
+        try:
+            if partitions > 0:
+                _ignore_conflict(lambda: self.put_json(f"{path}/partitions", partitions))
+            else:
+                _ignore_conflict(lambda: self.put_json(path, None))
+        except PulsarAdminError as exc:
+            # A role that may produce and consume but not administer the namespace is refused
+            # the PUT even when the topic exists (the right is checked first): fine if it does.
+            if exc.status != 403:
+                raise
+            if self._topic_exists(topic):
+                return
+            how = (f"pulsar-admin topics create-partitioned-topic {topic} -p {partitions}"
+                   if partitions > 0 else f"pulsar-admin topics create {topic}")
+            raise PulsarAdminError(
+                f"{exc}: this role may not create topics; create {topic} with an admin role "
+                f"({how}), or use a token of a role allowed to administer the namespace",
+                status=exc.status, url=exc.url, reason=exc.reason) from None
+
+    def _topic_exists(self, topic: str) -> bool:
+        tenant, namespace = topic.partition("://")[2].split("/")[:2]
+        listed = self.topics(tenant, namespace)
+        partitioned = self.get_json(
+            f"/admin/v2/persistent/{_seg(tenant)}/{_seg(namespace)}/partitioned") or []
+        return topic in listed or topic in partitioned or any(
+            t.startswith(topic + "-partition-") for t in listed)
 
     def topic_stats(self, topic: str) -> dict[str, Any]:
         """Stats of a non-partitioned topic (``persistent://t/ns/local``); ``{}`` if it is missing."""

@@ -45,12 +45,15 @@ async def _reachable(addresses: list[tuple[str, int]]) -> str | None:
 async def connect_with_backoff(
     attempt: Callable[[], Awaitable[T]], *, url: str, timeout: float, log: Any,
     credentials: Callable[[], Awaitable[str | None]] | None = None,
+    refusal: Callable[[str], str | None] | None = None,
 ) -> T:
     """``attempt()``'s result once the broker at ``url`` answers; retried (exponential backoff,
     ``_FIRST_DELAY`` to ``_MAX_DELAY`` s) on an unreachable broker or a ``TransportError``;
     ``BrokerUnreachable`` after ``timeout`` seconds. ``credentials()``, asked before each
     attempt on a reachable broker, says why the broker refuses who we are: then ``ConfigError``
-    at once (pulsar-client would only time out, attempt after attempt)."""
+    at once (pulsar-client would only time out, attempt after attempt); ``refusal(error)`` says
+    what to fix when an attempt's error is a refusal that no retry changes (a role without the
+    right): then ``ConfigError`` at once too."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     addresses = broker_addresses(url)
@@ -69,6 +72,9 @@ async def connect_with_backoff(
                 return await attempt()
             except TransportError as exc:
                 problem = str(exc)
+                refused = refusal(problem) if refusal is not None else None
+                if refused:
+                    raise ConfigError(refused) from None
         left = deadline - loop.time()
         if left <= 0:
             raise BrokerUnreachable(

@@ -225,7 +225,8 @@ class Worker:
                 await self._health.start()
             await connect_with_backoff(
                 self._connect, url=self.url,
-                timeout=self.connect_timeout, log=log, credentials=self._credentials_problem)
+                timeout=self.connect_timeout, log=log, credentials=self._credentials_problem,
+                refusal=self._refusal)
         except BaseException:
             await self._close_all(grace=0.0)
             raise
@@ -269,6 +270,13 @@ class Worker:
                 self._transport_options.get("auth_params"), timeout=5.0), 10.0)
         except TimeoutError:
             return None
+
+    def _refusal(self, error: str) -> str | None:
+        """What to fix when the broker refused this worker's role a right it needs."""
+        from infinitic_py.credentials import authorization_problem
+
+        return authorization_problem(error, self._transport_options.get("auth_plugin"),
+                                     self._transport_options.get("auth_params"))
 
     async def _create_topics(self) -> None:
         """Create the topics a dialect needs where the broker does not (Infinitic namespaces

@@ -207,3 +207,54 @@ def test_a_produce_consume_role_runs_everything_but_admin_checks(
         code, out, err, _ = run_cli(args, env)
         assert code == 0, (args, out, err)
 
+
+
+def test_a_role_without_rights_is_one_line_naming_the_grant(auth_broker: AuthBroker,
+                                                            tmp_path: Path) -> None:
+    """A valid token whose role may not use the namespace: pulsar-client's AuthorizationError
+    was retried by the worker for its whole connect timeout and then called 'not reachable',
+    and the tools said 'check --url' / 'check --admin-url'."""
+    config = tmp_path / "worker.yaml"
+    config.write_text("worker: {http_port: 0}\npulsar: {connect_timeout_seconds: 60}\n"
+                      "services:\n  - class: examples.email_service:EmailService\n")
+    env = cli_env(auth_broker, f"token:{auth_broker.token('nobody')}")
+    for args in (["worker", "-c", str(config)], ["check", "-c", str(config)], ["status"],
+                 ["dispatch", "EmailService", "send", EMAIL], ["dlq", "list", "EmailService"]):
+        code, out, err, took = run_cli(args, env)
+        said = (out if args[0] == "check" else err).strip().splitlines()
+        assert code in (1, 2), (args, out, err)
+        assert "grant-permission public/default --role nobody" in said[-1], (args, out, err)
+        assert "Traceback" not in err and took < 15, (args, took, err)
+
+
+async def test_infinitic_topics_of_a_role_that_may_not_create_them(
+        auth_broker: AuthBroker, super_admin: PulsarAdmin) -> None:
+    """A produce/consume role is refused the topic-creation PUT even for an existing topic:
+    the worker failed although an admin had created them; a missing one is named with the
+    command that creates it."""
+    pytest.importorskip("fastavro", reason="the `infinitic` extra (fastavro) is not installed")
+    namespace = f"inf{uuid.uuid4().hex[:8]}"
+    super_admin.ensure_namespace("public", namespace)
+    super_admin.post_json(f"/admin/v2/namespaces/public/{namespace}/autoTopicCreation",
+                          {"allowAutoTopicCreation": False})
+    super_admin.post_json(f"/admin/v2/namespaces/public/{namespace}/permissions/app",
+                          ["produce", "consume"])
+
+    def worker() -> Worker:
+        w = Worker(auth_broker.service_url, admin_url=auth_broker.admin_url,
+                   transport_options=token_options(auth_broker.token("app")),
+                   backlog_interval=0, connect_timeout=20)
+        w.add_service(Upper(), wire="infinitic", namespace=namespace)
+        return w
+
+    from infinitic_py.admin import PulsarAdminError
+    with pytest.raises(PulsarAdminError, match="create-partitioned-topic persistent://"):
+        await asyncio.wait_for(worker().start(), 30)
+    from infinitic_py.wire.dialects import make_dialect
+
+    for topic, partitions in make_dialect("infinitic", "public", namespace).topics(
+            "Upper").items():
+        super_admin.ensure_topic(topic, partitions)
+    started = worker()
+    await asyncio.wait_for(started.start(), 60)
+    await started.stop()

@@ -98,3 +98,22 @@ def test_an_expired_token_is_named_before_any_request() -> None:
     # no admin API to ask: only what the token itself says
     assert credentials_problem(None, TOKEN_PLUGIN, f"token:{token}") == problem
     assert credentials_problem(None, TOKEN_PLUGIN, "token:abc") is None
+
+
+def test_a_refused_role_is_named_with_the_grant_to_give() -> None:
+    from infinitic_py.credentials import authorization_problem
+
+    token = _jwt({"sub": "app"})
+    error = ("cannot create a producer on persistent://acme/jobs/task-executor:Email: "
+             "8 AuthorizationError: Client is not authorized to Get Partition Metadata")
+    problem = authorization_problem(error, TOKEN_PLUGIN, f"token:{token}")
+    assert problem is not None
+    assert "role 'app'" in problem and "on persistent://acme/jobs/task-executor:Email " in problem
+    assert "grant-permission acme/jobs --role app --actions produce,consume" in problem
+    admin = ("GET http://h/admin/v2/persistent/acme/jobs -> HTTP 403: Unauthorized to "
+             "validateNamespaceOperation for operation [GET_TOPICS] on namespace [acme/jobs]")
+    assert "grant-permission acme/jobs --role ROLE" in (authorization_problem(admin, None, None)
+                                                        or "")
+    assert "grant-permission t/n " in (authorization_problem("AuthorizationError", None, None,
+                                                             "t/n") or "")
+    assert authorization_problem("3 Timeout", TOKEN_PLUGIN, f"token:{token}") is None
