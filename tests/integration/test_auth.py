@@ -258,3 +258,13 @@ async def test_infinitic_topics_of_a_role_that_may_not_create_them(
     started = worker()
     await asyncio.wait_for(started.start(), 60)
     await started.stop()
+
+
+@pytest.mark.parametrize("results", [True, False])
+async def test_client_of_a_role_without_rights_names_the_grant(auth_broker: AuthBroker,
+                                                               results: bool) -> None:
+    options = {**token_options(auth_broker.token("nobody")), "operation_timeout_seconds": 5}
+    async with AsyncClient(auth_broker.service_url, admin_url=auth_broker.admin_url,
+                           transport_options=options, results=results) as client:
+        with pytest.raises(DispatchFailed, match="grant-permission public/default --role nobody"):
+            await client.service("EmailService").send.many([{"to": "a@b", "subject": "s"}])
