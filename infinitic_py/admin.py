@@ -42,7 +42,7 @@ from typing import Any
 
 from infinitic_py.errors import ConfigError, InfiniticError
 
-__all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token"]
+__all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token", "token_source"]
 
 _DOMAINS = ("persistent", "non-persistent")
 
@@ -76,6 +76,23 @@ def bearer_token(auth_plugin: str | None, auth_params: object) -> str | None:
     return params
 
 
+def token_source(auth_plugin: str | None,
+                 auth_params: object) -> str | Callable[[], str | None] | None:
+    """``PulsarAdmin(auth_token=...)`` for these settings: the token, or for a token file a
+    function reading it at each request (a rotated file is picked up, as by the broker
+    connection). An unreadable file raises ConfigError now."""
+    token = bearer_token(auth_plugin, auth_params)
+    if token is None or not str(auth_params).strip().startswith("file:"):
+        return token
+
+    def read() -> str | None:
+        try:
+            return bearer_token(auth_plugin, auth_params)
+        except ConfigError:
+            return None  # gone meanwhile: the call goes without, and says 401
+    return read
+
+
 class PulsarAdminError(InfiniticError):
     """A Pulsar admin call failed: HTTP error (``status``) or no answer at all (``status is None``)."""
 
@@ -91,17 +108,28 @@ class PulsarAdminError(InfiniticError):
 class PulsarAdmin:
     """Thin synchronous client of a broker's admin API, e.g. ``PulsarAdmin("http://127.0.0.1:8080")``.
 
-    ``auth_token`` is sent as ``Authorization: Bearer <token>``.
+    ``auth_token`` is sent as ``Authorization: Bearer <token>``; a function is asked for the
+    token at each request (``token_source``: a token file).
     """
 
     def __init__(
-        self, admin_url: str, *, auth_token: str | None = None, timeout: float = 10.0
+        self, admin_url: str, *, auth_token: str | Callable[[], str | None] | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.admin_url = admin_url.rstrip("/")
         self.timeout = timeout
         self._headers = {"Accept": "application/json"}
-        if auth_token:
+        self._token_source = auth_token if callable(auth_token) else None
+        if auth_token and not callable(auth_token):
             self._headers["Authorization"] = f"Bearer {auth_token}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers of the next request (the token read now, for a token file)."""
+        headers = dict(self._headers)
+        token = self._token_source() if self._token_source is not None else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     def __repr__(self) -> str:
         return f"PulsarAdmin({self.admin_url!r})"
@@ -112,7 +140,7 @@ class PulsarAdmin:
         self, method: str, path: str, body: Any = None, *, send_body: bool = False
     ) -> bytes:
         url = self.admin_url + (path if path.startswith("/") else "/" + path)
-        headers = dict(self._headers)
+        headers = self.auth_headers()
         data: bytes | None = None
         if send_body:
             data = json.dumps(body).encode()

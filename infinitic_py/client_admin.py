@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError, token_source
 from infinitic_py.priority import split_band
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 
@@ -60,7 +60,7 @@ class ClientAdmin:
     """The admin calls of one client (all best effort, bounded, off the event loop)."""
 
     def __init__(self, admin_url: str, transport_options: Mapping[str, Any]) -> None:
-        token = bearer_token(transport_options.get("auth_plugin"),
+        token = token_source(transport_options.get("auth_plugin"),
                              transport_options.get("auth_params"))
         self._auth = (transport_options.get("auth_plugin"), transport_options.get("auth_params"))
         self._admin = PulsarAdmin(admin_url, auth_token=token, timeout=_TIMEOUT)

@@ -14,12 +14,13 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.admin import PulsarAdmin, bearer_token
+from infinitic_py.admin import PulsarAdmin, token_source
 from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits, as_batch_limits
 from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
@@ -197,7 +198,7 @@ class Worker:
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
-            return False, "broker not connected"
+            return False, "broker not connected" + self._expired_note()
         idle = [e.service for e in self._executors if not e.consuming]
         idle += [f"{r.service} (relay)" for r in self._relays if not r.consuming]
         if idle:
@@ -253,7 +254,7 @@ class Worker:
         with the token its broker connection authenticates with: a broker with authentication
         refused the tokenless calls (no backlog gauges, no limit check, no topics created)."""
         assert self.admin_url is not None
-        token = bearer_token(self._transport_options.get("auth_plugin"),
+        token = token_source(self._transport_options.get("auth_plugin"),
                              self._transport_options.get("auth_params"))
         return PulsarAdmin(self.admin_url, auth_token=token, timeout=timeout)
 
@@ -270,6 +271,19 @@ class Worker:
                 self._transport_options.get("auth_params"), timeout=5.0), 10.0)
         except TimeoutError:
             return None
+
+    def _expired_note(self) -> str:
+        """``: <the token expired at ...>`` when that is why the broker dropped us, else ``""``."""
+        from infinitic_py.credentials import expired_token_problem
+        from infinitic_py.errors import ConfigError
+
+        try:
+            problem = expired_token_problem(self._transport_options.get("auth_plugin"),
+                                            self._transport_options.get("auth_params"),
+                                            now=time.time())
+        except ConfigError as exc:  # a token file gone meanwhile
+            problem = str(exc)
+        return f": {problem}" if problem else ""
 
     def _refusal(self, error: str) -> str | None:
         """What to fix when the broker refused this worker's role a right it needs."""

@@ -117,3 +117,39 @@ def test_a_refused_role_is_named_with_the_grant_to_give() -> None:
     assert "grant-permission t/n " in (authorization_problem("AuthorizationError", None, None,
                                                              "t/n") or "")
     assert authorization_problem("3 Timeout", TOKEN_PLUGIN, f"token:{token}") is None
+
+
+def test_the_admin_calls_read_a_rotated_token_file(tmp_path: Path) -> None:
+    """The broker connection reads a token file at each reconnection; the worker's and the
+    client's admin calls read it at each request too (they kept the first token: the backlog
+    gauges failed with 401 once the file held a new token and the old one expired)."""
+    from infinitic_py import Worker
+
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    options = {"auth_plugin": TOKEN_PLUGIN, "auth_params": f"file://{token_file}"}
+    worker_admin = Worker("pulsar://h:6650", admin_url="http://h:8080",
+                          transport_options=options)._admin(timeout=1.0)
+    client_admin = ClientAdmin("http://h:8080", options)._admin
+    assert worker_admin.auth_headers()["Authorization"] == "Bearer first"
+    token_file.write_text("second\n")
+    assert worker_admin.auth_headers()["Authorization"] == "Bearer second"
+    assert client_admin.auth_headers()["Authorization"] == "Bearer second"
+
+
+def test_not_ready_says_the_token_expired() -> None:
+    """A token that expires while the worker runs: the broker drops the connection, and
+    /readyz says why instead of only 'broker not connected'."""
+    from infinitic_py import Worker
+
+    class Disconnected:
+        def is_connected(self) -> bool:
+            return False
+
+    worker = Worker("pulsar://h:6650", transport_options={
+        "auth_plugin": TOKEN_PLUGIN, "auth_params": f"token:{_jwt({'sub': 'a', 'exp': 1000})}"})
+    worker._started = True
+    worker._transport = Disconnected()  # type: ignore[assignment]
+    ready, reason = worker.ready()
+    assert not ready and reason.startswith("broker not connected: the token in ")
+    assert "expired at 1970-01-01T00:16:40Z" in reason
