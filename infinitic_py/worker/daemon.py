@@ -259,9 +259,10 @@ class Worker:
         return PulsarAdmin(self.admin_url, auth_token=token, timeout=timeout)
 
     async def _credentials_problem(self) -> str | None:
-        """Why the broker refuses this worker's credentials (``infinitic_py.credentials``),
-        asked of the admin API when there is one; ``None`` when nothing says so."""
-        if not self.admin_url or is_memory(self.url):
+        """Why the broker refuses this worker's credentials (``infinitic_py.credentials``):
+        an expired token, or the admin API's 401 when there is one; ``None`` when nothing says
+        so."""
+        if is_memory(self.url):
             return None
         from infinitic_py.credentials import credentials_problem
 

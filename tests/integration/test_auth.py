@@ -268,3 +268,16 @@ async def test_client_of_a_role_without_rights_names_the_grant(auth_broker: Auth
                            transport_options=options, results=results) as client:
         with pytest.raises(DispatchFailed, match="grant-permission public/default --role nobody"):
             await client.service("EmailService").send.many([{"to": "a@b", "subject": "s"}])
+
+
+async def test_a_worker_without_admin_url_names_its_expired_token(auth_broker: AuthBroker) -> None:
+    from infinitic_py.errors import ConfigError
+
+    expired = auth_broker.token("admin", expires_at=time.time() - 5)
+    worker = Worker(auth_broker.service_url, transport_options=token_options(expired),
+                    connect_timeout=60)
+    worker.add_service(Upper())
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="expired at"):
+        await worker.start()
+    assert time.monotonic() - started < 10
