@@ -227,7 +227,8 @@ class Worker:
             await connect_with_backoff(
                 self._connect, url=self.url,
                 timeout=self.connect_timeout, log=log, credentials=self._credentials_problem,
-                refusal=self._refusal)
+                refusal=self._refusal,
+                authenticated=bool(self._transport_options.get("auth_plugin")))
         except BaseException:
             await self._close_all(grace=0.0)
             raise

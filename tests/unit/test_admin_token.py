@@ -153,3 +153,12 @@ def test_not_ready_says_the_token_expired() -> None:
     ready, reason = worker.ready()
     assert not ready and reason.startswith("broker not connected: the token in ")
     assert "expired at 1970-01-01T00:16:40Z" in reason
+
+
+def test_an_admin_refusal_names_the_credentials_not_the_url() -> None:
+    from infinitic_py.admin import PulsarAdminError
+    from infinitic_py.ops.failures import describe
+
+    line, code = describe(PulsarAdminError("GET http://h/x -> HTTP 401: Unauthorized",
+                                           status=401), "status")
+    assert "refused the credentials" in line and "--admin-url" not in line and code == 1
