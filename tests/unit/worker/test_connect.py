@@ -67,7 +67,7 @@ async def test_a_refusal_is_final_and_a_timeout_with_credentials_hints_at_them()
     async def timeout() -> None:
         raise TransportError("3 Timeout")
 
-    with pytest.raises(BrokerUnreachable, match="refuses the credentials: check pulsar.auth_"):
+    with pytest.raises(BrokerUnreachable, match=r"refuses the credentials: check pulsar\.auth_"):
         await connect_with_backoff(timeout, url="memory://x", timeout=0.3,
                                    log=structlog.get_logger(), authenticated=True)
 
