@@ -11,6 +11,8 @@ super-user role ``admin`` (also the broker's own client role). Tokens are HS256 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -20,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,16 @@ class AuthBroker:
 
     def token(self, role: str, *, expires_at: float | None = None) -> str:
         return make_token(self.secret, role, expires_at=expires_at)
+
+
+@contextlib.contextmanager
+def auth_broker_lock(run_dir: Path = RUN_DIR) -> Iterator[None]:
+    """Held while a session uses the broker of ``run_dir``: a second session in the same
+    checkout waits instead of stopping it as a leftover."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "session.lock").open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def java_available() -> bool:

@@ -27,6 +27,7 @@ from infinitic_py.errors import DispatchFailed
 from .auth_broker import (
     TOKEN_PLUGIN,
     AuthBroker,
+    auth_broker_lock,
     java_available,
     make_token,
     start_auth_broker,
@@ -45,11 +46,12 @@ EMAIL = '[{"to": "a@b", "subject": "s"}]'
 def auth_broker() -> Iterator[AuthBroker]:
     if not java_available():
         pytest.skip("no Java to run the auth broker (JAVA_HOME or java on PATH)")
-    broker = start_auth_broker()
-    try:
-        yield broker
-    finally:
-        stop_auth_broker(broker.env)
+    with auth_broker_lock():  # one session at a time per checkout: start stops a leftover
+        broker = start_auth_broker()
+        try:
+            yield broker
+        finally:
+            stop_auth_broker(broker.env)
 
 
 @pytest.fixture(scope="module")
