@@ -40,20 +40,57 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from infinitic_py.errors import InfiniticError
+from infinitic_py.errors import ConfigError, InfiniticError
 
-__all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token"]
+__all__ = ["PulsarAdmin", "PulsarAdminError", "bearer_token", "token_source"]
 
 _DOMAINS = ("persistent", "non-persistent")
 
 
 def bearer_token(auth_plugin: str | None, auth_params: object) -> str | None:
-    """The admin API's bearer token when the client authenticates with a token plugin
-    (``auth_params`` ``token:XYZ`` or ``XYZ``), else ``None``: the one reading of the auth
-    settings for the admin API (``check``, the ops tools, the client's admin calls)."""
-    if auth_params and "token" in (auth_plugin or "").lower():
-        return str(auth_params).removeprefix("token:")
-    return None
+    """The token when the client authenticates with a token plugin, else ``None``: the one
+    reading of the token settings (the broker connection, ``check``, the ops tools, the
+    client's and the worker's admin calls). ``auth_params`` is ``token:XYZ``, ``XYZ``,
+    ``file:///path`` (read now, surrounding whitespace stripped, as Pulsar's Java client does:
+    a token file usually ends with a newline) or the JSON ``{"token": "XYZ"}``."""
+    if not auth_params or "token" not in (auth_plugin or "").lower():
+        return None
+    params = str(auth_params).strip()
+    if params.startswith("token:"):
+        return params.removeprefix("token:").strip()
+    if params.startswith("file:"):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(params).path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {path} of pulsar.auth_params: "
+                                 f"{exc.strerror or exc}") from None
+    if params.startswith("{"):
+        try:
+            parsed = json.loads(params)
+        except ValueError:
+            return params
+        if isinstance(parsed, dict) and isinstance(parsed.get("token"), str):
+            return str(parsed["token"]).strip()
+    return params
+
+
+def token_source(auth_plugin: str | None,
+                 auth_params: object) -> str | Callable[[], str | None] | None:
+    """``PulsarAdmin(auth_token=...)`` for these settings: the token, or for a token file a
+    function reading it at each request (a rotated file is picked up, as by the broker
+    connection). An unreadable file raises ConfigError now."""
+    token = bearer_token(auth_plugin, auth_params)
+    if token is None or not str(auth_params).strip().startswith("file:"):
+        return token
+
+    def read() -> str | None:
+        try:
+            return bearer_token(auth_plugin, auth_params)
+        except ConfigError:
+            return None  # gone meanwhile: the call goes without, and says 401
+    return read
 
 
 class PulsarAdminError(InfiniticError):
@@ -71,17 +108,28 @@ class PulsarAdminError(InfiniticError):
 class PulsarAdmin:
     """Thin synchronous client of a broker's admin API, e.g. ``PulsarAdmin("http://127.0.0.1:8080")``.
 
-    ``auth_token`` is sent as ``Authorization: Bearer <token>``.
+    ``auth_token`` is sent as ``Authorization: Bearer <token>``; a function is asked for the
+    token at each request (``token_source``: a token file).
     """
 
     def __init__(
-        self, admin_url: str, *, auth_token: str | None = None, timeout: float = 10.0
+        self, admin_url: str, *, auth_token: str | Callable[[], str | None] | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.admin_url = admin_url.rstrip("/")
         self.timeout = timeout
         self._headers = {"Accept": "application/json"}
-        if auth_token:
+        self._token_source = auth_token if callable(auth_token) else None
+        if auth_token and not callable(auth_token):
             self._headers["Authorization"] = f"Bearer {auth_token}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers of the next request (the token read now, for a token file)."""
+        headers = dict(self._headers)
+        token = self._token_source() if self._token_source is not None else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     def __repr__(self) -> str:
         return f"PulsarAdmin({self.admin_url!r})"
@@ -92,7 +140,7 @@ class PulsarAdmin:
         self, method: str, path: str, body: Any = None, *, send_body: bool = False
     ) -> bytes:
         url = self.admin_url + (path if path.startswith("/") else "/" + path)
-        headers = dict(self._headers)
+        headers = self.auth_headers()
         data: bytes | None = None
         if send_body:
             data = json.dumps(body).encode()
@@ -162,10 +210,32 @@ class PulsarAdmin:
         """Create ``topic`` unless it exists: partitioned with ``partitions`` (> 0), else a
         non-partitioned one (for namespaces whose auto topic creation is off)."""
         path = _topic_path(topic)
-        if partitions > 0:
-            _ignore_conflict(lambda: self.put_json(f"{path}/partitions", partitions))
-        else:
-            _ignore_conflict(lambda: self.put_json(path, None))
+        try:
+            if partitions > 0:
+                _ignore_conflict(lambda: self.put_json(f"{path}/partitions", partitions))
+            else:
+                _ignore_conflict(lambda: self.put_json(path, None))
+        except PulsarAdminError as exc:
+            # A role that may produce and consume but not administer the namespace is refused
+            # the PUT even when the topic exists (the right is checked first): fine if it does.
+            if exc.status != 403:
+                raise
+            if self._topic_exists(topic):
+                return
+            how = (f"pulsar-admin topics create-partitioned-topic {topic} -p {partitions}"
+                   if partitions > 0 else f"pulsar-admin topics create {topic}")
+            raise PulsarAdminError(
+                f"{exc}: this role may not create topics; create {topic} with an admin role "
+                f"({how}), or use a token of a role allowed to administer the namespace",
+                status=exc.status, url=exc.url, reason=exc.reason) from None
+
+    def _topic_exists(self, topic: str) -> bool:
+        tenant, namespace = topic.partition("://")[2].split("/")[:2]
+        listed = self.topics(tenant, namespace)
+        partitioned = self.get_json(
+            f"/admin/v2/persistent/{_seg(tenant)}/{_seg(namespace)}/partitioned") or []
+        return topic in listed or topic in partitioned or any(
+            t.startswith(topic + "-partition-") for t in listed)
 
     def topic_stats(self, topic: str) -> dict[str, Any]:
         """Stats of a non-partitioned topic (``persistent://t/ns/local``); ``{}`` if it is missing."""

@@ -194,6 +194,7 @@ def _worker(path: str | None) -> int:
 def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -> int:
     from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
     from infinitic_py.config import load_config
+    from infinitic_py.credentials import authorization_problem, credentials_problem
     from infinitic_py.limits import (
         LimitScope,
         buffer_findings,
@@ -246,7 +247,17 @@ def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -
         return EXIT_OK
     p = config.pulsar
     problems = warnings = 0
+    # pulsar-client only times out when the broker refuses the credentials: asked first
+    refused = credentials_problem(p.admin_url, p.auth_plugin, p.auth_params_string(), timeout=10)
+    if refused:
+        print(f"FAIL  {refused}")
+        return EXIT_CHECK_FAILED
     unreachable = _broker_unreachable(p.url, config)
+    refused = authorization_problem(unreachable, p.auth_plugin, p.auth_params_string(),
+                                    f"{p.tenant}/{p.namespace}")
+    if refused:
+        print(f"FAIL  {refused}")
+        return EXIT_CHECK_FAILED
     if unreachable:
         print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
         return EXIT_CHECK_FAILED
@@ -404,12 +415,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
     # A wrong address fails at once (not in the client's reconnect loop), and a broker that
     # accepts connections but never answers is bounded by --connect-timeout.
     await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
+    await asyncio.to_thread(settings.refuse_bad_credentials, args.connect_timeout)
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     try:
-        async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,
-                               results=args.wait, transport_options=options,
-                               admin_url=settings.pulsar.admin_url) as client:
-            return await _dispatch_one(client, args, positional, meta)
+        with settings.refusals_named():
+            async with AsyncClient(settings.url, tenant=settings.tenant,
+                                   namespace=settings.namespace, results=args.wait,
+                                   transport_options=options,
+                                   admin_url=settings.pulsar.admin_url) as client:
+                return await _dispatch_one(client, args, positional, meta)
     except TransportError as exc:
         raise BrokerFailure(f"broker {redact_url(settings.url)}: {exc}") from exc
 

@@ -36,6 +36,7 @@ from infinitic_py.client.stubs import (
     delay_of,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
+from infinitic_py.credentials import authorization_problem
 from infinitic_py.errors import ClientClosed, DispatchFailed
 from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
@@ -297,8 +298,15 @@ class AsyncClient:
             if not isinstance(exc, TransportError):
                 raise
             failure = exc
-            if not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
+            if not sent:  # a wrong address or refused credentials: named as such, not as
+                # pulsar-client's "Timeout"
                 reason = await unreachable_reason(self.url)
+                if reason is None:
+                    reason = authorization_problem(
+                        str(exc), self._transport_options.get("auth_plugin"),
+                        self._transport_options.get("auth_params"))
+                if reason is None and self._admin is not None:
+                    reason = await self._admin.credentials_problem()
                 failure = TransportError(reason) if reason else exc
             raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds

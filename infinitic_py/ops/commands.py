@@ -150,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("auto", "error")  # stderr, errors only: stdout is the output
     settings = settings_of(args)
-    if args.command == "status":
-        return _status(args, settings)
-    return asyncio.run(_dlq(args, settings))
+    settings.refuse_bad_credentials(args.connect_timeout)
+    with settings.refusals_named():
+        if args.command == "status":
+            return _status(args, settings)
+        return asyncio.run(_dlq(args, settings))
 
 
 # ---------------------------------------------------------------------------------------------

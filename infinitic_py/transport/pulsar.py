@@ -251,6 +251,29 @@ def _build(message: OutgoingMessage) -> Any:
         builder.deliver_after(timedelta(seconds=message.deliver_after))
     return builder.build()
 
+def _authentication(plugin: str, params: str | None) -> Any:
+    """pulsar-client's authentication. A token plugin gets the token as ``bearer_token`` reads
+    it (the admin calls read it the same way): pulsar-client sends a ``file://`` token with the
+    file's trailing newline, which the broker refuses (its requests then time out), and knows
+    no ``{"token": ...}`` JSON form. A token file is read again at each (re)connection, so a
+    rotated token is picked up."""
+    from infinitic_py.admin import bearer_token
+    from infinitic_py.errors import ConfigError
+
+    token = bearer_token(plugin, params)  # an unreadable token file: one clear error now
+    if token is None:
+        return pulsar.Authentication(plugin, params or "")
+    if not str(params).strip().startswith("file:"):
+        return pulsar.AuthenticationToken(token)
+
+    def read() -> str:
+        try:
+            return bearer_token(plugin, params) or ""
+        except ConfigError:
+            return ""  # gone meanwhile: the broker refuses the connection, which is retried
+    return pulsar.AuthenticationToken(read)
+
+
 class PulsarTransport(Transport):
     """``pulsar://host:6650`` or ``pulsar+ssl://host:6651``.
 
@@ -315,7 +338,7 @@ class PulsarTransport(Transport):
         if tls_trust_certs_file:
             client_args["tls_trust_certs_file_path"] = tls_trust_certs_file
         if auth_plugin:
-            client_args["authentication"] = pulsar.Authentication(auth_plugin, auth_params or "")
+            client_args["authentication"] = _authentication(auth_plugin, auth_params)
         if compression not in _COMPRESSION:
             raise ValueError(f"compression must be one of {sorted(_COMPRESSION)}, got {compression!r}")
         if batching_type not in _BATCHING_TYPES:
