@@ -192,7 +192,7 @@ def _worker(path: str | None) -> int:
 
 
 def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -> int:
-    from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
+    from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
     from infinitic_py.credentials import authorization_problem, credentials_problem
     from infinitic_py.limits import (
@@ -206,6 +206,7 @@ def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -
     )
     from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
+    from infinitic_py.tokens import bearer_token
     from infinitic_py.topics import service_topic
     from infinitic_py.wire.dialects import make_dialect
     from infinitic_py.worker.from_config import batch_limits, retry_policy

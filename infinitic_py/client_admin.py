@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError, token_source
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.priority import split_band
+from infinitic_py.tokens import token_source
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 
 __all__ = ["AUTO", "ClientAdmin", "resolve_admin_url"]

@@ -13,6 +13,7 @@ happen, the credentials are checked first:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -20,11 +21,13 @@ import re
 import time
 from datetime import UTC, datetime
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.errors import ConfigError
+from infinitic_py.tokens import bearer_token, token_source
+from infinitic_py.transport.urls import is_memory
 
 __all__ = [
-    "CONFIG_SETTING", "authorization_problem", "credentials_problem", "expired_token_problem",
+    "CONFIG_SETTING", "BrokerCredentials", "authorization_problem", "credentials_problem", "expired_token_problem",
     "token_expiry", "token_role",
 ]
 
@@ -130,3 +133,50 @@ def authorization_problem(error: str, auth_plugin: str | None, auth_params: obje
             f"produce and consume on its namespace (pulsar-admin namespaces grant-permission "
             f"{space} --role {role or 'ROLE'} --actions produce,consume), or use a token of a "
             "role that has them")
+
+
+class BrokerCredentials:
+    """A worker's broker credentials (``pulsar.auth_plugin`` / ``auth_params``) and what the
+    broker says of them: the admin API client that carries them (topic creation, limit checks,
+    backlog gauges: a broker with authentication refuses tokenless calls), and the one-line
+    problems above, for the connection's retries and ``/readyz``."""
+
+    def __init__(self, url: str, admin_url: str | None, auth_plugin: str | None,
+                 auth_params: object) -> None:
+        self.url = url
+        self.admin_url = admin_url
+        self.auth_plugin = auth_plugin
+        self.auth_params = auth_params
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.auth_plugin)
+
+    def admin(self, *, timeout: float) -> PulsarAdmin:
+        assert self.admin_url is not None
+        return PulsarAdmin(self.admin_url, timeout=timeout,
+                           auth_token=token_source(self.auth_plugin, self.auth_params))
+
+    async def problem(self) -> str | None:
+        """Why the broker refuses these credentials: an expired token, or the admin API's 401
+        when there is one; ``None`` when nothing says so (bounded: 10 s)."""
+        if is_memory(self.url):
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(
+                credentials_problem, self.admin_url, self.auth_plugin, self.auth_params,
+                timeout=5.0), 10.0)
+        except TimeoutError:
+            return None
+
+    def expired_note(self) -> str:
+        """``: <the token expired at ...>`` when that is why the broker dropped us, else ``""``."""
+        try:
+            problem = expired_token_problem(self.auth_plugin, self.auth_params, now=time.time())
+        except ConfigError as exc:  # a token file gone meanwhile
+            problem = str(exc)
+        return f": {problem}" if problem else ""
+
+    def refusal(self, error: str) -> str | None:
+        """What to fix when the broker refused this role a right it needs."""
+        return authorization_problem(error, self.auth_plugin, self.auth_params)

@@ -22,10 +22,10 @@ from typing import Any
 
 import msgspec
 
-from infinitic_py.admin import bearer_token
 from infinitic_py.config import PulsarConfig, load_config
 from infinitic_py.config.sources import read_yaml_file
 from infinitic_py.errors import ConfigError
+from infinitic_py.tokens import bearer_token
 from infinitic_py.transport.urls import broker_addresses
 
 __all__ = ["ToolSettings", "default_admin_url", "load_tool_settings"]

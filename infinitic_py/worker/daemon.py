@@ -14,15 +14,14 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.admin import PulsarAdmin, token_source
 from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits, as_batch_limits
+from infinitic_py.credentials import BrokerCredentials
 from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
 from infinitic_py.health import HealthServer
@@ -101,6 +100,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
+        self._credentials = BrokerCredentials(url, admin_url,
+                                              self._transport_options.get("auth_plugin"),
+                                              self._transport_options.get("auth_params"))
         self.backlog_interval = backlog_interval
         self._backlog: BacklogGauges | None = None
         self.gc_gen0_threshold = gc_gen0_threshold
@@ -198,7 +200,7 @@ class Worker:
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
-            return False, "broker not connected" + self._expired_note()
+            return False, "broker not connected" + self._credentials.expired_note()
         idle = [e.service for e in self._executors if not e.consuming]
         idle += [f"{r.service} (relay)" for r in self._relays if not r.consuming]
         if idle:
@@ -226,9 +228,8 @@ class Worker:
                 await self._health.start()
             await connect_with_backoff(
                 self._connect, url=self.url,
-                timeout=self.connect_timeout, log=log, credentials=self._credentials_problem,
-                refusal=self._refusal,
-                authenticated=bool(self._transport_options.get("auth_plugin")))
+                timeout=self.connect_timeout, log=log, credentials=self._credentials.problem,
+                refusal=self._credentials.refusal, authenticated=self._credentials.configured)
         except BaseException:
             await self._close_all(grace=0.0)
             raise
@@ -239,7 +240,7 @@ class Worker:
             await self._check_broker_limits()
             if self.backlog_interval > 0:
                 self._backlog = BacklogGauges.start(
-                    self._admin(timeout=5.0),
+                    self._credentials.admin(timeout=5.0),
                     {e.service: e.topics for e in self._executors}, WORKER_SUBSCRIPTION,
                     self.metrics.registry, interval=self.backlog_interval)
         log.info(
@@ -249,50 +250,6 @@ class Worker:
             url=redact_url(self.url),
             http_port=self._health.port if self._health else None,
         )
-
-    def _admin(self, *, timeout: float) -> PulsarAdmin:
-        """The admin API client of this worker (topic creation, limit checks, backlog gauges),
-        with the token its broker connection authenticates with: a broker with authentication
-        refused the tokenless calls (no backlog gauges, no limit check, no topics created)."""
-        assert self.admin_url is not None
-        token = token_source(self._transport_options.get("auth_plugin"),
-                             self._transport_options.get("auth_params"))
-        return PulsarAdmin(self.admin_url, auth_token=token, timeout=timeout)
-
-    async def _credentials_problem(self) -> str | None:
-        """Why the broker refuses this worker's credentials (``infinitic_py.credentials``):
-        an expired token, or the admin API's 401 when there is one; ``None`` when nothing says
-        so."""
-        if is_memory(self.url):
-            return None
-        from infinitic_py.credentials import credentials_problem
-
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(
-                credentials_problem, self.admin_url, self._transport_options.get("auth_plugin"),
-                self._transport_options.get("auth_params"), timeout=5.0), 10.0)
-        except TimeoutError:
-            return None
-
-    def _expired_note(self) -> str:
-        """``: <the token expired at ...>`` when that is why the broker dropped us, else ``""``."""
-        from infinitic_py.credentials import expired_token_problem
-        from infinitic_py.errors import ConfigError
-
-        try:
-            problem = expired_token_problem(self._transport_options.get("auth_plugin"),
-                                            self._transport_options.get("auth_params"),
-                                            now=time.time())
-        except ConfigError as exc:  # a token file gone meanwhile
-            problem = str(exc)
-        return f": {problem}" if problem else ""
-
-    def _refusal(self, error: str) -> str | None:
-        """What to fix when the broker refused this worker's role a right it needs."""
-        from infinitic_py.credentials import authorization_problem
-
-        return authorization_problem(error, self._transport_options.get("auth_plugin"),
-                                     self._transport_options.get("auth_params"))
 
     async def _create_topics(self) -> None:
         """Create the topics a dialect needs where the broker does not (Infinitic namespaces
@@ -305,7 +262,7 @@ class Worker:
             log.warning("worker.topics_not_created", topics=sorted(wanted),
                         reason="no admin_url: they must exist already")
             return
-        admin = self._admin(timeout=10.0)
+        admin = self._credentials.admin(timeout=10.0)
         for topic, partitions in wanted.items():
             await asyncio.to_thread(admin.ensure_topic, topic, partitions)
 
@@ -340,7 +297,7 @@ class Worker:
         from infinitic_py.admin import PulsarAdminError
         from infinitic_py.limits import LimitScope, check_slots_against_limit, check_unacked_limit
 
-        admin = self._admin(timeout=5.0)
+        admin = self._credentials.admin(timeout=5.0)
         spaces = sorted({(e.settings.tenant, e.settings.namespace) for e in self._executors})
         try:
             broker_limit, *namespace_limits = await asyncio.wait_for(asyncio.gather(

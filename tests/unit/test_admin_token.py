@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from infinitic_py.admin import bearer_token
 from infinitic_py.client_admin import ClientAdmin
 from infinitic_py.config import PulsarConfig
 from infinitic_py.errors import ConfigError
 from infinitic_py.ops.settings import ToolSettings
+from infinitic_py.tokens import bearer_token
 
 TOKEN_PLUGIN = "org.apache.pulsar.client.impl.auth.AuthenticationToken"
 
@@ -72,7 +72,7 @@ def test_the_worker_admin_calls_carry_its_token() -> None:
 
     worker = Worker("pulsar://h:6650", admin_url="http://h:8080",
                     transport_options={"auth_plugin": TOKEN_PLUGIN, "auth_params": "token:xyz"})
-    assert worker._admin(timeout=1.0)._headers["Authorization"] == "Bearer xyz"
+    assert worker._credentials.admin(timeout=1.0)._headers["Authorization"] == "Bearer xyz"
 
 
 def _jwt(claims: dict[str, object]) -> str:
@@ -129,7 +129,7 @@ def test_the_admin_calls_read_a_rotated_token_file(tmp_path: Path) -> None:
     token_file.write_text("first\n")
     options = {"auth_plugin": TOKEN_PLUGIN, "auth_params": f"file://{token_file}"}
     worker_admin = Worker("pulsar://h:6650", admin_url="http://h:8080",
-                          transport_options=options)._admin(timeout=1.0)
+                          transport_options=options)._credentials.admin(timeout=1.0)
     client_admin = ClientAdmin("http://h:8080", options)._admin
     assert worker_admin.auth_headers()["Authorization"] == "Bearer first"
     token_file.write_text("second\n")
