@@ -149,7 +149,7 @@ class DeadLetterStore:
             # would create them
             return topic == self.topic
         try:
-            stats = await asyncio.to_thread(self._admin.topic_stats, topic)
+            stats = await self._stats(topic)
         except PulsarAdminError:
             return True
         if not stats:
@@ -160,30 +160,47 @@ class DeadLetterStore:
                     raise
         return bool(stats)
 
-    async def backlog(self) -> int | None:
-        """Entries kept on the subscriptions (0: no letter), from the admin API (``None``
+    async def _stats(self, topic: str) -> dict[str, Any]:
+        """Admin stats of a dead-letter topic, partitioned (as the JVM's consumers create
+        ``task-executor-dlq:<S>``: its partitions summed) or not; ``{}`` when it is missing."""
+        assert self._admin is not None
+        stats = await asyncio.to_thread(self._admin.topic_stats, topic)
+        if not stats:
+            stats = await asyncio.to_thread(self._admin.partitioned_topic_stats, topic)
+        return stats
+
+    async def _backlogs(self) -> dict[str, int] | None:
+        """Entries kept on the subscription of each topic read, from the admin API (``None``
         without one, or when one cannot be read)."""
         if self._admin is None:
             return None
-        total = 0
+        counts: dict[str, int] = {}
         for letter_topic, _ in self._consumers:
             try:
-                counts = await asyncio.to_thread(
-                    self._admin.subscription_counts, letter_topic.topic, DLQ_SUBSCRIPTION)
+                stats = await self._stats(letter_topic.topic)
             except PulsarAdminError:
                 return None
-            total += counts[0]
-        return total
+            sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
+            counts[letter_topic.topic] = int(sub.get("msgBacklog") or 0)
+        return counts
+
+    async def backlog(self) -> int | None:
+        """Entries kept on the subscriptions (0: no letter), from the admin API (``None``
+        without one, or when one cannot be read)."""
+        counts = await self._backlogs()
+        return None if counts is None else sum(counts.values())
 
     async def read(self) -> list[Letter]:
-        """Every letter the subscriptions hold (none is acked)."""
+        """Every letter the subscriptions hold (none is acked). A topic the admin API says holds
+        none is not waited on."""
         letters: list[Letter] = []
         if not self._consumers:  # no dead-letter topic
             return letters
-        backlog = await self.backlog()
-        if backlog == 0:
-            return letters
+        backlogs = await self._backlogs()
         for letter_topic, consumer in self._consumers:
+            backlog = None if backlogs is None else backlogs[letter_topic.topic]
+            if backlog == 0:
+                continue
             letters += await self._read(letter_topic, consumer, backlog)
         self.truncated = await self._blocked()
         return letters
@@ -209,7 +226,7 @@ class DeadLetterStore:
             return False
         for letter_topic, _ in self._consumers:
             try:
-                stats = await asyncio.to_thread(self._admin.topic_stats, letter_topic.topic)
+                stats = await self._stats(letter_topic.topic)
             except PulsarAdminError:
                 continue
             sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
