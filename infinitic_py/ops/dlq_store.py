@@ -260,7 +260,8 @@ class DeadLetterStore:
         for reader in self._readers:
             if reader.wire == view.wire:
                 return reader
-        return self._readers[0]
+        # a letter none of the readers read: the native fallback of ``_views`` read it
+        return NativeLetters(self.tenant, self.namespace)
 
     async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:
         """Republish each letter's content as its dialect replays it; ack the letters once

@@ -107,3 +107,33 @@ async def test_a_dead_lettered_bulk_is_replayed_whole_or_left_alone() -> None:
     finally:
         await transport.close()
         reset_broker(name)
+
+
+async def test_a_native_letter_read_with_wire_infinitic_replays_as_native() -> None:
+    """``dlq replay S --wire infinitic`` on a topic holding a native task (the fallback reader
+    shows it as one). Before: the replay asked the Infinitic dialect, which refused it with
+    'holds no readable Infinitic message: ... (purge it)', advising to delete a good task."""
+    from infinitic_py.wire.dialects import letter_readers
+
+    pytest.importorskip("fastavro")
+    name = f"dlw-{uuid.uuid4().hex[:6]}"
+    transport = MemoryTransport(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    task = wire.ExecuteTask(task_id="t-1", service="Svc", method="go", args=wire.encode_value([1]))
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        await producer.send(OutgoingMessage(wire.encode(task), wire.properties_for(task)))
+        readers = letter_readers("infinitic", "public", "default")
+        async with DeadLetterStore(transport, "public", "default", "Svc", idle=0.3,
+                                   readers=readers) as store:
+            letters = await store.read()
+            assert [(x.view.wire, x.view.task_id) for x in letters] == [("native", "t-1")]
+            assert await store.replay(letters) == 1
+        (replayed,) = [wire.decode_execute(m.data)
+                       for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)]
+        assert (replayed.task_id, replayed.retry_sequence) == ("t-1", 1)
+        assert get_broker(name).peek(dlq, DLQ_SUBSCRIPTION) == []
+    finally:
+        await transport.close()
+        reset_broker(name)
