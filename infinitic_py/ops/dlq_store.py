@@ -38,6 +38,7 @@ from infinitic_py.transport.base import (
     ConsumerSettings,
     OutgoingMessage,
     ReceivedMessage,
+    SendFailed,
     SubscriptionType,
     Transport,
     TransportError,
@@ -264,29 +265,66 @@ class DeadLetterStore:
         return NativeLetters(self.tenant, self.namespace)
 
     async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:
-        """Republish each letter's content as its dialect replays it; ack the letters once
-        every replayed message is persisted. Returns how many were replayed. Raises
-        TransportError (nothing acked), ValueError for a letter with nothing to replay."""
-        by_topic: dict[str, tuple[DeadLetters, list[OutgoingMessage]]] = {}
+        """Republish each letter's content as its dialect replays it, topic by topic; a
+        letter's message is acked once everything it holds is persisted (an atomic bulk: all its
+        tasks). Returns how many were replayed. Raises ValueError for a letter with nothing to
+        replay (before anything is published); TransportError when the broker fails part-way:
+        the letters already republished are deleted (a second ``replay`` would run them twice),
+        the others kept, and its message says how many went."""
+        plan: dict[str, tuple[DeadLetters, list[OutgoingMessage], list[Letter]]] = {}
         for letter in letters:
             reader = self._reader(letter.view)
             publish = reader.replay(letter.view, service=self.service, to_service=to_service)
-            by_topic.setdefault(publish.topic, (reader, []))[1].append(publish.message)
-        for topic, (reader, messages) in by_topic.items():
-            keep = reader.keep_subscription(topic)
-            if keep:
-                with contextlib.suppress(TransportError):
-                    await self._transport.ensure_subscription(
-                        topic, keep, SubscriptionType.SHARED)
+            _, messages, mine = plan.setdefault(publish.topic, (reader, [], []))
+            messages.append(publish.message)
+            mine.append(letter)
+        unpublished: dict[int, int] = {}  # letters of each message not yet republished
+        for letter in letters:
+            unpublished[id(letter.message)] = unpublished.get(id(letter.message), 0) + 1
+        done = 0
+        try:
+            for topic, (reader, messages, mine) in plan.items():
+                sent, failure = await self._publish(reader, topic, messages, mine)
+                done += len(sent)
+                complete: list[Letter] = []
+                for letter in sent:
+                    unpublished[id(letter.message)] -= 1
+                    if not unpublished[id(letter.message)]:
+                        complete.append(letter)
+                await self.ack(complete)
+                if failure is not None:
+                    raise failure
+        except TransportError as exc:
+            if not done:
+                raise
+            raise TransportError(
+                f"{done} of {len(letters)} letter(s) replayed (their dead letters deleted), the "
+                f"others kept: {exc}", refused=exc.refused) from exc
+        return len(letters)
+
+    async def _publish(self, reader: DeadLetters, topic: str, messages: list[OutgoingMessage],
+                       mine: list[Letter]) -> tuple[list[Letter], TransportError | None]:
+        """Publish one topic's replays: the letters whose message the broker confirmed, and
+        the failure (None: all of them)."""
+        keep = reader.keep_subscription(topic)
+        if keep:
+            with contextlib.suppress(TransportError):
+                await self._transport.ensure_subscription(topic, keep, SubscriptionType.SHARED)
+        try:
             producer = await self._transport.create_producer(
                 topic, schema=reader.producer_schema(topic))
-            try:
-                await producer.send_many(messages)
-            finally:
-                with contextlib.suppress(TransportError, TimeoutError):
-                    await asyncio.wait_for(producer.close(), 10.0)
-        await self.ack(letters)
-        return len(letters)
+        except TransportError as exc:
+            return [], exc
+        try:
+            await producer.send_many(messages)
+        except SendFailed as exc:
+            return [mine[i] for i in exc.sent], exc
+        except TransportError as exc:
+            return [], exc
+        finally:
+            with contextlib.suppress(TransportError, TimeoutError):
+                await asyncio.wait_for(producer.close(), 10.0)
+        return mine, None
 
 
 def _union(groups: Iterable[Sequence[LetterTopic]]) -> list[LetterTopic]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from infinitic_py.ops.dlq import REASON_MAX_REDELIVERIES as MAX_REDELIVERIES
@@ -134,6 +135,43 @@ async def test_a_native_letter_read_with_wire_infinitic_replays_as_native() -> N
                        for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)]
         assert (replayed.task_id, replayed.retry_sequence) == ("t-1", 1)
         assert get_broker(name).peek(dlq, DLQ_SUBSCRIPTION) == []
+    finally:
+        await transport.close()
+        reset_broker(name)
+
+
+async def test_a_replay_the_broker_refuses_part_way_deletes_exactly_the_letters_replayed() -> None:
+    """Letters replayed to two topics (two priority bands); the broker refuses the second.
+    Before: nothing was acked, so the letter already republished stayed in the dead-letter
+    topic and the next ``replay`` ran its task twice. Now: it is deleted, the other kept, and
+    the error says how many went."""
+    from infinitic_py.transport.base import TransportError
+
+    class Refusing(MemoryTransport):
+        async def create_producer(self, topic: str, **kwargs: object):  # type: ignore[no-untyped-def]
+            if topic.endswith(":high"):
+                raise TransportError("refused", refused=True)
+            return await super().create_producer(topic, **kwargs)  # type: ignore[arg-type]
+
+    name = f"dlp-{uuid.uuid4().hex[:6]}"
+    transport = Refusing(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    normal = wire.ExecuteTask(task_id="t-n", service="Svc", method="go", args=wire.encode_value([]))
+    high = msgspec.structs.replace(normal, task_id="t-h", priority=9)
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        for task in (normal, high):
+            await producer.send(OutgoingMessage(wire.encode(task), wire.properties_for(task)))
+        async with DeadLetterStore(transport, "public", "default", "Svc", idle=0.3) as store:
+            letters = await store.read()
+            with pytest.raises(TransportError, match="1 of 2"):
+                await store.replay(letters)
+        assert [wire.decode_execute(m.data).task_id
+                for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)] == ["t-n"]
+        kept = [read_letter(m.data, m.properties, service="Svc", published_at=None).task_id
+                for m in get_broker(name).peek(dlq, DLQ_SUBSCRIPTION)]
+        assert kept == ["t-h"]
     finally:
         await transport.close()
         reset_broker(name)
