@@ -278,20 +278,21 @@ class DeadLetterStore:
             _, messages, mine = plan.setdefault(publish.topic, (reader, [], []))
             messages.append(publish.message)
             mine.append(letter)
-        unpublished: dict[int, int] = {}  # letters of each message not yet republished
+        size: dict[int, int] = {}  # letters of each message (several: an atomic bulk)
         for letter in letters:
-            unpublished[id(letter.message)] = unpublished.get(id(letter.message), 0) + 1
-        done = 0
+            size[id(letter.message)] = size.get(id(letter.message), 0) + 1
+        unpublished = dict(size)
+        done = 0  # letters replayed and deleted
         try:
             for topic, (reader, messages, mine) in plan.items():
                 sent, failure = await self._publish(reader, topic, messages, mine)
-                done += len(sent)
                 complete: list[Letter] = []
                 for letter in sent:
                     unpublished[id(letter.message)] -= 1
                     if not unpublished[id(letter.message)]:
                         complete.append(letter)
                 await self.ack(complete)
+                done += sum(size[id(letter.message)] for letter in complete)
                 if failure is not None:
                     raise failure
         except TransportError as exc:
