@@ -230,12 +230,12 @@ class DeadLetterStore:
                 stats = await self._stats(letter_topic.topic)
             except PulsarAdminError:
                 continue
-            sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
-            if sub.get("blockedSubscriptionOnUnackedMsgs"):
-                return True
-            if any(c.get("blockedConsumerOnUnackedMsgs") for c in sub.get("consumers") or []
-                   if isinstance(c, dict) and c.get("consumerName") == _CONSUMER_NAME):
-                return True
+            # a partitioned topic: each partition's own (its summed stats merge the
+            # consumers of all partitions by position, their flags and names lost)
+            parts = stats.get("partitions")
+            for one in [stats, *(parts.values() if isinstance(parts, dict) else ())]:
+                if isinstance(one, dict) and _blocked_in(one):
+                    return True
         return False
 
     def _views(self, letter_topic: LetterTopic, msg: ReceivedMessage) -> list[LetterView]:
@@ -338,6 +338,15 @@ def _union(groups: Iterable[Sequence[LetterTopic]]) -> list[LetterTopic]:
             if known is None or (letter_topic.writer_schemas and not known.writer_schemas):
                 seen[letter_topic.topic] = letter_topic
     return list(seen.values())
+
+
+def _blocked_in(stats: dict[str, Any]) -> bool:
+    """Whether one topic's stats say the broker stopped delivering to the tool."""
+    sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
+    if sub.get("blockedSubscriptionOnUnackedMsgs"):
+        return True
+    return any(c.get("blockedConsumerOnUnackedMsgs") for c in sub.get("consumers") or []
+               if isinstance(c, dict) and c.get("consumerName") == _CONSUMER_NAME)
 
 
 def _publish_time(msg: ReceivedMessage) -> float | None:

@@ -175,3 +175,37 @@ async def test_a_replay_the_broker_refuses_part_way_deletes_exactly_the_letters_
     finally:
         await transport.close()
         reset_broker(name)
+
+
+async def test_a_partition_that_stopped_delivering_to_the_tool_says_incomplete() -> None:
+    """A partitioned dead-letter topic (the JVM's): the broker's summed stats merge the
+    consumers of every partition by position (one name, one flag kept), so a partition whose
+    consumer hit the unacked limit showed only in its own stats. Before: not read, so a list
+    cut short by one partition said ``complete``."""
+    from infinitic_py.wire.letters import LetterTopic
+
+    def consumer(name: str, blocked: bool) -> dict[str, object]:
+        return {"consumerName": name, "blockedConsumerOnUnackedMsgs": blocked}
+
+    def sub(*consumers: dict[str, object]) -> dict[str, object]:
+        return {"subscriptions": {DLQ_SUBSCRIPTION: {"consumers": list(consumers)}}}
+
+    dlq = dead_letter_topic("public", "default", "Svc")
+
+    class Admin:
+        def topic_stats(self, topic: str) -> dict[str, object]:
+            return {}  # partitioned: no stats under its own name
+
+        def partitioned_topic_stats(self, topic: str) -> dict[str, object]:
+            merged = sub(consumer("infinitic-py-worker", False))  # as the broker merges them
+            merged["partitions"] = {
+                f"{dlq}-partition-0": sub(consumer("infinitic-py-worker", False),
+                                          consumer("infinitic-py-dlq-tool", False)),
+                f"{dlq}-partition-1": sub(consumer("infinitic-py-dlq-tool", True)),
+            }
+            return merged
+
+    store = DeadLetterStore(MemoryTransport(f"memory://blk-{uuid.uuid4().hex[:6]}"), "public",
+                            "default", "Svc", admin=Admin())  # type: ignore[arg-type]
+    store._consumers = [(LetterTopic(dlq), None)]  # type: ignore[list-item]
+    assert await store._blocked()
