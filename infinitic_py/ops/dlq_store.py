@@ -38,6 +38,7 @@ from infinitic_py.transport.base import (
     ConsumerSettings,
     OutgoingMessage,
     ReceivedMessage,
+    SendFailed,
     SubscriptionType,
     Transport,
     TransportError,
@@ -149,7 +150,7 @@ class DeadLetterStore:
             # would create them
             return topic == self.topic
         try:
-            stats = await asyncio.to_thread(self._admin.topic_stats, topic)
+            stats = await self._stats(topic)
         except PulsarAdminError:
             return True
         if not stats:
@@ -160,30 +161,47 @@ class DeadLetterStore:
                     raise
         return bool(stats)
 
-    async def backlog(self) -> int | None:
-        """Entries kept on the subscriptions (0: no letter), from the admin API (``None``
+    async def _stats(self, topic: str) -> dict[str, Any]:
+        """Admin stats of a dead-letter topic, partitioned (as the JVM's consumers create
+        ``task-executor-dlq:<S>``: its partitions summed) or not; ``{}`` when it is missing."""
+        assert self._admin is not None
+        stats = await asyncio.to_thread(self._admin.topic_stats, topic)
+        if not stats:
+            stats = await asyncio.to_thread(self._admin.partitioned_topic_stats, topic)
+        return stats
+
+    async def _backlogs(self) -> dict[str, int] | None:
+        """Entries kept on the subscription of each topic read, from the admin API (``None``
         without one, or when one cannot be read)."""
         if self._admin is None:
             return None
-        total = 0
+        counts: dict[str, int] = {}
         for letter_topic, _ in self._consumers:
             try:
-                counts = await asyncio.to_thread(
-                    self._admin.subscription_counts, letter_topic.topic, DLQ_SUBSCRIPTION)
+                stats = await self._stats(letter_topic.topic)
             except PulsarAdminError:
                 return None
-            total += counts[0]
-        return total
+            sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
+            counts[letter_topic.topic] = int(sub.get("msgBacklog") or 0)
+        return counts
+
+    async def backlog(self) -> int | None:
+        """Entries kept on the subscriptions (0: no letter), from the admin API (``None``
+        without one, or when one cannot be read)."""
+        counts = await self._backlogs()
+        return None if counts is None else sum(counts.values())
 
     async def read(self) -> list[Letter]:
-        """Every letter the subscriptions hold (none is acked)."""
+        """Every letter the subscriptions hold (none is acked). A topic the admin API says holds
+        none is not waited on."""
         letters: list[Letter] = []
         if not self._consumers:  # no dead-letter topic
             return letters
-        backlog = await self.backlog()
-        if backlog == 0:
-            return letters
+        backlogs = await self._backlogs()
         for letter_topic, consumer in self._consumers:
+            backlog = None if backlogs is None else backlogs[letter_topic.topic]
+            if backlog == 0:
+                continue
             letters += await self._read(letter_topic, consumer, backlog)
         self.truncated = await self._blocked()
         return letters
@@ -209,15 +227,15 @@ class DeadLetterStore:
             return False
         for letter_topic, _ in self._consumers:
             try:
-                stats = await asyncio.to_thread(self._admin.topic_stats, letter_topic.topic)
+                stats = await self._stats(letter_topic.topic)
             except PulsarAdminError:
                 continue
-            sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
-            if sub.get("blockedSubscriptionOnUnackedMsgs"):
-                return True
-            if any(c.get("blockedConsumerOnUnackedMsgs") for c in sub.get("consumers") or []
-                   if isinstance(c, dict) and c.get("consumerName") == _CONSUMER_NAME):
-                return True
+            # a partitioned topic: each partition's own (its summed stats merge the
+            # consumers of all partitions by position, their flags and names lost)
+            parts = stats.get("partitions")
+            for one in [stats, *(parts.values() if isinstance(parts, dict) else ())]:
+                if isinstance(one, dict) and _blocked_in(one):
+                    return True
         return False
 
     def _views(self, letter_topic: LetterTopic, msg: ReceivedMessage) -> list[LetterView]:
@@ -243,32 +261,71 @@ class DeadLetterStore:
         for reader in self._readers:
             if reader.wire == view.wire:
                 return reader
-        return self._readers[0]
+        # a letter none of the readers read: the native fallback of ``_views`` read it
+        return NativeLetters(self.tenant, self.namespace)
 
     async def replay(self, letters: Sequence[Letter], *, to_service: str | None = None) -> int:
-        """Republish each letter's content as its dialect replays it; ack the letters once
-        every replayed message is persisted. Returns how many were replayed. Raises
-        TransportError (nothing acked), ValueError for a letter with nothing to replay."""
-        by_topic: dict[str, tuple[DeadLetters, list[OutgoingMessage]]] = {}
+        """Republish each letter's content as its dialect replays it, topic by topic; a
+        letter's message is acked once everything it holds is persisted (an atomic bulk: all its
+        tasks). Returns how many were replayed. Raises ValueError for a letter with nothing to
+        replay (before anything is published); TransportError when the broker fails part-way:
+        the letters already republished are deleted (a second ``replay`` would run them twice),
+        the others kept, and its message says how many went."""
+        plan: dict[str, tuple[DeadLetters, list[OutgoingMessage], list[Letter]]] = {}
         for letter in letters:
             reader = self._reader(letter.view)
             publish = reader.replay(letter.view, service=self.service, to_service=to_service)
-            by_topic.setdefault(publish.topic, (reader, []))[1].append(publish.message)
-        for topic, (reader, messages) in by_topic.items():
-            keep = reader.keep_subscription(topic)
-            if keep:
-                with contextlib.suppress(TransportError):
-                    await self._transport.ensure_subscription(
-                        topic, keep, SubscriptionType.SHARED)
+            _, messages, mine = plan.setdefault(publish.topic, (reader, [], []))
+            messages.append(publish.message)
+            mine.append(letter)
+        size: dict[int, int] = {}  # letters of each message (several: an atomic bulk)
+        for letter in letters:
+            size[id(letter.message)] = size.get(id(letter.message), 0) + 1
+        unpublished = dict(size)
+        done = 0  # letters replayed and deleted
+        try:
+            for topic, (reader, messages, mine) in plan.items():
+                sent, failure = await self._publish(reader, topic, messages, mine)
+                complete: list[Letter] = []
+                for letter in sent:
+                    unpublished[id(letter.message)] -= 1
+                    if not unpublished[id(letter.message)]:
+                        complete.append(letter)
+                await self.ack(complete)
+                done += sum(size[id(letter.message)] for letter in complete)
+                if failure is not None:
+                    raise failure
+        except TransportError as exc:
+            if not done:
+                raise
+            raise TransportError(
+                f"{done} of {len(letters)} letter(s) replayed (their dead letters deleted), the "
+                f"others kept: {exc}", refused=exc.refused) from exc
+        return len(letters)
+
+    async def _publish(self, reader: DeadLetters, topic: str, messages: list[OutgoingMessage],
+                       mine: list[Letter]) -> tuple[list[Letter], TransportError | None]:
+        """Publish one topic's replays: the letters whose message the broker confirmed, and
+        the failure (None: all of them)."""
+        keep = reader.keep_subscription(topic)
+        if keep:
+            with contextlib.suppress(TransportError):
+                await self._transport.ensure_subscription(topic, keep, SubscriptionType.SHARED)
+        try:
             producer = await self._transport.create_producer(
                 topic, schema=reader.producer_schema(topic))
-            try:
-                await producer.send_many(messages)
-            finally:
-                with contextlib.suppress(TransportError, TimeoutError):
-                    await asyncio.wait_for(producer.close(), 10.0)
-        await self.ack(letters)
-        return len(letters)
+        except TransportError as exc:
+            return [], exc
+        try:
+            await producer.send_many(messages)
+        except SendFailed as exc:
+            return [mine[i] for i in exc.sent], exc
+        except TransportError as exc:
+            return [], exc
+        finally:
+            with contextlib.suppress(TransportError, TimeoutError):
+                await asyncio.wait_for(producer.close(), 10.0)
+        return mine, None
 
 
 def _union(groups: Iterable[Sequence[LetterTopic]]) -> list[LetterTopic]:
@@ -281,6 +338,15 @@ def _union(groups: Iterable[Sequence[LetterTopic]]) -> list[LetterTopic]:
             if known is None or (letter_topic.writer_schemas and not known.writer_schemas):
                 seen[letter_topic.topic] = letter_topic
     return list(seen.values())
+
+
+def _blocked_in(stats: dict[str, Any]) -> bool:
+    """Whether one topic's stats say the broker stopped delivering to the tool."""
+    sub = (stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION) or {}
+    if sub.get("blockedSubscriptionOnUnackedMsgs"):
+        return True
+    return any(c.get("blockedConsumerOnUnackedMsgs") for c in sub.get("consumers") or []
+               if isinstance(c, dict) and c.get("consumerName") == _CONSUMER_NAME)
 
 
 def _publish_time(msg: ReceivedMessage) -> float | None:

@@ -146,3 +146,38 @@ async def test_list_show_status_replay_and_purge_infinitic_letters(
     purged = await _tool(pulsar_broker, namespace, "dlq", "purge", S, "--yes")
     assert purged["deleted"] == 1
     assert (await _tool(pulsar_broker, namespace, "dlq", "list", S))["count"] == 0
+
+
+async def test_letters_on_a_dead_letter_topic_the_jvm_created_partitioned_are_read_and_replayed(
+    pulsar_broker: BrokerInfo, admin: PulsarAdmin, namespace: str
+) -> None:
+    """The JVM's consumers create ``task-executor-dlq:<S>`` with 3 partitions (WIRE.md §2): a
+    service that a JVM worker served before (or serves too) has its letters there. Before: the
+    tool asked the admin API for the stats of a non-partitioned topic of that name, found none,
+    and said there was no dead-letter topic (``count`` 0; ``status`` counted them)."""
+    dialect = InfiniticDialect(TENANT, namespace, handlers=True)
+    executor_dlq = dialect.dead_letter_topic(S)
+    for topic, partitions in dialect.topics(S).items():
+        admin.ensure_topic(topic, 3 if topic == executor_dlq else partitions)
+    task_bytes = _sample("task-executor-BenchService-EXECUTE_TASK-1.bin")
+    task = env.decode_execute_task(task_bytes)
+    transport = create_transport(pulsar_broker.service_url)
+    try:
+        await transport.ensure_subscription(executor_dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        letters = await transport.create_producer(executor_dlq,
+                                                  schema=definition(Envelope.TASK_EXECUTOR))
+        await letters.send(OutgoingMessage(task_bytes, {"REAL_TOPIC": "x"}))
+        await letters.close()
+    finally:
+        await transport.close()
+
+    status = await _tool(pulsar_broker, namespace, "status", "--service", S)
+    assert status["services"][0]["dead_letters"] == 1, status
+    listed = await _tool(pulsar_broker, namespace, "dlq", "list", S)
+    assert [x["task_id"] for x in listed["letters"]] == [task.task_id], listed
+    replayed = await _tool(pulsar_broker, namespace, "dlq", "replay", S, "--task-id", task.task_id)
+    assert replayed["replayed"] == 1, replayed
+    msg = await asyncio.to_thread(_take, pulsar_broker.service_url,
+                                  dialect.topic("task-executor", S), "task-executor-subscription")
+    assert env.decode_execute_task(msg.data()).task_id == task.task_id
+    assert (await _tool(pulsar_broker, namespace, "dlq", "list", S))["count"] == 0

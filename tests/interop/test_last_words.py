@@ -56,13 +56,15 @@ def namespace(admin: PulsarAdmin) -> Iterator[str]:
 
 
 def _failed_events(client: pulsar.Client, topic: str, task_id: str,
-                   timeout: float) -> list[env.TaskFailedEvent]:
+                   timeout: float, *, every: bool = False) -> list[env.TaskFailedEvent]:
+    """The TaskFailedEvents of ``task_id`` kept on the watch subscription: the first one
+    (``every``: all those that come within ``timeout``)."""
     consumer = client.subscribe(topic, "test-watch", consumer_type=pulsar.ConsumerType.Shared,
                                 initial_position=pulsar.InitialPosition.Earliest)
     found: list[env.TaskFailedEvent] = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and not found:
+        while time.monotonic() < deadline and (every or not found):
             try:
                 msg = consumer.receive(300)
             except pulsar.Timeout:
@@ -111,6 +113,10 @@ async def test_a_task_pulsar_dead_letters_is_first_told_failed(
         while admin.subscription_counts(dlq, DLQ_SUBSCRIPTION)[0] < 1:  # and then dead-lettered
             assert time.monotonic() < deadline, "the task was not dead-lettered"
             await asyncio.sleep(0.2)
+        # told once: not at the earlier nack (redelivery count 0 < max_redeliveries 1)
+        every = await asyncio.to_thread(_failed_events, client, events_topic, sent.task_id, 3,
+                                        every=True)
+        assert len(every) == 1, every
     finally:
         client.close()
         await worker.stop(grace=2.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from infinitic_py.ops.dlq import REASON_MAX_REDELIVERIES as MAX_REDELIVERIES
@@ -107,3 +108,104 @@ async def test_a_dead_lettered_bulk_is_replayed_whole_or_left_alone() -> None:
     finally:
         await transport.close()
         reset_broker(name)
+
+
+async def test_a_native_letter_read_with_wire_infinitic_replays_as_native() -> None:
+    """``dlq replay S --wire infinitic`` on a topic holding a native task (the fallback reader
+    shows it as one). Before: the replay asked the Infinitic dialect, which refused it with
+    'holds no readable Infinitic message: ... (purge it)', advising to delete a good task."""
+    from infinitic_py.wire.dialects import letter_readers
+
+    pytest.importorskip("fastavro")
+    name = f"dlw-{uuid.uuid4().hex[:6]}"
+    transport = MemoryTransport(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    task = wire.ExecuteTask(task_id="t-1", service="Svc", method="go", args=wire.encode_value([1]))
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        await producer.send(OutgoingMessage(wire.encode(task), wire.properties_for(task)))
+        readers = letter_readers("infinitic", "public", "default")
+        async with DeadLetterStore(transport, "public", "default", "Svc", idle=0.3,
+                                   readers=readers) as store:
+            letters = await store.read()
+            assert [(x.view.wire, x.view.task_id) for x in letters] == [("native", "t-1")]
+            assert await store.replay(letters) == 1
+        (replayed,) = [wire.decode_execute(m.data)
+                       for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)]
+        assert (replayed.task_id, replayed.retry_sequence) == ("t-1", 1)
+        assert get_broker(name).peek(dlq, DLQ_SUBSCRIPTION) == []
+    finally:
+        await transport.close()
+        reset_broker(name)
+
+
+async def test_a_replay_the_broker_refuses_part_way_deletes_exactly_the_letters_replayed() -> None:
+    """Letters replayed to two topics (two priority bands); the broker refuses the second.
+    Before: nothing was acked, so the letter already republished stayed in the dead-letter
+    topic and the next ``replay`` ran its task twice. Now: it is deleted, the other kept, and
+    the error says how many went."""
+    from infinitic_py.transport.base import TransportError
+
+    class Refusing(MemoryTransport):
+        async def create_producer(self, topic: str, **kwargs: object):  # type: ignore[no-untyped-def]
+            if topic.endswith(":high"):
+                raise TransportError("refused", refused=True)
+            return await super().create_producer(topic, **kwargs)  # type: ignore[arg-type]
+
+    name = f"dlp-{uuid.uuid4().hex[:6]}"
+    transport = Refusing(f"memory://{name}")
+    topic, dlq = service_topic("public", "default", "Svc"), dead_letter_topic("public", "default", "Svc")
+    normal = wire.ExecuteTask(task_id="t-n", service="Svc", method="go", args=wire.encode_value([]))
+    high = msgspec.structs.replace(normal, task_id="t-h", priority=9)
+    try:
+        await transport.ensure_subscription(dlq, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+        producer = await transport.create_producer(dlq)
+        for task in (normal, high):
+            await producer.send(OutgoingMessage(wire.encode(task), wire.properties_for(task)))
+        async with DeadLetterStore(transport, "public", "default", "Svc", idle=0.3) as store:
+            letters = await store.read()
+            with pytest.raises(TransportError, match="1 of 2"):
+                await store.replay(letters)
+        assert [wire.decode_execute(m.data).task_id
+                for m in get_broker(name).peek(topic, WORKER_SUBSCRIPTION)] == ["t-n"]
+        kept = [read_letter(m.data, m.properties, service="Svc", published_at=None).task_id
+                for m in get_broker(name).peek(dlq, DLQ_SUBSCRIPTION)]
+        assert kept == ["t-h"]
+    finally:
+        await transport.close()
+        reset_broker(name)
+
+
+async def test_a_partition_that_stopped_delivering_to_the_tool_says_incomplete() -> None:
+    """A partitioned dead-letter topic (the JVM's): the broker's summed stats merge the
+    consumers of every partition by position (one name, one flag kept), so a partition whose
+    consumer hit the unacked limit showed only in its own stats. Before: not read, so a list
+    cut short by one partition said ``complete``."""
+    from infinitic_py.wire.letters import LetterTopic
+
+    def consumer(name: str, blocked: bool) -> dict[str, object]:
+        return {"consumerName": name, "blockedConsumerOnUnackedMsgs": blocked}
+
+    def sub(*consumers: dict[str, object]) -> dict[str, object]:
+        return {"subscriptions": {DLQ_SUBSCRIPTION: {"consumers": list(consumers)}}}
+
+    dlq = dead_letter_topic("public", "default", "Svc")
+
+    class Admin:
+        def topic_stats(self, topic: str) -> dict[str, object]:
+            return {}  # partitioned: no stats under its own name
+
+        def partitioned_topic_stats(self, topic: str) -> dict[str, object]:
+            merged = sub(consumer("infinitic-py-worker", False))  # as the broker merges them
+            merged["partitions"] = {
+                f"{dlq}-partition-0": sub(consumer("infinitic-py-worker", False),
+                                          consumer("infinitic-py-dlq-tool", False)),
+                f"{dlq}-partition-1": sub(consumer("infinitic-py-dlq-tool", True)),
+            }
+            return merged
+
+    store = DeadLetterStore(MemoryTransport(f"memory://blk-{uuid.uuid4().hex[:6]}"), "public",
+                            "default", "Svc", admin=Admin())  # type: ignore[arg-type]
+    store._consumers = [(LetterTopic(dlq), None)]  # type: ignore[list-item]
+    assert await store._blocked()
