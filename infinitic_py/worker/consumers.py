@@ -100,6 +100,17 @@ class Consumers:
         for consumer, part in groups.items():
             await self._settle(consumer, part, ack)
 
+    async def give_back_unrun(self, msgs: Sequence[ReceivedMessage]) -> None:
+        """Messages the worker got while stopping, that never ran: nacked (the next worker gets
+        them at once), except those at their last delivery (``max_redeliveries``), which the
+        consumer's close hands back instead: a nack would have the broker dead-letter a task
+        that never ran."""
+        limit = self._settings.max_redeliveries
+        if limit is not None:
+            msgs = [m for m in msgs if m.redelivery_count < limit]
+        if msgs:
+            await self.settle(msgs, ack=False)
+
     async def _settle(self, consumer: Consumer, msgs: Sequence[ReceivedMessage],
                       ack: bool) -> None:
         try:

@@ -210,8 +210,8 @@ class ServiceExecutor:
                 ledger.unreserve(reserved)
                 want = min(ledger.max_held, 2 * want if len(msgs) >= reserved else 2 * len(msgs))
                 reserved = 0
-                if self._stopping:
-                    consumer.negative_acknowledge(msgs)  # they go back to the next worker
+                if self._stopping:  # they go back to the next worker
+                    await self._consumers.give_back_unrun(msgs)
                     return
                 # An atomic bulk -> its tasks (settled as one: Consumers).
                 tasks, size = expand_bulks(msgs)
@@ -405,7 +405,7 @@ class ServiceExecutor:
 
     def _on_rerun(self, p: Pending) -> None:
         if self._stopping:  # the invoker shuts down once the drain ends: back to the broker
-            self._spawn(self._settler.give_back([p]))
+            self._spawn(self._settler.give_back([p], ran=False))
             return
         route = p.route
         self._instruments.methods[route.name].received.inc()

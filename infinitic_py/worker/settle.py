@@ -94,22 +94,28 @@ class Settler:
             self._ledger.release(1, len(copy.msg.data))
 
     async def give_back(self, items: Sequence[Pending],
-                        error: BaseException | None = None) -> None:
+                        error: BaseException | None = None, *, ran: bool = True) -> None:
         """Nack the tasks of a unit that did not settle (they run again), close their books;
         the copies parked on them go back too (they come back after the attempt). ``error``:
         why their outcomes could not be made durable; a task this nack makes the broker
-        dead-letter is first told to whoever waits, if the dialect says how (``last_words``)."""
+        dead-letter is first told to whoever waits, if the dialect says how (``last_words``).
+        ``ran=False``: tasks the stopping worker gives back unrun
+        (``Consumers.give_back_unrun``: none is dead-lettered for it)."""
+        nack = self._consumers.give_back_unrun if not ran else self._nack_all
         try:
             if error is not None:
                 await self._say_last_words(items, error)
-            await self._consumers.settle([p.msg for p in items], ack=False)
+            await nack([p.msg for p in items])
         finally:
             parked = self._ledger.settle(items, ack=False)
             if parked:
                 try:
-                    await self._consumers.settle([p.msg for p in parked], ack=False)
+                    await nack([p.msg for p in parked])
                 finally:
                     self._ledger.release(len(parked), sum(len(p.msg.data) for p in parked))
+
+    async def _nack_all(self, msgs: Sequence[ReceivedMessage]) -> None:
+        await self._consumers.settle(msgs, ack=False)
 
     async def _say_last_words(self, items: Sequence[Pending], error: BaseException) -> None:
         """Best effort, never raises: the tasks whose redelivery count reached

@@ -15,6 +15,7 @@ from infinitic_py.service import define_service
 from infinitic_py.transport.base import (
     Consumer,
     ConsumerClosed,
+    ConsumerSettings,
     OutgoingMessage,
     Producer,
     ReceivedMessage,
@@ -104,12 +105,12 @@ class GatedTransport(FixedTransport):
         return producer
 
 
-def _message(n: int) -> ReceivedMessage:
+def _message(n: int, redelivery_count: int = 0) -> ReceivedMessage:
     execute = wire.ExecuteTask(
         task_id=f"t{n}", service="Echo", method="echo", args=wire.encode_value((Job(n),)),
         reply_to="persistent://public/default/response:replies",
     )
-    return ReceivedMessage(wire.encode(execute), {}, 0, "topic", None)
+    return ReceivedMessage(wire.encode(execute), {}, redelivery_count, "topic", None)
 
 
 async def test_grace_expiry_does_not_cancel_a_unit_publishing_its_outcomes() -> None:
@@ -132,3 +133,36 @@ async def test_grace_expiry_does_not_cancel_a_unit_publishing_its_outcomes() -> 
     assert sorted(m.data for m in consumer.acked) == sorted([_message(1).data, _message(2).data])
     assert not consumer.nacked
     assert len(transport.producers[0].sent) == 2
+
+
+class LateRunConsumer(OneRunConsumer):
+    """Hands out its one run, whole, only once ``release`` is set: the worker is stopping by
+    then."""
+
+    def __init__(self, msgs: list[ReceivedMessage]) -> None:
+        super().__init__(msgs)
+        self.release = asyncio.Event()
+
+    async def receive_many(self, max_messages: int) -> list[ReceivedMessage]:
+        await self.release.wait()
+        return await super().receive_many(len(self.msgs) or 1)
+
+
+async def test_a_run_received_while_stopping_is_given_back_without_dead_lettering() -> None:
+    """A nack of a message at its last delivery has the broker dead-letter it: one received
+    while the worker stops never ran, so it is left to the consumer's close, which hands it to
+    the next worker; the others are nacked (they go there at once)."""
+    fresh, last = _message(1), _message(2, redelivery_count=3)
+    consumer = LateRunConsumer([fresh, last])
+    executor = ServiceExecutor(define_service(Echo(), name="Echo"), FixedTransport(consumer),
+                               ExecutorSettings(consumer=ConsumerSettings(max_redeliveries=3)))
+    await executor.start()
+    stopping = asyncio.ensure_future(executor.stop(grace=1))
+    deadline = asyncio.get_running_loop().time() + 5
+    while not executor._stopping:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    consumer.release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert consumer.nacked == [fresh]
+    assert not consumer.acked
