@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from infinitic_py.errors import ResultTimeout, TaskFailed
+from infinitic_py.errors import DecodeError, ResultTimeout, TaskFailed
 from infinitic_py.priority import check_priority
 from infinitic_py.service import MethodDefinition, TaskMethod
 from infinitic_py.wire import native as wire
@@ -132,7 +132,15 @@ class Deferred(Generic[R]):
                 reply.task_id, reply.error_type, reply.message, reply.retry_index,
                 reply.traceback, reply.service, reply.method,
             )
-        output: R = (self._decoder or _any_decoder).decode(reply.output)
+        try:
+            output: R = (self._decoder or _any_decoder).decode(reply.output)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise DecodeError(
+                f"task {self.task_id} ({reply.service}.{reply.method}) completed, but its result "
+                f"does not match the return type the client's service class declares: {exc} "
+                "(the worker's method returned another type, or the client's copy of the class "
+                "differs from the worker's)"
+            ) from None
         return output
 
     def __repr__(self) -> str:
