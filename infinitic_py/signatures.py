@@ -71,3 +71,24 @@ def wrapper_fields(tp: Any) -> list[tuple[str, Any]] | None:
 
 def describe(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp).replace("typing.", "")
+
+
+def args_mismatch(param_names: tuple[str, ...], param_types: tuple[Any, ...],
+                  encoded: bytes, error: Exception) -> str:
+    """Why ``encoded`` (the MessagePack array of a task's positional arguments) does not fit the
+    parameters, for a user: how many arguments the task takes, or the first argument that does
+    not fit, named, with msgspec's reason for it alone (its path relative to that argument).
+    ``error`` (the whole array's) when neither applies. Called on the error path only."""
+    try:
+        raws = msgspec.msgpack.decode(encoded, type=list[msgspec.Raw])
+    except msgspec.DecodeError:
+        return str(error)
+    if len(raws) != len(param_names):
+        return (f"takes {len(param_names)} argument(s) ({', '.join(param_names)}), "
+                f"got {len(raws)}")
+    for name, tp, raw in zip(param_names, param_types, raws, strict=True):
+        try:
+            msgspec.msgpack.decode(raw, type=tp)
+        except msgspec.ValidationError as exc:
+            return f"argument {name!r} must be {describe(tp)}: {exc}"
+    return str(error)

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
 from infinitic_py import AsyncClient, Call, Client, task
@@ -125,3 +126,29 @@ async def test_a_dispatch_to_a_broker_that_refuses_connections_says_so() -> None
     message = str(info.value)
     assert "\n" not in message
     assert f"cannot reach the broker at {broker}" in message and "refused" in message, message
+
+
+class Orders:
+    @task
+    def place(self, order: Order, qty: int) -> int:
+        return qty
+
+
+class Order(msgspec.Struct):
+    sku: str
+    lines: list[int] = []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    # msgspec alone said "Expected `object`, got `str` - at `$[0]`": which argument, what type?
+    (("sku-1", 2), r"Orders.place\(\): argument 'order' must be Order: Expected `object`, got `str`"),
+    ((Order("a"), "2"), r"Orders.place\(\): argument 'qty' must be int: Expected `int`, got `str`"),
+    (({"sku": "a", "lines": ["x"]}, 2),
+     r"argument 'order' must be Order: Expected `int`, got `str` - at `\$.lines\[0\]`"),
+])
+async def test_an_argument_of_the_wrong_type_is_named_with_its_parameter(
+        args: tuple[Any, ...], words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=words) as info:
+            await client.service(Orders).place(*args)
+        assert "$[" not in str(info.value)

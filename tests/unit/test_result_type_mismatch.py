@@ -64,7 +64,7 @@ def test_the_sync_client_raises_the_same() -> None:
             client._run(worker.start())
             try:
                 bad = client.service(Loose).count(2)
-                with pytest.raises(DecodeError, match="Loose.count"):
+                with pytest.raises(DecodeError, match=r"Loose\.count"):
                     bad.result(timeout=10)
             finally:
                 client._run(worker.stop())
