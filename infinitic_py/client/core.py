@@ -297,7 +297,13 @@ class AsyncClient:
             if not isinstance(exc, TransportError):
                 raise
             failure = exc
-            if not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
+            if "MessageTooBig" in str(exc):  # the caller's data, not the broker, is at fault
+                largest = max(len(message.data) for message in out)
+                failure = TransportError(
+                    f"{exc}: the largest task's message is {largest:,} bytes, over the "
+                    "broker's maxMessageSize (5 MiB by default): pass large data by reference "
+                    "(e.g. an object store key) instead")
+            elif not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
                 reason = await unreachable_reason(self.url)
                 failure = TransportError(reason) if reason else exc
             raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
