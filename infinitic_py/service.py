@@ -417,7 +417,8 @@ def define_method(
         param_types=param_types,
         return_type=return_type,
         signature=sig.replace(parameters=params),
-        fn=types.MethodType(fn, instance) if instance is not None else None,
+        fn=_positional(types.MethodType(fn, instance), params, is_async)
+        if instance is not None else None,
         is_async=is_async,
         timeout=tm.timeout,
         retry=tm.retry,
@@ -426,6 +427,24 @@ def define_method(
         # A batch twin returning None completes every task with None, whatever the type says.
         output_decoder=msgspec.msgpack.Decoder(return_type | None if batch else return_type),
     )
+
+
+def _positional(fn: Callable[..., Any], params: list[inspect.Parameter],
+                is_async: bool) -> Callable[..., Any]:
+    """``fn`` called with every argument in signature order (how a task's arguments travel):
+    its keyword-only parameters, if any, get theirs by keyword."""
+    keywords = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    if not keywords:
+        return fn
+    first = len(params) - len(keywords)  # keyword-only parameters come last
+    if is_async:
+        async def call_async(*args: Any) -> Any:
+            return await fn(*args[:first], **dict(zip(keywords, args[first:], strict=True)))
+        return call_async
+
+    def call(*args: Any) -> Any:
+        return fn(*args[:first], **dict(zip(keywords, args[first:], strict=True)))
+    return call
 
 
 def define_service(
