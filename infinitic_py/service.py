@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -121,6 +121,18 @@ class TaskMethod(Generic[S, P, R]):
         return f"<task {self.name}{' (batched)' if self.batch_spec else ''}>"
 
 
+class _TaskDecorator(Protocol):
+    """What ``@task(timeout=..., retry=...)`` returns: like ``@task``, an ``async def``'s result
+    type is its awaited result."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
+    ) -> TaskMethod[S, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[S, P], R], /) -> TaskMethod[S, P, R]: ...
+
+
 @overload
 def task(
     fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
@@ -130,7 +142,7 @@ def task(fn: Callable[Concatenate[S, P], R], /) -> TaskMethod[S, P, R]: ...
 @overload
 def task(
     *, timeout: float | None = None, retry: RetryPolicy | None = None
-) -> Callable[[Callable[Concatenate[S, P], R]], TaskMethod[S, P, R]]: ...
+) -> _TaskDecorator: ...
 def task(
     fn: Callable[..., Any] | None = None,
     /,

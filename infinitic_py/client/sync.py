@@ -7,7 +7,8 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from infinitic_py.client.core import AsyncClient
@@ -50,8 +51,20 @@ class SyncStubMethod(Generic[P, R]):
         return [SyncDeferred(d, self._client)
                 for d in self._client._run(self._method.many(items, atomic=atomic))]
 
-    def options(self, **options: Any) -> SyncStubMethod[P, R]:
-        return SyncStubMethod(self._method.options(**options), self._client)
+    def options(
+        self,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        priority: int | None = None,
+    ) -> SyncStubMethod[P, R]:
+        """``StubMethod.options``: the same method with per-call options."""
+        return SyncStubMethod(self._method.options(
+            meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+            priority=priority), self._client)
 
 
 class SyncServiceStub:
