@@ -116,6 +116,12 @@ class Deferred(Generic[R]):
         return self._future is not None and self._future.done()
 
     async def result(self, timeout: float | None = None) -> R:
+        """The task's output, waiting at most ``timeout`` seconds (None: as long as it takes;
+        0 or less: only if it is already there)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, int | float) or math.isnan(timeout)):
+            raise (ValueError if isinstance(timeout, float) else TypeError)(
+                f"timeout must be a number of seconds or None, got {timeout!r}")
         if self._future is None:
             raise RuntimeError(
                 f"task {self.task_id} was dispatched without asking for its result "

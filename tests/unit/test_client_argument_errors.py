@@ -5,6 +5,7 @@ tags), a task that can never be answered (task_id=5), or a crash of the embedded
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from infinitic_py import AsyncClient, Call, Client, task
+from infinitic_py import AsyncClient, Call, Client, ResultTimeout, task
 
 
 class Svc:
@@ -152,3 +153,25 @@ async def test_an_argument_of_the_wrong_type_is_named_with_its_parameter(
         with pytest.raises(TypeError, match=words) as info:
             await client.service(Orders).place(*args)
         assert "$[" not in str(info.value)
+
+
+@pytest.mark.parametrize(("timeout", "error"), [
+    (math.nan, ValueError),  # waited forever (NaN compares false with everything)
+    ("3", TypeError),  # "'<=' not supported between 'str' and 'int'", and a shield leaked
+    (True, TypeError),
+])
+async def test_a_wrong_result_timeout_is_refused_at_once(timeout: Any,
+                                                         error: type[Exception]) -> None:
+    async with AsyncClient(url()) as client:
+        deferred = await client.service("Nobody").run(1)  # no worker: no result ever comes
+        with pytest.raises(error, match="timeout must be a number of seconds or None"):
+            await asyncio.wait_for(deferred.result(timeout=timeout), 5)
+        with pytest.raises(ResultTimeout):  # 0 or less: only a result already there
+            await deferred.result(timeout=-1)
+
+
+def test_the_sync_deferred_refuses_it_too() -> None:
+    with Client(url()) as client:
+        deferred = client.service("Nobody").run(1)
+        with pytest.raises(ValueError, match="timeout must be a number of seconds or None"):
+            deferred.result(timeout=math.nan)
