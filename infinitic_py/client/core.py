@@ -34,6 +34,7 @@ from infinitic_py.client.stubs import (
     check_tags,
     check_task_id,
     delay_of,
+    wrong_loop,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.errors import ClientClosed, DispatchFailed
@@ -117,6 +118,7 @@ class AsyncClient:
         self._response_task: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it first ran in
         # wire="infinitic": Infinitic 0.18 requests to JVM services (``parameter_types``:
         # {"Service.method": JVM class names}; the admin API creates ``response:<name>``, as
         # Infinitic namespaces have auto topic creation off)
@@ -144,6 +146,7 @@ class AsyncClient:
     async def start(self) -> None:
         """Connect (done lazily by the first dispatch otherwise)."""
         self._check_open()
+        self._check_loop()
         if self._transport is None:
             self._transport = create_transport(self.url, **self._transport_options)
 
@@ -174,6 +177,15 @@ class AsyncClient:
         """Close producers and the response consumer; pending results raise ClientClosed."""
         if self._closed:
             return
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            if loop.is_running():  # its own loop runs in another thread: close it there
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), loop))
+                return
+            # Its loop is gone (a previous asyncio.run()): its receive task and the futures of
+            # the results it awaited went with it; the broker-side resources are closed here.
+            self._response_task = None
+            self._waiting.clear()
         self._closed = True  # (a subscribe still in flight closes its own consumer)
         if self._responses is not None:
             with contextlib.suppress(TransportError):
@@ -198,6 +210,15 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed(f"client {self.name} is closed")
 
+    def _check_loop(self) -> None:
+        """A client lives in the event loop it first ran in (its receive task, its futures):
+        used from another one (a second ``asyncio.run()``), the results would never come."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(wrong_loop(self.name))
+
     # ------------------------------------------------------------------ dispatch
 
     async def _dispatch(
@@ -209,6 +230,7 @@ class AsyncClient:
         atomic: bool = False,
     ) -> list[Deferred[Any]]:
         self._check_open()
+        self._check_loop()
         now = wire.now()
         want_results = stub.results
         reply_to = self.response_topic if want_results else None
@@ -477,9 +499,3 @@ def _response_topic_taken(exc: TransportError, name: str, topic: str) -> Transpo
     return TransportError(f"another client named {name!r} is connected to its response topic "
                           f"{topic} (or one that died is not dropped by the broker yet): give "
                           "each client its own name (AsyncClient(name=...); unset: a unique one)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Sync client: the same surface, for scripts and threads
-# ---------------------------------------------------------------------------------------------
-

@@ -127,6 +127,8 @@ class Deferred(Generic[R]):
                 f"task {self.task_id} was dispatched without asking for its result "
                 "(client or stub created with results=False)"
             )
+        if self._future.get_loop() is not asyncio.get_running_loop():
+            raise RuntimeError(wrong_loop(self._client.name))
         try:
             reply = await asyncio.wait_for(asyncio.shield(self._future), timeout)
         except TimeoutError:
@@ -156,6 +158,14 @@ class Deferred(Generic[R]):
 MAX_DELAY_SECONDS = 10 * 365 * 86_400
 """The longest ``delay`` (or ``run_at`` ahead) a dispatch takes: 10 years. Far beyond it the
 client's clocks and timers overflow (pulsar-client's deliver_after, the embedded broker's)."""
+
+
+def wrong_loop(name: str) -> str:
+    """Why a client may not be used from another event loop (one line)."""
+    return (f"client {name} is used from another event loop than the one it first ran in (e.g. "
+            "a second asyncio.run()): its results are received in that first loop; create an "
+            "AsyncClient in each loop (async with AsyncClient(...) inside the coroutine you run), "
+            "or use the sync Client, which runs its own loop")
 
 
 def check_task_id(task_id: Any) -> None:
