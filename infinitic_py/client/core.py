@@ -182,10 +182,12 @@ class AsyncClient:
             if loop.is_running():  # its own loop runs in another thread: close it there
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), loop))
                 return
-            # Its loop is gone (a previous asyncio.run()): its receive task and the futures of
-            # the results it awaited went with it; the broker-side resources are closed here.
+            # Its loop is stopped (a previous asyncio.run()): its receive task ran there, and
+            # the futures of the results it awaited went with it if it is closed; the
+            # broker-side resources are closed here.
             self._response_task = None
-            self._waiting.clear()
+            if loop.is_closed():
+                self._waiting.clear()
         self._closed = True  # (a subscribe still in flight closes its own consumer)
         if self._responses is not None:
             with contextlib.suppress(TransportError):

@@ -72,3 +72,19 @@ def test_close_from_another_thread_runs_in_the_clients_own_loop() -> None:
         thread.join(10)
         loop.close()
         reset_broker(name)
+
+
+def test_close_from_another_loop_ends_the_awaits_of_a_stopped_loop() -> None:
+    """A loop driven by run_until_complete, stopped between calls: close() from a new loop
+    fails the results it awaited, so a later run of that loop does not wait for them forever."""
+    name = f"loops-stopped-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.new_event_loop()
+    try:
+        client = AsyncClient(f"memory://{name}")
+        deferred = loop.run_until_complete(client.service("Nobody").echo(1))
+        asyncio.run(asyncio.wait_for(client.close(), 10))
+        with pytest.raises(ClientClosed):
+            loop.run_until_complete(deferred.result())
+    finally:
+        loop.close()
+        reset_broker(name)
