@@ -74,7 +74,7 @@ def describe(tp: Any) -> str:
 
 
 def args_mismatch(param_names: tuple[str, ...], param_types: tuple[Any, ...],
-                  encoded: bytes, error: Exception) -> str:
+                  encoded: bytes | msgspec.Raw, error: Exception) -> str:
     """Why ``encoded`` (the MessagePack array of a task's positional arguments) does not fit the
     parameters, for a user: how many arguments the task takes, or the first argument that does
     not fit, named, with msgspec's reason for it alone (its path relative to that argument).

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from infinitic_py import AsyncClient, Call, Client, ResultTimeout, task
+from infinitic_py import AsyncClient, Call, Client, ResultTimeout, TaskFailed, Worker, task
 
 
 class Svc:
@@ -175,3 +175,21 @@ def test_the_sync_deferred_refuses_it_too() -> None:
         deferred = client.service("Nobody").run(1)
         with pytest.raises(ValueError, match="timeout must be a number of seconds or None"):
             deferred.result(timeout=math.nan)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("sku-1", 2), "argument 'order' must be Order: Expected `object`, got `str`"),
+    (({"sku": "a"},), r"takes 2 argument\(s\) \(order, qty\), got 1"),
+])
+async def test_the_worker_names_the_argument_of_a_task_sent_by_name(
+        args: tuple[Any, ...], words: str) -> None:
+    """A stub made from a name sends arguments as given; the worker's DecodeError names the
+    parameter too (it said "Expected `array` of length 2, got 1" or "... - at `$[0]`")."""
+    address = url()
+    worker = Worker(address)
+    worker.add_service(Orders())
+    async with worker, AsyncClient(address) as client:
+        deferred = await client.service("Orders").place(*args)
+        with pytest.raises(TaskFailed, match=words) as info:
+            await deferred.result(timeout=10)
+        assert info.value.error_type == "DecodeError"
