@@ -418,10 +418,15 @@ async def _dispatch_one(client: Any, args: argparse.Namespace, positional: list[
                         meta: dict[str, Any]) -> int:
     from infinitic_py.client import Call
 
-    stub = client.service(args.service)
-    (deferred,) = await getattr(stub, args.method).many(
-        [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
-    )
+    if not args.method.strip():
+        raise ConfigError("the METHOD argument is empty")
+    try:  # a service name, task id, ... the client refuses before anything is sent: usage
+        stub = client.service(args.service)
+        (deferred,) = await getattr(stub, args.method).many(
+            [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
     print(json.dumps({"task_id": deferred.task_id, "service": args.service,
                       "method": args.method}))
     if not args.wait:

@@ -30,6 +30,7 @@ from infinitic_py.signatures import (
     unwrap_awaitable,
     wrapper_fields,
 )
+from infinitic_py.topics import check_service_name
 
 S = TypeVar("S")
 P = ParamSpec("P")
@@ -161,8 +162,10 @@ def service(*, name: str | None = None) -> Callable[[C], C]:
 
     def mark(cls: C) -> C:
         if name is not None:
-            if not name or "/" in name:
-                raise ServiceDefinitionError(f"{cls.__name__}: invalid service name {name!r}")
+            try:
+                check_service_name(name)
+            except (TypeError, ValueError) as exc:
+                raise ServiceDefinitionError(f"{cls.__name__}: {exc}") from None
             setattr(cls, _SERVICE_NAME_ATTR, name)
         return cls
 
@@ -469,6 +472,10 @@ def define_service(
     the service, the method and what is wrong."""
     cls = type(instance)
     svc = name or service_name(cls)
+    try:
+        check_service_name(svc)
+    except (TypeError, ValueError) as exc:
+        raise ServiceDefinitionError(f"{cls.__qualname__}: {exc}") from None
     methods = task_methods(cls)
     if not methods:
         raise ServiceDefinitionError(

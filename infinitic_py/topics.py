@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from infinitic_py.priority import Band, split_band
+
 WORKER_SUBSCRIPTION = "infinitic-py-worker"
 # The durable subscription that keeps dead letters (created by the worker and by the `dlq`
 # commands, read by `infinitic-py dlq`): a topic without a subscription keeps nothing.
@@ -38,3 +42,29 @@ def unpartitioned(topic: str) -> str:
     non-partitioned topic is returned as it is). Pulsar names a message's topic by partition."""
     base, sep, index = topic.rpartition(PARTITION_SUFFIX)
     return base if sep and index.isdigit() else topic
+
+
+_PARTITION_NAME = re.compile(r"-partition-\d+$")
+
+
+def check_service_name(name: object) -> str:
+    """``name`` if it can name a service's topics, else a one-line ``ValueError`` (``TypeError``
+    if it is no str) saying why: a name the broker would read as another path, another
+    service's priority band or a partition makes a dispatch fail late, or go elsewhere."""
+    if not isinstance(name, str):
+        raise TypeError(f"a service name is a str, got {type(name).__name__}")
+    problem = None
+    if not name.strip():
+        problem = "it is empty"
+    elif "/" in name:
+        problem = "'/' separates a topic's tenant, namespace and local name"
+    elif any(ch < " " or ch == "\x7f" for ch in name):
+        problem = "it holds a control character"
+    elif split_band(name)[1] is not Band.NORMAL:
+        problem = (f"the suffix names a priority band's topic of service "
+                   f"{split_band(name)[0]!r} (use priority=... to dispatch there)")
+    elif _PARTITION_NAME.search(name):
+        problem = "Pulsar reserves the suffix '-partition-N' for a topic's partitions"
+    if problem is not None:
+        raise ValueError(f"invalid service name {name!r}: {problem}")
+    return name

@@ -42,6 +42,7 @@ from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread,
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
+from infinitic_py.topics import check_service_name
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
     Consumer,
@@ -169,7 +170,7 @@ class AsyncClient:
                 methods = describe_class(service)
                 self._class_methods[service] = methods
         return ServiceStub(
-            self, name or service_name(service), methods, meta, tags,
+            self, check_service_name(name or service_name(service)), methods, meta, tags,
             self.results if results is None else results,
         )
 
