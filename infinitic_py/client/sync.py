@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import threading
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
@@ -91,6 +92,11 @@ class Client:
             target=self._loop.run_forever, name="infinitic-client", daemon=True
         )
         self._thread.start()
+        # Calls submitted to the loop and not returned yet: close() ends those its loop will
+        # never run. The lock orders a submission before or after close() stops the loop.
+        self._lock = threading.Lock()
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._closing = False
         self._closed = False
         try:
             self._async = self._run(_make_client(url, options))
@@ -100,14 +106,24 @@ class Client:
         self.name = self._async.name
 
     def _run(self, coro: Awaitable[T]) -> T:
-        if self._closed:
-            if inspect.iscoroutine(coro):
-                coro.close()  # never run: no "coroutine was never awaited" warning
-            raise ClientClosed("client is closed")
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
-            _awaitable(coro), self._loop
-        )
-        return future.result()
+        with self._lock:
+            if self._closed:
+                if inspect.iscoroutine(coro):
+                    coro.close()  # never run: no "coroutine was never awaited" warning
+                raise ClientClosed("client is closed")
+            future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+                _awaitable(coro), self._loop
+            )
+            self._inflight.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closed:  # ended by close(): its loop stopped before it could finish
+                raise ClientClosed("client is closed") from None
+            raise
+        finally:
+            with self._lock:
+                self._inflight.discard(future)
 
     def service(self, service: type[Any] | str, **options: Any) -> SyncServiceStub:
         """``AsyncClient.service``'s stub, with its keyword options (``meta``, ``tags``,
@@ -115,15 +131,25 @@ class Client:
         return SyncServiceStub(self._async.service(service, **options), self)
 
     def close(self) -> None:
-        if self._closed:
-            return
+        """Close the client: pending results and calls of other threads raise ClientClosed."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
         try:
             self._run(self._async.close())
         finally:
-            self._closed = True
+            with self._lock:
+                self._closed = True
+                left = list(self._inflight)
             self._stop_loop()
+            for future in left:  # submitted, but the loop stopped before running them
+                future.cancel()
 
     def _stop_loop(self) -> None:
+        if self._thread.is_alive():  # end what still runs there (their callers: ClientClosed)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -140,6 +166,16 @@ async def _make_client(url: str, options: Mapping[str, Any]) -> AsyncClient:
     client = AsyncClient(url, **options)
     await client.start()
     return client
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait (bounded) for them to end."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=5)
 
 
 async def _awaitable(aw: Awaitable[T]) -> T:
