@@ -322,7 +322,9 @@ class AsyncClient:
             if not isinstance(exc, TransportError):
                 raise
             failure = exc
-            if "MessageTooBig" in str(exc):  # the caller's data, not the broker, is at fault
+            if self._closed:  # not the broker's doing: say so (close() ran meanwhile)
+                failure = TransportError(f"{exc}: the client was closed during the dispatch")
+            elif "MessageTooBig" in str(exc):  # the caller's data, not the broker, is at fault
                 largest = max(len(message.data) for message in out)
                 failure = TransportError(
                     f"{exc}: the largest task's message is {largest:,} bytes, over the "

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from infinitic_py import AsyncClient, task
@@ -36,3 +38,18 @@ async def test_a_task_over_the_message_size_limit_is_named_as_such(
         assert len(many.value.sent) == 2 and len(many.value.unsent) == 1
         assert "maxMessageSize" in str(many.value)
         await stub.store("small")  # the producer still works
+
+
+async def test_a_dispatch_in_flight_when_its_client_closes_says_so(
+    pulsar_broker: BrokerInfo, unique_name: str
+) -> None:
+    """It said 'none was confirmed by the broker (pulsar: Result.AlreadyClosed)', as if the
+    broker had failed."""
+    client = AsyncClient(pulsar_broker.service_url, results=False)
+    stub = client.service(Docs, name=f"Docs{unique_name}")
+    await stub.store("warm")  # the producer exists: the next many() goes straight to sending
+    dispatch = asyncio.ensure_future(stub.store.many([f"t{i}" for i in range(50_000)]))
+    await asyncio.sleep(0)  # the many() encodes (no await) and starts sending
+    await client.close()
+    with pytest.raises(DispatchFailed, match="the client was closed during the dispatch"):
+        await dispatch
