@@ -25,6 +25,7 @@ import structlog
 
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
+from infinitic_py.client.failures import dispatch_failed, response_topic_taken, send_failure
 from infinitic_py.client.stubs import (
     Call,
     Deferred,
@@ -37,7 +38,7 @@ from infinitic_py.client.stubs import (
     wrong_loop,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
-from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.errors import ClientClosed
 from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
@@ -55,7 +56,6 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
-from infinitic_py.transport.probe import unreachable_reason
 from infinitic_py.transport.urls import is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
@@ -321,19 +321,8 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            failure = exc
-            if self._closed:  # not the broker's doing: say so (close() ran meanwhile)
-                failure = TransportError(f"{exc}: the client was closed during the dispatch")
-            elif "MessageTooBig" in str(exc):  # the caller's data, not the broker, is at fault
-                largest = max(len(message.data) for message in out)
-                failure = TransportError(
-                    f"{exc}: the largest task's message is {largest:,} bytes, over the "
-                    "broker's maxMessageSize (5 MiB by default): pass large data by reference "
-                    "(e.g. an object store key) instead")
-            elif not sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
-                reason = await unreachable_reason(self.url)
-                failure = TransportError(reason) if reason else exc
-            raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
+            failure = await send_failure(exc, self.url, self._closed, out, bool(sent))
+            raise dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -428,7 +417,7 @@ class AsyncClient:
         try:
             consumer = await self._transport.subscribe(self.response_topic, self.name, settings)
         except TransportError as exc:
-            raise _response_topic_taken(exc, self.name, self.response_topic) from exc
+            raise response_topic_taken(exc, self.name, self.response_topic) from exc
         if self._closed:  # close() ran meanwhile (it does not wait for a subscribe)
             with contextlib.suppress(TransportError):
                 await consumer.close()
@@ -476,31 +465,6 @@ class AsyncClient:
                 await consumer.acknowledge([msg])
 
 
-def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
-                     deferreds: Sequence[Deferred[Any]], atomic: bool) -> DispatchFailed:
-    """The one error of a failed dispatch, naming what exists and what does not."""
-    done = [ids[i] for i in sorted(sent)]
-    rest = [task_id for i, task_id in enumerate(ids) if i not in sent]
-    if atomic:
-        what = f"atomic dispatch of {len(ids)} tasks failed: nothing was dispatched"
-    elif not done:
-        what = f"dispatch of {len(ids)} task(s) failed: none was confirmed by the broker"
-    else:
-        what = (f"dispatch of {len(ids)} tasks failed part-way: {len(done)} were sent "
-                f"(error.sent / error.deferreds), {len(rest)} were not confirmed (error.unsent)")
-    return DispatchFailed(f"{what} ({exc})", done, rest,
-                          [deferreds[i] for i in sorted(sent)])
-
-
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # a failed subscribe nobody awaits any more: no "never retrieved"
-
-
-def _response_topic_taken(exc: TransportError, name: str, topic: str) -> TransportError:
-    """Another consumer holds the response topic: the cause is the client name, say so."""
-    if "ConsumerBusy" not in str(exc) and "already has a consumer" not in str(exc):
-        return exc
-    return TransportError(f"another client named {name!r} is connected to its response topic "
-                          f"{topic} (or one that died is not dropped by the broker yet): give "
-                          "each client its own name (AsyncClient(name=...); unset: a unique one)")
