@@ -29,6 +29,27 @@ def dead_letter_topic(tenant: str, namespace: str, service: str) -> str:
     return _full(tenant, namespace, DLQ_TOPIC_PREFIX + service)
 
 
+# Pulsar's NamedEntity alphabet for a topic's local name (letters, digits, _ - = : .) and the
+# longest topic name: what a worker accepts as a reply topic (worker/envelope_rules.py), hence
+# what a client's name may hold (check_client_name).
+TOPIC_LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
+MAX_TOPIC_CHARS = 512
+
+
+def check_client_name(name: str, tenant: str, namespace: str) -> str:
+    """``name`` if its ``response:`` topic is one a worker answers on, else a one-line
+    ``ValueError``: a worker dead-letters a task whose reply topic is not (``invalid_envelope``),
+    so every awaited result of such a client would never come."""
+    if not isinstance(name, str):
+        raise TypeError(f"a client name is a str, got {type(name).__name__}")
+    longest = MAX_TOPIC_CHARS - len(response_topic(tenant, namespace, ""))
+    if not re.fullmatch(TOPIC_LOCAL_NAME, name) or len(name) > longest:
+        shown = repr(name) if len(name) <= 60 else f"{name[:57]!r}... ({len(name)} characters)"
+        raise ValueError(f"client name {shown} cannot name its response topic: use letters, "
+                         f"digits and _ - = : . only, at most {longest} characters")
+    return name
+
+
 def response_topic(tenant: str, namespace: str, client_name: str) -> str:
     """Where the results of tasks dispatched by one client come back."""
     return _full(tenant, namespace, RESPONSE_TOPIC_PREFIX + client_name)

@@ -32,6 +32,7 @@ from infinitic_py.client.stubs import (
     ServiceStub,
     check_batch_key,
     check_meta,
+    check_tag_count,
     check_tags,
     check_task_id,
     delay_of,
@@ -43,7 +44,7 @@ from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread,
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
-from infinitic_py.topics import check_service_name
+from infinitic_py.topics import check_client_name, check_service_name
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
     Consumer,
@@ -96,7 +97,8 @@ class AsyncClient:
         self.url = url
         self.tenant = tenant
         self.namespace = namespace
-        self.name = name or f"client-{uuid.uuid4().hex[:12]}"
+        self.name = check_client_name(name or f"client-{uuid.uuid4().hex[:12]}", tenant,
+                                      namespace)
         self.results = results
         self.subscription_type = subscription_type
         # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
@@ -365,6 +367,7 @@ class AsyncClient:
         meta = {**stub.meta, **(check_meta(call.meta) or {})}
         check_batch_key(meta)
         tags = (*stub.tags, *(check_tags(call.tags) or ()))
+        check_tag_count(tags)
         check_task_id(call.task_id)
         priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
         task_id, message = self._codec.build(

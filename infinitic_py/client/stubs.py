@@ -17,6 +17,7 @@ import msgspec
 from infinitic_py.errors import DecodeError, ResultTimeout, TaskFailed
 from infinitic_py.priority import check_priority
 from infinitic_py.service import MethodDefinition, TaskMethod
+from infinitic_py.wire import MAX_ID_CHARS, MAX_TAGS
 from infinitic_py.wire import native as wire
 
 if TYPE_CHECKING:
@@ -176,6 +177,9 @@ def check_task_id(task_id: Any) -> None:
         raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
     if not task_id:
         raise ValueError("task_id must not be empty (None lets the client choose one)")
+    if len(task_id) > MAX_ID_CHARS:  # a worker would dead-letter it (invalid_envelope)
+        raise ValueError(f"task_id must be at most {MAX_ID_CHARS} characters, got "
+                         f"{len(task_id)}")
 
 
 def delay_of(call: Call) -> float | None:
@@ -340,6 +344,13 @@ def check_tags(tags: Any) -> Sequence[str] | None:
         shown = repr(tags) if isinstance(tags, str | bytes) else type(tags).__name__
         raise TypeError(f"tags must be a list of str, got {shown}")
     return list(tags)
+
+
+def check_tag_count(tags: Sequence[str]) -> None:
+    """A task's tags (its stub's and its own) are at most ``MAX_TAGS``: a worker would
+    dead-letter it (invalid_envelope)."""
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"a task has at most {MAX_TAGS} tags, got {len(tags)}")
 
 
 def check_batch_key(meta: Mapping[str, Any]) -> None:

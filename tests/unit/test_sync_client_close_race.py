@@ -4,6 +4,7 @@ run, and its thread waited on it for ever (seen with 12 threads awaiting results
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -24,10 +25,8 @@ def test_closing_a_client_other_threads_are_calling_ends_every_call() -> None:
             started.wait(10)
             try:
                 while True:  # a call to the client's loop after another, as fast as it goes
-                    try:
+                    with contextlib.suppress(ResultTimeout):
                         deferreds[index % len(deferreds)].result(timeout=0)
-                    except ResultTimeout:
-                        pass
             except BaseException as exc:
                 ended.append(exc)
 
