@@ -99,8 +99,12 @@ class NativeCodec:
             task_id=call.task_id or uuid.uuid4().hex, service=service, method=method,
             args=encoded, meta=dict(meta), tags=tags, priority=priority, reply_to=reply_to,
             emitted_at=now, first_emitted_at=now)
-        return task.task_id, wire.task_message(task, deliver_after=delay, spread=spread,
-                                               spread_by=spread_by)
+        try:
+            message = wire.task_message(task, deliver_after=delay, spread=spread,
+                                        spread_by=spread_by)
+        except (TypeError, msgspec.EncodeError) as exc:  # the arguments are encoded: the meta
+            raise TypeError(f"{service}.{method}(): cannot encode meta: {exc}") from None
+        return task.task_id, message
 
     def decode_reply(self, message: ReceivedMessage) -> wire.Reply | None:
         return wire.decode_reply(message.data)

@@ -193,3 +193,10 @@ async def test_the_worker_names_the_argument_of_a_task_sent_by_name(
         with pytest.raises(TaskFailed, match=words) as info:
             await deferred.result(timeout=10)
         assert info.value.error_type == "DecodeError"
+
+
+async def test_meta_that_cannot_be_encoded_is_named() -> None:
+    """It said only "Encoding objects of type object is unsupported"."""
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=r"Svc.echo\(\): cannot encode meta: Encoding objects"):
+            await client.service(Svc).echo.options(meta={"when": object()})(1)
