@@ -23,8 +23,11 @@ from infinitic_py.errors import ServiceDefinitionError
 from infinitic_py.retry import RetryPolicy, check_retry
 from infinitic_py.signatures import (
     NOT_A_DICT,
+    check_codable,
+    check_plain_function,
     describe,
     dict_value_type,
+    positional_caller,
     strip_exceptions,
     type_hints,
     unwrap_awaitable,
@@ -305,6 +308,7 @@ def _build_batch(
 ) -> BatchDefinition:
     fn = spec.fn
     where = f"service {service}: batch method {fn.__name__!r} (twin of {method!r})"
+    check_plain_function(fn, where)
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values()][1:]  # drop self
     if len(params) != 1 or params[0].kind not in (
@@ -403,6 +407,7 @@ def define_method(
 ) -> MethodDefinition:
     where = f"service {service}: task {tm.name!r}"
     fn = tm.fn
+    check_plain_function(fn, where)
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     if not params:
@@ -418,6 +423,7 @@ def define_method(
     return_type = unwrap_awaitable(hints.get("return", Any), is_async)
     if return_type is None:
         return_type = type(None)
+    check_codable(zip((*param_names, "return"), (*param_types, return_type), strict=True), where)
     batch = None
     if tm.batch_spec is not None:
         spec = tm.batch_spec
@@ -432,7 +438,7 @@ def define_method(
         param_types=param_types,
         return_type=return_type,
         signature=sig.replace(parameters=params),
-        fn=_positional(types.MethodType(fn, instance), params, is_async)
+        fn=positional_caller(types.MethodType(fn, instance), params, is_async)
         if instance is not None else None,
         is_async=is_async,
         timeout=tm.timeout,
@@ -442,24 +448,6 @@ def define_method(
         # A batch twin returning None completes every task with None, whatever the type says.
         output_decoder=msgspec.msgpack.Decoder(return_type | None if batch else return_type),
     )
-
-
-def _positional(fn: Callable[..., Any], params: list[inspect.Parameter],
-                is_async: bool) -> Callable[..., Any]:
-    """``fn`` called with every argument in signature order (how a task's arguments travel):
-    its keyword-only parameters, if any, get theirs by keyword."""
-    keywords = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-    if not keywords:
-        return fn
-    first = len(params) - len(keywords)  # keyword-only parameters come last
-    if is_async:
-        async def call_async(*args: Any) -> Any:
-            return await fn(*args[:first], **dict(zip(keywords, args[first:], strict=True)))
-        return call_async
-
-    def call(*args: Any) -> Any:
-        return fn(*args[:first], **dict(zip(keywords, args[first:], strict=True)))
-    return call
 
 
 def define_service(
