@@ -122,8 +122,6 @@ def check_plain_function(fn: Any, where: str) -> None:
         raise ServiceDefinitionError(
             f"{where}: is a {type(fn).__name__}, which has no self: make it a plain method "
             "(def name(self, ...))")
-    if not inspect.isfunction(fn) and not inspect.ismethod(fn):
-        raise ServiceDefinitionError(f"{where}: is a {type(fn).__name__}, not a function")
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         raise ServiceDefinitionError(
             f"{where}: is a generator (it yields): a task returns its result (e.g. a list)")
