@@ -57,7 +57,7 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
-from infinitic_py.transport.urls import is_memory
+from infinitic_py.transport.urls import check_url, is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
 from infinitic_py.wire.native import Reply
@@ -94,7 +94,7 @@ class AsyncClient:
         close and to say once when no worker consumes a service dispatched to (see
         ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
         ``None``: neither (the response topic then stays on the broker)."""
-        self.url = url
+        self.url = check_url(url)
         self.tenant = tenant
         self.namespace = namespace
         self.name = check_client_name(name or f"client-{uuid.uuid4().hex[:12]}", tenant,

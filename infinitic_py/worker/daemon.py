@@ -31,7 +31,7 @@ from infinitic_py.service import ServiceDefinition, define_service
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES, ConsumerSettings, Transport
-from infinitic_py.transport.urls import is_memory
+from infinitic_py.transport.urls import check_url, is_memory
 from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
 from infinitic_py.worker.connect import connect_with_backoff
@@ -84,7 +84,7 @@ class Worker:
         backlog_interval: float = 15.0,
         gc_gen0_threshold: int | None = None,
     ) -> None:
-        self.url = url
+        self.url = check_url(url)
         self.tenant = tenant
         self.namespace = namespace
         self.name = name or socket.gethostname()
@@ -428,6 +428,14 @@ class Worker:
     def run(self) -> None:
         """Blocking: tune the GC (``gc_gen0_threshold``), run until SIGTERM / SIGINT, then drain
         within the grace period."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # none: the usual case
+            pass
+        else:  # it failed deep in asyncio, and took the caller's loop setting with it
+            raise RuntimeError("Worker.run() blocks and runs its own event loop, and this thread "
+                               "already runs one: in async code use `await worker.start()` ... "
+                               "`await worker.stop()` (or `async with worker:`)")
         self.tune_gc()
         run_bounded(self.run_until_signalled(), LEFTOVER_GRACE)
 

@@ -1,0 +1,53 @@
+"""Mistakes made where a client or a worker is built are refused there, in one line: a URL that
+names no transport or a port that is no number (it failed at the first dispatch or at start, with
+urllib's "Port could not be cast to integer value as 'x'" naming no URL), ``Worker.run()`` called
+from async code (asyncio's "Cannot run the event loop while another loop is running", with
+never-awaited coroutine warnings, the caller's event loop setting replaced)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from infinitic_py import AsyncClient, Client, Worker, task
+
+
+class Svc:
+    @task
+    def m(self, x: int) -> int:
+        return x
+
+
+@pytest.mark.parametrize(("url", "error", "words"), [
+    ("http://127.0.0.1:6650", ValueError, "unsupported transport URL 'http://127.0.0.1:6650'"),
+    ("127.0.0.1:6650", ValueError, "unsupported transport URL"),
+    ("pulsar://", ValueError, "invalid broker URL 'pulsar://': it names no host"),
+    ("pulsar://127.0.0.1:port", ValueError,
+     "invalid broker URL 'pulsar://127.0.0.1:port': Port could not be cast"),
+    (None, TypeError, "the transport URL must be a str"),
+])
+def test_a_wrong_url_is_refused_where_it_is_given(url: Any, error: type[Exception],
+                                                  words: str) -> None:
+    with pytest.raises(error, match=words):
+        AsyncClient(url)
+    with pytest.raises(error, match=words):
+        Worker(url)
+    with pytest.raises(error, match=words):
+        Client(url)
+
+
+def test_usual_urls_pass() -> None:
+    for url in ("pulsar://localhost", "pulsar+ssl://a:6651,b:6651", "memory://x", "memory://"):
+        AsyncClient(url, admin_url=None)
+        Worker(url)
+
+
+async def test_run_from_async_code_says_to_use_start_and_stop() -> None:
+    worker = Worker("memory://run-in-loop", http_port=0)
+    worker.add_service(Svc())
+    loop = asyncio.get_running_loop()
+    with pytest.raises(RuntimeError, match=r"use `await worker.start\(\)`"):
+        worker.run()
+    assert asyncio.get_event_loop() is loop  # the caller's loop is left as it was
