@@ -305,23 +305,28 @@ class ServiceStub:
     def __getattr__(self, method: str) -> StubMethod[..., Any]:
         if method.startswith("_"):
             raise AttributeError(method)
-        definition = None
-        if self._methods is not None:
-            definition = self._methods.get(method)
-            if definition is None:
-                raise AttributeError(
-                    f"service {self.name} has no task method {method!r} "
-                    f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
-                )
-        return StubMethod(self, method, definition)
+        return StubMethod(self, method, self._definition_of(method))
 
     def method(self, task_method: TaskMethod[Any, P, R]) -> StubMethod[P, R]:
         """The typed route: ``stub.method(EmailService.send)`` is a ``StubMethod`` whose
         parameters and result type checkers see."""
+        if not isinstance(task_method, TaskMethod):
+            raise TypeError(f"method() takes a task method of the service class (e.g. "
+                            f"stub.method(EmailService.send)), got {type(task_method).__name__}")
         return StubMethod(self, task_method.name, self._definition_of(task_method.name))
 
     def _definition_of(self, name: str) -> MethodDefinition | None:
-        return None if self._methods is None else self._methods.get(name)
+        """The class's definition of ``name`` (None for a stub made from a name); a name the
+        class has no task method for is an AttributeError listing the ones it has."""
+        if self._methods is None:
+            return None
+        definition = self._methods.get(name)
+        if definition is None:
+            raise AttributeError(
+                f"service {self.name} has no task method {name!r} "
+                f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
+            )
+        return definition
 
     def __repr__(self) -> str:
         return f"<ServiceStub {self.name} meta={self.meta!r}>"

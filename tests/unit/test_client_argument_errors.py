@@ -200,3 +200,22 @@ async def test_meta_that_cannot_be_encoded_is_named() -> None:
     async with AsyncClient(url(), results=False) as client:
         with pytest.raises(TypeError, match=r"Svc.echo\(\): cannot encode meta: Encoding objects"):
             await client.service(Svc).echo.options(meta={"when": object()})(1)
+
+
+class Other:
+    @task
+    def ship(self, x: int) -> int:
+        return x
+
+
+async def test_the_typed_route_refuses_a_method_the_service_has_not() -> None:
+    """``stub.method(Other.ship)`` on a stub of ``Svc`` dispatched 'ship' to Svc unchecked
+    (the worker then dead-lettered it), where ``stub.ship`` is an AttributeError."""
+    async with AsyncClient(url(), results=False) as client:
+        stub = client.service(Svc)
+        with pytest.raises(AttributeError, match=r"service Svc has no task method 'ship' \(it "
+                                                 r"has: echo\)"):
+            stub.method(Other.ship)
+        with pytest.raises(TypeError, match="method\\(\\) takes a task method"):
+            stub.method(Svc().echo)  # type: ignore[arg-type]
+        await client.service("Svc").method(Other.ship)(1)  # by name: sent as given
