@@ -36,6 +36,29 @@ TOPIC_LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
 MAX_TOPIC_CHARS = 512
 
 
+_NAMED_ENTITY = re.compile(r"[-=:.\w]+", re.ASCII)  # Pulsar's rule for tenants and namespaces
+
+
+def check_namespace(tenant: object, namespace: object) -> tuple[str, str]:
+    """``(tenant, namespace)`` if Pulsar can name topics with them, else a one-line
+    ``ValueError`` (``TypeError`` for a non-str): a namespace given with its tenant
+    (``"public/default"``) waited out pulsar-client's 30 s operation timeout at the first
+    dispatch, an empty tenant failed there with InvalidTopicName."""
+    for what, value in (("tenant", tenant), ("namespace", namespace)):
+        if not isinstance(value, str):
+            raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+        if _NAMED_ENTITY.fullmatch(value) is None:
+            hint = ""
+            if what == "namespace" and value.count("/") == 1:
+                given_tenant, _, name = value.partition("/")
+                hint = f" (give it without its tenant: tenant={given_tenant!r}, " \
+                       f"namespace={name!r})"
+            raise ValueError(f"invalid {what} {value!r}: letters, digits and _ - = : . only"
+                             f"{hint}")
+    assert isinstance(tenant, str) and isinstance(namespace, str)
+    return tenant, namespace
+
+
 def check_client_name(name: str, tenant: str, namespace: str) -> str:
     """``name`` if its ``response:`` topic is one a worker answers on, else a one-line
     ``ValueError``: a worker dead-letters a task whose reply topic is not (``invalid_envelope``),

@@ -44,7 +44,7 @@ from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread,
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
-from infinitic_py.topics import check_client_name, check_service_name
+from infinitic_py.topics import check_client_name, check_namespace, check_service_name
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
     Consumer,
@@ -95,8 +95,7 @@ class AsyncClient:
         ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
         ``None``: neither (the response topic then stays on the broker)."""
         self.url = check_url(url)
-        self.tenant = tenant
-        self.namespace = namespace
+        self.tenant, self.namespace = check_namespace(tenant, namespace)
         self.name = check_client_name(name or f"client-{uuid.uuid4().hex[:12]}", tenant,
                                       namespace)
         self.results = results

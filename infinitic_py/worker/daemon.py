@@ -28,7 +28,7 @@ from infinitic_py.health import HealthServer
 from infinitic_py.observability import Metrics
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
-from infinitic_py.topics import WORKER_SUBSCRIPTION
+from infinitic_py.topics import WORKER_SUBSCRIPTION, check_namespace
 from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES, ConsumerSettings, Transport
 from infinitic_py.transport.urls import check_url, is_memory
@@ -85,8 +85,7 @@ class Worker:
         gc_gen0_threshold: int | None = None,
     ) -> None:
         self.url = check_url(url)
-        self.tenant = tenant
-        self.namespace = namespace
+        self.tenant, self.namespace = check_namespace(tenant, namespace)
         self.name = name or socket.gethostname()
         self.consumer_settings = consumer or ConsumerSettings(
             max_redeliveries=WORKER_MAX_REDELIVERIES)  # as the config file's default
@@ -149,9 +148,9 @@ class Worker:
         definition = define_service(instance, name=name, batch_limits=limits)
         if any(d.name == definition.name for d, *_ in self._services):
             raise ServiceDefinitionError(f"a service is registered twice: {definition.name}")
+        tenant, namespace = check_namespace(tenant or self.tenant, namespace or self.namespace)
         settings = ExecutorSettings(
-            tenant=tenant or self.tenant, namespace=namespace or self.namespace,
-            concurrency=concurrency, retry=retry, timeout=timeout,
+            tenant=tenant, namespace=namespace, concurrency=concurrency, retry=retry, timeout=timeout,
             max_buffered_messages=self.max_buffered_messages,
             max_buffered_bytes=self.max_buffered_bytes, max_hung_handlers=self.max_hung_handlers,
             consumer=self.consumer_settings, worker_name=self.name)

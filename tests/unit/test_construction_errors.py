@@ -51,3 +51,22 @@ async def test_run_from_async_code_says_to_use_start_and_stop() -> None:
     with pytest.raises(RuntimeError, match=r"use `await worker.start\(\)`"):
         worker.run()
     assert asyncio.get_event_loop() is loop  # the caller's loop is left as it was
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"namespace": "public/default"}, "invalid namespace 'public/default': letters, digits and "
+     r"_ - = : . only \(give it without its tenant: tenant='public', namespace='default'\)"),
+    ({"tenant": ""}, "invalid tenant ''"),
+    ({"namespace": "my ns"}, "invalid namespace 'my ns'"),
+])
+def test_a_tenant_or_namespace_pulsar_cannot_name_is_refused(options: dict[str, Any],
+                                                               words: str) -> None:
+    """It failed at the first dispatch: 'public/default' after pulsar-client's 30 s operation
+    timeout ('3 Timeout'), '' with InvalidTopicName."""
+    with pytest.raises(ValueError, match=words):
+        AsyncClient("memory://ns", **options)
+    with pytest.raises(ValueError, match=words):
+        Worker("memory://ns", **options)
+    if all(options.values()):  # add_service(tenant="") means the worker's, as name="" does
+        with pytest.raises(ValueError, match=words):
+            Worker("memory://ns").add_service(Svc(), **options)
