@@ -142,16 +142,17 @@ class Client:
             with self._lock:
                 self._closed = True
                 left = list(self._inflight)
-            self._stop_loop()
-            for future in left:  # submitted, but the loop stopped before running them
-                future.cancel()
+            self._stop_loop(left)
 
-    def _stop_loop(self) -> None:
+    def _stop_loop(self, left: Iterable[concurrent.futures.Future[Any]] = ()) -> None:
+        """Stop the loop thread; ``left``: calls submitted that its loop may never run."""
         if self._thread.is_alive():  # end what still runs there (their callers: ClientClosed)
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        for future in left:  # before close(): a cancelled call's callback reaches its loop
+            future.cancel()
         if not self._thread.is_alive():
             self._loop.close()
 
