@@ -192,8 +192,9 @@ def _worker(path: str | None) -> int:
 
 
 def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -> int:
-    from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
+    from infinitic_py.admin import PulsarAdmin, PulsarAdminError
     from infinitic_py.config import load_config
+    from infinitic_py.credentials import authorization_problem, credentials_problem
     from infinitic_py.limits import (
         LimitScope,
         buffer_findings,
@@ -205,6 +206,7 @@ def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -
     )
     from infinitic_py.priority import BANDS, band_service
     from infinitic_py.service import define_service, task_methods
+    from infinitic_py.tokens import bearer_token
     from infinitic_py.topics import service_topic
     from infinitic_py.wire.dialects import make_dialect
     from infinitic_py.worker.from_config import batch_limits, retry_policy
@@ -246,7 +248,17 @@ def _check(path: str | None, *, offline: bool, strict: bool, workers: int = 1) -
         return EXIT_OK
     p = config.pulsar
     problems = warnings = 0
+    # pulsar-client only times out when the broker refuses the credentials: asked first
+    refused = credentials_problem(p.admin_url, p.auth_plugin, p.auth_params_string(), timeout=10)
+    if refused:
+        print(f"FAIL  {refused}")
+        return EXIT_CHECK_FAILED
     unreachable = _broker_unreachable(p.url, config)
+    refused = authorization_problem(unreachable, p.auth_plugin, p.auth_params_string(),
+                                    f"{p.tenant}/{p.namespace}")
+    if refused:
+        print(f"FAIL  {refused}")
+        return EXIT_CHECK_FAILED
     if unreachable:
         print(f"FAIL  broker {p.url} is not reachable: {unreachable}")
         return EXIT_CHECK_FAILED
@@ -404,12 +416,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
     # A wrong address fails at once (not in the client's reconnect loop), and a broker that
     # accepts connections but never answers is bounded by --connect-timeout.
     await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
+    await asyncio.to_thread(settings.refuse_bad_credentials, args.connect_timeout)
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     try:
-        async with AsyncClient(settings.url, tenant=settings.tenant, namespace=settings.namespace,
-                               results=args.wait, transport_options=options,
-                               admin_url=settings.pulsar.admin_url) as client:
-            return await _dispatch_one(client, args, positional, meta)
+        with settings.refusals_named():
+            async with AsyncClient(settings.url, tenant=settings.tenant,
+                                   namespace=settings.namespace, results=args.wait,
+                                   transport_options=options,
+                                   admin_url=settings.pulsar.admin_url) as client:
+                return await _dispatch_one(client, args, positional, meta)
     except TransportError as exc:
         raise BrokerFailure(f"broker {redact_url(settings.url)}: {exc}") from exc
 

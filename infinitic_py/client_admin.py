@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from infinitic_py.admin import PulsarAdmin, PulsarAdminError, bearer_token
+from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 from infinitic_py.priority import split_band
+from infinitic_py.tokens import token_source
 from infinitic_py.topics import WORKER_SUBSCRIPTION
 
 __all__ = ["AUTO", "ClientAdmin", "resolve_admin_url"]
@@ -60,8 +61,9 @@ class ClientAdmin:
     """The admin calls of one client (all best effort, bounded, off the event loop)."""
 
     def __init__(self, admin_url: str, transport_options: Mapping[str, Any]) -> None:
-        token = bearer_token(transport_options.get("auth_plugin"),
+        token = token_source(transport_options.get("auth_plugin"),
                              transport_options.get("auth_params"))
+        self._auth = (transport_options.get("auth_plugin"), transport_options.get("auth_params"))
         self._admin = PulsarAdmin(admin_url, auth_token=token, timeout=_TIMEOUT)
         self._creator = PulsarAdmin(admin_url, auth_token=token)  # its default timeout: 10 s
         self._warned: set[str] = set()
@@ -71,6 +73,19 @@ class ClientAdmin:
         namespaces have auto topic creation off. Not best effort: raises PulsarAdminError."""
         for topic, partitions in topics.items():
             await asyncio.to_thread(self._creator.ensure_topic, topic, partitions)
+
+    async def credentials_problem(self) -> str | None:
+        """Why the broker refuses the client's credentials (``infinitic_py.credentials``), or
+        ``None``: asked when a dispatch failed without reaching the broker."""
+        from infinitic_py.credentials import credentials_problem
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(
+                credentials_problem, self._admin.admin_url, *self._auth, timeout=_TIMEOUT,
+                setting="transport_options['auth_params']",
+                plugin_setting="transport_options auth_plugin and auth_params"), 2 * _TIMEOUT)
+        except TimeoutError:
+            return None
 
     async def delete_topic(self, topic: str, client: str) -> None:
         try:

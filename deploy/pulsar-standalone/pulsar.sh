@@ -22,6 +22,10 @@
 #   PULSAR_EXTRA_OPTS         extra JVM flags
 #   PULSAR_RUN_DIR            run directory (default .cache/pulsar-run): a second broker from the
 #                             same checkout (other ports) needs its own
+#   PULSAR_CONF_EXTRA         a properties file appended to standalone.conf (its keys win), e.g.
+#                             token authentication for auth tests (tests/integration/auth_broker.py)
+#   PULSAR_AUTH_TOKEN         token the readiness probe sends (admin API and broker) when the
+#                             broker requires authentication
 #   PULSAR_AUTO_STOP=1        mark a broker `up` starts as session-owned (.cache/pulsar-run/auto-stop):
 #                             with-broker.sh and tests/integration stop it when the last user leaves
 #
@@ -136,6 +140,7 @@ admin = os.environ["PROBE_ADMIN_URL"]
 service = os.environ["PROBE_SERVICE_URL"]
 deadline = time.monotonic() + float(os.environ["PROBE_TIMEOUT"])
 pid = int(os.environ.get("PROBE_PID") or 0)
+token = os.environ.get("PROBE_TOKEN") or ""
 
 def alive():
     if not pid:
@@ -150,7 +155,10 @@ def alive():
 
 def admin_ready():
     try:
-        with urllib.request.urlopen(admin + "/admin/v2/namespaces/public", timeout=5) as r:
+        request = urllib.request.Request(admin + "/admin/v2/namespaces/public")
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        with urllib.request.urlopen(request, timeout=5) as r:
             return "public/default" in json.load(r)
     except Exception:
         return False
@@ -165,18 +173,20 @@ def round_trip():
     if pulsar is None:
         return True
     topic = "persistent://public/default/pulsar-sh-readiness"
+    auth = pulsar.AuthenticationToken(token) if token else None
     client = pulsar.Client(service, operation_timeout_seconds=10, connection_timeout_ms=5000,
+                           authentication=auth,
                            logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
     try:
         consumer = client.subscribe(topic, "readiness", consumer_type=pulsar.ConsumerType.Shared)
         producer = client.create_producer(topic)
-        token = uuid.uuid4().hex.encode()
-        producer.send(token)
+        marker = uuid.uuid4().hex.encode()
+        producer.send(marker)
         end = time.monotonic() + 10
         while time.monotonic() < end:
             msg = consumer.receive(timeout_millis=2000)
             consumer.acknowledge(msg)
-            if msg.data() == token:
+            if msg.data() == marker:
                 return True
         return False
     except Exception as exc:
@@ -201,7 +211,7 @@ while True:
 probe() { # timeout_seconds [pid] -> exit code of PROBE
   local rc=0
   PROBE_ADMIN_URL="$ADMIN_URL" PROBE_SERVICE_URL="$SERVICE_URL" PROBE_TIMEOUT="$1" \
-    PROBE_PID="${2:-}" "$(find_python)" -c "$PROBE" || rc=$?
+    PROBE_PID="${2:-}" PROBE_TOKEN="${PULSAR_AUTH_TOKEN:-}" "$(find_python)" -c "$PROBE" || rc=$?
   return "$rc"
 }
 
@@ -291,6 +301,12 @@ cmd_up() {
   sed -e "s/^brokerServicePort=.*/brokerServicePort=$BROKER_PORT/" \
       -e "s/^webServicePort=.*/webServicePort=$WEB_PORT/" \
       "$HERE/conf/standalone.conf" >"$RUN_DIR/conf/standalone.conf"
+  if [[ -n "${PULSAR_CONF_EXTRA:-}" ]]; then
+    [[ -f "$PULSAR_CONF_EXTRA" ]] || die "PULSAR_CONF_EXTRA=$PULSAR_CONF_EXTRA is not a file"
+    # java.util.Properties keeps the last value of a repeated key: these win
+    { echo; echo "### appended from PULSAR_CONF_EXTRA ($PULSAR_CONF_EXTRA)"; cat "$PULSAR_CONF_EXTRA"; } \
+      >>"$RUN_DIR/conf/standalone.conf"
+  fi
   cp "$HERE/conf/log4j2.xml" "$RUN_DIR/conf/log4j2.xml"
 
   local -a opts

@@ -25,7 +25,7 @@ import structlog
 
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
-from infinitic_py.client.failures import dispatch_failed, response_topic_taken, send_failure
+from infinitic_py.client.failures import caller_failure, dispatch_failed, response_topic_taken
 from infinitic_py.client.stubs import (
     Call,
     Deferred,
@@ -39,6 +39,7 @@ from infinitic_py.client.stubs import (
     wrong_loop,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
+from infinitic_py.credentials import authorization_problem
 from infinitic_py.errors import ClientClosed
 from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
@@ -57,6 +58,7 @@ from infinitic_py.transport.base import (
     Transport,
     TransportError,
 )
+from infinitic_py.transport.probe import unreachable_reason
 from infinitic_py.transport.urls import check_url, is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
@@ -322,7 +324,17 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            failure = await send_failure(exc, self.url, self._closed, out, bool(sent))
+            failure = caller_failure(exc, self._closed, out) or exc
+            if failure is exc and not sent:  # a wrong address or refused credentials: named as
+                # such, not as pulsar-client's "Timeout"
+                reason = await unreachable_reason(self.url)
+                if reason is None:
+                    reason = authorization_problem(
+                        str(exc), self._transport_options.get("auth_plugin"),
+                        self._transport_options.get("auth_params"))
+                if reason is None and self._admin is not None:
+                    reason = await self._admin.credentials_problem()
+                failure = TransportError(reason) if reason else exc
             raise dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 

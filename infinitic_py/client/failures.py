@@ -8,24 +8,21 @@ from typing import Any
 from infinitic_py.client.stubs import Deferred
 from infinitic_py.errors import DispatchFailed
 from infinitic_py.transport.base import OutgoingMessage, TransportError
-from infinitic_py.transport.probe import unreachable_reason
 
 
-async def send_failure(exc: TransportError, url: str, closed: bool,
-                       messages: Sequence[OutgoingMessage], any_sent: bool) -> TransportError:
-    """``exc`` (a failed send) with its cause named when it is not the broker's doing."""
+def caller_failure(exc: TransportError, closed: bool,
+                   messages: Sequence[OutgoingMessage]) -> TransportError | None:
+    """``exc`` (a failed send) with its cause named when the caller, not the broker, caused it
+    (None otherwise)."""
     if closed:  # close() ran meanwhile
         return TransportError(f"{exc}: the client was closed during the dispatch")
-    if "MessageTooBig" in str(exc):  # the caller's data, not the broker, is at fault
+    if "MessageTooBig" in str(exc):  # the caller's data is too large
         largest = max(len(message.data) for message in messages)
         return TransportError(
             f"{exc}: the largest task's message is {largest:,} bytes, over the broker's "
             "maxMessageSize (5 MiB by default): pass large data by reference (e.g. an object "
             "store key) instead")
-    if not any_sent:  # a wrong address: named as such, not as pulsar-client's "Timeout"
-        reason = await unreachable_reason(url)
-        return TransportError(reason) if reason else exc
-    return exc
+    return None
 
 
 def dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],

@@ -101,8 +101,10 @@ def add_commands(
     fmt = argparse.RawDescriptionHelpFormatter
     dlq = sub.add_parser(
         "dlq", help="list, show, replay or purge a service's dead letters", parents=parents,
-        description="Dead letters of a service (task-executor-dlq:<Service>), read through the "
-                    "durable subscription infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
+        description="Dead letters of a service (task-executor-dlq:<Service>; for a `wire: "
+                    "infinitic` service also task-retry-dlq:<Service> and "
+                    "task-events-dlq:<Service>), read through the durable subscription "
+                    "infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
     actions = dlq.add_subparsers(dest="dlq_action", required=True,
                                  metavar="{list,show,replay,purge}")
     for name, text in (
@@ -118,6 +120,11 @@ def add_commands(
             action.add_argument("task_id", help="the task's id")
         else:
             _filters(action)
+        action.add_argument(
+            "--wire", choices=("auto", "native", "infinitic"), default="auto",
+            help="the service's wire (default auto: native letters on task-executor-dlq:S, and "
+                 "those of a `wire: infinitic` service on task-executor-dlq:S, "
+                 "task-retry-dlq:S and task-events-dlq:S, each read by the dialect that reads it)")
         if name == "replay":
             action.add_argument("--to-service", metavar="NAME",
                                 help="replay to another service name (e.g. a fixed version)")
@@ -143,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("auto", "error")  # stderr, errors only: stdout is the output
     settings = settings_of(args)
-    if args.command == "status":
-        return _status(args, settings)
-    return asyncio.run(_dlq(args, settings))
+    settings.refuse_bad_credentials(args.connect_timeout)
+    with settings.refusals_named():
+        if args.command == "status":
+            return _status(args, settings)
+        return asyncio.run(_dlq(args, settings))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,11 +224,14 @@ async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
 
         admin = PulsarAdmin(settings.pulsar.admin_url, auth_token=settings.admin_token(),
                             timeout=args.connect_timeout)
+    from infinitic_py.wire.dialects import letter_readers
+
+    readers = letter_readers(args.wire, settings.tenant, settings.namespace)
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     transport = create_transport(settings.url, **options)
     try:
         async with DeadLetterStore(transport, settings.tenant, settings.namespace, args.service,
-                                   admin=admin) as store:
+                                   admin=admin, readers=readers) as store:
             letters = await store.read()
             chosen = [x for x in letters if selection.matches(x.view)]
             handler = _DLQ_ACTIONS[args.dlq_action]
@@ -235,7 +247,8 @@ async def _list(args: argparse.Namespace, store: Any, letters: list[Any], chosen
 
     views = [x.view for x in chosen]
     if args.json:
-        print(json.dumps({"service": args.service, "topic": store.topic, "total": len(letters),
+        print(json.dumps({"service": args.service, "topic": store.topic,
+                          "topics": store.topics, "total": len(letters),
                           "count": len(views), "complete": not store.truncated,
                           "summary": summary(views),
                           "letters": [v.to_json() for v in views]}, indent=2))

@@ -138,6 +138,11 @@ def describe(exc: BaseException, command: str) -> tuple[str, int]:
             return (f"admin API: {exc} (check --tenant / --namespace, pulsar.tenant / "
                     "pulsar.namespace or INFINITIC_PULSAR__TENANT / INFINITIC_PULSAR__NAMESPACE)",
                     EXIT_RUNTIME)
+        if exc.status in (401, 403):
+            return (f"admin API: {exc} (the admin API refused the credentials: it is sent the "
+                    "token of pulsar.auth_params / INFINITIC_PULSAR__AUTH_PARAMS when "
+                    "pulsar.auth_plugin is a token plugin, nothing for other plugins)",
+                    EXIT_RUNTIME)
         return (f"admin API: {exc} (check --admin-url, pulsar.admin_url or "
                 "INFINITIC_PULSAR__ADMIN_URL)", EXIT_RUNTIME)
     if isinstance(exc, BrokerFailure):

@@ -13,17 +13,19 @@ pulsar://other:6650`` never reads the admin API of the config default (127.0.0.1
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from infinitic_py.admin import bearer_token
 from infinitic_py.config import PulsarConfig, load_config
 from infinitic_py.config.sources import read_yaml_file
+from infinitic_py.errors import ConfigError
+from infinitic_py.tokens import bearer_token
 from infinitic_py.transport.urls import broker_addresses
 
 __all__ = ["ToolSettings", "default_admin_url", "load_tool_settings"]
@@ -72,6 +74,38 @@ class ToolSettings:
 
     def admin_token(self) -> str | None:
         return bearer_token(self.pulsar.auth_plugin, self.pulsar.auth_params_string())
+
+    def refuse_bad_credentials(self, timeout: float) -> None:
+        """ConfigError naming what to fix when the broker refuses these credentials (a wrong,
+        expired or missing token: pulsar-client would only time out); see ``credentials``."""
+        from infinitic_py.credentials import credentials_problem
+
+        if self.url.startswith("memory://"):
+            return
+        problem = credentials_problem(self.pulsar.admin_url, self.pulsar.auth_plugin,
+                                      self.pulsar.auth_params_string(), timeout=timeout)
+        if problem:
+            raise ConfigError(problem)
+
+    @contextlib.contextmanager
+    def refusals_named(self) -> Iterator[None]:
+        """A broker or admin API refusal of this role (AuthorizationError, HTTP 401/403) becomes
+        a ConfigError naming the right to grant, instead of "check --url / --admin-url"."""
+        from infinitic_py.admin import PulsarAdminError
+        from infinitic_py.credentials import authorization_problem
+        from infinitic_py.ops.failures import BrokerFailure
+        from infinitic_py.transport.base import TransportError
+
+        try:
+            yield
+        except (TransportError, PulsarAdminError, BrokerFailure) as exc:
+            if isinstance(exc, PulsarAdminError) and exc.status not in (401, 403):
+                raise
+            problem = authorization_problem(str(exc), self.pulsar.auth_plugin,
+                                            self.pulsar.auth_params_string())
+            if problem:
+                raise ConfigError(problem) from None
+            raise
 
 
 def load_tool_settings(

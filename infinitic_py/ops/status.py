@@ -8,10 +8,17 @@ Input: the namespace's persistent topic names and each relevant topic's admin st
   ``delay=`` tasks not yet due; the broker counts them only once a consumer has connected);
   ``backlog``: ``msgBacklog`` (both); ``unacked``: held by workers right now;
 - ``workers``: the subscription's consumers with their own unacked counts and rates;
-- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on ``task-executor-dlq:<S>``, in broker
+- ``dead_letters``: the backlog of ``DLQ_SUBSCRIPTION`` on the service's dead-letter topics
+  (``dlq_prefixes``, what the dialects name them: ``task-executor-dlq:<S>``, and for a ``wire:
+  infinitic`` service ``task-retry-dlq:<S>`` and ``task-events-dlq:<S>`` too), in broker
   entries: the worker writes each letter as its own entry (``producers.dialect_producers``), so
   it counts letters, except an atomic bulk Pulsar dead-lettered whole (one entry, all its tasks);
-  ``None`` when that topic has no such subscription (then dead letters are not kept);
+  ``None`` when none of them has such a subscription (then dead letters are not kept);
+- a partitioned topic (Infinitic's ``task-executor:<S>``) is one topic: its partitions, listed
+  one by one by the admin API, are folded into it (``base_topics``; its stats are the
+  partitioned-stats); the workers' subscription is the first of ``worker_subscriptions`` the
+  topic has (the native worker's ``infinitic-py-worker``, Infinitic's
+  ``task-executor-subscription``);
 - priority bands (``task-executor:<S>:high`` / ``:low``, ``priority.py``) are folded into their
   service: its ready / delayed / backlog / unacked and rates are the sums over its band topics
   (as the backlog gauges are), ``bands`` holds each band's own counts when it has more than one
@@ -34,13 +41,18 @@ from infinitic_py.topics import (
     RESPONSE_TOPIC_PREFIX,
     SERVICE_TOPIC_PREFIX,
     WORKER_SUBSCRIPTION,
+    unpartitioned,
 )
+
+DLQ_PREFIXES: tuple[str, ...] = (DLQ_TOPIC_PREFIX,)
+WORKER_SUBSCRIPTIONS: tuple[str, ...] = (WORKER_SUBSCRIPTION,)
 
 __all__ = [
     "BandStatus",
     "ConsumerStatus",
     "NamespaceStatus",
     "ServiceStatus",
+    "base_topics",
     "build_status",
     "render_status",
     "service_topic_names",
@@ -98,10 +110,24 @@ def local_name(topic: str) -> str:
     return topic.rsplit("/", 1)[-1]
 
 
-def relevant_topics(topics: Sequence[str]) -> list[str]:
+def base_topics(topics: Sequence[str]) -> tuple[list[str], set[str]]:
+    """``topics`` with each partitioned topic once (its partitions folded), and the set of
+    those that are partitioned."""
+    bases: dict[str, None] = {}
+    partitioned: set[str] = set()
+    for topic in topics:
+        base = unpartitioned(topic)
+        bases[base] = None
+        if base != topic:
+            partitioned.add(base)
+    return list(bases), partitioned
+
+
+def relevant_topics(topics: Sequence[str],
+                    dlq_prefixes: Sequence[str] = DLQ_PREFIXES) -> list[str]:
     """The topics whose stats ``build_status`` needs (service and dead-letter topics)."""
     return [t for t in topics
-            if local_name(t).startswith((SERVICE_TOPIC_PREFIX, DLQ_TOPIC_PREFIX))]
+            if local_name(t).startswith((SERVICE_TOPIC_PREFIX, *dlq_prefixes))]
 
 
 def service_topic_names(service: str) -> list[str]:
@@ -115,29 +141,34 @@ def build_status(
     namespace: str,
     topics: Sequence[str],
     stats: Mapping[str, Mapping[str, Any]],
+    *,
+    dlq_prefixes: Sequence[str] = DLQ_PREFIXES,
+    worker_subscriptions: Sequence[str] = WORKER_SUBSCRIPTIONS,
 ) -> NamespaceStatus:
-    by_local = {local_name(t): t for t in topics}
+    """``topics``: the namespace's topics (partitions are folded); ``stats`` by topic (a
+    partitioned one's: its partitioned-stats)."""
+    by_local = {local_name(t): t for t in base_topics(topics)[0]}
     services = sorted({
         split_band(name[len(SERVICE_TOPIC_PREFIX):])[0] for name in by_local
         if name.startswith(SERVICE_TOPIC_PREFIX)
     })
     # A dead-letter topic whose service topics are gone still shows (its letters need care).
-    services += sorted(
-        name[len(DLQ_TOPIC_PREFIX):] for name in by_local
-        if name.startswith(DLQ_TOPIC_PREFIX)
-        and name[len(DLQ_TOPIC_PREFIX):] not in services
-    )
+    services += sorted({
+        name[len(prefix):] for name in by_local for prefix in dlq_prefixes
+        if name.startswith(prefix) and name[len(prefix):] not in services
+    })
     rows = []
     for service in services:
-        dlq = by_local.get(DLQ_TOPIC_PREFIX + service)
-        dlq_stats = stats.get(dlq, {}) if dlq else None
+        dead = _dead_letters([stats.get(by_local[prefix + service], {})
+                              for prefix in dlq_prefixes if prefix + service in by_local])
         parts = [(name, by_local[name]) for name in service_topic_names(service)
                  if name in by_local]
         if not parts:
-            rows.append(_service_status(service, "", {}, dlq_stats))
+            rows.append(_service_status(service, "", {}, dead, worker_subscriptions))
             continue
         bands = [(split_band(name[len(SERVICE_TOPIC_PREFIX):])[1],
-                  _service_status(service, topic, stats.get(topic, {}), dlq_stats))
+                  _service_status(service, topic, stats.get(topic, {}), dead,
+                                  worker_subscriptions))
                  for name, topic in parts]
         rows.append(_fold(bands))
     responses = sorted(t for name, t in by_local.items() if name.startswith(RESPONSE_TOPIC_PREFIX))
@@ -165,18 +196,26 @@ def _fold(bands: list[tuple[Band, ServiceStatus]]) -> ServiceStatus:
     )
 
 
+def _dead_letters(dlq_stats: Sequence[Mapping[str, Any]]) -> int | None:
+    """Letters kept on ``DLQ_SUBSCRIPTION`` of a service's dead-letter topics; None when none
+    of them has that subscription."""
+    dead: int | None = None
+    for one in dlq_stats:
+        dlq_sub = (one.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION)
+        if isinstance(dlq_sub, Mapping):
+            dead = (dead or 0) + _int(dlq_sub.get("msgBacklog"))
+    return dead
+
+
 def _service_status(
     service: str,
     topic: str,
     topic_stats: Mapping[str, Any],
-    dlq_stats: Mapping[str, Any] | None,
+    dead: int | None,
+    worker_subscriptions: Sequence[str] = WORKER_SUBSCRIPTIONS,
 ) -> ServiceStatus:
-    sub = (topic_stats.get("subscriptions") or {}).get(WORKER_SUBSCRIPTION)
-    dead: int | None = None
-    if dlq_stats is not None:
-        dlq_sub = (dlq_stats.get("subscriptions") or {}).get(DLQ_SUBSCRIPTION)
-        if isinstance(dlq_sub, Mapping):
-            dead = _int(dlq_sub.get("msgBacklog"))
+    subs = topic_stats.get("subscriptions") or {}
+    sub = next((subs[name] for name in worker_subscriptions if name in subs), None)
     if not isinstance(sub, Mapping):
         return ServiceStatus(
             service=service, topic=topic,

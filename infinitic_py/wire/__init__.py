@@ -163,7 +163,14 @@ class Dialect(Protocol[T]):
     (``decode``) only the messages it refuses; with ``raw_args_decoder(method)`` too (a
     callable: the task's ``args`` -> what ``decode_args`` returns), it decodes arguments
     without a call more. ``all_complete_silently(tasks) -> bool``: ``completes_silently`` of
-    a whole unit at once."""
+    a whole unit at once.
+
+    Optional, for the operator tools: ``dead_letters() -> wire.letters.DeadLetters`` (how its
+    dead letters are read and replayed by ``infinitic-py dlq`` / ``status``).
+
+    Optional: ``last_words(task, error, worker) -> Sequence[Publish]``: what to tell (best
+    effort) before the nack after which the broker dead-letters a task whose outcomes could
+    not be made durable (Infinitic: a ``TaskFailedEvent``, as the JVM's ``beforeDlq``)."""
 
     name: str
 

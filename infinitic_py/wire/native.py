@@ -39,6 +39,7 @@ from infinitic_py.wire.bulk import MAX_BULK_BYTES
 
 if TYPE_CHECKING:
     from infinitic_py.service import MethodDefinition
+    from infinitic_py.wire.letters import DeadLetters
 
 # Message properties (Pulsar string properties) set on every ExecuteTask.
 PROP_BATCH_KEY = "batchKey"
@@ -200,6 +201,12 @@ class NativeDialect:
 
     def dead_letter_topic(self, service: str) -> str:
         return dead_letter_topic(self.tenant, self.namespace, service)
+
+    def dead_letters(self) -> DeadLetters:
+        """How the operator tools read and replay this dialect's dead letters."""
+        from infinitic_py.wire.native_letters import NativeLetters
+
+        return NativeLetters(self.tenant, self.namespace)
 
     def partitioner(self, topic: str) -> Partitioner | None:
         return None  # the transport's own (Key_Shared affinity needs no given partitioning)

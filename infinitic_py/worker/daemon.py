@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from infinitic_py.admin import PulsarAdmin
 from infinitic_py.backlog import BacklogGauges
 from infinitic_py.batching import BatchLimits, as_batch_limits
+from infinitic_py.credentials import BrokerCredentials
 from infinitic_py.errors import ConfigError, ForcedShutdown, ServiceDefinitionError
 from infinitic_py.gc_tuning import tune_gc_for_worker
 from infinitic_py.health import HealthServer
@@ -99,6 +99,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
+        self._credentials = BrokerCredentials(url, admin_url,
+                                              self._transport_options.get("auth_plugin"),
+                                              self._transport_options.get("auth_params"))
         self.backlog_interval = backlog_interval
         self._backlog: BacklogGauges | None = None
         self.gc_gen0_threshold = gc_gen0_threshold
@@ -196,7 +199,7 @@ class Worker:
         if not self._started or self._transport is None:
             return False, "not started"
         if not self._transport.is_connected():
-            return False, "broker not connected"
+            return False, "broker not connected" + self._credentials.expired_note()
         idle = [e.service for e in self._executors if not e.consuming]
         idle += [f"{r.service} (relay)" for r in self._relays if not r.consuming]
         if idle:
@@ -224,7 +227,8 @@ class Worker:
                 await self._health.start()
             await connect_with_backoff(
                 self._connect, url=self.url,
-                timeout=self.connect_timeout, log=log)
+                timeout=self.connect_timeout, log=log, credentials=self._credentials.problem,
+                refusal=self._credentials.refusal, authenticated=self._credentials.configured)
         except BaseException:
             await self._close_all(grace=0.0)
             raise
@@ -235,7 +239,7 @@ class Worker:
             await self._check_broker_limits()
             if self.backlog_interval > 0:
                 self._backlog = BacklogGauges.start(
-                    PulsarAdmin(self.admin_url, timeout=5.0),
+                    self._credentials.admin(timeout=5.0),
                     {e.service: e.topics for e in self._executors}, WORKER_SUBSCRIPTION,
                     self.metrics.registry, interval=self.backlog_interval)
         log.info(
@@ -257,9 +261,7 @@ class Worker:
             log.warning("worker.topics_not_created", topics=sorted(wanted),
                         reason="no admin_url: they must exist already")
             return
-        from infinitic_py.admin import PulsarAdmin
-
-        admin = PulsarAdmin(self.admin_url, timeout=10.0)
+        admin = self._credentials.admin(timeout=10.0)
         for topic, partitions in wanted.items():
             await asyncio.to_thread(admin.ensure_topic, topic, partitions)
 
@@ -291,11 +293,10 @@ class Worker:
         would silently stop delivering to it. Read through the admin API, bounded in time; each
         service against the policy of its own namespace (``services[].namespace`` may differ
         from the worker's)."""
-        from infinitic_py.admin import PulsarAdmin, PulsarAdminError
+        from infinitic_py.admin import PulsarAdminError
         from infinitic_py.limits import LimitScope, check_slots_against_limit, check_unacked_limit
 
-        assert self.admin_url is not None
-        admin = PulsarAdmin(self.admin_url, timeout=5.0)
+        admin = self._credentials.admin(timeout=5.0)
         spaces = sorted({(e.settings.tenant, e.settings.namespace) for e in self._executors})
         try:
             broker_limit, *namespace_limits = await asyncio.wait_for(asyncio.gather(

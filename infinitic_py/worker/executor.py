@@ -100,7 +100,8 @@ class ServiceExecutor:
                                     keep_dead_letters=self.dlq_topic)
         self._settler = Settler(self._producers, self._consumers, self._ledger,
                                 self._instruments, self._dialect, self.service,
-                                settings.worker_name, self._log)
+                                settings.worker_name, self._log,
+                                max_redeliveries=settings.consumer.max_redeliveries)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes
@@ -391,11 +392,11 @@ class ServiceExecutor:
             # policy (max redeliveries) stops a batch that can never be published from looping.
             log.error("outcomes.publish_failed", error=str(exc))
             if not settled:
-                await self._settler.give_back(items)
-        except Exception:  # a bug of ours: never lose the messages over it
+                await self._settler.give_back(items, exc)
+        except Exception as exc:  # a bug of ours: never lose the messages over it
             log.exception("unit.crashed")
             if not settled:
-                await self._settler.give_back(items)
+                await self._settler.give_back(items, exc)
         finally:
             if announce is not None and not announce.done():
                 announce.cancel()  # the unit ended early: its start announcement is moot

@@ -6,6 +6,7 @@ ledger is always released. A part of the executor that never calls back into it 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +21,16 @@ from infinitic_py.worker.instruments import ServiceInstruments
 from infinitic_py.worker.ledger import CopyAction, CopyVerdict, Ledger
 from infinitic_py.worker.routing import Pending, Rejection
 
+# How long the last words of a task about to be dead-lettered may take (a broker that just
+# refused its outcomes may not answer at all): the nack is not held up longer.
+LAST_WORDS_TIMEOUT = 10.0
+
 
 class Settler:
     def __init__(self, producers: ProducerCache, consumers: Consumers, ledger: Ledger,
                  instruments: ServiceInstruments, dialect: Dialect[Any], service: str,
-                 worker_name: str, log: structlog.stdlib.BoundLogger) -> None:
+                 worker_name: str, log: structlog.stdlib.BoundLogger,
+                 max_redeliveries: int | None = None) -> None:
         self._producers = producers
         self._consumers = consumers
         self._ledger = ledger
@@ -33,6 +39,8 @@ class Settler:
         self._service = service
         self._worker_name = worker_name
         self._log = log
+        self._max_redeliveries = max_redeliveries
+        self._last_words = getattr(dialect, "last_words", None)
 
     def record(self, plan: outcomes.Plan, method: str, log: Any) -> None:
         """Count what a settled unit did; a failure here is logged, never raised (the unit's
@@ -85,10 +93,15 @@ class Settler:
         finally:
             self._ledger.release(1, len(copy.msg.data))
 
-    async def give_back(self, items: Sequence[Pending]) -> None:
+    async def give_back(self, items: Sequence[Pending],
+                        error: BaseException | None = None) -> None:
         """Nack the tasks of a unit that did not settle (they run again), close their books;
-        the copies parked on them go back too (they come back after the attempt)."""
+        the copies parked on them go back too (they come back after the attempt). ``error``:
+        why their outcomes could not be made durable; a task this nack makes the broker
+        dead-letter is first told to whoever waits, if the dialect says how (``last_words``)."""
         try:
+            if error is not None:
+                await self._say_last_words(items, error)
             await self._consumers.settle([p.msg for p in items], ack=False)
         finally:
             parked = self._ledger.settle(items, ack=False)
@@ -97,6 +110,29 @@ class Settler:
                     await self._consumers.settle([p.msg for p in parked], ack=False)
                 finally:
                     self._ledger.release(len(parked), sum(len(p.msg.data) for p in parked))
+
+    async def _say_last_words(self, items: Sequence[Pending], error: BaseException) -> None:
+        """Best effort, never raises: the tasks whose redelivery count reached
+        ``max_redeliveries`` go to the dead-letter topic at this nack."""
+        limit, speak = self._max_redeliveries, self._last_words
+        if limit is None or speak is None:
+            return
+        doomed = [p for p in items if p.msg.redelivery_count >= limit]
+        if not doomed:
+            return
+        by_topic: dict[str, list[OutgoingMessage]] = {}
+        try:
+            for p in doomed:
+                for publish in speak(p.task, error, self._worker_name):
+                    by_topic.setdefault(publish.topic, []).append(publish.message)
+            await asyncio.wait_for(self._producers.publish(by_topic), LAST_WORDS_TIMEOUT)
+        except Exception as exc:  # the broker that refused the outcomes may refuse these too
+            self._log.error("task.dead_lettered_untold", count=len(doomed),
+                            task_ids=[p.task.task_id for p in doomed[:10]],
+                            error=str(exc) or type(exc).__name__)
+            return
+        self._log.error("task.dead_lettered_told", count=len(doomed),
+                        task_ids=[p.task.task_id for p in doomed[:10]], error=str(error))
 
     async def give_back_run(self, msgs: Sequence[ReceivedMessage], held: bool) -> None:
         """Nack a received run that was not routed (its room released if it was ``held``)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from infinitic_py.transport import pulsar as pulsar_transport
+from infinitic_py.transport import pulsar_producer
 from infinitic_py.transport.base import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ async def test_send_callbacks_keep_their_client_thread_state(
     local = threading.local()
     loop_thread = threading.get_ident()
     seen: list[int] = []  # per callback on a client thread: callbacks this thread state saw before
-    real = pulsar_transport._Countdown.callback
+    real = pulsar_producer._Countdown.callback
 
     def callback(self: Any, index: int) -> Callable[..., None]:
         done = real(self, index)
@@ -42,7 +43,7 @@ async def test_send_callbacks_keep_their_client_thread_state(
 
         return counted
 
-    monkeypatch.setattr(pulsar_transport._Countdown, "callback", callback)
+    monkeypatch.setattr(pulsar_producer._Countdown, "callback", callback)
     # Two clients one after the other: the second client's I/O thread may get the ident of the
     # first one's, ended (a thread ident is reused); it must keep its own state too.
     for client in ("first", "second"):

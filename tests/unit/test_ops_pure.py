@@ -187,3 +187,33 @@ def test_a_letter_whose_task_breaks_the_decoder_still_reads() -> None:
     deep_args = _task(args=msgspec.Raw(b"\x91" * 100_000 + b"\x01"))
     assert "args" in read_letter(_letter(deep_args), {}, service="Email",
                                  published_at=None).to_json(details=True)
+
+
+def test_an_infinitic_service_is_one_row_with_every_dead_letter_topic_counted() -> None:
+    """A ``wire: infinitic`` service: partitioned task-executor:S (its partitions listed one by
+    one), Infinitic's worker subscription, three dead-letter topics. Before: one row per
+    partition, none with its workers, and DEAD counted task-executor-dlq:S only."""
+    from infinitic_py.wire.dialects import status_names
+
+    base = "persistent://public/infinitic/"
+    topics = [base + f"task-executor:Bench-partition-{i}" for i in range(3)] + [
+        base + "task-executor-dlq:Bench", base + "task-retry-dlq:Bench",
+        base + "task-events-dlq:Bench", base + "task-events-dlq:Orphan"]
+    letters = {"subscriptions": {DLQ_SUBSCRIPTION: {"msgBacklog": 2}}}
+    stats: dict[str, dict[str, Any]] = {
+        base + "task-executor:Bench": {"subscriptions": {"task-executor-subscription": {
+            "msgBacklog": 4, "msgBacklogNoDelayed": 4, "unackedMessages": 1,
+            "consumers": [{"consumerName": "jvm-1"}]}}},
+        base + "task-executor-dlq:Bench": letters, base + "task-retry-dlq:Bench": letters,
+        base + "task-events-dlq:Bench": letters, base + "task-events-dlq:Orphan": letters,
+    }
+    prefixes, subscriptions = status_names("public", "infinitic")
+    assert {"task-executor-dlq:", "task-retry-dlq:", "task-events-dlq:"} <= set(prefixes)
+    status = build_status("public", "infinitic", topics, stats, dlq_prefixes=prefixes,
+                          worker_subscriptions=subscriptions)
+    assert [s.service for s in status.services] == ["Bench", "Orphan"]
+    bench, orphan = status.services
+    assert (bench.topic, bench.state, bench.ready, bench.dead_letters) == (
+        base + "task-executor:Bench", "ok", 4, 6)
+    assert [w.name for w in bench.workers] == ["jvm-1"]
+    assert (orphan.state, orphan.dead_letters) == ("no service topic", 2)

@@ -92,7 +92,8 @@ async def test_release_ends_a_pending_receive(deaf: _DeafNative) -> None:
 
 
 class _ScriptedNative:
-    """Hands out the chunks of ``script`` in turn (an exception is raised), then stays dry."""
+    """Hands out the chunks of ``script`` in turn (an exception is raised; a ``threading.Event``
+    holds the next step back until it is set), then stays dry."""
 
     def __init__(self, script: list[Any]) -> None:
         self.script = script
@@ -101,6 +102,9 @@ class _ScriptedNative:
     def batch_receive(self) -> list[Any]:
         if self.script:
             step = self.script.pop(0)
+            if isinstance(step, threading.Event):
+                assert step.wait(10), "the test never released the next step"
+                step = self.script.pop(0)
             if isinstance(step, BaseException):
                 raise step
             return [_FakeNativeMessage(d) for d in step]
@@ -123,11 +127,16 @@ class _FakeNativeMessage:
 
 
 async def test_a_failure_is_forgotten_once_messages_flow_again() -> None:
-    native = _ScriptedNative([[b"1", b"2"], _pulsar.ConnectError("blip"), [b"3"]])
+    # Chunk 3 is held back until the test has seen the blip: a receive that takes message 1
+    # after the pump thread failed may already ask it to try again, and chunk 3 then clears the
+    # failure before the test could look (seen under load).
+    gate = threading.Event()
+    native = _ScriptedNative([[b"1", b"2"], _pulsar.ConnectError("blip"), gate, [b"3"]])
     consumer = PulsarConsumer(_AsyncConsumer(native), "t", chunk=2, ahead=10)  # type: ignore[arg-type]
     try:
         assert (await consumer.receive()).data == b"1"
         await _until(lambda: consumer._failure is not None, 5)  # the blip, behind message 2
+        gate.set()
         assert (await consumer.receive()).data == b"2"  # asks the thread to try again
         await _until(lambda: len(consumer._ready) == 1, 5)
         assert (await consumer.receive()).data == b"3"

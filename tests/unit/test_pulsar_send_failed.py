@@ -8,7 +8,7 @@ import _pulsar
 import pytest
 
 from infinitic_py.transport.base import OutgoingMessage, SendFailed
-from infinitic_py.transport.pulsar import PulsarProducer
+from infinitic_py.transport.pulsar_producer import PulsarProducer
 
 
 class FakeNative:
@@ -122,7 +122,7 @@ async def test_a_failure_says_whether_the_broker_refused_or_may_take_it_later(
 def test_the_asyncio_clients_exceptions_are_classified_by_their_result() -> None:
     import pulsar.asyncio
 
-    from infinitic_py.transport.pulsar import is_refusal
+    from infinitic_py.transport.pulsar_producer import is_refusal
 
     assert is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.TopicNotFound))
     assert not is_refusal(pulsar.asyncio.PulsarException(_pulsar.Result.Timeout))

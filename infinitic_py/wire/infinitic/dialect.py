@@ -19,7 +19,9 @@ Per service ``S`` in ``persistent://<tenant>/<namespace>/`` (Infinitic's tenant 
 - ``failed``: one ``TaskFailedEvent`` (the workflow or client learns it through the event handler);
   no dead letter, as the JVM (its DLQ holds only messages the broker gave up redelivering);
 - ``undecodable``: the original payload on ``task-executor-dlq:<S>``, the reason in its
-  properties (``reason``, ``errorType``, ``errorMessage``, ``worker``).
+  properties (``reason``, ``errorType``, ``errorMessage``, ``worker``);
+- ``last_words``: before the nack that makes the broker dead-letter a task (its redelivery
+  count reached ``max_redeliveries``), one ``TaskFailedEvent``, as the JVM's ``beforeDlq``.
 
 Every consumer subscribes with the topic's Avro definition: the broker moves a message nacked
 ``max_redeliveries`` times with the consumer's schema, and Infinitic's schema-enforced
@@ -45,6 +47,7 @@ from infinitic_py.wire.infinitic import envelopes, outcomes, values
 from infinitic_py.wire.infinitic import handler as handler_role
 from infinitic_py.wire.infinitic.events import EVENTS
 from infinitic_py.wire.infinitic.schemas import Envelope, definition
+from infinitic_py.wire.letters import DeadLetters
 from infinitic_py.wire.native import PROP_ERROR_MESSAGE, PROP_WORKER
 
 if TYPE_CHECKING:
@@ -125,6 +128,12 @@ class InfiniticDialect:
 
     def dead_letter_topic(self, service: str) -> str:
         return self.topic("task-executor-dlq", service)
+
+    def dead_letters(self) -> DeadLetters:
+        """How the operator tools read and replay this dialect's dead letters."""
+        from infinitic_py.wire.infinitic.letters import InfiniticLetters
+
+        return InfiniticLetters(self.tenant, self.namespace)
 
     def producer_schema(self, topic: str) -> str | None:
         """The JVM's exact Avro definition for Infinitic topics (None for others)."""
@@ -218,6 +227,15 @@ class InfiniticDialect:
         EVENTS.forget(task)
         failure = outcomes.worker_error(task, error, worker, trace=trace)
         return (self._event(outcomes.failed(task, failure, worker)),)
+
+    def last_words(self, task: envelopes.ExecuteTask, error: BaseException,
+                   worker: str) -> Sequence[Publish]:
+        """Told before the broker dead-letters ``task`` (its last nack: the executor could
+        never make its outcomes durable): a ``TaskFailedEvent`` with that error, so the waiting
+        workflow (or client) learns it, as the JVM worker's ``beforeDlq`` hook does. A replay
+        of the letter later completes the task all the same (a failed task's status is
+        transient in the workflow engine)."""
+        return self.failed(task, error, None, "max_redeliveries", b"", worker)
 
     def undecodable(
         self, message: ReceivedMessage, error: Exception, service: str, worker: str

@@ -46,3 +46,37 @@ async def test_returns_the_first_success() -> None:
 
     assert await connect_with_backoff(attempt, url="memory://x", timeout=10,
                                       log=structlog.get_logger()) == "ok"
+
+
+async def test_a_refusal_is_final_and_a_timeout_with_credentials_hints_at_them() -> None:
+    """A role the broker refuses: no retry changes it (it was retried for the whole connect
+    timeout). With credentials configured, pulsar-client's 'Timeout' may be a refused token
+    that nothing could name: the final line says so."""
+    from infinitic_py.errors import ConfigError
+
+    calls = 0
+
+    async def refused() -> None:
+        nonlocal calls
+        calls += 1
+        raise TransportError("8 AuthorizationError")
+
+    with pytest.raises(ConfigError, match="grant it"):
+        await connect_with_backoff(refused, url="memory://x", timeout=30,
+                                   log=structlog.get_logger(),
+                                   refusal=lambda e: "grant it" if "Authorization" in e else None)
+    assert calls == 1
+
+    async def timeout() -> None:
+        raise TransportError("3 Timeout")
+
+    with pytest.raises(BrokerUnreachable, match=r"refuses the credentials: check pulsar\.auth_"):
+        await connect_with_backoff(timeout, url="memory://x", timeout=0.3,
+                                   log=structlog.get_logger(), authenticated=True)
+
+    async def no() -> str | None:
+        return "the token expired"
+
+    with pytest.raises(ConfigError, match="the token expired"):
+        await connect_with_backoff(timeout, url="memory://x", timeout=30,
+                                   log=structlog.get_logger(), credentials=no)
