@@ -86,8 +86,10 @@ def args_mismatch(param_names: tuple[str, ...], param_types: tuple[Any, ...],
     except msgspec.DecodeError:
         return str(error)
     if len(raws) != len(param_names):
+        short = len(raws) < len(param_names)  # defaults are applied by a client with the class
         return (f"takes {len(param_names)} argument(s) ({', '.join(param_names)}), "
-                f"got {len(raws)}")
+                f"got {len(raws)}" + (" (a task sent by name gets no default values: send "
+                                      "every argument, in order)" if short else ""))
     for name, tp, raw in zip(param_names, param_types, raws, strict=True):
         try:
             msgspec.msgpack.decode(raw, type=tp)

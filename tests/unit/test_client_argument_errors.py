@@ -179,7 +179,8 @@ def test_the_sync_deferred_refuses_it_too() -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (("sku-1", 2), "argument 'order' must be Order: Expected `object`, got `str`"),
-    (({"sku": "a"},), r"takes 2 argument\(s\) \(order, qty\), got 1"),
+    (({"sku": "a"},), r"takes 2 argument\(s\) \(order, qty\), got 1 \(a task sent by name "
+                      r"gets no default values: send every argument, in order\)"),
 ])
 async def test_the_worker_names_the_argument_of_a_task_sent_by_name(
         args: tuple[Any, ...], words: str) -> None:
