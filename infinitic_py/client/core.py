@@ -111,6 +111,9 @@ class AsyncClient:
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
+        for what, value in (("max_producers", max_producers), ("max_bulk_bytes", max_bulk_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{what} must be an int >= 1, got {value!r}")
         self.max_producers = max_producers
         self.max_bulk_bytes = max_bulk_bytes  # an atomic many() must fit one broker message
         # One producer per service; a client may dispatch to any number of services (by name):

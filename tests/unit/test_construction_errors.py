@@ -70,3 +70,15 @@ def test_a_tenant_or_namespace_pulsar_cannot_name_is_refused(options: dict[str, 
     if all(options.values()):  # add_service(tenant="") means the worker's, as name="" does
         with pytest.raises(ValueError, match=words):
             Worker("memory://ns").add_service(Svc(), **options)
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"max_producers": "8"}, "max_producers must be an int >= 1, got '8'"),  # was: "'<' not
+    # supported between instances of 'str' and 'int'"
+    ({"max_producers": 0}, "max_producers must be an int >= 1, got 0"),
+    ({"max_bulk_bytes": 0}, "max_bulk_bytes must be an int >= 1, got 0"),  # was accepted: every
+    # atomic many() then failed with BulkTooLarge
+])
+def test_client_limits_are_checked(options: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        AsyncClient("memory://limits", **options)
