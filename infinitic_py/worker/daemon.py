@@ -92,6 +92,16 @@ class Worker:
         self.max_buffered_messages = max_buffered_messages
         self.max_buffered_bytes = max_buffered_bytes
         self.max_hung_handlers = max_hung_handlers
+        if http_port is not None and (isinstance(http_port, bool) or not isinstance(
+                http_port, int) or not 0 <= http_port <= 65535):  # it failed at start, unnamed
+            raise ValueError(f"http_port must be a port from 0 to 65535 (or None), got "
+                             f"{http_port!r}")
+        for what, seconds in (("connect_timeout", connect_timeout),
+                              ("shutdown_grace", shutdown_grace)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+                    0 <= seconds < float("inf")):
+                raise ValueError(f"{what} must be a finite number of seconds >= 0, got "
+                                 f"{seconds!r}")
         self.connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
         self.http_host = http_host

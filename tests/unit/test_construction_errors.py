@@ -82,3 +82,15 @@ def test_a_tenant_or_namespace_pulsar_cannot_name_is_refused(options: dict[str, 
 def test_client_limits_are_checked(options: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         AsyncClient("memory://limits", **options)
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"http_port": 99999}, "http_port must be a port from 0 to 65535"),  # was, at start:
+    # "OverflowError: bind(): port must be 0-65535."
+    ({"http_port": "9090"}, "http_port must be a port"),
+    ({"shutdown_grace": -1}, "shutdown_grace must be a finite number of seconds >= 0"),
+    ({"connect_timeout": float("nan")}, "connect_timeout must be a finite number"),
+])
+def test_worker_settings_are_checked_where_given(options: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Worker("memory://settings", **options)
