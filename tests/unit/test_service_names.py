@@ -16,7 +16,7 @@ import pytest
 from infinitic_py import AsyncClient, ServiceDefinitionError, Worker, service, task
 from infinitic_py.topics import check_service_name
 
-from .test_cli_failures import one_line, run
+from .test_cli_failures import UNREACHABLE, one_line, run
 
 
 class Email:
@@ -83,3 +83,10 @@ def test_the_cli_says_it_in_one_line_exit_2(args: tuple[str, ...], words: str) -
                   "--url", f"pulsar://127.0.0.1:{port}", "--admin-url", "http://127.0.0.1:1")
     assert out.returncode == 2, out
     assert words in one_line(out)
+
+
+def test_dispatch_timeout_without_wait_is_a_usage_error() -> None:
+    """``--timeout`` without ``--wait`` was ignored without a word."""
+    out = run("dispatch", "Email", "send", "[]", "--timeout", "3", "--url", UNREACHABLE)
+    assert out.returncode == 2, out
+    assert "--timeout applies to --wait" in one_line(out)
