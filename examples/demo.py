@@ -104,7 +104,9 @@ def run() -> int:
     except KeyboardInterrupt:
         return 130
     except InfiniticError as exc:  # e.g. the broker at PULSAR_URL does not answer
-        print(f"demo: {exc} (make run PULSAR=1 starts a local broker; without PULSAR_URL the "
+        text = str(exc).replace("(pulsar.connect_timeout_seconds, or Worker(connect_timeout=...) "
+                                "in code)", "(DEMO_CONNECT_TIMEOUT)")
+        print(f"demo: {text} (make run PULSAR=1 starts a local broker; without PULSAR_URL the "
               "demo runs on the embedded one)", file=sys.stderr)
         return 1
 

@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--task-id", help="caller-chosen task id (idempotency key)")
     dispatch.add_argument("--delay", type=delay_seconds, help="seconds before delivery")
     dispatch.add_argument("--wait", action="store_true", help="wait for and print the result")
-    dispatch.add_argument("--timeout", type=seconds, default=60.0, help="with --wait (seconds)")
+    dispatch.add_argument("--timeout", type=seconds, default=None,
+                          help="with --wait (seconds, default 60)")
     add_broker_options(dispatch)
     add_commands(sub, parents)
     return parser
@@ -399,6 +400,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
     configure_logging("auto", "error")  # stderr, errors only: a failure is one line
     settings = settings_of(args)
 
+    if args.timeout is not None and not args.wait:  # it was ignored without a word
+        raise ConfigError("--timeout applies to --wait (the time to wait for the result): add "
+                          "--wait, or drop --timeout")
     try:
         positional = json.loads(args.args)
     except json.JSONDecodeError as exc:
@@ -433,16 +437,21 @@ async def _dispatch_one(client: Any, args: argparse.Namespace, positional: list[
                         meta: dict[str, Any]) -> int:
     from infinitic_py.client import Call
 
-    stub = client.service(args.service)
-    (deferred,) = await getattr(stub, args.method).many(
-        [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
-    )
+    if not args.method.strip():
+        raise ConfigError("the METHOD argument is empty")
+    try:  # a service name, task id, ... the client refuses before anything is sent: usage
+        stub = client.service(args.service)
+        (deferred,) = await getattr(stub, args.method).many(
+            [Call(*positional, meta=meta, delay=args.delay, task_id=args.task_id)]
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
     print(json.dumps({"task_id": deferred.task_id, "service": args.service,
                       "method": args.method}))
     if not args.wait:
         return EXIT_OK
     try:
-        result = await deferred.result(timeout=args.timeout)
+        result = await deferred.result(timeout=60.0 if args.timeout is None else args.timeout)
     except TaskFailed as exc:
         print(json.dumps({"task_id": exc.task_id, "failed": exc.error_type,
                           "message": exc.message, "retry_index": exc.retry_index}))

@@ -58,6 +58,9 @@ def get_context(task_id: str) -> TaskContext:
         single = _task_context.get()
         if single is not None and single.task_id == task_id:
             return single
+        if single is not None:  # it said "only inside a task or batch method": it was in one
+            raise LookupError(f"task {task_id!r} is not the task being executed "
+                              f"({single.task_id!r}): in a single task use current_context()")
         raise LookupError("get_context() is only available inside a task or batch method")
     try:
         return contexts[task_id]

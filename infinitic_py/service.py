@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -23,13 +23,17 @@ from infinitic_py.errors import ServiceDefinitionError
 from infinitic_py.retry import RetryPolicy, check_retry
 from infinitic_py.signatures import (
     NOT_A_DICT,
+    check_codable,
+    check_plain_function,
     describe,
     dict_value_type,
+    positional_caller,
     strip_exceptions,
     type_hints,
     unwrap_awaitable,
     wrapper_fields,
 )
+from infinitic_py.topics import check_service_name
 
 S = TypeVar("S")
 P = ParamSpec("P")
@@ -121,6 +125,18 @@ class TaskMethod(Generic[S, P, R]):
         return f"<task {self.name}{' (batched)' if self.batch_spec else ''}>"
 
 
+class _TaskDecorator(Protocol):
+    """What ``@task(timeout=..., retry=...)`` returns: like ``@task``, an ``async def``'s result
+    type is its awaited result."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
+    ) -> TaskMethod[S, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[S, P], R], /) -> TaskMethod[S, P, R]: ...
+
+
 @overload
 def task(
     fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
@@ -130,7 +146,7 @@ def task(fn: Callable[Concatenate[S, P], R], /) -> TaskMethod[S, P, R]: ...
 @overload
 def task(
     *, timeout: float | None = None, retry: RetryPolicy | None = None
-) -> Callable[[Callable[Concatenate[S, P], R]], TaskMethod[S, P, R]]: ...
+) -> _TaskDecorator: ...
 def task(
     fn: Callable[..., Any] | None = None,
     /,
@@ -149,8 +165,10 @@ def service(*, name: str | None = None) -> Callable[[C], C]:
 
     def mark(cls: C) -> C:
         if name is not None:
-            if not name or "/" in name:
-                raise ServiceDefinitionError(f"{cls.__name__}: invalid service name {name!r}")
+            try:
+                check_service_name(name)
+            except (TypeError, ValueError) as exc:
+                raise ServiceDefinitionError(f"{cls.__name__}: {exc}") from None
             setattr(cls, _SERVICE_NAME_ATTR, name)
         return cls
 
@@ -290,6 +308,7 @@ def _build_batch(
 ) -> BatchDefinition:
     fn = spec.fn
     where = f"service {service}: batch method {fn.__name__!r} (twin of {method!r})"
+    check_plain_function(fn, where)
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values()][1:]  # drop self
     if len(params) != 1 or params[0].kind not in (
@@ -388,6 +407,7 @@ def define_method(
 ) -> MethodDefinition:
     where = f"service {service}: task {tm.name!r}"
     fn = tm.fn
+    check_plain_function(fn, where)
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     if not params:
@@ -403,6 +423,7 @@ def define_method(
     return_type = unwrap_awaitable(hints.get("return", Any), is_async)
     if return_type is None:
         return_type = type(None)
+    check_codable(zip((*param_names, "return"), (*param_types, return_type), strict=True), where)
     batch = None
     if tm.batch_spec is not None:
         spec = tm.batch_spec
@@ -417,7 +438,8 @@ def define_method(
         param_types=param_types,
         return_type=return_type,
         signature=sig.replace(parameters=params),
-        fn=types.MethodType(fn, instance) if instance is not None else None,
+        fn=positional_caller(types.MethodType(fn, instance), params, is_async)
+        if instance is not None else None,
         is_async=is_async,
         timeout=tm.timeout,
         retry=tm.retry,
@@ -438,6 +460,10 @@ def define_service(
     the service, the method and what is wrong."""
     cls = type(instance)
     svc = name or service_name(cls)
+    try:
+        check_service_name(svc)
+    except (TypeError, ValueError) as exc:
+        raise ServiceDefinitionError(f"{cls.__qualname__}: {exc}") from None
     methods = task_methods(cls)
     if not methods:
         raise ServiceDefinitionError(

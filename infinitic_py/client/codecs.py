@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_origin
 import msgspec
 
 from infinitic_py.priority import DEFAULT_PRIORITY
+from infinitic_py.signatures import args_mismatch
 from infinitic_py.topics import WORKER_SUBSCRIPTION, response_topic, service_topic
 from infinitic_py.transport.base import OutgoingMessage, ReceivedMessage
 from infinitic_py.wire import native as wire
@@ -92,13 +93,18 @@ class NativeCodec:
             try:
                 definition.args_decoder.decode(encoded)  # exactly what the worker will decode
             except msgspec.ValidationError as exc:
-                raise TypeError(f"{definition.qualified}(): {exc}") from None
+                why = args_mismatch(definition.param_names, definition.param_types, encoded, exc)
+                raise TypeError(f"{definition.qualified}(): {why}") from None
         task = wire.ExecuteTask(
             task_id=call.task_id or uuid.uuid4().hex, service=service, method=method,
             args=encoded, meta=dict(meta), tags=tags, priority=priority, reply_to=reply_to,
             emitted_at=now, first_emitted_at=now)
-        return task.task_id, wire.task_message(task, deliver_after=delay, spread=spread,
-                                               spread_by=spread_by)
+        try:
+            message = wire.task_message(task, deliver_after=delay, spread=spread,
+                                        spread_by=spread_by)
+        except (TypeError, msgspec.EncodeError) as exc:  # the arguments are encoded: the meta
+            raise TypeError(f"{service}.{method}(): cannot encode meta: {exc}") from None
+        return task.task_id, message
 
     def decode_reply(self, message: ReceivedMessage) -> wire.Reply | None:
         return wire.decode_reply(message.data)

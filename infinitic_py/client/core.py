@@ -25,23 +25,27 @@ import structlog
 
 from infinitic_py import tracing
 from infinitic_py.client.codecs import ClientCodec, make_codec
+from infinitic_py.client.failures import caller_failure, dispatch_failed, response_topic_taken
 from infinitic_py.client.stubs import (
     Call,
     Deferred,
     ServiceStub,
     check_batch_key,
     check_meta,
+    check_tag_count,
     check_tags,
     check_task_id,
     delay_of,
+    wrong_loop,
 )
 from infinitic_py.client_admin import AUTO, ClientAdmin, resolve_admin_url
 from infinitic_py.credentials import authorization_problem
-from infinitic_py.errors import ClientClosed, DispatchFailed
+from infinitic_py.errors import ClientClosed
 from infinitic_py.keys import KeyRotation, check_key_rotation, check_key_spread, spread_for
 from infinitic_py.priority import DEFAULT_PRIORITY, Band, band_of, band_service, check_priority
 from infinitic_py.producers import ProducerCache
 from infinitic_py.service import MethodDefinition, describe_class, service_name
+from infinitic_py.topics import check_client_name, check_namespace, check_service_name
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import (
     Consumer,
@@ -55,7 +59,7 @@ from infinitic_py.transport.base import (
     TransportError,
 )
 from infinitic_py.transport.probe import unreachable_reason
-from infinitic_py.transport.urls import is_memory
+from infinitic_py.transport.urls import check_url, is_memory
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import MAX_BULK_BYTES, bulk_message
 from infinitic_py.wire.native import Reply
@@ -92,10 +96,10 @@ class AsyncClient:
         close and to say once when no worker consumes a service dispatched to (see
         ``client_admin``); ``"auto"``: Pulsar's default admin port on the broker's host;
         ``None``: neither (the response topic then stays on the broker)."""
-        self.url = url
-        self.tenant = tenant
-        self.namespace = namespace
-        self.name = name or f"client-{uuid.uuid4().hex[:12]}"
+        self.url = check_url(url)
+        self.tenant, self.namespace = check_namespace(tenant, namespace)
+        self.name = check_client_name(name or f"client-{uuid.uuid4().hex[:12]}", tenant,
+                                      namespace)
         self.results = results
         self.subscription_type = subscription_type
         # Sub-keys per batch key (an int, or {service name: int}): see infinitic_py/keys.py.
@@ -107,6 +111,9 @@ class AsyncClient:
         self._transport_options = dict(transport_options or {})
         self._transport = transport
         self._own_transport = transport is None
+        for what, value in (("max_producers", max_producers), ("max_bulk_bytes", max_bulk_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{what} must be an int >= 1, got {value!r}")
         self.max_producers = max_producers
         self.max_bulk_bytes = max_bulk_bytes  # an atomic many() must fit one broker message
         # One producer per service; a client may dispatch to any number of services (by name):
@@ -118,6 +125,7 @@ class AsyncClient:
         self._response_task: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it first ran in
         # wire="infinitic": Infinitic 0.18 requests to JVM services (``parameter_types``:
         # {"Service.method": JVM class names}; the admin API creates ``response:<name>``, as
         # Infinitic namespaces have auto topic creation off)
@@ -145,6 +153,7 @@ class AsyncClient:
     async def start(self) -> None:
         """Connect (done lazily by the first dispatch otherwise)."""
         self._check_open()
+        self._check_loop()
         if self._transport is None:
             self._transport = create_transport(self.url, **self._transport_options)
 
@@ -167,7 +176,7 @@ class AsyncClient:
                 methods = describe_class(service)
                 self._class_methods[service] = methods
         return ServiceStub(
-            self, name or service_name(service), methods, meta, tags,
+            self, check_service_name(name or service_name(service)), methods, meta, tags,
             self.results if results is None else results,
         )
 
@@ -175,6 +184,17 @@ class AsyncClient:
         """Close producers and the response consumer; pending results raise ClientClosed."""
         if self._closed:
             return
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            if loop.is_running():  # its own loop runs in another thread: close it there
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), loop))
+                return
+            # Its loop is stopped (a previous asyncio.run()): its receive task ran there, and
+            # the futures of the results it awaited went with it if it is closed; the
+            # broker-side resources are closed here.
+            self._response_task = None
+            if loop.is_closed():
+                self._waiting.clear()
         self._closed = True  # (a subscribe still in flight closes its own consumer)
         if self._responses is not None:
             with contextlib.suppress(TransportError):
@@ -199,6 +219,15 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed(f"client {self.name} is closed")
 
+    def _check_loop(self) -> None:
+        """A client lives in the event loop it first ran in (its receive task, its futures):
+        used from another one (a second ``asyncio.run()``), the results would never come."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(wrong_loop(self.name))
+
     # ------------------------------------------------------------------ dispatch
 
     async def _dispatch(
@@ -210,6 +239,7 @@ class AsyncClient:
         atomic: bool = False,
     ) -> list[Deferred[Any]]:
         self._check_open()
+        self._check_loop()
         now = wire.now()
         want_results = stub.results
         reply_to = self.response_topic if want_results else None
@@ -297,9 +327,9 @@ class AsyncClient:
                     self._forget(deferred.task_id, deferred._future)
             if not isinstance(exc, TransportError):
                 raise
-            failure = exc
-            if not sent:  # a wrong address or refused credentials: named as such, not as
-                # pulsar-client's "Timeout"
+            failure = caller_failure(exc, self._closed, out) or exc
+            if failure is exc and not sent:  # a wrong address or refused credentials: named as
+                # such, not as pulsar-client's "Timeout"
                 reason = await unreachable_reason(self.url)
                 if reason is None:
                     reason = authorization_problem(
@@ -308,7 +338,7 @@ class AsyncClient:
                 if reason is None and self._admin is not None:
                     reason = await self._admin.credentials_problem()
                 failure = TransportError(reason) if reason else exc
-            raise _dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
+            raise dispatch_failed(failure, task_ids, sent, deferreds, atomic) from exc
         return deferreds
 
     def _forget(self, task_id: str, future: asyncio.Future[wire.Reply]) -> None:
@@ -351,6 +381,7 @@ class AsyncClient:
         meta = {**stub.meta, **(check_meta(call.meta) or {})}
         check_batch_key(meta)
         tags = (*stub.tags, *(check_tags(call.tags) or ()))
+        check_tag_count(tags)
         check_task_id(call.task_id)
         priority = DEFAULT_PRIORITY if call.priority is None else check_priority(call.priority)
         task_id, message = self._codec.build(
@@ -403,7 +434,7 @@ class AsyncClient:
         try:
             consumer = await self._transport.subscribe(self.response_topic, self.name, settings)
         except TransportError as exc:
-            raise _response_topic_taken(exc, self.name, self.response_topic) from exc
+            raise response_topic_taken(exc, self.name, self.response_topic) from exc
         if self._closed:  # close() ran meanwhile (it does not wait for a subscribe)
             with contextlib.suppress(TransportError):
                 await consumer.close()
@@ -451,37 +482,6 @@ class AsyncClient:
                 await consumer.acknowledge([msg])
 
 
-def _dispatch_failed(exc: TransportError, ids: Sequence[str], sent: set[int],
-                     deferreds: Sequence[Deferred[Any]], atomic: bool) -> DispatchFailed:
-    """The one error of a failed dispatch, naming what exists and what does not."""
-    done = [ids[i] for i in sorted(sent)]
-    rest = [task_id for i, task_id in enumerate(ids) if i not in sent]
-    if atomic:
-        what = f"atomic dispatch of {len(ids)} tasks failed: nothing was dispatched"
-    elif not done:
-        what = f"dispatch of {len(ids)} task(s) failed: none was confirmed by the broker"
-    else:
-        what = (f"dispatch of {len(ids)} tasks failed part-way: {len(done)} were sent "
-                f"(error.sent / error.deferreds), {len(rest)} were not confirmed (error.unsent)")
-    return DispatchFailed(f"{what} ({exc})", done, rest,
-                          [deferreds[i] for i in sorted(sent)])
-
-
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # a failed subscribe nobody awaits any more: no "never retrieved"
-
-
-def _response_topic_taken(exc: TransportError, name: str, topic: str) -> TransportError:
-    """Another consumer holds the response topic: the cause is the client name, say so."""
-    if "ConsumerBusy" not in str(exc) and "already has a consumer" not in str(exc):
-        return exc
-    return TransportError(f"another client named {name!r} is connected to its response topic "
-                          f"{topic} (or one that died is not dropped by the broker yet): give "
-                          "each client its own name (AsyncClient(name=...); unset: a unique one)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Sync client: the same surface, for scripts and threads
-# ---------------------------------------------------------------------------------------------
-

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from infinitic_py.errors import ResultTimeout, TaskFailed
+from infinitic_py.errors import DecodeError, ResultTimeout, TaskFailed
 from infinitic_py.priority import check_priority
 from infinitic_py.service import MethodDefinition, TaskMethod
+from infinitic_py.wire import MAX_ID_CHARS, MAX_TAGS
 from infinitic_py.wire import native as wire
 
 if TYPE_CHECKING:
@@ -116,11 +117,19 @@ class Deferred(Generic[R]):
         return self._future is not None and self._future.done()
 
     async def result(self, timeout: float | None = None) -> R:
+        """The task's output, waiting at most ``timeout`` seconds (None: as long as it takes;
+        0 or less: only if it is already there)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, int | float) or math.isnan(timeout)):
+            raise (ValueError if isinstance(timeout, float) else TypeError)(
+                f"timeout must be a number of seconds or None, got {timeout!r}")
         if self._future is None:
             raise RuntimeError(
                 f"task {self.task_id} was dispatched without asking for its result "
                 "(client or stub created with results=False)"
             )
+        if self._future.get_loop() is not asyncio.get_running_loop():
+            raise RuntimeError(wrong_loop(self._client.name))
         try:
             reply = await asyncio.wait_for(asyncio.shield(self._future), timeout)
         except TimeoutError:
@@ -132,7 +141,15 @@ class Deferred(Generic[R]):
                 reply.task_id, reply.error_type, reply.message, reply.retry_index,
                 reply.traceback, reply.service, reply.method,
             )
-        output: R = (self._decoder or _any_decoder).decode(reply.output)
+        try:
+            output: R = (self._decoder or _any_decoder).decode(reply.output)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise DecodeError(
+                f"task {self.task_id} ({reply.service}.{reply.method}) completed, but its result "
+                f"does not match the return type the client's service class declares: {exc} "
+                "(the worker's method returned another type, or the client's copy of the class "
+                "differs from the worker's)"
+            ) from None
         return output
 
     def __repr__(self) -> str:
@@ -144,6 +161,14 @@ MAX_DELAY_SECONDS = 10 * 365 * 86_400
 client's clocks and timers overflow (pulsar-client's deliver_after, the embedded broker's)."""
 
 
+def wrong_loop(name: str) -> str:
+    """Why a client may not be used from another event loop (one line)."""
+    return (f"client {name} is used from another event loop than the one it first ran in (e.g. "
+            "a second asyncio.run()): its results are received in that first loop; create an "
+            "AsyncClient in each loop (async with AsyncClient(...) inside the coroutine you run), "
+            "or use the sync Client, which runs its own loop")
+
+
 def check_task_id(task_id: Any) -> None:
     """A caller-chosen task id is a non-empty str (None: the client chooses)."""
     if task_id is None:
@@ -152,6 +177,9 @@ def check_task_id(task_id: Any) -> None:
         raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
     if not task_id:
         raise ValueError("task_id must not be empty (None lets the client choose one)")
+    if len(task_id) > MAX_ID_CHARS:  # a worker would dead-letter it (invalid_envelope)
+        raise ValueError(f"task_id must be at most {MAX_ID_CHARS} characters, got "
+                         f"{len(task_id)}")
 
 
 def delay_of(call: Call) -> float | None:
@@ -277,23 +305,28 @@ class ServiceStub:
     def __getattr__(self, method: str) -> StubMethod[..., Any]:
         if method.startswith("_"):
             raise AttributeError(method)
-        definition = None
-        if self._methods is not None:
-            definition = self._methods.get(method)
-            if definition is None:
-                raise AttributeError(
-                    f"service {self.name} has no task method {method!r} "
-                    f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
-                )
-        return StubMethod(self, method, definition)
+        return StubMethod(self, method, self._definition_of(method))
 
     def method(self, task_method: TaskMethod[Any, P, R]) -> StubMethod[P, R]:
         """The typed route: ``stub.method(EmailService.send)`` is a ``StubMethod`` whose
         parameters and result type checkers see."""
+        if not isinstance(task_method, TaskMethod):
+            raise TypeError(f"method() takes a task method of the service class (e.g. "
+                            f"stub.method(EmailService.send)), got {type(task_method).__name__}")
         return StubMethod(self, task_method.name, self._definition_of(task_method.name))
 
     def _definition_of(self, name: str) -> MethodDefinition | None:
-        return None if self._methods is None else self._methods.get(name)
+        """The class's definition of ``name`` (None for a stub made from a name); a name the
+        class has no task method for is an AttributeError listing the ones it has."""
+        if self._methods is None:
+            return None
+        definition = self._methods.get(name)
+        if definition is None:
+            raise AttributeError(
+                f"service {self.name} has no task method {name!r} "
+                f"(it has: {', '.join(sorted(self._methods)) or 'none'})"
+            )
+        return definition
 
     def __repr__(self) -> str:
         return f"<ServiceStub {self.name} meta={self.meta!r}>"
@@ -316,6 +349,13 @@ def check_tags(tags: Any) -> Sequence[str] | None:
         shown = repr(tags) if isinstance(tags, str | bytes) else type(tags).__name__
         raise TypeError(f"tags must be a list of str, got {shown}")
     return list(tags)
+
+
+def check_tag_count(tags: Sequence[str]) -> None:
+    """A task's tags (its stub's and its own) are at most ``MAX_TAGS``: a worker would
+    dead-letter it (invalid_envelope)."""
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"a task has at most {MAX_TAGS} tags, got {len(tags)}")
 
 
 def check_batch_key(meta: Mapping[str, Any]) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import threading
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from infinitic_py.client.core import AsyncClient
@@ -50,8 +52,20 @@ class SyncStubMethod(Generic[P, R]):
         return [SyncDeferred(d, self._client)
                 for d in self._client._run(self._method.many(items, atomic=atomic))]
 
-    def options(self, **options: Any) -> SyncStubMethod[P, R]:
-        return SyncStubMethod(self._method.options(**options), self._client)
+    def options(
+        self,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        task_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        priority: int | None = None,
+    ) -> SyncStubMethod[P, R]:
+        """``StubMethod.options``: the same method with per-call options."""
+        return SyncStubMethod(self._method.options(
+            meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
+            priority=priority), self._client)
 
 
 class SyncServiceStub:
@@ -78,6 +92,11 @@ class Client:
             target=self._loop.run_forever, name="infinitic-client", daemon=True
         )
         self._thread.start()
+        # Calls submitted to the loop and not returned yet: close() ends those its loop will
+        # never run. The lock orders a submission before or after close() stops the loop.
+        self._lock = threading.Lock()
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._closing = False
         self._closed = False
         try:
             self._async = self._run(_make_client(url, options))
@@ -87,14 +106,24 @@ class Client:
         self.name = self._async.name
 
     def _run(self, coro: Awaitable[T]) -> T:
-        if self._closed:
-            if inspect.iscoroutine(coro):
-                coro.close()  # never run: no "coroutine was never awaited" warning
-            raise ClientClosed("client is closed")
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
-            _awaitable(coro), self._loop
-        )
-        return future.result()
+        with self._lock:
+            if self._closed:
+                if inspect.iscoroutine(coro):
+                    coro.close()  # never run: no "coroutine was never awaited" warning
+                raise ClientClosed("client is closed")
+            future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+                _awaitable(coro), self._loop
+            )
+            self._inflight.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closed:  # ended by close(): its loop stopped before it could finish
+                raise ClientClosed("client is closed") from None
+            raise
+        finally:
+            with self._lock:
+                self._inflight.discard(future)
 
     def service(self, service: type[Any] | str, **options: Any) -> SyncServiceStub:
         """``AsyncClient.service``'s stub, with its keyword options (``meta``, ``tags``,
@@ -102,17 +131,28 @@ class Client:
         return SyncServiceStub(self._async.service(service, **options), self)
 
     def close(self) -> None:
-        if self._closed:
-            return
+        """Close the client: pending results and calls of other threads raise ClientClosed."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
         try:
             self._run(self._async.close())
         finally:
-            self._closed = True
-            self._stop_loop()
+            with self._lock:
+                self._closed = True
+                left = list(self._inflight)
+            self._stop_loop(left)
 
-    def _stop_loop(self) -> None:
+    def _stop_loop(self, left: Iterable[concurrent.futures.Future[Any]] = ()) -> None:
+        """Stop the loop thread; ``left``: calls submitted that its loop may never run."""
+        if self._thread.is_alive():  # end what still runs there (their callers: ClientClosed)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        for future in left:  # before close(): a cancelled call's callback reaches its loop
+            future.cancel()
         if not self._thread.is_alive():
             self._loop.close()
 
@@ -127,6 +167,16 @@ async def _make_client(url: str, options: Mapping[str, Any]) -> AsyncClient:
     client = AsyncClient(url, **options)
     await client.start()
     return client
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait (bounded) for them to end."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=5)
 
 
 async def _awaitable(aw: Awaitable[T]) -> T:

@@ -226,6 +226,11 @@ def semantic_problem(config: WorkerConfig) -> tuple[Path, str] | None:
             return ("services", i, "name"), (
                 f"expected a name of letters, digits, '_', '-', '.', got {svc.name!r}"
             )
+        for key in ("tenant", "namespace"):  # as pulsar.tenant / pulsar.namespace
+            value = getattr(svc, key)
+            if value is not None and not _SERVICE_NAME_RE.fullmatch(value):
+                return ("services", i, key), (
+                    f"expected a name of letters, digits, '_', '-', '.', got {value!r}")
         if svc.event_handler and svc.wire != "infinitic":
             return ("services", i, "event_handler"), (
                 f"applies to wire: infinitic only (this service's wire is {svc.wire!r})"

@@ -73,3 +73,20 @@ def invalid_broker_address(url: str) -> str | None:
         if not parsed.hostname:
             return part
     return None
+
+
+def check_url(url: object) -> str:
+    """``url`` if it names a transport (and, for Pulsar, at least one ``host[:port]`` with a
+    numeric port), else a one-line ``ValueError`` naming it (``TypeError`` if it is no str):
+    raised where a client or worker is made, not at its first use."""
+    if not isinstance(url, str):
+        raise TypeError(f"the transport URL must be a str ({EXPECTED}), got {type(url).__name__}")
+    if transport_kind(url) is None:
+        raise ValueError(f"unsupported transport URL {url!r}: expected {EXPECTED}")
+    try:
+        addresses = broker_addresses(url)
+    except ValueError as exc:  # urllib: "Port could not be cast to integer value as 'x'"
+        raise ValueError(f"invalid broker URL {url!r}: {exc}") from None
+    if transport_kind(url) == "pulsar" and not addresses:
+        raise ValueError(f"invalid broker URL {url!r}: it names no host (expected {EXPECTED})")
+    return url

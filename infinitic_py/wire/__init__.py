@@ -41,6 +41,12 @@ __all__ = [
 ]
 
 
+# The sizes a worker accepts in a task's envelope (worker/envelope_rules.py dead-letters one
+# beyond them as invalid_envelope): a client refuses them at the call site.
+MAX_ID_CHARS = 256
+MAX_TAGS = 256
+
+
 def key_text(key: str | bytes | None) -> str | None:
     """A batch / partition key as text: bytes keys are shown (and routed) as their hex.
     The one place this rule lives."""

@@ -84,7 +84,8 @@ async def connect_with_backoff(
                     "named" if authenticated and "Timeout" in problem else "")
             raise BrokerUnreachable(
                 f"broker {shown} not reachable within {timeout:g}s "
-                f"(pulsar.connect_timeout_seconds); last error: {problem}{hint}")
+                f"(pulsar.connect_timeout_seconds, or Worker(connect_timeout=...) in code); "
+                f"last error: {problem}{hint}")
         wait = min(delay, left)
         log.warning("worker.connecting", url=shown, attempt=number, error=problem,
                     retry_in=round(wait, 2))

@@ -28,10 +28,10 @@ from infinitic_py.health import HealthServer
 from infinitic_py.observability import Metrics
 from infinitic_py.retry import RetryPolicy
 from infinitic_py.service import ServiceDefinition, define_service
-from infinitic_py.topics import WORKER_SUBSCRIPTION
+from infinitic_py.topics import WORKER_SUBSCRIPTION, check_namespace
 from infinitic_py.transport import create_transport, redact_url
 from infinitic_py.transport.base import WORKER_MAX_REDELIVERIES, ConsumerSettings, Transport
-from infinitic_py.transport.urls import is_memory
+from infinitic_py.transport.urls import check_url, is_memory
 from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
 from infinitic_py.worker.connect import connect_with_backoff
@@ -84,15 +84,24 @@ class Worker:
         backlog_interval: float = 15.0,
         gc_gen0_threshold: int | None = None,
     ) -> None:
-        self.url = url
-        self.tenant = tenant
-        self.namespace = namespace
+        self.url = check_url(url)
+        self.tenant, self.namespace = check_namespace(tenant, namespace)
         self.name = name or socket.gethostname()
         self.consumer_settings = consumer or ConsumerSettings(
             max_redeliveries=WORKER_MAX_REDELIVERIES)  # as the config file's default
         self.max_buffered_messages = max_buffered_messages
         self.max_buffered_bytes = max_buffered_bytes
         self.max_hung_handlers = max_hung_handlers
+        if http_port is not None and (isinstance(http_port, bool) or not isinstance(
+                http_port, int) or not 0 <= http_port <= 65535):  # it failed at start, unnamed
+            raise ValueError(f"http_port must be a port from 0 to 65535 (or None), got "
+                             f"{http_port!r}")
+        for what, seconds in (("connect_timeout", connect_timeout),
+                              ("shutdown_grace", shutdown_grace)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+                    0 <= seconds < float("inf")):
+                raise ValueError(f"{what} must be a finite number of seconds >= 0, got "
+                                 f"{seconds!r}")
         self.connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
         self.http_host = http_host
@@ -152,9 +161,9 @@ class Worker:
         definition = define_service(instance, name=name, batch_limits=limits)
         if any(d.name == definition.name for d, *_ in self._services):
             raise ServiceDefinitionError(f"a service is registered twice: {definition.name}")
+        tenant, namespace = check_namespace(tenant or self.tenant, namespace or self.namespace)
         settings = ExecutorSettings(
-            tenant=tenant or self.tenant, namespace=namespace or self.namespace,
-            concurrency=concurrency, retry=retry, timeout=timeout,
+            tenant=tenant, namespace=namespace, concurrency=concurrency, retry=retry, timeout=timeout,
             max_buffered_messages=self.max_buffered_messages,
             max_buffered_bytes=self.max_buffered_bytes, max_hung_handlers=self.max_hung_handlers,
             consumer=self.consumer_settings, worker_name=self.name)
@@ -429,6 +438,14 @@ class Worker:
     def run(self) -> None:
         """Blocking: tune the GC (``gc_gen0_threshold``), run until SIGTERM / SIGINT, then drain
         within the grace period."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # none: the usual case
+            pass
+        else:  # it failed deep in asyncio, and took the caller's loop setting with it
+            raise RuntimeError("Worker.run() blocks and runs its own event loop, and this thread "
+                               "already runs one: in async code use `await worker.start()` ... "
+                               "`await worker.stop()` (or `async with worker:`)")
         self.tune_gc()
         run_bounded(self.run_until_signalled(), LEFTOVER_GRACE)
 

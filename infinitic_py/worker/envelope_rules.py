@@ -27,8 +27,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from infinitic_py.priority import NORMAL_RANGE
-from infinitic_py.topics import RESPONSE_TOPIC_PREFIX
-from infinitic_py.wire import Task
+from infinitic_py.topics import MAX_TOPIC_CHARS, RESPONSE_TOPIC_PREFIX, TOPIC_LOCAL_NAME
+from infinitic_py.wire import MAX_ID_CHARS, MAX_TAGS, Task
 
 __all__ = [
     "INVALID_ENVELOPE",
@@ -40,13 +40,9 @@ __all__ = [
 ]
 
 INVALID_ENVELOPE: Final = "invalid_envelope"  # the dead letter's reason
-MAX_ID_CHARS: Final = 256
-MAX_TOPIC_CHARS: Final = 512
-MAX_TAGS: Final = 256
 MAX_ARGS_BYTES: Final = 64 * 1024 * 1024
 _REMEMBERED_REPLY_TOPICS: Final = 4096
-# Pulsar's NamedEntity alphabet for a topic's local name: letters, digits, _ - = : .
-_LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
+_LOCAL_NAME = TOPIC_LOCAL_NAME  # Pulsar's alphabet for a topic's local name
 _SIZED: Final = (bytes, msgspec.Raw)  # encoded arguments whose size is checked
 # The fields a dialect's task struct must have for ``EnvelopeRules.plain_struct``.
 PLAIN_CHECKS: Final = ("task_id", "service", "method", "tags", "retry_index", "retry_sequence",

@@ -18,6 +18,7 @@ from infinitic_py.batching import BatchLimits
 from infinitic_py.errors import DecodeError
 from infinitic_py.priority import DEFAULT_PRIORITY, NORMAL_RANGE, band_of
 from infinitic_py.service import MethodDefinition, ServiceDefinition
+from infinitic_py.signatures import args_mismatch
 from infinitic_py.transport.base import ReceivedMessage
 from infinitic_py.wire import Dialect, Task, Undecodable
 from infinitic_py.worker.envelope_rules import INVALID_ENVELOPE, MAX_ARGS_BYTES, EnvelopeRules
@@ -166,8 +167,13 @@ class Router:
         try:
             args = self._dialect.decode_args(task, route.method)
         except Exception as exc:  # msgspec errors, or whatever a type's __post_init__ raises
+            why = str(exc)
+            encoded = getattr(task, "args", None)  # a MessagePack array (the native wire)
+            if isinstance(exc, msgspec.ValidationError) and isinstance(encoded, msgspec.Raw):
+                method = route.method
+                why = args_mismatch(method.param_names, method.param_types, encoded, exc)
             rejected.append(Rejection(msg, "not_retryable", DecodeError(
-                f"arguments of {route.method.qualified} do not match its signature: {exc}"),
+                f"arguments of {route.method.qualified} do not match its signature: {why}"),
                 task))
             return
         key = task.task_id if not task.retry_sequence else (task.task_id, task.retry_sequence)

@@ -5,15 +5,17 @@ tags), a task that can never be answered (task_id=5), or a crash of the embedded
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
-from infinitic_py import AsyncClient, Call, Client, task
+from infinitic_py import AsyncClient, Call, Client, ResultTimeout, TaskFailed, Worker, task
 
 
 class Svc:
@@ -125,3 +127,96 @@ async def test_a_dispatch_to_a_broker_that_refuses_connections_says_so() -> None
     message = str(info.value)
     assert "\n" not in message
     assert f"cannot reach the broker at {broker}" in message and "refused" in message, message
+
+
+class Orders:
+    @task
+    def place(self, order: Order, qty: int) -> int:
+        return qty
+
+
+class Order(msgspec.Struct):
+    sku: str
+    lines: list[int] = []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    # msgspec alone said "Expected `object`, got `str` - at `$[0]`": which argument, what type?
+    (("sku-1", 2), r"Orders.place\(\): argument 'order' must be Order: Expected `object`, got `str`"),
+    ((Order("a"), "2"), r"Orders.place\(\): argument 'qty' must be int: Expected `int`, got `str`"),
+    (({"sku": "a", "lines": ["x"]}, 2),
+     r"argument 'order' must be Order: Expected `int`, got `str` - at `\$.lines\[0\]`"),
+])
+async def test_an_argument_of_the_wrong_type_is_named_with_its_parameter(
+        args: tuple[Any, ...], words: str) -> None:
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=words) as info:
+            await client.service(Orders).place(*args)
+        assert "$[" not in str(info.value)
+
+
+@pytest.mark.parametrize(("timeout", "error"), [
+    (math.nan, ValueError),  # waited forever (NaN compares false with everything)
+    ("3", TypeError),  # "'<=' not supported between 'str' and 'int'", and a shield leaked
+    (True, TypeError),
+])
+async def test_a_wrong_result_timeout_is_refused_at_once(timeout: Any,
+                                                         error: type[Exception]) -> None:
+    async with AsyncClient(url()) as client:
+        deferred = await client.service("Nobody").run(1)  # no worker: no result ever comes
+        with pytest.raises(error, match="timeout must be a number of seconds or None"):
+            await asyncio.wait_for(deferred.result(timeout=timeout), 5)
+        with pytest.raises(ResultTimeout):  # 0 or less: only a result already there
+            await deferred.result(timeout=-1)
+
+
+def test_the_sync_deferred_refuses_it_too() -> None:
+    with Client(url()) as client:
+        deferred = client.service("Nobody").run(1)
+        with pytest.raises(ValueError, match="timeout must be a number of seconds or None"):
+            deferred.result(timeout=math.nan)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("sku-1", 2), "argument 'order' must be Order: Expected `object`, got `str`"),
+    (({"sku": "a"},), r"takes 2 argument\(s\) \(order, qty\), got 1 \(a task sent by name "
+                      r"gets no default values: send every argument, in order\)"),
+])
+async def test_the_worker_names_the_argument_of_a_task_sent_by_name(
+        args: tuple[Any, ...], words: str) -> None:
+    """A stub made from a name sends arguments as given; the worker's DecodeError names the
+    parameter too (it said "Expected `array` of length 2, got 1" or "... - at `$[0]`")."""
+    address = url()
+    worker = Worker(address)
+    worker.add_service(Orders())
+    async with worker, AsyncClient(address) as client:
+        deferred = await client.service("Orders").place(*args)
+        with pytest.raises(TaskFailed, match=words) as info:
+            await deferred.result(timeout=10)
+        assert info.value.error_type == "DecodeError"
+
+
+async def test_meta_that_cannot_be_encoded_is_named() -> None:
+    """It said only "Encoding objects of type object is unsupported"."""
+    async with AsyncClient(url(), results=False) as client:
+        with pytest.raises(TypeError, match=r"Svc.echo\(\): cannot encode meta: Encoding objects"):
+            await client.service(Svc).echo.options(meta={"when": object()})(1)
+
+
+class Other:
+    @task
+    def ship(self, x: int) -> int:
+        return x
+
+
+async def test_the_typed_route_refuses_a_method_the_service_has_not() -> None:
+    """``stub.method(Other.ship)`` on a stub of ``Svc`` dispatched 'ship' to Svc unchecked
+    (the worker then dead-lettered it), where ``stub.ship`` is an AttributeError."""
+    async with AsyncClient(url(), results=False) as client:
+        stub = client.service(Svc)
+        with pytest.raises(AttributeError, match=r"service Svc has no task method 'ship' \(it "
+                                                 r"has: echo\)"):
+            stub.method(Other.ship)
+        with pytest.raises(TypeError, match="method\\(\\) takes a task method"):
+            stub.method(Svc().echo)  # type: ignore[arg-type]
+        await client.service("Svc").method(Other.ship)(1)  # by name: sent as given

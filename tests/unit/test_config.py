@@ -621,3 +621,12 @@ def test_a_worker_built_in_code_has_the_config_files_redelivery_limit(tmp_path: 
     config = load_config(write(tmp_path, MINIMAL), env={})
     assert Worker("memory://x").consumer_settings.max_redeliveries == 10
     assert config.pulsar.consumer.max_redeliveries == 10
+
+
+@pytest.mark.parametrize("key", ["tenant", "namespace"])
+def test_a_services_tenant_or_namespace_is_checked_like_pulsars(key: str) -> None:
+    """``pulsar.namespace: public/default`` was refused, ``services[0].namespace: public/default``
+    passed ``check`` and the worker failed later, at the broker."""
+    message = dict_error(svc(**{key: "public/default"}))
+    assert message == (f"worker.yaml: services[0].{key}: expected a name of letters, digits, "
+                       "'_', '-', '.', got 'public/default'")

@@ -25,9 +25,12 @@ def test_the_demo_runs_on_the_embedded_broker() -> None:
 
 
 def test_an_unreachable_broker_is_one_line_naming_it() -> None:
-    out = demo({"PULSAR_URL": "pulsar://127.0.0.1:6999"})
+    out = demo({"PULSAR_URL": "pulsar://127.0.0.1:6999", "DEMO_CONNECT_TIMEOUT": "2"})
     assert out.returncode == 1, out
     assert "Traceback" not in out.stderr, out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("demo: ") and "pulsar://127.0.0.1:6999" in last, last
     assert "make run PULSAR=1" in last, last
+    # the setting a `make run` user has (README): not the worker config's key
+    assert "not reachable within 2s (DEMO_CONNECT_TIMEOUT)" in last, last
+

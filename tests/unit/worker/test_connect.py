@@ -30,6 +30,9 @@ async def test_retries_transport_errors_then_gives_up_with_one_line() -> None:
     with structlog.testing.capture_logs() as logs, pytest.raises(BrokerUnreachable) as info:
         await connect_with_backoff(attempt, url="memory://x", timeout=1.2, log=structlog.get_logger())
     assert "\n" not in str(info.value) and "broker says no" in str(info.value)
+    # both ways to set it: a Worker built in code has no config key
+    assert "(pulsar.connect_timeout_seconds, or Worker(connect_timeout=...) in code)" in str(
+        info.value)
     assert calls >= 2 and len([e for e in logs if e["event"] == "worker.connecting"]) == calls - 1
 
 
