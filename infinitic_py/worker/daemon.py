@@ -36,6 +36,7 @@ from infinitic_py.wire import Dialect
 from infinitic_py.wire.dialects import make_dialect
 from infinitic_py.worker.connect import connect_with_backoff
 from infinitic_py.worker.executor import ServiceExecutor
+from infinitic_py.worker.loop_watch import LoopWatch
 from infinitic_py.worker.relay import Relay
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -114,6 +115,7 @@ class Worker:
                                               self._transport_options.get("auth_params"))
         self.backlog_interval = backlog_interval
         self._backlog: BacklogGauges | None = None
+        self._loop_watch = LoopWatch()  # names an async handler blocking the event loop
         self.gc_gen0_threshold = gc_gen0_threshold
         self._gc_tuned = False
         # What each service runs with, decided once at add_service: (definition, settings).
@@ -245,6 +247,7 @@ class Worker:
         finally:
             self._connecting = False
         self._started = True
+        self._loop_watch.start()
         if self.admin_url:
             await self._check_broker_limits()
             if self.backlog_interval > 0:
@@ -348,6 +351,7 @@ class Worker:
         log.info("worker.stopped", worker=self.name)
 
     async def _close_all(self, grace: float) -> None:
+        self._loop_watch.stop()
         if self._backlog is not None:
             await self._backlog.stop()
             self._backlog = None
