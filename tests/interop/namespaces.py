@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import time
 import urllib.parse
+import uuid
+from collections.abc import Iterator
 
 from infinitic_py.admin import PulsarAdmin, PulsarAdminError
 
@@ -18,6 +20,21 @@ def create_infinitic_namespace(admin: PulsarAdmin, namespace: str) -> None:
     admin.put_json(f"{base}/schemaCompatibilityStrategy", "BACKWARD_TRANSITIVE")
     admin.post_json(f"{base}/schemaValidationEnforced", True)
     admin.post_json(f"{base}/isAllowAutoUpdateSchema", True)
+
+
+@contextlib.contextmanager
+def jvm_like_namespace(admin: PulsarAdmin, prefix: str) -> Iterator[str]:
+    """A throwaway namespace ``<prefix>-<hex>`` set up as a JVM Infinitic cluster's: its schema
+    policies, auto topic creation off (new topics partitioned in 3); dropped at exit."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    create_infinitic_namespace(admin, name)
+    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{name}/autoTopicCreation",
+                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
+                     "defaultNumPartitions": 3})
+    try:
+        yield name
+    finally:
+        drop_namespace(admin, name)
 
 
 def quote(local: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 
 import pulsar
@@ -26,7 +25,7 @@ from infinitic_py.worker import Worker
 from infinitic_py.worker.consumers import Consumers
 from tests.integration.conftest import BrokerInfo
 
-from .namespaces import TENANT, create_infinitic_namespace, drop_namespace, quote
+from .namespaces import TENANT, jvm_like_namespace, quote
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,13 +38,8 @@ class BenchService:
 
 @pytest.fixture
 def namespace(admin: PulsarAdmin) -> Iterator[str]:
-    name = f"py-dlq-{uuid.uuid4().hex[:8]}"
-    create_infinitic_namespace(admin, name)
-    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{name}/autoTopicCreation",
-                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
-                     "defaultNumPartitions": 3})
-    yield name
-    drop_namespace(admin, name)
+    with jvm_like_namespace(admin, "py-dlq") as name:
+        yield name
 
 
 def _letters(client: pulsar.Client, topic: str, at_least: int, timeout: float) -> list[pulsar.Message]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from tests.integration.conftest import BrokerInfo
 from tests.integration.test_dlq_cli import acli
 
 from . import jvm
-from .namespaces import TENANT, create_infinitic_namespace, drop_namespace
+from .namespaces import TENANT, jvm_like_namespace
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,13 +43,8 @@ def _sample(name: str) -> bytes:
 
 @pytest.fixture
 def namespace(admin: PulsarAdmin) -> Iterator[str]:
-    name = f"py-dlqtools-{uuid.uuid4().hex[:8]}"
-    create_infinitic_namespace(admin, name)
-    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{name}/autoTopicCreation",
-                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
-                     "defaultNumPartitions": 3})
-    yield name
-    drop_namespace(admin, name)
+    with jvm_like_namespace(admin, "py-dlqtools") as name:
+        yield name
 
 
 async def _tool(broker: BrokerInfo, namespace: str, *args: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pulsar
@@ -30,7 +29,7 @@ from infinitic_py.wire.infinitic.schemas import Envelope, definition
 from infinitic_py.worker import Worker
 from tests.integration.conftest import BrokerInfo
 
-from .namespaces import TENANT, create_infinitic_namespace, drop_namespace, quote
+from .namespaces import TENANT, jvm_like_namespace, quote
 from .test_dlq_tools import _sample
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,13 +45,8 @@ class BenchService:
 
 @pytest.fixture
 def namespace(admin: PulsarAdmin) -> Iterator[str]:
-    name = f"py-words-{uuid.uuid4().hex[:8]}"
-    create_infinitic_namespace(admin, name)
-    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{name}/autoTopicCreation",
-                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
-                     "defaultNumPartitions": 3})
-    yield name
-    drop_namespace(admin, name)
+    with jvm_like_namespace(admin, "py-words") as name:
+        yield name
 
 
 def _failed_events(client: pulsar.Client, topic: str, task_id: str,

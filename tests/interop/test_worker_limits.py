@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pulsar
@@ -22,7 +21,7 @@ from infinitic_py.wire.infinitic.schemas import Envelope, definition
 from infinitic_py.worker import Worker
 from tests.integration.conftest import BrokerInfo
 
-from .namespaces import TENANT, create_infinitic_namespace, drop_namespace, quote
+from .namespaces import TENANT, jvm_like_namespace, quote
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,13 +40,8 @@ class BigService:
 
 @pytest.fixture
 def namespace(admin: PulsarAdmin) -> Iterator[str]:
-    name = f"py-lim-{uuid.uuid4().hex[:8]}"
-    create_infinitic_namespace(admin, name)
-    admin.post_json(f"/admin/v2/namespaces/{TENANT}/{name}/autoTopicCreation",
-                    {"allowAutoTopicCreation": False, "topicType": "partitioned",
-                     "defaultNumPartitions": 3})
-    yield name
-    drop_namespace(admin, name)
+    with jvm_like_namespace(admin, "py-lim") as name:
+        yield name
 
 
 async def test_a_result_too_large_for_a_pulsar_message_fails_its_task_once(
