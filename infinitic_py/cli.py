@@ -456,7 +456,9 @@ async def _dispatch_one(client: Any, args: argparse.Namespace, positional: list[
         print(json.dumps({"task_id": exc.task_id, "failed": exc.error_type,
                           "message": exc.message, "retry_index": exc.retry_index}))
         return EXIT_CHECK_FAILED
-    print(json.dumps({"task_id": deferred.task_id, "result": result}, default=repr))
+    from infinitic_py.json_text import strict_json
+
+    print(strict_json({"task_id": deferred.task_id, "result": result}))
     return EXIT_OK
 
 

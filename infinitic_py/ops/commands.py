@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from infinitic_py.errors import ConfigError
+from infinitic_py.json_text import strict_json
 from infinitic_py.ops.settings import ToolSettings, load_tool_settings
 
 __all__ = [
@@ -283,7 +284,7 @@ async def _show(args: argparse.Namespace, store: Any, letters: list[Any], chosen
               f"({len(letters)} letter(s) there)", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([x.view.to_json(details=True) for x in chosen], indent=2))
+        print(strict_json([x.view.to_json(details=True) for x in chosen], indent=2))
     else:
         print("\n\n".join(render_show(x.view) for x in chosen))
     return 0
