@@ -10,7 +10,7 @@ import math
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+class CallOptions(TypedDict, total=False):
+    """The per-call options of ``StubMethod.options`` / ``SyncStubMethod.options`` (see
+    ``Call``)."""
+
+    meta: Mapping[str, Any] | None
+    delay: float | None
+    run_at: datetime | None
+    task_id: str | None
+    tags: Sequence[str] | None
+    priority: int | None
 
 
 @dataclass(frozen=True, init=False)
@@ -233,22 +245,17 @@ class StubMethod(Generic[P, R]):
         (deferred,) = await self._stub._client._dispatch(self._stub, self._name, self._definition, [call])
         return deferred
 
-    def options(
-        self,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        priority: int | None = None,
-    ) -> StubMethod[P, R]:
-        """The same method with per-call options: ``await stub.send.options(delay=2)(req)``."""
+    def options(self, **options: Unpack[CallOptions]) -> StubMethod[P, R]:
+        """The same method with per-call options: ``await stub.send.options(delay=2)(req)``
+        (``CallOptions``: meta, delay, run_at, task_id, tags, priority)."""
+        unknown = sorted(options.keys() - CallOptions.__annotations__.keys())
+        if unknown:  # Call(**options) would take them as the task's keyword arguments
+            raise TypeError(f"options() got unexpected keyword argument(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(CallOptions.__annotations__)}")
+        priority = options.get("priority")
         if priority is not None:
             check_priority(priority)
-        return StubMethod(self._stub, self._name, self._definition,
-                          Call(meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
-                               priority=priority))
+        return StubMethod(self._stub, self._name, self._definition, Call(**options))
 
     async def many(self, items: Iterable[Any], *, atomic: bool = False) -> list[Deferred[R]]:
         """Dispatch many tasks in one producer flush; returns the Deferreds in order.

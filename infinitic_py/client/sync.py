@@ -8,12 +8,11 @@ import concurrent.futures
 import contextlib
 import inspect
 import threading
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack
 
 from infinitic_py.client.core import AsyncClient
-from infinitic_py.client.stubs import Deferred, ServiceStub, StubMethod
+from infinitic_py.client.stubs import CallOptions, Deferred, ServiceStub, StubMethod
 from infinitic_py.errors import ClientClosed
 from infinitic_py.service import TaskMethod
 
@@ -52,20 +51,9 @@ class SyncStubMethod(Generic[P, R]):
         return [SyncDeferred(d, self._client)
                 for d in self._client._run(self._method.many(items, atomic=atomic))]
 
-    def options(
-        self,
-        *,
-        meta: Mapping[str, Any] | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        task_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        priority: int | None = None,
-    ) -> SyncStubMethod[P, R]:
+    def options(self, **options: Unpack[CallOptions]) -> SyncStubMethod[P, R]:
         """``StubMethod.options``: the same method with per-call options."""
-        return SyncStubMethod(self._method.options(
-            meta=meta, delay=delay, run_at=run_at, task_id=task_id, tags=tags,
-            priority=priority), self._client)
+        return SyncStubMethod(self._method.options(**options), self._client)
 
 
 class SyncServiceStub:

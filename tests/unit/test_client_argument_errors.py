@@ -220,3 +220,12 @@ async def test_the_typed_route_refuses_a_method_the_service_has_not() -> None:
         with pytest.raises(TypeError, match="method\\(\\) takes a task method"):
             stub.method(Svc().echo)  # type: ignore[arg-type]
         await client.service("Svc").method(Other.ship)(1)  # by name: sent as given
+
+
+async def test_options_refuses_an_unknown_option_async_and_sync() -> None:
+    """An unknown option is a TypeError naming it, never taken as a task's keyword argument."""
+    async with AsyncClient(url()) as client:
+        with pytest.raises(TypeError, match=r"unexpected keyword argument.*bogus; it takes meta"):
+            client.service("S").go.options(bogus=1)  # type: ignore[call-arg]
+    with Client(url()) as sync_client, pytest.raises(TypeError, match=r"argument.*bogus"):
+        sync_client.service("S").go.options(bogus=1)  # type: ignore[call-arg]
