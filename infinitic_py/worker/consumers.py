@@ -105,11 +105,15 @@ class Consumers:
         them at once), except those at their last delivery (``max_redeliveries``), which the
         consumer's close hands back instead: a nack would have the broker dead-letter a task
         that never ran."""
-        limit = self._settings.max_redeliveries
-        if limit is not None:
-            msgs = [m for m in msgs if m.redelivery_count < limit]
+        msgs = [m for m in msgs if not self.at_last_delivery(m)]
         if msgs:
             await self.settle(msgs, ack=False)
+
+    def at_last_delivery(self, msg: ReceivedMessage) -> bool:
+        """Whether a nack of ``msg`` has the broker dead-letter it: its redelivery count
+        reached ``max_redeliveries`` (the dead-letter policy of its subscription)."""
+        limit = self._settings.max_redeliveries
+        return limit is not None and msg.redelivery_count >= limit
 
     async def _settle(self, consumer: Consumer, msgs: Sequence[ReceivedMessage],
                       ack: bool) -> None:

@@ -100,8 +100,7 @@ class ServiceExecutor:
                                     keep_dead_letters=self.dlq_topic)
         self._settler = Settler(self._producers, self._consumers, self._ledger,
                                 self._instruments, self._dialect, self.service,
-                                settings.worker_name, self._log,
-                                max_redeliveries=settings.consumer.max_redeliveries)
+                                settings.worker_name, self._log)
         self._receivers: list[asyncio.Task[None]] = []
         self._units: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[Any]] = set()  # units publishing / acking outcomes

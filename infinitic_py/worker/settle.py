@@ -29,8 +29,7 @@ LAST_WORDS_TIMEOUT = 10.0
 class Settler:
     def __init__(self, producers: ProducerCache, consumers: Consumers, ledger: Ledger,
                  instruments: ServiceInstruments, dialect: Dialect[Any], service: str,
-                 worker_name: str, log: structlog.stdlib.BoundLogger,
-                 max_redeliveries: int | None = None) -> None:
+                 worker_name: str, log: structlog.stdlib.BoundLogger) -> None:
         self._producers = producers
         self._consumers = consumers
         self._ledger = ledger
@@ -39,7 +38,6 @@ class Settler:
         self._service = service
         self._worker_name = worker_name
         self._log = log
-        self._max_redeliveries = max_redeliveries
         self._last_words = getattr(dialect, "last_words", None)
 
     def record(self, plan: outcomes.Plan, method: str, log: Any) -> None:
@@ -118,12 +116,12 @@ class Settler:
         await self._consumers.settle(msgs, ack=False)
 
     async def _say_last_words(self, items: Sequence[Pending], error: BaseException) -> None:
-        """Best effort, never raises: the tasks whose redelivery count reached
-        ``max_redeliveries`` go to the dead-letter topic at this nack."""
-        limit, speak = self._max_redeliveries, self._last_words
-        if limit is None or speak is None:
+        """Best effort, never raises: the tasks at their last delivery
+        (``Consumers.at_last_delivery``) go to the dead-letter topic at this nack."""
+        speak = self._last_words
+        if speak is None:
             return
-        doomed = [p for p in items if p.msg.redelivery_count >= limit]
+        doomed = [p for p in items if self._consumers.at_last_delivery(p.msg)]
         if not doomed:
             return
         by_topic: dict[str, list[OutgoingMessage]] = {}

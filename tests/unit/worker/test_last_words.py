@@ -41,6 +41,11 @@ class Producers:
 class Consumers:
     def __init__(self) -> None:
         self.settled: list[tuple[int, bool]] = []
+        self.max_redeliveries: int | None = 3
+
+    def at_last_delivery(self, msg: ReceivedMessage) -> bool:
+        limit = self.max_redeliveries
+        return limit is not None and msg.redelivery_count >= limit
 
     async def settle(self, msgs: list[ReceivedMessage], *, ack: bool) -> None:
         self.settled.append((len(msgs), ack))
@@ -62,9 +67,9 @@ def _pending(redeliveries: int) -> Pending:
 
 def _settler(dialect: Any, producers: Producers, consumers: Consumers,
              max_redeliveries: int | None = 3) -> Settler:
+    consumers.max_redeliveries = max_redeliveries  # the consumers' dead-letter policy
     return Settler(cast(Any, producers), cast(Any, consumers), cast(Any, Ledger()),
-                   cast(Any, None), dialect, "BenchService", "py-w", structlog.get_logger("t"),
-                   max_redeliveries=max_redeliveries)
+                   cast(Any, None), dialect, "BenchService", "py-w", structlog.get_logger("t"))
 
 
 async def test_the_last_nack_is_preceded_by_a_task_failed_event() -> None:
