@@ -36,7 +36,7 @@ TOPIC_LOCAL_NAME = r"[A-Za-z0-9_\-=:.]+"
 MAX_TOPIC_CHARS = 512
 
 
-_NAMED_ENTITY = re.compile(r"[-=:.\w]+", re.ASCII)  # Pulsar's rule for tenants and namespaces
+_NAMED_ENTITY = re.compile(TOPIC_LOCAL_NAME)  # the same rule for tenants and namespaces
 
 
 def check_namespace(tenant: object, namespace: object) -> tuple[str, str]:
@@ -66,7 +66,7 @@ def check_client_name(name: str, tenant: str, namespace: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a client name is a str, got {type(name).__name__}")
     longest = MAX_TOPIC_CHARS - len(response_topic(tenant, namespace, ""))
-    if not re.fullmatch(TOPIC_LOCAL_NAME, name) or len(name) > longest:
+    if _NAMED_ENTITY.fullmatch(name) is None or len(name) > longest:
         shown = repr(name) if len(name) <= 60 else f"{name[:57]!r}... ({len(name)} characters)"
         raise ValueError(f"client name {shown} cannot name its response topic: use letters, "
                          f"digits and _ - = : . only, at most {longest} characters")
