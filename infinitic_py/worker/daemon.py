@@ -110,7 +110,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._transport_options = dict(transport_options or {})
         self.admin_url = admin_url
-        self._credentials = BrokerCredentials(url, admin_url,
+        self._credentials = BrokerCredentials(self.url, admin_url,
                                               self._transport_options.get("auth_plugin"),
                                               self._transport_options.get("auth_params"))
         self.backlog_interval = backlog_interval
