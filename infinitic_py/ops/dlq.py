@@ -1,9 +1,7 @@
 """Dead letters as operators see them: filtered, shown, summed up (pure).
 
 What a letter *is* belongs to its service's dialect (``wire.letters``: ``LetterView``, the
-``DeadLetters`` each dialect offers; ``wire.native_letters``, ``wire.infinitic.letters``): the
-native readers and replay are re-exported here, where the tools and their tests have always
-found them.
+``DeadLetters`` each dialect offers; ``wire.native_letters``, ``wire.infinitic.letters``).
 """
 
 from __future__ import annotations
@@ -19,28 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infinitic_py.wire.letters import LetterView, format_time
-from infinitic_py.wire.native_letters import (
-    REASON_MAX_REDELIVERIES,
-    REASON_UNREADABLE,
-    read_letter,
-    read_letters,
-    replay_message,
-    replay_topic,
-)
 
 __all__ = [
-    "REASON_MAX_REDELIVERIES",
-    "REASON_UNREADABLE",
     "LetterFilter",
     "LetterView",
     "format_time",
     "parse_time",
-    "read_letter",
-    "read_letters",
     "render_show",
     "render_table",
-    "replay_message",
-    "replay_topic",
     "summary",
 ]
 

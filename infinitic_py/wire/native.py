@@ -100,7 +100,7 @@ Reply = TaskCompleted | TaskFailedReply
 
 class Failure(msgspec.Struct, kw_only=True, frozen=True):
     """Why and when a task failed for good: what a ``DeadLetter`` says, and what the ops tools
-    show of one (``ops.dlq.LetterView``)."""
+    show of one (``wire.letters.LetterView``)."""
 
     reason: str  # "retries_exhausted" | "not_retryable" | "undecodable" | "unknown_method" |
     # "invalid_envelope" | "reply_unpublishable"
@@ -315,7 +315,7 @@ def letter_message(letter: DeadLetter, properties: Mapping[str, str],
                    max_bytes: int = MAX_LETTER_BYTES) -> OutgoingMessage:
     """The message of a dead letter. One whose task is too close to the broker's size limit to
     travel with its failure is sent as the task's own bytes (they fitted one message) with the
-    failure in properties, as Pulsar's own dead-letter copies are; ``ops.dlq.read_letter`` reads
+    failure in properties, as Pulsar's own dead-letter copies are; ``wire.native_letters.read_letter`` reads
     both. (Otherwise the publish failed, and with it every task of the unit: nacked, run again.)"""
     data = encode(letter)
     if len(data) <= max_bytes:

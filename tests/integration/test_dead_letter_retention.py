@@ -21,10 +21,10 @@ import pytest
 
 from infinitic_py import AsyncClient, TaskFailed, Worker, task
 from infinitic_py.admin import PulsarAdmin
-from infinitic_py.ops.dlq import read_letter
 from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic
 from infinitic_py.transport import create_transport
 from infinitic_py.transport.base import ConsumerSettings
+from infinitic_py.wire.native_letters import read_letter
 
 from .conftest import BrokerInfo
 from .harness import poll

@@ -1,6 +1,6 @@
 """Pulsar's own dead-letter copies land on the same topic, kept by the same subscription, and read
 with the same fields as the worker's letters (in-process broker, same semantics as Pulsar's), by
-the one reader of dead letters (``ops.dlq.read_letter``, what ``infinitic-py dlq`` shows)."""
+the one reader of dead letters (``wire.native_letters.read_letter``, what ``infinitic-py dlq`` shows)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import uuid
 import msgspec
 import pytest
 
-from infinitic_py.ops.dlq import REASON_MAX_REDELIVERIES as MAX_REDELIVERIES
-from infinitic_py.ops.dlq import read_letter, read_letters
 from infinitic_py.ops.dlq_store import DeadLetterStore, whole_bulks
 from infinitic_py.topics import (
     DLQ_SUBSCRIPTION,
@@ -22,6 +20,8 @@ from infinitic_py.transport.base import ConsumerSettings, OutgoingMessage, Subsc
 from infinitic_py.transport.memory import MemoryTransport, get_broker, reset_broker
 from infinitic_py.wire import native as wire
 from infinitic_py.wire.bulk import bulk_message
+from infinitic_py.wire.native_letters import REASON_MAX_REDELIVERIES as MAX_REDELIVERIES
+from infinitic_py.wire.native_letters import read_letter, read_letters
 
 
 async def test_a_raw_copy_reads_as_a_dead_letter_with_a_reason() -> None:

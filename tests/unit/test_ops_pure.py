@@ -12,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from infinitic_py.client_admin import ClientAdmin
-from infinitic_py.ops.dlq import LetterFilter, parse_time, read_letter, replay_message
+from infinitic_py.ops.dlq import LetterFilter, parse_time
 from infinitic_py.ops.status import build_status, render_status
 from infinitic_py.priority import Band, band_service, split_band
 from infinitic_py.topics import DLQ_SUBSCRIPTION, WORKER_SUBSCRIPTION
 from infinitic_py.wire import native as wire
+from infinitic_py.wire.native_letters import read_letter, replay_message
 
 
 def _task(**changes: object) -> wire.ExecuteTask:

@@ -279,7 +279,7 @@ class InfiniticDialect:
 
 def _letter(topic: str, message: ReceivedMessage, error: BaseException, worker: str) -> Publish:
     """A message that cannot be read, as is, on a dead-letter topic, the reason in properties
-    (what ``infinitic-py dlq`` reads of a letter: ``ops.dlq``)."""
+    (what ``infinitic-py dlq`` reads of a letter: ``wire.infinitic.letters``)."""
     properties = {"reason": "undecodable", "errorType": type(error).__name__,
                   PROP_ERROR_MESSAGE: error_text(error), PROP_WORKER: worker}
     return Publish(topic, OutgoingMessage(message.data, properties))

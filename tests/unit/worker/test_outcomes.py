@@ -217,7 +217,7 @@ def test_an_error_echoing_a_large_input_still_fits_one_dead_letter() -> None:
 
 
 def test_a_dead_letter_too_large_for_its_task_carries_the_task_alone() -> None:
-    from infinitic_py.ops.dlq import read_letter
+    from infinitic_py.wire.native_letters import read_letter
 
     task = wire.ExecuteTask(task_id="huge", service="Jobs", method="double",
                             args=wire.encode_value([{"n": 1, "pad": "p" * 5_150_000}]),
