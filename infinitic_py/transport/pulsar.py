@@ -39,6 +39,7 @@ from typing import Any
 
 import pulsar
 import pulsar.asyncio as pulsar_asyncio
+import structlog
 
 from infinitic_py.tokens import token_source
 from infinitic_py.transport.base import (
@@ -66,6 +67,14 @@ _CONSUMER_TYPES = {
     SubscriptionType.EXCLUSIVE: pulsar.ConsumerType.Exclusive,
     SubscriptionType.FAILOVER: pulsar.ConsumerType.Failover,
 }
+# Key_Shared consumers allow out-of-order delivery: a key still goes to one consumer, but a
+# key that moves (a worker joins or leaves) is not held back until its old owner acks (the
+# broker's "draining hashes", on by default). Nothing here keeps a key's order anyway (a key's
+# batches run side by side, retries come back later), and that hold is where Pulsar 4.x
+# Key_Shared dispatch has stalled: apache/pulsar#23845, #24736, #26236 (in CI, a rolling
+# restart left one key's 75 tasks undelivered for good, every consumer idle).
+_OUT_OF_ORDER = pulsar.ConsumerKeySharedPolicy(allow_out_of_order_delivery=True)
+_log = structlog.get_logger("infinitic_py.transport")
 _COMPRESSION = {
     "none": pulsar.CompressionType.NONE,
     "lz4": pulsar.CompressionType.LZ4,
@@ -257,7 +266,10 @@ class PulsarTransport(Transport):
                 initial_subscription_name=settings.dead_letter_subscription,
             )
         try:
-            native = await self._client.subscribe(topic, subscription, **args)
+            if settings.subscription_type is SubscriptionType.KEY_SHARED:
+                native = await self._subscribe_key_shared(topic, subscription, args)
+            else:
+                native = await self._client.subscribe(topic, subscription, **args)
         except Exception as exc:
             raise TransportError(f"cannot subscribe to {topic} as {subscription}: {exc}") from exc
         writers = None
@@ -268,6 +280,26 @@ class PulsarTransport(Transport):
         consumer = PulsarConsumer(native, topic, chunk=chunk, ahead=ahead, writers=writers)
         self._consumers.append(consumer)
         return consumer
+
+    async def _subscribe_key_shared(self, topic: str, subscription: str,
+                                    args: dict[str, Any]) -> Any:
+        """Subscribe out of order (see the module notes); join a subscription whose consumers
+        keep strict order (an older infinitic-py fleet, mid rolling update) with its policy: the
+        broker refuses a consumer whose Key_Shared policy differs (ConsumerBusy)."""
+        try:
+            return await self._client.subscribe(
+                topic, subscription, key_shared_policy=_OUT_OF_ORDER, **args)
+        except Exception as refused:
+            if "ConsumerBusy" not in str(refused):
+                raise
+            try:
+                native = await self._client.subscribe(topic, subscription, **args)
+            except Exception:
+                raise refused from None
+        _log.warning("consumer.key_shared_strict_order", topic=topic, subscription=subscription,
+                     note="its other consumers keep strict key order (draining hashes): joined "
+                          "with their policy; out of order once they are gone")
+        return native
 
     async def ensure_subscription(
         self, topic: str, subscription: str, subscription_type: SubscriptionType

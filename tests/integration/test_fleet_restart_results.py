@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from infinitic_py import AsyncClient, Call
+from infinitic_py.admin import PulsarAdmin
+from infinitic_py.topics import WORKER_SUBSCRIPTION, service_topic
 from infinitic_py.transport.base import SubscriptionType
 
 from .conftest import BrokerInfo
@@ -60,6 +62,28 @@ def spawn(broker: BrokerInfo, service: str, who: str, subscription: str, records
 def started(tmp: Path, who: str) -> bool:
     log = tmp / f"{who}.log"
     return log.exists() and "worker.started" in log.read_text(errors="replace")
+
+
+def stuck_report(broker: BrokerInfo, service: str, tmp: Path, never_ran: list[int]) -> str:
+    """The worker subscription as the broker sees it (backlog, replay queue, each consumer's
+    unacked messages and draining hashes), the keys of the tasks that never ran, and each
+    worker's drain and stop lines."""
+    topic = service_topic("public", "default", service)
+    try:
+        sub = PulsarAdmin(broker.admin_url).topic_stats(topic)["subscriptions"][WORKER_SUBSCRIPTION]
+    except Exception as exc:  # a report, not a check
+        return f"no stats of {topic}: {exc}"
+    fields = ("msgBacklog", "msgInReplay", "unackedMessages", "type", "allowOutOfOrderDelivery")
+    lines = [f"never ran: {len(never_ran)}, keys {sorted({f'k{i % KEYS}' for i in never_ran})}",
+             f"subscription: { {k: sub.get(k) for k in fields} }"]
+    for c in sub.get("consumers", []):
+        lines.append(f"  consumer {c.get('consumerName')}: unacked {c.get('unackedMessages')}, "
+                     f"permits {c.get('availablePermits')}, draining hashes "
+                     f"{c.get('drainingHashesCount')} {c.get('drainingHashes')}")
+    for log in sorted(tmp.glob("*.log")):
+        lines += [f"  {log.stem}: {line[:240]}" for line in log.read_text(errors="replace")
+                  .splitlines() if "executor.draining" in line or "executor.stopped" in line]
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize(("how", "subscription"), [
@@ -108,6 +132,8 @@ async def test_every_caller_gets_its_result_across_a_rolling_restart(
     duplicates = sum(count - 1 for count in runs.values())
     print(f"\n{how.name} {subscription}: {N} results, failures {dict(failures)}, "
           f"{len(wrong)} wrong, {N - len(runs)} never ran, {duplicates} re-runs, exits {exits}")
+    if failures or wrong:  # what the broker and the workers held, for the diagnosis
+        print(stuck_report(pulsar_broker, service, tmp_path, [i for i in wrong if i not in runs]))
     assert not failures and not wrong, (dict(failures), wrong[:5])
     assert set(runs) == set(range(N))
     if how == signal.SIGTERM:
