@@ -89,4 +89,7 @@ async def test_a_jvm_workflow_told_its_task_failed_fails_at_once_for_its_client(
                      "--namespace", interop_namespace)
     assert out.returncode == 0, out.stderr
     letters = json.loads(out.stdout)["letters"]
-    assert len(letters) == TASKS and {x["kind"] for x in letters} == {"task"}, letters
+    # Pulsar's client moves a message to the dead-letter topic at least once: a letter may be
+    # there twice (seen once in CI: 4 letters of 2 tasks). Each task has its letter.
+    assert {x["kind"] for x in letters} == {"task"}, letters
+    assert len({x["task_id"] for x in letters}) == TASKS, letters
