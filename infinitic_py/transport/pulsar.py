@@ -298,7 +298,8 @@ class PulsarTransport(Transport):
                 raise refused from None
         _log.warning("consumer.key_shared_strict_order", topic=topic, subscription=subscription,
                      note="its other consumers keep strict key order (draining hashes): joined "
-                          "with their policy; out of order once they are gone")
+                          "with their policy, which stays until all its consumers are gone at "
+                          "once (the fleet scaled to zero)")
         return native
 
     async def ensure_subscription(
