@@ -58,6 +58,12 @@ class MissingBatchResult(InfiniticError):
     """The error of a task whose id the batch method did not return."""
 
 
+class ResultTypeError(InfiniticError, TypeError):
+    """The error of a task whose output does not fit its method's declared result type (or
+    cannot be encoded): "Svc.echo returned str for task 3f..: expected int". The task fails
+    alone, through its retry policy, then a dead letter (``infinitic_py.worker.results``)."""
+
+
 class TaskTimeout(InfiniticError):
     """The error of a task whose handler (or whole batch) exceeded its timeout."""
 

@@ -159,8 +159,8 @@ class Deferred(Generic[R]):
             raise DecodeError(
                 f"task {self.task_id} ({reply.service}.{reply.method}) completed, but its result "
                 f"does not match the return type the client's service class declares: {exc} "
-                "(the worker's method returned another type, or the client's copy of the class "
-                "differs from the worker's)"
+                "(the client's copy of the class differs from the worker's, or the worker's "
+                "method is declared -> Any: a worker checks the type its method declares)"
             ) from None
         return output
 

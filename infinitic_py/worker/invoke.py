@@ -4,7 +4,8 @@ up to ``max_hung``; past that the service is not ready), async ones are awaited;
 failure isolation (a failing batch is split in halves when the method asks for it).
 
 ``Invoker.run`` ALWAYS returns one outcome per task, in the order of the tasks: whatever the user
-code does (raise, time out, return a wrong shape), it never raises but for cancellation.
+code does (raise, time out, return a wrong shape, or an output that does not fit the declared
+result type: ``results``), it never raises but for cancellation.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from infinitic_py.service import MethodDefinition
 from infinitic_py.wire import key_text
 from infinitic_py.worker.handler_pool import HandlerPool
 from infinitic_py.worker.outcomes import COMPLETED_NONE, Completed, Failed, Outcome
+from infinitic_py.worker.results import ResultCheck, result_check
 from infinitic_py.worker.routing import Pending
 from infinitic_py.worker.settings import ExecutorSettings
 
@@ -70,6 +72,7 @@ class Invoker:
         self.worker_name = worker_name
         self._pool = HandlerPool(threads, max_hung, name=f"infinitic-{service}")
         self._log = structlog.get_logger("infinitic_py.executor").bind(service=service)
+        self._checks: dict[str, ResultCheck | None] = {}  # per method name, built on first use
 
     @classmethod
     def for_service(cls, service: str, settings: ExecutorSettings) -> Invoker:
@@ -120,6 +123,14 @@ class Invoker:
                     result, unknown = await self._call_batch(method, inputs, contexts, timeout,
                                                              cancelled, log)
                     invocation = Invocation(_in_order(items, result, unbuildable), unknown)
+            try:
+                check = self._checks[method.name]
+            except KeyError:
+                check = self._checks[method.name] = result_check(method)
+            if check is not None:  # None: declared -> Any, nothing to check
+                checked = check(items, invocation.outcomes)
+                if checked is not invocation.outcomes:
+                    invocation = Invocation(checked, invocation.unknown_ids)
             span.record(items, invocation.outcomes)
         return invocation
 

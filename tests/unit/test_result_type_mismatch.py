@@ -1,7 +1,12 @@
-"""A result that does not match the return type the client's service class declares (a batch
-twin returning another type, or a client class out of date with the worker's) is one clear
-``DecodeError`` naming the task, the method and the mismatch: not a bare msgspec
-``ValidationError`` ("Expected `int | null`, got `str`") that says neither which task nor why."""
+"""A result of another type than declared, end to end on memory://.
+
+- The worker's method returns another type than it declares (a user's bug mypy cannot see):
+  the worker fails that task alone with ``ResultTypeError`` naming the method, the task, the
+  declared type and what was returned; the caller gets ``TaskFailed``, the other tasks of the
+  batch complete.
+- The client's copy of the class declares another type than the worker's (out of date): the
+  result decodes to a clear ``DecodeError`` naming the task, the method and the mismatch, not
+  a bare msgspec ``ValidationError`` that says neither which task nor why."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infinitic_py import AsyncClient, Client, DecodeError, Worker, service, task
+from infinitic_py import AsyncClient, Client, DecodeError, TaskFailed, Worker, service, task
 from infinitic_py.transport.memory import reset_broker
 
 
@@ -32,7 +37,7 @@ class OutOfDate:  # the client's copy of the class, older than the worker's
         raise NotImplementedError
 
 
-async def test_a_result_of_another_type_than_declared_is_a_decode_error_naming_the_task() -> None:
+async def test_a_result_of_another_type_than_declared_fails_that_task_alone() -> None:
     name = f"mismatch-{uuid.uuid4().hex[:8]}"
     worker = Worker(f"memory://{name}")
     worker.add_service(Loose())
@@ -40,17 +45,32 @@ async def test_a_result_of_another_type_than_declared_is_a_decode_error_naming_t
         async with worker, AsyncClient(f"memory://{name}") as client:
             good, bad = await client.service(Loose).count.many([1, 2])
             assert await good.result(timeout=10) == 1
-            with pytest.raises(DecodeError) as info:
+            with pytest.raises(TaskFailed) as info:
                 await bad.result(timeout=10)
+            assert info.value.error_type == "ResultTypeError"
+            assert info.value.message == (
+                f"Loose.count_batch returned str for task {bad.task_id}: expected int")
+            # a client without the class (by name) gets the same failure, not the wrong value
+            (named,) = await client.service("Loose").count.many([2])
+            with pytest.raises(TaskFailed, match="ResultTypeError"):
+                await named.result(timeout=10)
+    finally:
+        reset_broker(name)
+
+
+async def test_a_client_class_out_of_date_is_a_decode_error_naming_the_task() -> None:
+    name = f"mismatch-{uuid.uuid4().hex[:8]}"
+    worker = Worker(f"memory://{name}")
+    worker.add_service(Loose())
+    try:
+        async with worker, AsyncClient(f"memory://{name}") as client:
+            (old,) = await client.service(OutOfDate).count.many([3])
+            with pytest.raises(DecodeError) as info:
+                await old.result(timeout=10)
             text = str(info.value)
             assert "\n" not in text
-            assert bad.task_id in text and "Loose.count" in text
-            assert "Expected `int | null`, got `str`" in text
-            assert "return type" in text
-            # the class's declared type is what the client checks: an out-of-date copy is named
-            (old,) = await client.service(OutOfDate).count.many([3])
-            with pytest.raises(DecodeError, match=r"Loose\.count.*Expected `array`, got `int`"):
-                await old.result(timeout=10)
+            assert old.task_id in text and "Loose.count" in text
+            assert "Expected `array`, got `int`" in text and "return type" in text
     finally:
         reset_broker(name)
 
@@ -64,9 +84,42 @@ def test_the_sync_client_raises_the_same() -> None:
             client._run(worker.start())
             try:
                 bad = client.service(Loose).count(2)
-                with pytest.raises(DecodeError, match=r"Loose\.count"):
+                with pytest.raises(TaskFailed, match=r"Loose\.count_batch returned str"):
                     bad.result(timeout=10)
+                old = client.service(OutOfDate).count(3)
+                with pytest.raises(DecodeError, match=r"Loose\.count"):
+                    old.result(timeout=10)
             finally:
                 client._run(worker.stop())
     finally:
         reset_broker(name)
+
+
+class InfEcho:
+    @task
+    def echo(self, kind: str) -> int:
+        wrong: Any = {"str": "three", "none": None}.get(kind, len(kind))
+        return wrong  # type: ignore[no-any-return]
+
+
+async def test_on_the_infinitic_wire_the_task_fails_the_same() -> None:
+    """``wire="infinitic"``: the same executor, so the same check; the failure travels as a
+    ``TaskFailedEvent`` (what a JVM workflow sees as ``TaskFailedException``), here answered
+    to a Python client by the worker playing Infinitic's event handler."""
+    pytest.importorskip("fastavro", reason="the `infinitic` extra (fastavro) is not installed")
+    url = f"memory://mismatch-inf-{uuid.uuid4().hex[:8]}"
+    worker = Worker(url, name="py")
+    worker.add_service(InfEcho(), wire="infinitic", namespace="infinitic", event_handler=True)
+    try:
+        async with worker, AsyncClient(url, wire="infinitic", namespace="infinitic") as client:
+            stub = client.service(InfEcho)
+            fine, three, none = [await stub.echo(kind) for kind in ("fine", "str", "none")]
+            assert await fine.result(timeout=10) == 4
+            for d, returned in ((three, "str"), (none, "None")):
+                with pytest.raises(TaskFailed) as info:
+                    await d.result(timeout=10)
+                assert info.value.error_type == "infinitic_py.errors.ResultTypeError"
+                assert info.value.message == (
+                    f"InfEcho.echo returned {returned} for task {d.task_id}: expected int")
+    finally:
+        reset_broker(url.removeprefix("memory://"))
