@@ -237,11 +237,23 @@ def token_file_source(spec: Doc, worker: Doc, path: str) -> tuple[str, str] | st
     for secret in secrets:
         name = secret.get("secretName") or secret.get("name") or ""
         items = secret.get("items")
-        if items is None:
-            return name, rel  # every key is a file of its name
-        for item in items:
-            if item.get("path") == rel:
-                return name, item["key"]
+        item = next((i for i in items or [] if i.get("path") == rel), None)
+        if items is not None and item is None:
+            continue
+        key = item["key"] if item else rel  # without items, every key is a file of its name
+        # Secret files are owned by root; with an fsGroup, by that group too, and the kubelet
+        # then adds group read to the mode.
+        mode = (item or {}).get("mode", secret.get("defaultMode",
+                                                   (volume or {}).get("projected", {}).get(
+                                                       "defaultMode", 0o644)))
+        psc = spec.get("securityContext") or {}
+        csc = worker.get("securityContext") or {}
+        root = csc.get("runAsUser", psc.get("runAsUser")) == 0
+        if not (mode & 0o004 or psc.get("fsGroup") is not None or (mode & 0o400 and root)):
+            return (f"{at}: mode {mode:#o} does not let the worker read it (it runs as "
+                    f"{'root' if root else 'a non-root user'}, fsGroup "
+                    f"{psc.get('fsGroup')})")
+        return name, key
     return f"{at}: no item of the Secret volume is at {rel!r}"
 
 

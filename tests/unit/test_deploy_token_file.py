@@ -85,6 +85,28 @@ def test_a_token_file_the_worker_cannot_read_fresh_is_refused(
     assert says in error
 
 
+def test_the_worker_must_be_able_to_read_the_file(vm: Any) -> None:
+    """0440 is read through fsGroup (the chart's and deploy/k8s' pod security context: the
+    kubelet gives that group the files and adds group read); without one, a non-root worker
+    needs other-read."""
+    def volume(mode: int) -> dict[str, Any]:
+        return {"name": "pulsar-token", "secret": {
+            "secretName": "pulsar-token", "defaultMode": mode,
+            "items": [{"key": "jwt", "path": "token"}]}}
+    spec, worker = pod(volume=volume(0o440))
+    spec["securityContext"] = {"runAsUser": 10001, "fsGroup": 10001}
+    assert check(vm, spec, worker) == []
+    del spec["securityContext"]["fsGroup"]
+    [error] = check(vm, spec, worker)
+    assert "mode 0o440 does not let the worker read it" in error
+    spec, worker = pod(volume=volume(0o444))
+    spec["securityContext"] = {"runAsUser": 10001}
+    assert check(vm, spec, worker) == []
+    spec, worker = pod(volume=volume(0o400))
+    spec["securityContext"] = {"runAsUser": 0}
+    assert check(vm, spec, worker) == []
+
+
 def test_a_token_file_needs_a_token_plugin(vm: Any) -> None:
     [error] = check(vm, *pod(), plugin="org.apache.pulsar.client.impl.auth.AuthenticationTls")
     assert "only with a token plugin" in error
