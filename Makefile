@@ -16,7 +16,7 @@ help:
 	@echo "make lint         ruff + mypy --strict"
 	@echo "make unit         unit tests (no broker)"
 	@echo "make integration  integration tests (starts the local broker unless PULSAR_URL is set or one answers on 6650)"
-	@echo "make deploy-check helm lint + Kubernetes schemas of deploy/k8s and the chart, offline"
+	@echo "make deploy-check helm lint, kustomize build + Kubernetes schemas of deploy/k8s and the chart, offline"
 	@echo "make bench        benchmarks against the real broker, ratios to a raw pulsar-client baseline"
 	@echo "make pulsar-up    start the local standalone broker (idempotent); make pulsar-down stops it"
 	@echo "make pulsar-status whether the local broker runs and answers"

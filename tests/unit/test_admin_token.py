@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,26 @@ def test_an_admin_refusal_names_the_credentials_not_the_url() -> None:
     line, code = describe(PulsarAdminError("GET http://h/x -> HTTP 401: Unauthorized",
                                            status=401), "status")
     assert "refused the credentials" in line and "--admin-url" not in line and code == 1
+
+
+def test_a_rotated_kubernetes_secret_file_is_read_again(tmp_path: Path) -> None:
+    """A Secret volume as the kubelet writes it (the chart's tokenSecret, deploy/k8s/token-file):
+    ``token`` -> ``..data/token``, ``..data`` -> a timestamped directory; a rotation writes a new
+    directory and swaps ``..data`` with one rename. The token is read through the path each
+    time, so the broker connection (``AuthenticationToken`` with this supplier) and the admin
+    calls see the new token; the old directory is gone at once."""
+    from infinitic_py.tokens import token_source
+
+    def write_version(name: str, token: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "token").write_text(token)
+        (tmp_path / "..data_tmp").symlink_to(name)
+        (tmp_path / "..data_tmp").rename(tmp_path / "..data")  # atomic, as the kubelet's
+
+    write_version("..2026_12_01_06_00_00.1", "first\n")
+    (tmp_path / "token").symlink_to("..data/token")
+    read = token_source(TOKEN_PLUGIN, f"file://{tmp_path}/token")
+    assert callable(read) and read() == "first"
+    write_version("..2026_12_01_06_01_00.2", "second\n")
+    shutil.rmtree(tmp_path / "..2026_12_01_06_00_00.1")
+    assert read() == "second"

@@ -73,7 +73,38 @@ variables over its config file, so the port and grace below must see them too.
 {{- $port }}
 {{- end }}
 
-{{/* Drain grace, as a float: INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS, else the config. */}}
+{{/*
+Whether the container's env names a variable (dict "root" . "name" NAME): a key of `env` or
+an `extraEnv` entry of that name, whatever its value or valueFrom. "true" or "".
+*/}}
+{{- define "infinitic-py-worker.envSets" -}}
+{{- $name := .name }}
+{{- $out := "" }}
+{{- with .root.Values.env }}{{- if hasKey . $name }}{{- $out = "true" }}{{- end }}{{- end }}
+{{- range .root.Values.extraEnv }}{{- if eq (toString .name) $name }}{{- $out = "true" }}{{- end }}{{- end }}
+{{- $out }}
+{{- end }}
+
+{{/*
+The token file the worker reads when tokenSecret.name is set: <tokenSecret.mountPath>/token,
+the one item of the Secret volume (its key tokenSecret.key). "" when tokenSecret.name is empty.
+*/}}
+{{- define "infinitic-py-worker.tokenFile" -}}
+{{- $ts := .Values.tokenSecret | default dict }}
+{{- if $ts.name }}
+{{- printf "%s/token" (($ts.mountPath | default "/var/run/secrets/pulsar") | trimSuffix "/") }}
+{{- end }}
+{{- end }}
+
+{{/* The token plugin is given by env when tokenSecret is set and neither the config nor the
+user's env / extraEnv names a plugin. "true" or "". */}}
+{{- define "infinitic-py-worker.tokenPluginFromEnv" -}}
+{{- if and (include "infinitic-py-worker.tokenFile" .) (not .Values.config.pulsar.auth_plugin) (not (include "infinitic-py-worker.envSets" (dict "root" . "name" "INFINITIC_PULSAR__AUTH_PLUGIN"))) }}
+{{- "true" }}
+{{- end }}
+{{- end }}
+
+{/* Drain grace, as a float: INFINITIC_WORKER__SHUTDOWN_GRACE_SECONDS, else the config. */}}
 {{- define "infinitic-py-worker.shutdownGrace" -}}
 {{- $w := .Values.config.worker | default dict }}
 {{- $g := 30.0 }}
@@ -172,6 +203,24 @@ every config.services[].name. */}}
 {{- end }}
 {{- if not (or .Values.autoscaling.keda.adminURL .Values.config.pulsar.admin_url) }}
 {{- fail "autoscaling.keda: set autoscaling.keda.adminURL or config.pulsar.admin_url (KEDA reads the subscription backlog from the Pulsar admin API)" }}
+{{- end }}
+{{- end }}
+{{- $ts := .Values.tokenSecret | default dict }}
+{{- if $ts.name }}
+{{- if .Values.existingSecret }}
+{{- fail (printf "tokenSecret.name (%s) and existingSecret (%s) are both set: each gives INFINITIC_PULSAR__AUTH_PARAMS; keep one (tokenSecret: a token file, picked up again when the Secret is rotated)" $ts.name .Values.existingSecret) }}
+{{- end }}
+{{- if .Values.config.pulsar.auth_params }}
+{{- fail "config.pulsar.auth_params and tokenSecret.name are both set: keep the token in the Secret only" }}
+{{- end }}
+{{- if include "infinitic-py-worker.envSets" (dict "root" . "name" "INFINITIC_PULSAR__AUTH_PARAMS") }}
+{{- fail "INFINITIC_PULSAR__AUTH_PARAMS is set in env / extraEnv, and tokenSecret.name sets it to the token file: keep one" }}
+{{- end }}
+{{- $plugin := .Values.config.pulsar.auth_plugin | default "" | toString }}
+{{- $envPlugin := include "infinitic-py-worker.envValue" (dict "root" . "name" "INFINITIC_PULSAR__AUTH_PLUGIN") }}
+{{- if ne $envPlugin "" }}{{- $plugin = $envPlugin }}{{- end }}
+{{- if and (ne $plugin "") (not (contains "token" (lower $plugin))) }}
+{{- fail (printf "tokenSecret.name gives the worker a token file, but the auth plugin is %s: the worker reads a token file only with a token plugin; set config.pulsar.auth_plugin to org.apache.pulsar.client.impl.auth.AuthenticationToken (or leave it null: the chart sets it)" $plugin) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.existingSecret (not .Values.config.pulsar.auth_plugin) }}
