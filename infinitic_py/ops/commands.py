@@ -23,13 +23,15 @@ __all__ = [
 ]
 
 BROKER_HELP = (
-    "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG: its "
-    "`pulsar` section, and a service its `services` declare is looked for in that service's own "
-    "tenant / namespace / wire, as the worker serves it), then INFINITIC_PULSAR__URL, INFINITIC_PULSAR__ADMIN_URL, "
+    "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG; its "
+    "`pulsar` section), then INFINITIC_PULSAR__URL, INFINITIC_PULSAR__ADMIN_URL, "
     "INFINITIC_PULSAR__TENANT, INFINITIC_PULSAR__NAMESPACE, INFINITIC_PULSAR__AUTH_PLUGIN, "
-    "INFINITIC_PULSAR__AUTH_PARAMS, INFINITIC_PULSAR__TLS_*, then the flags below (they win over "
-    "a declared service's own too). "
+    "INFINITIC_PULSAR__AUTH_PARAMS, INFINITIC_PULSAR__TLS_*, then the flags below. "
     "$PULSAR_URL is read when nothing else sets the URL."
+)
+_SERVICES_HELP = (
+    " A service the config's `services` declare is looked for where the worker serves it: in its "
+    "own tenant / namespace (when set), and by dlq with its own wire; a flag still wins."
 )
 _CONNECT_TIMEOUT = 10.0
 
@@ -63,15 +65,16 @@ def _number(text: str) -> float:
     return value
 
 
-def add_broker_options(parser: argparse.ArgumentParser) -> None:
+def add_broker_options(parser: argparse.ArgumentParser, *, services: bool = False) -> None:
+    """``services``: the command looks for a service the config declares in its own tenant /
+    namespace (``dlq``, ``status``)."""
+    own = "; a service the config declares: its own, when it has one" if services else ""
     group = parser.add_argument_group("broker (see the description for the environment)")
     group.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
     group.add_argument("--url", help="pulsar://HOST:PORT (pulsar.url)")
     group.add_argument("--admin-url", help="http://HOST:8080 (pulsar.admin_url)")
-    group.add_argument("--tenant", help="pulsar.tenant (default public; a service the config "
-                                        "declares: its own, when it has one)")
-    group.add_argument("--namespace", help="pulsar.namespace (default default; a service the "
-                                           "config declares: its own, when it has one)")
+    group.add_argument("--tenant", help=f"pulsar.tenant (default public{own})")
+    group.add_argument("--namespace", help=f"pulsar.namespace (default default{own})")
     group.add_argument("--connect-timeout", type=seconds, default=_CONNECT_TIMEOUT,
                        help=f"seconds to reach the broker (default {_CONNECT_TIMEOUT:g})")
 
@@ -110,7 +113,7 @@ def add_commands(
         description="Dead letters of a service (task-executor-dlq:<Service>; for a `wire: "
                     "infinitic` service also task-retry-dlq:<Service> and "
                     "task-events-dlq:<Service>), read through the durable subscription "
-                    "infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
+                    "infinitic-py-dlq. " + BROKER_HELP + _SERVICES_HELP, formatter_class=fmt)
     actions = dlq.add_subparsers(dest="dlq_action", required=True,
                                  metavar="{list,show,replay,purge}")
     for name, text in (
@@ -119,7 +122,8 @@ def add_commands(
         ("replay", "republish the tasks as new attempts, then delete their dead letters"),
         ("purge", "delete dead letters (a dry run unless --yes)"),
     ):
-        action = actions.add_parser(name, help=text, description=f"{text}. {BROKER_HELP}",
+        action = actions.add_parser(name, help=text,
+                                    description=f"{text}. {BROKER_HELP}{_SERVICES_HELP}",
                                     parents=parents)
         action.add_argument("service", help="service name, e.g. EmailService")
         if name == "show":
@@ -140,17 +144,18 @@ def add_commands(
         if name == "purge":
             action.add_argument("--yes", action="store_true", help="really delete")
         action.add_argument("--json", action="store_true", help="JSON output")
-        add_broker_options(action)
+        add_broker_options(action, services=True)
 
     status = sub.add_parser(
         "status", help="services of the namespace: backlog, workers, dead letters, rates",
-        parents=parents, description="Services of a namespace from the admin API (and of the "
-                                     "namespaces of the config's services). " + BROKER_HELP)
+        parents=parents, description="Services of a namespace from the admin API, and of the "
+                                     "namespaces of the config's services. " + BROKER_HELP
+                                     + _SERVICES_HELP)
     status.add_argument("--service", action="append", help="only this service (repeatable)")
     status.add_argument("--json", action="store_true", help="JSON output")
     status.add_argument("--watch", nargs="?", type=seconds, const=2.0, metavar="SECONDS",
                         help="refresh every SECONDS (default 2) until Ctrl-C")
-    add_broker_options(status)
+    add_broker_options(status, services=True)
 
 
 def run(args: argparse.Namespace) -> int:
