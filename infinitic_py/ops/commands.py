@@ -14,6 +14,7 @@ from typing import Any
 
 from infinitic_py.errors import ConfigError
 from infinitic_py.json_text import strict_json
+from infinitic_py.ops.scopes import Scope
 from infinitic_py.ops.settings import ToolSettings, load_tool_settings
 
 __all__ = [
@@ -22,11 +23,15 @@ __all__ = [
 ]
 
 BROKER_HELP = (
-    "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG; only "
-    "its `pulsar` section is used), then INFINITIC_PULSAR__URL, INFINITIC_PULSAR__ADMIN_URL, "
+    "Broker settings are read like the worker's: the config file (-c, or $INFINITIC_CONFIG; its "
+    "`pulsar` section), then INFINITIC_PULSAR__URL, INFINITIC_PULSAR__ADMIN_URL, "
     "INFINITIC_PULSAR__TENANT, INFINITIC_PULSAR__NAMESPACE, INFINITIC_PULSAR__AUTH_PLUGIN, "
     "INFINITIC_PULSAR__AUTH_PARAMS, INFINITIC_PULSAR__TLS_*, then the flags below. "
     "$PULSAR_URL is read when nothing else sets the URL."
+)
+_SERVICES_HELP = (
+    " A service the config's `services` declare is looked for where the worker serves it: in its "
+    "own tenant / namespace (when set), and by dlq with its own wire; a flag still wins."
 )
 _CONNECT_TIMEOUT = 10.0
 
@@ -60,13 +65,16 @@ def _number(text: str) -> float:
     return value
 
 
-def add_broker_options(parser: argparse.ArgumentParser) -> None:
+def add_broker_options(parser: argparse.ArgumentParser, *, services: bool = False) -> None:
+    """``services``: the command looks for a service the config declares in its own tenant /
+    namespace (``dlq``, ``status``)."""
+    own = "; a service the config declares: its own, when it has one" if services else ""
     group = parser.add_argument_group("broker (see the description for the environment)")
     group.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
     group.add_argument("--url", help="pulsar://HOST:PORT (pulsar.url)")
     group.add_argument("--admin-url", help="http://HOST:8080 (pulsar.admin_url)")
-    group.add_argument("--tenant", help="pulsar.tenant (default public)")
-    group.add_argument("--namespace", help="pulsar.namespace (default default)")
+    group.add_argument("--tenant", help=f"pulsar.tenant (default public{own})")
+    group.add_argument("--namespace", help=f"pulsar.namespace (default default{own})")
     group.add_argument("--connect-timeout", type=seconds, default=_CONNECT_TIMEOUT,
                        help=f"seconds to reach the broker (default {_CONNECT_TIMEOUT:g})")
 
@@ -105,7 +113,7 @@ def add_commands(
         description="Dead letters of a service (task-executor-dlq:<Service>; for a `wire: "
                     "infinitic` service also task-retry-dlq:<Service> and "
                     "task-events-dlq:<Service>), read through the durable subscription "
-                    "infinitic-py-dlq. " + BROKER_HELP, formatter_class=fmt)
+                    "infinitic-py-dlq. " + BROKER_HELP + _SERVICES_HELP, formatter_class=fmt)
     actions = dlq.add_subparsers(dest="dlq_action", required=True,
                                  metavar="{list,show,replay,purge}")
     for name, text in (
@@ -114,7 +122,8 @@ def add_commands(
         ("replay", "republish the tasks as new attempts, then delete their dead letters"),
         ("purge", "delete dead letters (a dry run unless --yes)"),
     ):
-        action = actions.add_parser(name, help=text, description=f"{text}. {BROKER_HELP}",
+        action = actions.add_parser(name, help=text,
+                                    description=f"{text}. {BROKER_HELP}{_SERVICES_HELP}",
                                     parents=parents)
         action.add_argument("service", help="service name, e.g. EmailService")
         if name == "show":
@@ -122,10 +131,11 @@ def add_commands(
         else:
             _filters(action)
         action.add_argument(
-            "--wire", choices=("auto", "native", "infinitic"), default="auto",
-            help="the service's wire (default auto: native letters on task-executor-dlq:S, and "
-                 "those of a `wire: infinitic` service on task-executor-dlq:S, "
-                 "task-retry-dlq:S and task-events-dlq:S, each read by the dialect that reads it)")
+            "--wire", choices=("auto", "native", "infinitic"), default=None,
+            help="the service's wire (default: its `wire` when the config declares it, else auto: "
+                 "native letters on task-executor-dlq:S, and those of a `wire: infinitic` service "
+                 "on task-executor-dlq:S, task-retry-dlq:S and task-events-dlq:S, each read by "
+                 "the dialect that reads it)")
         if name == "replay":
             action.add_argument("--to-service", metavar="NAME",
                                 help="replay to another service name (e.g. a fixed version)")
@@ -134,16 +144,18 @@ def add_commands(
         if name == "purge":
             action.add_argument("--yes", action="store_true", help="really delete")
         action.add_argument("--json", action="store_true", help="JSON output")
-        add_broker_options(action)
+        add_broker_options(action, services=True)
 
     status = sub.add_parser(
         "status", help="services of the namespace: backlog, workers, dead letters, rates",
-        parents=parents, description="Services of a namespace from the admin API. " + BROKER_HELP)
+        parents=parents, description="Services of a namespace from the admin API, and of the "
+                                     "namespaces of the config's services. " + BROKER_HELP
+                                     + _SERVICES_HELP)
     status.add_argument("--service", action="append", help="only this service (repeatable)")
     status.add_argument("--json", action="store_true", help="JSON output")
     status.add_argument("--watch", nargs="?", type=seconds, const=2.0, metavar="SECONDS",
                         help="refresh every SECONDS (default 2) until Ctrl-C")
-    add_broker_options(status)
+    add_broker_options(status, services=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,11 +163,24 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("auto", "error")  # stderr, errors only: stdout is the output
     settings = settings_of(args)
+    # where to look, from the config's services: a mistake there is said before any request
+    if args.command == "status":
+        targets = _status_targets(args, settings)
+        settings.refuse_bad_credentials(args.connect_timeout)
+        with settings.refusals_named():
+            return _status(args, settings, targets)
+    scope = _scope(settings, args.service, wire=args.wire)
     settings.refuse_bad_credentials(args.connect_timeout)
     with settings.refusals_named():
-        if args.command == "status":
-            return _status(args, settings)
-        return asyncio.run(_dlq(args, settings))
+        return asyncio.run(_dlq(args, settings, scope))
+
+
+def _scope(settings: ToolSettings, service: str, *, wire: str | None = None) -> Scope:
+    """Where ``service`` lives (``ToolSettings.scope_of``); its note, if any, on stderr."""
+    scope = settings.scope_of(service, wire=wire)
+    if scope.note:
+        print(f"infinitic-py: note: {scope.note}", file=sys.stderr)
+    return scope
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,20 +197,37 @@ def _admin(settings: ToolSettings, *, required_by: str, connect_timeout: float) 
     return PulsarAdmin(url, auth_token=settings.admin_token(), timeout=connect_timeout)
 
 
-def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
-    from infinitic_py.ops.status import render_status
+_Target = tuple[str, str, list[str] | None]  # tenant, namespace, the services asked (None: all)
+
+
+def _status_targets(args: argparse.Namespace, settings: ToolSettings) -> list[_Target]:
+    """The namespaces to read: with ``--service``, each service's own (grouped); without,
+    ``pulsar``'s (or the flags') and those of the config's services."""
+    if not args.service:
+        return [(tenant, namespace, None) for tenant, namespace in settings.status_namespaces()]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for service in dict.fromkeys(args.service):
+        scope = _scope(settings, service)
+        groups.setdefault((scope.tenant, scope.namespace), []).append(service)
+    return [(tenant, namespace, only) for (tenant, namespace), only in groups.items()]
+
+
+def _status(args: argparse.Namespace, settings: ToolSettings, targets: list[_Target]) -> int:
+    from infinitic_py.ops.status import render_status, statuses_json
     from infinitic_py.ops.status_io import read_status
 
     admin = _admin(settings, required_by="status", connect_timeout=args.connect_timeout)
     try:
         while True:
-            status = read_status(admin, settings.tenant, settings.namespace, only=args.service)
+            statuses = [read_status(admin, tenant, namespace, only=only)
+                        for tenant, namespace, only in targets]
             if args.json:
-                print(json.dumps(status.to_json(), indent=None if args.watch else 2), flush=True)
+                print(json.dumps(statuses_json(statuses), indent=None if args.watch else 2),
+                      flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\033[2J\033[H", end="")
-                print(render_status(status), flush=True)
+                print("\n".join(render_status(status) for status in statuses), flush=True)
             if not args.watch:
                 return 0
             time.sleep(args.watch)  # a refresh period, not a wait for an event
@@ -199,7 +241,7 @@ def _status(args: argparse.Namespace, settings: ToolSettings) -> int:
 # dlq
 
 
-async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
+async def _dlq(args: argparse.Namespace, settings: ToolSettings, scope: Scope) -> int:
     from infinitic_py.ops.dlq import LetterFilter, parse_time
     from infinitic_py.ops.dlq_store import DeadLetterStore
     from infinitic_py.ops.failures import BrokerFailure, probe_broker
@@ -227,11 +269,11 @@ async def _dlq(args: argparse.Namespace, settings: ToolSettings) -> int:
                             timeout=args.connect_timeout)
     from infinitic_py.wire.dialects import letter_readers
 
-    readers = letter_readers(args.wire, settings.tenant, settings.namespace)
+    readers = letter_readers(scope.wire, scope.tenant, scope.namespace)
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     transport = create_transport(settings.url, **options)
     try:
-        async with DeadLetterStore(transport, settings.tenant, settings.namespace, args.service,
+        async with DeadLetterStore(transport, scope.tenant, scope.namespace, args.service,
                                    admin=admin, readers=readers) as store:
             letters = await store.read()
             chosen = [x for x in letters if selection.matches(x.view)]
@@ -291,30 +333,32 @@ async def _show(args: argparse.Namespace, store: Any, letters: list[Any], chosen
 
 
 async def _replay(args: argparse.Namespace, store: Any, letters: list[Any], chosen: list[Any]) -> int:
-    from infinitic_py.ops.dlq import render_table
+    from infinitic_py.ops.dlq import render_table, replay_counts, replayed_what
     from infinitic_py.ops.dlq_store import whole_bulks
 
     whole, partial = whole_bulks(chosen)
     replayable = [x for x in whole if x.view.task is not None]
     skipped = len(whole) - len(replayable)
     target = args.to_service or args.service
+    views = [x.view for x in replayable]
+    what = replayed_what(views, target, to_service=args.to_service)
     if args.dry_run:
         if replayable:
-            print(render_table([x.view for x in replayable]))
-        print(f"dry run: would replay {len(replayable)} task(s) to {target}"
+            print(render_table(views))
+        print(f"dry run: would replay {what}"
               + (f" ({skipped} without a decodable task skipped)" if skipped else "")
               + _partial_note(partial) + _truncated_note(store))
         return 0
     count = await store.replay(replayable, to_service=args.to_service)
     result = {"service": args.service, "to_service": target, "replayed": count,
-              "skipped": skipped, "skipped_partial_bulk": len(partial),
+              **replay_counts(views), "skipped": skipped, "skipped_partial_bulk": len(partial),
               "complete": not store.truncated,
               "task_ids": [x.view.task_id for x in replayable]}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"replayed {count} task(s) to {target} as new attempts; their dead letters are "
-              "deleted" + (f"; {skipped} without a decodable task skipped (purge them)"
+        print(f"replayed {what}; their dead letters are deleted"
+              + (f"; {skipped} without a decodable task skipped (purge them)"
                            if skipped else "") + _partial_note(partial)
               + _truncated_note(store))
     return 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from infinitic_py.wire.letters import LetterView, format_time
+from infinitic_py.wire.letters import KIND_EVENT, LetterView, format_time
 
 __all__ = [
     "LetterFilter",
@@ -25,6 +25,8 @@ __all__ = [
     "parse_time",
     "render_show",
     "render_table",
+    "replay_counts",
+    "replayed_what",
     "summary",
 ]
 
@@ -102,6 +104,28 @@ def summary(letters: Sequence[LetterView]) -> dict[str, dict[str, int]]:
         "error_type": dict(Counter(letter.error_type for letter in letters).most_common()),
         "method": dict(Counter(letter.method or "-" for letter in letters).most_common()),
     }
+
+
+def replay_counts(letters: Sequence[LetterView]) -> dict[str, int]:
+    """What a replay of ``letters`` republishes: ``tasks`` (as new attempts) and ``events`` (an
+    Infinitic service's task events, as they were)."""
+    events = sum(letter.kind == KIND_EVENT for letter in letters)
+    return {"tasks": len(letters) - events, "events": events}
+
+
+def replayed_what(letters: Sequence[LetterView], target: str, *,
+                  to_service: str | None = None) -> str:
+    """``3 task(s) to S as new attempts``, ``2 event(s) unchanged ...``, or both joined by
+    "and": what ``dlq replay`` republishes (``to_service`` applies to tasks only)."""
+    counts = replay_counts(letters)
+    tasks, events = counts["tasks"], counts["events"]
+    parts = []
+    if tasks or not events:
+        parts.append(f"{tasks} task(s) to {target} as new attempts")
+    if events:
+        parts.append(f"{events} event(s) unchanged to their service's task-events topic"
+                     + (" (--to-service applies to tasks only)" if to_service else ""))
+    return " and ".join(parts)
 
 
 _COLUMNS = ("FAILED_AT", "TASK_ID", "METHOD", "REASON", "ERROR", "RETRY", "BATCH_KEY", "MESSAGE")

@@ -136,7 +136,8 @@ def describe(exc: BaseException, command: str) -> tuple[str, int]:
         if exc.status == 404 and any(w in (exc.reason or "").lower()
                                      for w in ("namespace", "tenant")):
             return (f"admin API: {exc} (check --tenant / --namespace, pulsar.tenant / "
-                    "pulsar.namespace or INFINITIC_PULSAR__TENANT / INFINITIC_PULSAR__NAMESPACE)",
+                    "pulsar.namespace, a service's own tenant / namespace in the config's "
+                    "services, or INFINITIC_PULSAR__TENANT / INFINITIC_PULSAR__NAMESPACE)",
                     EXIT_RUNTIME)
         if exc.status in (401, 403):
             return (f"admin API: {exc} (the admin API refused the credentials: it is sent the "

@@ -2,8 +2,10 @@
 
 ``dlq``, ``status`` and ``dispatch`` take ``-c/--config`` (or ``$INFINITIC_CONFIG``) and the
 ``INFINITIC_<SECTION>__<KEY>`` variables, so they reach a secured cluster with the worker's own
-auth and TLS settings. Only ``pulsar`` is used: the file's ``services`` are not imported (a tool
-need not have the service code), and a file without ``services`` is fine.
+auth and TLS settings. ``pulsar`` says where the broker is; the file's ``services`` (a file
+without them is fine) say where each declared service lives (its own ``tenant`` / ``namespace``
+/ ``wire``, ``scopes``). Their classes are not imported (a tool need not have the service code),
+except, best effort, to learn the name of an entry without ``name:`` (``scopes.scope_of``).
 
 The admin API is the broker's own: unless ``pulsar.admin_url`` is given (flag, variable or file),
 it follows the broker URL's host on Pulsar's default admin port (``http://HOST:8080``,
@@ -22,9 +24,10 @@ from typing import Any
 
 import msgspec
 
-from infinitic_py.config import PulsarConfig, load_config
+from infinitic_py.config import PulsarConfig, ServiceConfig, load_config
 from infinitic_py.config.sources import read_yaml_file
 from infinitic_py.errors import ConfigError
+from infinitic_py.ops.scopes import Flags, Scope, scope_of, status_namespaces
 from infinitic_py.tokens import bearer_token
 from infinitic_py.transport.urls import broker_addresses
 
@@ -43,6 +46,23 @@ class NoService:
 class ToolSettings:
     pulsar: PulsarConfig
     source: str
+    services: tuple[ServiceConfig, ...] = ()  # the config file's (none: no file, or none there)
+    tenant_flag: bool = False  # --tenant given: it wins over a service's own
+    namespace_flag: bool = False  # --namespace given
+
+    def scope_of(self, service: str, *, wire: str | None = None) -> Scope:
+        """Where ``service``'s topics are (``wire``: ``--wire`` when given); ConfigError when
+        the config declares the name more than once in different places."""
+        return scope_of(service, self.services, self._flags(wire), source=self.source,
+                        name_of=_imported_name)
+
+    def status_namespaces(self) -> list[tuple[str, str]]:
+        """``pulsar``'s namespace (or the flags'), then those of the config's services."""
+        return status_namespaces(self.services, self._flags(None))
+
+    def _flags(self, wire: str | None) -> Flags:
+        return Flags(self.tenant, self.namespace, tenant_flag=self.tenant_flag,
+                     namespace_flag=self.namespace_flag, wire=wire)
 
     @property
     def url(self) -> str:
@@ -120,7 +140,10 @@ def load_tool_settings(
     """Precedence, lowest first: defaults, the config file, ``INFINITIC_*`` variables, the legacy
     ``PULSAR_URL`` (only when nothing else set the URL), command-line flags. Raises ConfigError."""
     environ = os.environ if env is None else env
-    overrides: dict[str, Any] = {"services": _NO_SERVICES}
+    file = path or environ.get("INFINITIC_CONFIG") or None
+    declared = bool(file and read_yaml_file(file).get("services"))
+    # the file's services are checked like the worker's (not imported); none: a stand-in
+    overrides: dict[str, Any] = {} if declared else {"services": _NO_SERVICES}
     flags = {f"pulsar.{key}": f"--{key.replace('_', '-')}"
              for key in ("url", "admin_url", "tenant", "namespace")}
     explicit_file = path is not None or bool(environ.get("INFINITIC_CONFIG"))
@@ -137,7 +160,19 @@ def load_tool_settings(
     if admin_url is None and not _admin_url_given(path or environ.get("INFINITIC_CONFIG"),
                                                   environ):
         pulsar = msgspec.structs.replace(pulsar, admin_url=default_admin_url(pulsar.url))
-    return ToolSettings(pulsar, source)
+    return ToolSettings(pulsar, source, config.services if declared else (),
+                        tenant_flag=tenant is not None, namespace_flag=namespace is not None)
+
+
+def _imported_name(svc: ServiceConfig) -> str | None:
+    """The name a worker gives ``svc`` (no ``name:``): its class's, imported; ``None`` when it
+    cannot be imported here (a tool need not have the service code)."""
+    from infinitic_py.service import service_name
+
+    try:
+        return service_name(svc.load_class())
+    except Exception:  # ConfigError (import failed), or what a module raises at import
+        return None
 
 
 def _admin_url_given(path: str | None, environ: Mapping[str, str]) -> bool:

@@ -56,6 +56,7 @@ __all__ = [
     "build_status",
     "render_status",
     "service_topic_names",
+    "statuses_json",
 ]
 
 
@@ -104,6 +105,23 @@ class NamespaceStatus:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def statuses_json(statuses: Sequence[NamespaceStatus]) -> dict[str, Any]:
+    """``status --json`` of one or more namespaces (``pulsar``'s first, then those of the
+    config's services): the first's ``tenant`` / ``namespace``, ``namespaces`` (every one read),
+    and every namespace's services (each naming its ``tenant`` / ``namespace``), response topics
+    and missing services."""
+    first = statuses[0]
+    return {
+        "tenant": first.tenant,
+        "namespace": first.namespace,
+        "namespaces": [f"{s.tenant}/{s.namespace}" for s in statuses],
+        "services": [{**asdict(row), "tenant": s.tenant, "namespace": s.namespace}
+                     for s in statuses for row in s.services],
+        "response_topics": [topic for s in statuses for topic in s.response_topics],
+        "missing": [name for s in statuses for name in s.missing],
+    }
 
 
 def local_name(topic: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pulsar
@@ -175,3 +176,51 @@ async def test_letters_on_a_dead_letter_topic_the_jvm_created_partitioned_are_re
                                   dialect.topic("task-executor", S), "task-executor-subscription")
     assert env.decode_execute_task(msg.data()).task_id == task.task_id
     assert (await _tool(pulsar_broker, namespace, "dlq", "list", S))["count"] == 0
+
+
+async def test_a_wire_infinitic_service_of_the_config_and_what_replay_says_it_replayed(
+    pulsar_broker: BrokerInfo, admin: PulsarAdmin, namespace: str, tmp_path: Path
+) -> None:
+    """`-c worker.yaml` declaring the service (`wire: infinitic`, its namespace) is enough: no
+    `--namespace`. Before: the tool looked in public/default (0 letters), and `replay` of a task
+    event said "replayed 1 task(s)"."""
+    dialect = InfiniticDialect(TENANT, namespace, handlers=True)
+    for topic, partitions in dialect.topics(S).items():
+        admin.ensure_topic(topic, partitions)
+    task = env.decode_execute_task(_sample("task-executor-BenchService-EXECUTE_TASK-1.bin"))
+    event_bytes = _sample("task-events-BenchService-TASK_COMPLETED-1.bin")
+    event = env.decode_task_event(event_bytes)
+    transport = create_transport(pulsar_broker.service_url)
+    try:
+        for topic, schema, data in (
+                (dialect.dead_letter_topic(S), Envelope.TASK_EXECUTOR,
+                 _sample("task-executor-BenchService-EXECUTE_TASK-1.bin")),
+                (dialect.topic("task-events-dlq", S), Envelope.TASK_EVENTS, event_bytes)):
+            await transport.ensure_subscription(topic, DLQ_SUBSCRIPTION, SubscriptionType.SHARED)
+            producer = await transport.create_producer(topic, schema=definition(schema))
+            await producer.send(OutgoingMessage(data))
+            await producer.close()
+    finally:
+        await transport.close()
+    config = tmp_path / "worker.yaml"
+    config.write_text(f"services:\n  - class: bench:NotImportedByTheTools\n    name: {S}\n"
+                      f"    wire: infinitic\n    tenant: {TENANT}\n    namespace: {namespace}\n")
+
+    async def tool(*args: str) -> str:
+        out = await acli(pulsar_broker, *args, "-c", str(config))
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    listed = json.loads(await tool("dlq", "list", S, "--json"))
+    assert sorted(x["kind"] for x in listed["letters"]) == ["event", "task"], listed
+    dry = await tool("dlq", "replay", S, "--dry-run")
+    assert f"would replay 1 task(s) to {S} as new attempts and 1 event(s) unchanged" in dry, dry
+    events_only = await tool("dlq", "replay", S, "--task-id", event.task_id)
+    assert "replayed 1 event(s) unchanged" in events_only, events_only
+    assert "task(s)" not in events_only.splitlines()[-1], events_only
+    relayed = await asyncio.to_thread(_take, pulsar_broker.service_url,
+                                      dialect.topic("task-events", S), "task-events-subscription")
+    assert env.decode_task_event(relayed.data()) == event
+    rest = json.loads(await tool("dlq", "replay", S, "--json"))
+    assert (rest["replayed"], rest["tasks"], rest["events"]) == (1, 1, 0), rest
+    assert rest["task_ids"] == [task.task_id]
