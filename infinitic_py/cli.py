@@ -43,6 +43,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from infinitic_py.ops.commands import (
         BROKER_HELP,
+        SERVICES_HELP,
         add_broker_options,
         add_commands,
         delay_seconds,
@@ -79,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     dispatch = sub.add_parser("dispatch", help="dispatch a task from the shell", parents=parents,
-                              description="Dispatch one task. " + BROKER_HELP)
+                              description="Dispatch one task. " + BROKER_HELP + SERVICES_HELP)
     dispatch.add_argument("service", help="service name (e.g. EmailService)")
     dispatch.add_argument("method", help="task method (e.g. send)")
     dispatch.add_argument(
@@ -92,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--wait", action="store_true", help="wait for and print the result")
     dispatch.add_argument("--timeout", type=seconds, default=None,
                           help="with --wait (seconds, default 60)")
-    add_broker_options(dispatch)
+    add_broker_options(dispatch, services=True)
     add_commands(sub, parents)
     return parser
 
@@ -417,6 +418,14 @@ async def _dispatch(args: argparse.Namespace) -> int:
         meta[key] = value
     if args.batch_key:
         meta["batchKey"] = args.batch_key
+    # A service the config declares gets its tasks where its workers consume (ops/scopes.py).
+    scope = settings.scope_of(args.service)
+    if scope.note:
+        print(f"infinitic-py: note: {scope.note}", file=sys.stderr)
+    if scope.wire == "infinitic":
+        raise ConfigError(f"service {args.service} is declared wire: infinitic ({scope.declared}):"
+                          " dispatch sends infinitic-py's own format; dispatch it from an "
+                          "Infinitic client, or AsyncClient(wire='infinitic') in Python")
     # A wrong address fails at once (not in the client's reconnect loop), and a broker that
     # accepts connections but never answers is bounded by --connect-timeout.
     await asyncio.to_thread(probe_broker, settings.url, args.connect_timeout)
@@ -424,8 +433,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     options = settings.tool_transport_options(args.connect_timeout, quiet=not args.debug)
     try:
         with settings.refusals_named():
-            async with AsyncClient(settings.url, tenant=settings.tenant,
-                                   namespace=settings.namespace, results=args.wait,
+            async with AsyncClient(settings.url, tenant=scope.tenant,
+                                   namespace=scope.namespace, results=args.wait,
                                    transport_options=options,
                                    admin_url=settings.pulsar.admin_url) as client:
                 return await _dispatch_one(client, args, positional, meta)

@@ -18,7 +18,7 @@ from infinitic_py.ops.scopes import Scope
 from infinitic_py.ops.settings import ToolSettings, load_tool_settings
 
 __all__ = [
-    "BROKER_HELP", "add_broker_options", "add_commands", "delay_seconds", "run", "seconds",
+    "BROKER_HELP", "SERVICES_HELP", "add_broker_options", "add_commands", "delay_seconds", "run", "seconds",
     "settings_of",
 ]
 
@@ -29,9 +29,10 @@ BROKER_HELP = (
     "INFINITIC_PULSAR__AUTH_PARAMS, INFINITIC_PULSAR__TLS_*, then the flags below. "
     "$PULSAR_URL is read when nothing else sets the URL."
 )
-_SERVICES_HELP = (
+SERVICES_HELP = (
     " A service the config's `services` declare is looked for where the worker serves it: in its "
-    "own tenant / namespace (when set), and by dlq with its own wire; a flag still wins."
+    "own tenant / namespace (when set), and by dlq with its own wire (dispatch refuses a wire: "
+    "infinitic one); a flag still wins."
 )
 _CONNECT_TIMEOUT = 10.0
 
@@ -67,7 +68,7 @@ def _number(text: str) -> float:
 
 def add_broker_options(parser: argparse.ArgumentParser, *, services: bool = False) -> None:
     """``services``: the command looks for a service the config declares in its own tenant /
-    namespace (``dlq``, ``status``)."""
+    namespace (``dlq``, ``status``, ``dispatch``)."""
     own = "; a service the config declares: its own, when it has one" if services else ""
     group = parser.add_argument_group("broker (see the description for the environment)")
     group.add_argument("-c", "--config", help="worker config YAML (default: $INFINITIC_CONFIG)")
@@ -113,7 +114,7 @@ def add_commands(
         description="Dead letters of a service (task-executor-dlq:<Service>; for a `wire: "
                     "infinitic` service also task-retry-dlq:<Service> and "
                     "task-events-dlq:<Service>), read through the durable subscription "
-                    "infinitic-py-dlq. " + BROKER_HELP + _SERVICES_HELP, formatter_class=fmt)
+                    "infinitic-py-dlq. " + BROKER_HELP + SERVICES_HELP, formatter_class=fmt)
     actions = dlq.add_subparsers(dest="dlq_action", required=True,
                                  metavar="{list,show,replay,purge}")
     for name, text in (
@@ -123,7 +124,7 @@ def add_commands(
         ("purge", "delete dead letters (a dry run unless --yes)"),
     ):
         action = actions.add_parser(name, help=text,
-                                    description=f"{text}. {BROKER_HELP}{_SERVICES_HELP}",
+                                    description=f"{text}. {BROKER_HELP}{SERVICES_HELP}",
                                     parents=parents)
         action.add_argument("service", help="service name, e.g. EmailService")
         if name == "show":
@@ -150,7 +151,7 @@ def add_commands(
         "status", help="services of the namespace: backlog, workers, dead letters, rates",
         parents=parents, description="Services of a namespace from the admin API, and of the "
                                      "namespaces of the config's services. " + BROKER_HELP
-                                     + _SERVICES_HELP)
+                                     + SERVICES_HELP)
     status.add_argument("--service", action="append", help="only this service (repeatable)")
     status.add_argument("--json", action="store_true", help="JSON output")
     status.add_argument("--watch", nargs="?", type=seconds, const=2.0, metavar="SECONDS",

@@ -1,4 +1,4 @@
-"""`dlq` and `status` with `-c worker.yaml` look for a service where the config's `services`
+"""`dlq`, `status` and `dispatch` with `-c worker.yaml` look for a service where the config's `services`
 put it (its own namespace), on the real broker.
 
 Before: only the config's `pulsar` section was read, so for a service with `namespace: X`
@@ -15,7 +15,12 @@ from typing import Any
 
 from infinitic_py import AsyncClient, Call, Worker, task
 from infinitic_py.admin import PulsarAdmin
-from infinitic_py.topics import DLQ_SUBSCRIPTION, dead_letter_topic
+from infinitic_py.topics import (
+    DLQ_SUBSCRIPTION,
+    WORKER_SUBSCRIPTION,
+    dead_letter_topic,
+    service_topic,
+)
 
 from .conftest import BrokerInfo
 from .harness import poll
@@ -80,3 +85,10 @@ async def test_dlq_and_status_read_a_declared_service_in_its_own_namespace(
         assert f"would replay 3 task(s) to {service}" in dry and "event" not in dry, dry
         purged = await tool("dlq", "purge", service, "--yes", "--json")
         assert purged["deleted"] == 3, purged
+
+        # dispatch sends the task where the service's workers consume (before: public/default)
+        await tool("dispatch", service, "run", "[7]")
+        ready = await poll(lambda: asyncio.to_thread(
+            admin.subscription_counts, service_topic("public", namespace, service),
+            WORKER_SUBSCRIPTION), lambda counts: counts[0] >= 1, 30)
+        assert ready[0] == 1, ready

@@ -159,6 +159,20 @@ def test_a_mistake_in_the_config_services_is_one_line_before_any_request(tmp_pat
     assert out.returncode == 2 and "namespce" in one_line(out), out
 
 
+def test_dispatch_refuses_a_declared_wire_infinitic_service_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text(f"pulsar:\n  url: {UNREACHABLE}\nservices:\n"
+                      "  - class: a:Email\n    wire: infinitic\n")
+    out = run("dispatch", "Email", "send", "[]", "-c", str(config))
+    assert out.returncode == 2, out
+    line = one_line(out)
+    assert "wire: infinitic" in line and "services[0]" in line, line
+    config.write_text(f"pulsar:\n  url: {UNREACHABLE}\nservices:\n"
+                      "  - class: a:Email\n    namespace: one\n  - class: b:Email\n")
+    out = run("dispatch", "Email", "send", "[]", "-c", str(config))
+    assert out.returncode == 2 and "declared more than once" in one_line(out), out
+
+
 def view(kind: str) -> LetterView:
     return LetterView(reason="max_redeliveries", error_type="E", message="m", traceback=None,
                       retry_index=0, task_id="t", service="S", method="run", failed_at=0.0,
