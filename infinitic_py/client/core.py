@@ -401,8 +401,8 @@ class AsyncClient:
                 topic, self._codec.worker_subscription(), self.subscription_type
             )
         except TransportError as exc:
-            # E.g. workers are connected with another subscription type (key_shared):
-            # then the subscription exists, which is all that is needed here.
+            # E.g. workers are connected with another subscription type (key_shared) or
+            # Key_Shared policy: then the subscription exists, which is all that is needed here.
             log.debug("client.ensure_subscription_failed", topic=topic, error=str(exc))
         producer = await self._transport.create_producer(
             topic, schema=self._codec.producer_schema(topic))

@@ -229,7 +229,8 @@ class PulsarTransport(Transport):
         return await self._open_consumer(topic, subscription, settings)
 
     async def _open_consumer(
-        self, topic: str, subscription: str, settings: ConsumerSettings
+        self, topic: str, subscription: str, settings: ConsumerSettings, *,
+        join_strict: bool = True,
     ) -> PulsarConsumer:
         args: dict[str, Any] = {
             "consumer_type": _CONSUMER_TYPES[settings.subscription_type],
@@ -267,7 +268,8 @@ class PulsarTransport(Transport):
             )
         try:
             if settings.subscription_type is SubscriptionType.KEY_SHARED:
-                native = await self._subscribe_key_shared(topic, subscription, args)
+                native = await self._subscribe_key_shared(topic, subscription, args,
+                                                          join_strict=join_strict)
             else:
                 native = await self._client.subscribe(topic, subscription, **args)
         except Exception as exc:
@@ -282,15 +284,17 @@ class PulsarTransport(Transport):
         return consumer
 
     async def _subscribe_key_shared(self, topic: str, subscription: str,
-                                    args: dict[str, Any]) -> Any:
+                                    args: dict[str, Any], *, join_strict: bool) -> Any:
         """Subscribe out of order (see the module notes); join a subscription whose consumers
         keep strict order (an older infinitic-py fleet, mid rolling update) with its policy: the
-        broker refuses a consumer whose Key_Shared policy differs (ConsumerBusy)."""
+        broker refuses a consumer whose Key_Shared policy differs (ConsumerBusy). Not
+        ``join_strict``: the refusal is raised (a consumer opened only to create the
+        subscription: refused, it exists)."""
         try:
             return await self._client.subscribe(
                 topic, subscription, key_shared_policy=_OUT_OF_ORDER, **args)
         except Exception as refused:
-            if "ConsumerBusy" not in str(refused):
+            if not join_strict or "ConsumerBusy" not in str(refused):
                 raise
             try:
                 native = await self._client.subscribe(topic, subscription, **args)
@@ -298,18 +302,19 @@ class PulsarTransport(Transport):
                 raise refused from None
         _log.warning("consumer.key_shared_strict_order", topic=topic, subscription=subscription,
                      note="its other consumers keep strict key order (draining hashes): joined "
-                          "with their policy, which stays until all its consumers are gone at "
-                          "once (the fleet scaled to zero)")
+                          "with their policy, which the subscription keeps while any consumer "
+                          "is connected; stop every worker of it at once to change it")
         return native
 
     async def ensure_subscription(
         self, topic: str, subscription: str, subscription_type: SubscriptionType
     ) -> None:
         # Not through ``subscribe`` (a subclass may wrap what it returns): this consumer is
-        # opened only to create the subscription, then closed and forgotten.
+        # opened only to create the subscription, then closed and forgotten. Refused by a
+        # Key_Shared fleet of the other policy, it does not join it: the subscription exists.
         consumer = await self._open_consumer(
             topic, subscription, ConsumerSettings(subscription_type=subscription_type,
-                                                  receiver_queue_size=1)
+                                                  receiver_queue_size=1), join_strict=False
         )
         await consumer.close()
         self._consumers.remove(consumer)

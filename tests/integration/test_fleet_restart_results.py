@@ -87,7 +87,8 @@ def stuck_report(broker: BrokerInfo, service: str, tmp: Path, never_ran: list[in
 
 
 @pytest.mark.parametrize(("how", "subscription"), [
-    (signal.SIGTERM, "shared"), (signal.SIGTERM, "key_shared"), (signal.SIGKILL, "shared")])
+    (signal.SIGTERM, "shared"), (signal.SIGTERM, "key_shared"), (signal.SIGKILL, "shared"),
+    (signal.SIGKILL, "key_shared")])
 async def test_every_caller_gets_its_result_across_a_rolling_restart(
     pulsar_broker: BrokerInfo, tmp_path: Path, processes: list[subprocess.Popen[bytes]],
     how: signal.Signals, subscription: str,

@@ -6,7 +6,10 @@ Key_Shared dispatch has stalled). Checked on the real broker:
 - a worker joins a subscription held by consumers of either policy (the broker refuses a differing
   policy with ConsumerBusy: a fleet of strict consumers, mid rolling update, is joined with its
   policy, and says so);
-- a subscription of another type is still refused, with the broker's own error.
+- a subscription of another type is still refused, with the broker's own error;
+- the broker keeps a subscription's policy while any consumer is connected: a fleet upgraded by
+  a rolling update stays strict until every worker has left at once (README);
+- ``ensure_subscription`` (the client's) does not join a fleet of the other policy.
 """
 
 from __future__ import annotations
@@ -98,3 +101,52 @@ async def test_a_subscription_of_another_type_is_still_refused(
     with pytest.raises(TransportError, match="ConsumerBusy"):
         await transport.subscribe(topic, SUB, KEY_SHARED)
     held.close()
+
+
+async def test_a_subscription_keeps_strict_order_while_any_consumer_is_connected(
+    pulsar_broker: BrokerInfo, raw: pulsar.Client, topic: str, admin: PulsarAdmin,
+) -> None:
+    """The broker sets a Key_Shared subscription's policy when its first consumer connects and
+    keeps it while any consumer is connected: a fleet upgraded by a rolling update (each worker
+    replaced while the others run) stays strict after the older workers are gone, its
+    replacements join strict too (and say so); it allows out-of-order delivery again only once
+    every worker has left it at the same time (the README tells operators)."""
+    old = raw.subscribe(topic, SUB, consumer_type=pulsar.ConsumerType.KeyShared)
+    transports = [PulsarTransport(pulsar_broker.service_url, logger=logging.getLogger("t"))
+                  for _ in range(3)]
+    try:
+        with capture_logs() as logs:
+            first = await transports[0].subscribe(topic, SUB, KEY_SHARED)
+            old.close()  # the last older worker is gone
+            second = await transports[1].subscribe(topic, SUB, KEY_SHARED)  # a replacement
+        said = [e for e in logs if e["event"] == "consumer.key_shared_strict_order"]
+        assert len(said) == 2, logs
+        assert "while any consumer is connected" in said[1]["note"]
+        sub = _subscription(admin, topic)
+        assert (len(sub["consumers"]), sub["allowOutOfOrderDelivery"]) == (2, False)
+        await first.close()
+        await second.close()  # the whole fleet stopped at once
+        with capture_logs() as logs:
+            third = await transports[2].subscribe(topic, SUB, KEY_SHARED)
+        assert not [e for e in logs if e["event"] == "consumer.key_shared_strict_order"]
+        assert _subscription(admin, topic)["allowOutOfOrderDelivery"] is True
+        await third.close()
+    finally:
+        for t in transports:
+            await t.close()
+
+
+async def test_ensure_subscription_does_not_join_a_strict_fleet(
+    transport: PulsarTransport, raw: pulsar.Client, topic: str, admin: PulsarAdmin,
+) -> None:
+    """The client opens a consumer only to create the workers' subscription: on a fleet of the
+    other policy it is refused, which says the subscription exists (the client logs that at
+    debug level); it does not subscribe again with the fleet's policy nor warn the client's
+    operator about the workers' policy."""
+    fleet = raw.subscribe(topic, SUB, consumer_type=pulsar.ConsumerType.KeyShared)
+    with capture_logs() as logs, pytest.raises(TransportError, match="ConsumerBusy"):
+        await transport.ensure_subscription(topic, SUB, SubscriptionType.KEY_SHARED)
+    assert not [e for e in logs if e["event"] == "consumer.key_shared_strict_order"], logs
+    sub = _subscription(admin, topic)
+    assert (len(sub["consumers"]), sub["allowOutOfOrderDelivery"]) == (1, False)
+    fleet.close()
