@@ -116,11 +116,12 @@ async def test_sigkill_mid_batch_loses_nothing(
     executed = records.executed()
     assert set(executed) == set(range(300)), "every task executed at least once"
     duplicated = {n for n, count in executed.items() if count > 1}
-    # A duplicate can only be a task whose batch was in flight (running or publishing) at the kill.
-    in_flight_bound = 2 * 20  # concurrency x max_messages of the killed worker
-    assert len(duplicated) <= in_flight_bound, duplicated
+    # A duplicate can only be a task the killed worker started: its batch was running, or had
+    # ended but its replies / acks had not reached the broker yet (acks go out grouped, after
+    # the replies). How many of the latter depends on the machine's load (up to 80 seen on a
+    # loaded machine), so the test bounds the set, not a count.
     started_by_first = {n for _, ns in records.started(first.pid) for n in ns}
-    assert duplicated <= started_by_first
+    assert duplicated <= started_by_first, duplicated - started_by_first
     print(f"killed batches: {len(killed)} ({len(in_killed)} tasks); duplicates: {len(duplicated)}")
 
 
