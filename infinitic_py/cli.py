@@ -393,7 +393,7 @@ def _broker_unreachable(url: str, config: Any) -> str:
 async def _dispatch(args: argparse.Namespace) -> int:
     from infinitic_py.client import AsyncClient
     from infinitic_py.observability import configure_logging
-    from infinitic_py.ops.commands import settings_of
+    from infinitic_py.ops.commands import service_scope, settings_of
     from infinitic_py.ops.failures import BrokerFailure, probe_broker
     from infinitic_py.transport.base import TransportError
     from infinitic_py.transport.urls import redact_url
@@ -419,9 +419,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.batch_key:
         meta["batchKey"] = args.batch_key
     # A service the config declares gets its tasks where its workers consume (ops/scopes.py).
-    scope = settings.scope_of(args.service)
-    if scope.note:
-        print(f"infinitic-py: note: {scope.note}", file=sys.stderr)
+    scope = service_scope(settings, args.service)
     if scope.wire == "infinitic":
         raise ConfigError(f"service {args.service} is declared wire: infinitic ({scope.declared}):"
                           " dispatch sends infinitic-py's own format; dispatch it from an "

@@ -18,8 +18,8 @@ from infinitic_py.ops.scopes import Scope
 from infinitic_py.ops.settings import ToolSettings, load_tool_settings
 
 __all__ = [
-    "BROKER_HELP", "SERVICES_HELP", "add_broker_options", "add_commands", "delay_seconds", "run", "seconds",
-    "settings_of",
+    "BROKER_HELP", "SERVICES_HELP", "add_broker_options", "add_commands", "delay_seconds", "run",
+    "seconds", "service_scope", "settings_of",
 ]
 
 BROKER_HELP = (
@@ -170,13 +170,13 @@ def run(args: argparse.Namespace) -> int:
         settings.refuse_bad_credentials(args.connect_timeout)
         with settings.refusals_named():
             return _status(args, settings, targets)
-    scope = _scope(settings, args.service, wire=args.wire)
+    scope = service_scope(settings, args.service, wire=args.wire)
     settings.refuse_bad_credentials(args.connect_timeout)
     with settings.refusals_named():
         return asyncio.run(_dlq(args, settings, scope))
 
 
-def _scope(settings: ToolSettings, service: str, *, wire: str | None = None) -> Scope:
+def service_scope(settings: ToolSettings, service: str, *, wire: str | None = None) -> Scope:
     """Where ``service`` lives (``ToolSettings.scope_of``); its note, if any, on stderr."""
     scope = settings.scope_of(service, wire=wire)
     if scope.note:
@@ -208,7 +208,7 @@ def _status_targets(args: argparse.Namespace, settings: ToolSettings) -> list[_T
         return [(tenant, namespace, None) for tenant, namespace in settings.status_namespaces()]
     groups: dict[tuple[str, str], list[str]] = {}
     for service in dict.fromkeys(args.service):
-        scope = _scope(settings, service)
+        scope = service_scope(settings, service)
         groups.setdefault((scope.tenant, scope.namespace), []).append(service)
     return [(tenant, namespace, only) for (tenant, namespace), only in groups.items()]
 
